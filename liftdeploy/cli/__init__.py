@@ -1,0 +1,1 @@
+"""The `liftdeploy` command line: one module per command group, registered in `main`."""

@@ -1,0 +1,58 @@
+"""Options and output helpers shared by every command group."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from liftdeploy.spec import ModelDeployment, ResolvedDeployment
+
+
+def add_spec_argument(parser: argparse.ArgumentParser, *, nargs: str | None = None) -> None:
+    parser.add_argument(
+        "spec", nargs=nargs, metavar="SPEC",
+        help="spec file (deployment.yaml) or a rendered service directory that holds one",
+    )
+
+
+def add_env_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    parser.add_argument(
+        "--env", "-e", dest="env", required=required, metavar="ENV",
+        help="environment overlay to resolve (default: the production environment)",
+    )
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
+
+
+def spec_path(value: str) -> Path:
+    """A spec file, or a service directory's deployment.yaml."""
+    path = Path(value)
+    if path.is_dir():
+        return path / "deployment.yaml"
+    return path
+
+
+def load(value: str) -> ModelDeployment:
+    from liftdeploy.specfile import load_spec
+
+    return load_spec(spec_path(value))
+
+
+def resolve(value: str, env: str | None) -> ResolvedDeployment:
+    return load(value).resolve(env)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def note(message: str) -> None:
+    """Progress and advice go to stderr so stdout stays clean for YAML/JSON."""
+    print(message, file=sys.stderr)

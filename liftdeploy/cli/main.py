@@ -1,0 +1,57 @@
+"""Entry point: registers the command groups and turns errors into one line and an exit code.
+
+Heavy libraries (modal, copier, vllm, torch) are imported only inside the commands that use
+them, so `liftdeploy --help` and `liftdeploy validate` start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from liftdeploy import __version__
+
+# Each module exposes `register(subparsers)`. Order is the order of `--help`.
+COMMAND_MODULES = (
+    "liftdeploy.cli.spec_commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liftdeploy",
+        description="One ModelDeployment spec in, a production-ready Modal + vLLM app out.",
+    )
+    parser.add_argument("--version", action="version", version=f"liftdeploy {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from liftdeploy.errors import LiftdeployError
+
+    try:
+        return int(args.handler(args) or 0)
+    except LiftdeployError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

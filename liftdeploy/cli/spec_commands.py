@@ -1,0 +1,91 @@
+"""validate, show, set, schema: reading and editing spec files."""
+
+from __future__ import annotations
+
+import argparse
+
+from liftdeploy.cli import common
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("validate", help="check spec files; exit 2 on the first invalid one")
+    common.add_spec_argument(p, nargs="+")
+    common.add_json_option(p)
+    p.set_defaults(handler=validate)
+
+    p = subparsers.add_parser("show", help="print the spec resolved for one environment, as YAML")
+    common.add_spec_argument(p)
+    common.add_env_option(p)
+    common.add_json_option(p)
+    p.set_defaults(handler=show)
+
+    p = subparsers.add_parser(
+        "set", help="change values in a spec file, keeping its comments and layout"
+    )
+    common.add_spec_argument(p)
+    p.add_argument("assignments", nargs="+", metavar="KEY=VALUE",
+                   help="dotted key and YAML value, e.g. runtime.min_containers=1")
+    p.set_defaults(handler=set_values)
+
+    p = subparsers.add_parser("schema", help="print the spec's JSON schema (for editor completion)")
+    p.set_defaults(handler=schema)
+
+
+def validate(args: argparse.Namespace) -> int:
+    from liftdeploy.errors import SpecError
+    from liftdeploy.spec import advisories
+
+    results, failed = [], 0
+    for value in args.spec:
+        path = common.spec_path(value)
+        try:
+            spec = common.load(value)
+        except SpecError as exc:
+            failed += 1
+            results.append({"spec": str(path), "valid": False, "error": str(exc)})
+            if not args.json:
+                common.note(f"✗ {exc}")
+            continue
+        notes = sorted({n for env in spec.environments for n in advisories(spec.resolve(env))})
+        results.append({"spec": str(path), "valid": True, "environments": list(spec.environments),
+                        "warnings": notes})
+        if not args.json:
+            print(f"✓ {path}: {spec.name} ({', '.join(spec.environments)})")
+            for text in notes:
+                common.note(f"  warning: {text}")
+    if args.json:
+        common.print_json(results)
+    return 2 if failed else 0
+
+
+def show(args: argparse.Namespace) -> int:
+    resolved = common.resolve(args.spec, args.env)
+    data = resolved.model_dump(mode="json")
+    data["app_name"] = resolved.app_name
+    data["gpu"]["tensor_parallel_size"] = resolved.gpu.tp
+    data["runtime"]["startup_timeout_s"] = resolved.startup_timeout_s
+    data["storage"]["volumes"] = [v.model_dump(mode="json") for v in resolved.volumes]
+    if args.json:
+        common.print_json(data)
+    else:
+        from liftdeploy.specfile import dump_yaml
+
+        print(dump_yaml(data), end="")
+    return 0
+
+
+def set_values(args: argparse.Namespace) -> int:
+    from liftdeploy.specfile import set_value
+
+    path = common.spec_path(args.spec)
+    for assignment in args.assignments:
+        old, new = set_value(path, assignment)
+        print(f"{path}: {assignment.split('=', 1)[0]}: {old!r} -> {new!r}")
+    return 0
+
+
+def schema(args: argparse.Namespace) -> int:
+    from liftdeploy.spec import ModelDeployment
+
+    common.print_json(ModelDeployment.model_json_schema())
+    return 0

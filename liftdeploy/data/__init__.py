@@ -1,0 +1,1 @@
+"""Catalog data files (GPUs, model architectures), each entry with its source."""

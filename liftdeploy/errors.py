@@ -1,0 +1,54 @@
+"""Errors liftdeploy raises on purpose: each message names the problem and the fix.
+
+The CLI prints any `LiftdeployError` as one line (no traceback) and exits with its `exit_code`.
+"""
+
+from __future__ import annotations
+
+
+class LiftdeployError(Exception):
+    """Root of every error liftdeploy raises on purpose."""
+
+    exit_code = 1
+
+
+class SpecError(LiftdeployError):
+    """A deployment spec is invalid: the message names the field, the value and the fix."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class SpecFileError(SpecError):
+    """A spec file cannot be read or parsed (missing file, YAML syntax)."""
+
+
+class EnvironmentNotFound(SpecError):
+    """An environment name that the spec does not define."""
+
+
+class PlanError(LiftdeployError):
+    """The planner cannot size this deployment (unknown architecture, missing data)."""
+
+
+class RenderError(LiftdeployError):
+    """Rendering, checking or regenerating a service failed."""
+
+
+class DriftError(RenderError):
+    """A rendered service no longer matches its spec."""
+
+
+class TwinError(LiftdeployError):
+    """The local CPU twin cannot start or stopped unexpectedly."""
+
+
+class ClientError(LiftdeployError):
+    """A request to a deployed or local service failed."""
+
+
+class OpsError(LiftdeployError):
+    """A Modal-side operation (deploy, rollback, logs...) failed or was refused."""

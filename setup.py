@@ -1,0 +1,28 @@
+"""Ship the repository-root Copier template inside the wheel.
+
+`template/` and `copier.yml` live at the repository root so that `copier copy <repo>` works;
+`liftdeploy render` needs the same files after a plain `pip install`, so the build copies them
+into the package as `liftdeploy/_template/`. The checkout stays the single copy.
+"""
+
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).parent
+
+
+class BuildWithTemplate(build_py):
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:  # an editable install reads the checkout's template directly
+            return
+        target = Path(self.build_lib) / "liftdeploy" / "_template"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(ROOT / "template", target / "template")
+        shutil.copy2(ROOT / "copier.yml", target / "copier.yml")
+
+
+setup(cmdclass={"build_py": BuildWithTemplate})
