@@ -14,7 +14,13 @@ from liftdeploy import __version__
 
 # Each module exposes `register(subparsers)`. Order is the order of `--help`.
 COMMAND_MODULES = (
-    "liftdeploy.cli.spec_commands",
+    "liftdeploy.cli.spec_commands",    # validate, show, set, schema
+    "liftdeploy.cli.plan_commands",    # plan
+    "liftdeploy.cli.render_commands",  # render, check
+    "liftdeploy.cli.twin_commands",    # tiny-model, serve --local, demo
+    "liftdeploy.cli.schema_commands",  # schema-check
+    "liftdeploy.cli.http_commands",    # health, warmup, smoke, loadtest
+    "liftdeploy.cli.ops_commands",     # bootstrap, deploy, status, rollback, logs, audit-endpoints
 )
 
 
