@@ -1,0 +1,89 @@
+"""A tiny random-init Qwen2 model built locally, with no download: the local twin's model.
+
+Under 1 MB: a byte-level BPE tokenizer trained on a few lines of text, a chat template and a
+2-layer Qwen2ForCausalLM. With a grammar backend it still answers in the requested JSON shape —
+the grammar, not the weights, decides the shape — and random weights make it a good fuzzer.
+head_dim is 64 because vLLM's CPU attention rejects 16.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TINY_MODEL_MAX_LEN = 2048
+"""Context length of the tiny model (its max_position_embeddings)."""
+
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+_CORPUS = [
+    '{"name": "Ada", "age": 36, "tags": ["math", "engines"], "active": true, "score": 9.5}',
+    "The quick brown fox jumps over the lazy dog. 0123456789 !?.,:;'\"()[]{}<>/\\|-_+=*&^%$#@~`",
+    "user assistant system: return a JSON object that matches the schema, nothing else.",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz null true false",
+]
+_MARKER = "liftdeploy-tiny-model.json"
+
+
+def build_tiny_model(path: str | Path, *, seed: int = 0) -> Path:
+    """Write the tiny model to `path` (idempotent: an existing complete build is reused)."""
+    path = Path(path)
+    if (path / _MARKER).exists():
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = _build_tokenizer(path)
+    _build_weights(path, vocab_size=len(tokenizer), seed=seed)
+    (path / _MARKER).write_text(json.dumps({"seed": seed, "max_len": TINY_MODEL_MAX_LEN}))
+    return path
+
+
+def _build_tokenizer(path: Path):  # noqa: ANN202 - transformers type
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600,
+        special_tokens=_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        model_max_length=TINY_MODEL_MAX_LEN,
+    )
+    tokenizer.chat_template = _CHAT_TEMPLATE
+    tokenizer.save_pretrained(path)
+    return tokenizer
+
+
+def _build_weights(path: Path, *, vocab_size: int, seed: int) -> None:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=TINY_MODEL_MAX_LEN,
+        tie_word_embeddings=True,
+        eos_token_id=_SPECIAL_TOKENS.index("<|im_end|>"),
+        bos_token_id=None,
+        pad_token_id=_SPECIAL_TOKENS.index("<|endoftext|>"),
+        torch_dtype="float32",
+    )
+    Qwen2ForCausalLM(config).save_pretrained(path, safe_serialization=True)
