@@ -1,4 +1,4 @@
-"""Ship the repository-root Copier template inside the wheel.
+"""Ship the repository-root Copier template (and the example specs) inside the wheel.
 
 `template/` and `copier.yml` live at the repository root so that `copier copy <repo>` works;
 `liftdeploy render` needs the same files after a plain `pip install`, so the build copies them
@@ -23,6 +23,11 @@ class BuildWithTemplate(build_py):
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(ROOT / "template", target / "template")
         shutil.copy2(ROOT / "copier.yml", target / "copier.yml")
+        examples = Path(self.build_lib) / "liftdeploy" / "_examples"
+        shutil.rmtree(examples, ignore_errors=True)
+        examples.mkdir(parents=True)
+        for spec in (ROOT / "examples").glob("*.yaml"):
+            shutil.copy2(spec, examples / spec.name)
 
 
 setup(cmdclass={"build_py": BuildWithTemplate})
