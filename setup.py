@@ -23,6 +23,10 @@ class BuildWithTemplate(build_py):
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(ROOT / "template", target / "template")
         shutil.copy2(ROOT / "copier.yml", target / "copier.yml")
+        # copier.yml's presets are read from the template root's examples/, as in a checkout.
+        (target / "examples").mkdir()
+        for spec in (ROOT / "examples").glob("*.yaml"):
+            shutil.copy2(spec, target / "examples" / spec.name)
         examples = Path(self.build_lib) / "liftdeploy" / "_examples"
         shutil.rmtree(examples, ignore_errors=True)
         examples.mkdir(parents=True)

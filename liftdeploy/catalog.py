@@ -89,6 +89,12 @@ def _aliases() -> dict[str, str]:
     return table
 
 
+def cuda_memory_gib(name: str) -> float:
+    """Memory CUDA reports for one GPU of this type, in GiB (what vLLM's utilization applies to)."""
+    reported = _gpu_data().get("cuda_memory_gib", {}).get(name)
+    return float(reported) if reported else gpu(name).memory_bytes / 2**30
+
+
 def normalize_gpu_name(value: str) -> str | None:
     """Modal's name for a GPU type or a common alias (A10G -> A10), or None if unknown."""
     return _aliases().get(value.strip().upper().replace(" ", "-"))

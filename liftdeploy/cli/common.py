@@ -30,12 +30,23 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
 
 
+SPEC_FILE_NAME = "deployment.yaml"
+"""The spec's name inside a rendered service directory."""
+
+
 def spec_path(value: str) -> Path:
     """A spec file, or a service directory's deployment.yaml."""
     path = Path(value)
-    if path.is_dir():
-        return path / "deployment.yaml"
-    return path
+    if not path.is_dir():
+        return path
+    if not (path / SPEC_FILE_NAME).is_file():
+        from liftdeploy.errors import SpecFileError
+
+        raise SpecFileError(
+            f"directory has no {SPEC_FILE_NAME}; pass a spec file or a rendered service "
+            f"directory", source=str(path),
+        )
+    return path / SPEC_FILE_NAME
 
 
 def load(value: str) -> ModelDeployment:

@@ -1,9 +1,53 @@
-"""Placeholder: filled in by the issue that owns these commands."""
+"""plan: will the spec fit its GPUs, how much KV cache, how fast, what it costs."""
 
 from __future__ import annotations
 
 import argparse
 
+from liftdeploy.cli import common
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Registers nothing yet."""
+    p = subparsers.add_parser(
+        "plan",
+        help="size a spec before deploying: memory, KV cache, concurrency, speed bound, cost",
+        description="Predict what vLLM will log at startup (weights, available KV cache, KV "
+                    "tokens, maximum concurrency), a decode-speed bound and the bill, with "
+                    "verdicts and fixes. Exit status 1 if any verdict is an error.",
+    )
+    common.add_spec_argument(p)
+    envs = p.add_mutually_exclusive_group()
+    envs.add_argument("--env", "-e", dest="env", metavar="ENV",
+                      help="environment to plan (default: the production environment)")
+    envs.add_argument("--all-envs", action="store_true", help="plan every environment")
+    common.add_json_option(p)
+    prices = p.add_mutually_exclusive_group()
+    prices.add_argument("--price", type=float, metavar="USD", dest="price",
+                        help="price of one GPU-hour, overriding the spec and the catalog")
+    prices.add_argument("--live-prices", action="store_true",
+                        help="read prices from `modal billing rates` (needs a Modal login)")
+    p.set_defaults(handler=plan_command)
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    from liftdeploy.errors import PlanError
+    from liftdeploy.plan import format_plan, plan
+
+    if args.price is not None and args.price <= 0:
+        raise PlanError(f"--price {args.price} must be a positive number of dollars per GPU-hour")
+    spec = common.load(args.spec)
+    environments = list(spec.environments) if args.all_envs else [args.env]
+    plans = []
+    for env in environments:
+        resolved = spec.resolve(env)
+        price, source = args.price, None
+        if args.live_prices:
+            from liftdeploy.plan_prices import live_gpu_hour_usd
+
+            price, source = live_gpu_hour_usd(resolved.gpu.type), "modal billing rates (live)"
+        plans.append(plan(resolved, gpu_hour_usd=price, price_source=source))
+    if args.json:
+        common.print_json([p.to_dict() for p in plans] if args.all_envs else plans[0].to_dict())
+    else:
+        print("\n\n".join(format_plan(p) for p in plans))
+    return 0 if all(p.fits for p in plans) else 1

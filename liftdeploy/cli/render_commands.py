@@ -1,9 +1,59 @@
-"""Placeholder: filled in by the issue that owns these commands."""
+"""render, check: the Modal app and its files, generated from a spec through the Copier template."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from liftdeploy.cli import common
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Registers nothing yet."""
+    p = subparsers.add_parser(
+        "render", help="render (or regenerate) a service dir from a spec, keeping hand edits",
+        description="Render SPEC into a service directory through the Copier template. Run "
+        "over an existing service (`liftdeploy render .`) it regenerates every file from the "
+        "current spec and keeps your hand edits (three-way merge against the last render).",
+    )
+    common.add_spec_argument(p)
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="service directory (default: the SPEC directory, or SPEC itself)")
+    p.add_argument("--force", action="store_true",
+                   help="regenerate even though rendered files have uncommitted changes")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace rendered files with the fresh render, dropping hand edits")
+    p.add_argument("--conflict-markers", action="store_true",
+                   help="on conflicts, write the files with standard conflict markers")
+    p.set_defaults(handler=render)
+
+    p = subparsers.add_parser(
+        "check", help="exit 1 when a rendered service no longer matches its spec (for CI)"
+    )
+    p.add_argument("path", nargs="?", default=".", metavar="PATH",
+                   help="a rendered service, or a folder of them such as examples/ (default: .)")
+    common.add_json_option(p)
+    p.set_defaults(handler=check)
+
+
+def render(args: argparse.Namespace) -> int:
+    from liftdeploy.render import render as render_service
+
+    spec = common.spec_path(args.spec)
+    out = Path(args.output) if args.output else spec.parent
+    render_service(spec, out, force=args.force, overwrite=args.overwrite,
+                   conflict_markers=args.conflict_markers)
+    common.note(f"rendered {out} from {spec}")
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    from liftdeploy.render import check as check_services
+
+    drift = check_services(args.path)
+    if args.json:
+        common.print_json({"path": args.path, "in_sync": not drift, "drift": drift})
+    elif drift:
+        common.note("out of date:\n" + "\n".join(drift))
+    else:
+        common.note(f"{args.path}: every rendered service matches its spec")
+    return 1 if drift else 0

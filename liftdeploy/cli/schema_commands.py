@@ -1,9 +1,60 @@
-"""Placeholder: filled in by the issue that owns these commands."""
+"""`liftdeploy schema-check`: will the server's grammar backend accept these JSON schemas?"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from liftdeploy.cli.common import add_json_option, print_json
+
+BACKEND_CHOICES = ("xgrammar", "guidance", "all")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Registers nothing yet."""
+    parser = subparsers.add_parser(
+        "schema-check",
+        help="compile JSON schemas with the grammar backends' own libraries",
+        description=(
+            "Compile each JSON schema the way vLLM does before it accepts a request "
+            "(xgrammar, llguidance) and say per backend: supported, or the unsupported feature. "
+            "Needs the optional extra: pip install 'liftdeploy[schemacheck]'. "
+            "Exit status 1 when a schema is unsupported by a checked backend."
+        ),
+    )
+    parser.add_argument("schemas", nargs="+", metavar="SCHEMA.json", help="JSON schema files")
+    parser.add_argument(
+        "--backend", choices=BACKEND_CHOICES, default="all",
+        help="backend to check against (default: all)",
+    )
+    add_json_option(parser)
+    parser.set_defaults(handler=run_schema_check)
+
+
+def run_schema_check(args: argparse.Namespace) -> int:
+    from liftdeploy.schemacheck import BACKENDS, SchemaCheckError, check_schema
+
+    backends = BACKENDS if args.backend == "all" else (args.backend,)
+    report = []
+    for name in args.schemas:
+        path = Path(name)
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise SchemaCheckError(f"{path}: cannot read the schema file ({err.strerror})") from None
+        except ValueError as err:
+            raise SchemaCheckError(f"{path}: not valid JSON ({err}); fix the file") from None
+        report.append({
+            "schema": str(path),
+            "backends": [check_schema(schema, backend).to_dict() for backend in backends],
+        })
+    if args.json:
+        print_json(report)
+    else:
+        for entry in report:
+            print(entry["schema"])
+            for result in entry["backends"]:
+                verdict = "supported" if result["supported"] else f"unsupported: {result['reason']}"
+                print(f"  {result['backend']:<9} {verdict}")
+    all_supported = all(r["supported"] for entry in report for r in entry["backends"])
+    return 0 if all_supported else 1

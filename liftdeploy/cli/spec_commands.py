@@ -8,7 +8,7 @@ from liftdeploy.cli import common
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("validate", help="check spec files; exit 2 on the first invalid one")
+    p = subparsers.add_parser("validate", help="check spec files (and every environment in them); exit 2 if any is invalid")
     common.add_spec_argument(p, nargs="+")
     common.add_json_option(p)
     p.set_defaults(handler=validate)
@@ -20,11 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=show)
 
     p = subparsers.add_parser(
-        "set", help="change values in a spec file, keeping its comments and layout"
+        "set", help="change values in a spec file, keeping its comments and layout",
+        description="Change values in a spec file. All assignments are applied together and the "
+        "result is validated first: an invalid result leaves the file untouched.",
     )
     common.add_spec_argument(p)
     p.add_argument("assignments", nargs="+", metavar="KEY=VALUE",
-                   help="dotted key and YAML value, e.g. runtime.min_containers=1")
+                   help="dotted key and YAML value, e.g. runtime.min_containers=1 or "
+                   "environments.staging.gpu.type=H100 (missing keys are created)")
     p.set_defaults(handler=set_values)
 
     p = subparsers.add_parser("schema", help="print the spec's JSON schema (for editor completion)")
@@ -37,20 +40,19 @@ def validate(args: argparse.Namespace) -> int:
 
     results, failed = [], 0
     for value in args.spec:
-        path = common.spec_path(value)
         try:
             spec = common.load(value)
         except SpecError as exc:
             failed += 1
-            results.append({"spec": str(path), "valid": False, "error": str(exc)})
+            results.append({"spec": value, "valid": False, "error": str(exc)})
             if not args.json:
                 common.note(f"✗ {exc}")
             continue
         notes = sorted({n for env in spec.environments for n in advisories(spec.resolve(env))})
-        results.append({"spec": str(path), "valid": True, "environments": list(spec.environments),
+        results.append({"spec": value, "valid": True, "environments": list(spec.environments),
                         "warnings": notes})
         if not args.json:
-            print(f"✓ {path}: {spec.name} ({', '.join(spec.environments)})")
+            print(f"✓ {value}: {spec.name} ({', '.join(spec.environments)})")
             for text in notes:
                 common.note(f"  warning: {text}")
     if args.json:
@@ -75,17 +77,19 @@ def show(args: argparse.Namespace) -> int:
 
 
 def set_values(args: argparse.Namespace) -> int:
-    from liftdeploy.specfile import set_value
+    import json
+
+    from liftdeploy.specfile import set_values
 
     path = common.spec_path(args.spec)
-    for assignment in args.assignments:
-        old, new = set_value(path, assignment)
-        print(f"{path}: {assignment.split('=', 1)[0]}: {old!r} -> {new!r}")
+    for change in set_values(path, args.assignments):
+        old, new = (json.dumps(v, default=str) for v in (change.old, change.new))
+        print(f"{path}: {change.key}: {old} -> {new}")
     return 0
 
 
 def schema(args: argparse.Namespace) -> int:
-    from liftdeploy.spec import ModelDeployment
+    from liftdeploy.docs_gen import schema_text
 
-    common.print_json(ModelDeployment.model_json_schema())
+    print(schema_text(), end="")
     return 0

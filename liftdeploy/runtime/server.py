@@ -54,6 +54,31 @@ def json_logging_config() -> dict[str, object]:
     }
 
 
+def as_json_line(line: str) -> str:
+    """`line` if it is already a JSON log record, else wrapped in one (with a timestamp).
+
+    vLLM's loggers write JSON (see json_logging_config), but a few start-up lines bypass
+    logging (Python warnings, C++ and progress-bar prints); wrapping them keeps every line of
+    the log one JSON object, so log search and parsing never trip over them.
+    """
+    if line.startswith("{") and line.endswith("}"):
+        return line
+    level = "WARNING" if "warn" in line.lower() else "INFO"
+    return json.dumps({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": level,
+                       "name": "output", "message": line})
+
+
+def _readable(line: str) -> str:
+    """A log line for people (error messages): a JSON record's level, logger and message."""
+    if not line.startswith("{"):
+        return line
+    try:
+        record = json.loads(line)
+        return f"{record['level']} {record['name']}: {record['message']}"
+    except (ValueError, KeyError, TypeError):
+        return line
+
+
 class ServerProcess:
     """A running vLLM OpenAI-compatible server whose output is kept (tail) and echoed."""
 
@@ -92,8 +117,12 @@ class ServerProcess:
 
     def _pump(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._tail.append(line.rstrip("\n"))
+        for raw in self.process.stdout:
+            if not raw.strip():
+                continue  # progress bars leave blank lines
+            text = raw.rstrip("\n")
+            line = as_json_line(text) + "\n"
+            self._tail.append(_readable(text))
             if self._log_file:
                 self._log_file.write(line)
                 self._log_file.flush()

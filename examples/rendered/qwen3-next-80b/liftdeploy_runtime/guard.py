@@ -1,0 +1,395 @@
+"""Structured-output guard: no answer that breaks its JSON schema leaves the service as valid.
+
+An ASGI middleware that vLLM's OpenAI server loads with
+`--middleware liftdeploy.runtime.guard.StructuredOutputGuard` (vLLM calls
+`app.add_middleware(StructuredOutputGuard)`, which makes it the outermost layer). It watches
+POST /v1/chat/completions and /v1/completions requests that ask for JSON
+(`response_format` json_schema / json_object, or `structured_outputs` json / json_object):
+
+- the whole answer is buffered, each choice's text is parsed strictly (`json.loads`, no
+  NaN/Infinity) and validated against the requested schema with `jsonschema`;
+- valid: passed through unchanged;
+- invalid only because of raw control characters (U+0000-U+001F) inside strings (the XGrammar
+  0.2.8/0.2.9 defect with minLength/maxLength strings): escaped, which keeps every string's
+  value, and passed on only if the repaired text then validates; the response says so in the
+  `x-liftdeploy-structured` header, a counter goes up and a JSON log line is written;
+- anything else: 502 with an OpenAI-style error body naming the choice and the problem;
+- cut by max_tokens (finish_reason "length"): passed through unchanged, marked `incomplete`
+  (the finish_reason already tells clients the answer is not a result);
+- streaming constrained requests: refused with 400 (validation needs the whole answer), unless
+  the request carries `x-liftdeploy-client-validates` (liftdeploy.client's streaming calls,
+  which validate the whole answer themselves): such a stream passes through unbuffered;
+- the removed `guided_json`-style fields: refused with 400 (vLLM 0.32 would silently ignore
+  them and answer unconstrained).
+
+`x-liftdeploy-structured` carries one verdict per choice, comma-separated: valid, repaired,
+incomplete or unchecked (jsonschema could not evaluate the schema; the answer did parse).
+Counters: `liftdeploy_structured_output_total{verdict=...}` on vLLM's /metrics (prometheus
+registry) and in every guard log line.
+
+Dependencies: the standard library plus `jsonschema` and `prometheus_client`, both of which
+vLLM itself requires, so the Modal image needs nothing beyond vLLM and this package.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import jsonschema
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+GUARDED_PATHS = ("/v1/chat/completions", "/v1/completions")
+VERDICT_HEADER = b"x-liftdeploy-structured"
+ERROR_TYPE = "InvalidStructuredOutput"
+CLIENT_VALIDATES_HEADER = b"x-liftdeploy-client-validates"
+"""Opt-in for streaming a constrained answer unbuffered; only for clients that validate it."""
+LEGACY_FIELDS = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
+_PROBLEM_CHARS = 300
+"""Longest problem text quoted back to the client (a violating value can be huge)."""
+
+logger = logging.getLogger("liftdeploy.guard")
+counts: Counter[str] = Counter()
+"""Verdicts since the process started (also in each log line and on /metrics)."""
+
+try:  # vLLM requires prometheus_client; outside vLLM the counter lives only in `counts`.
+    import prometheus_client
+
+    _metric: Any = prometheus_client.Counter(
+        "liftdeploy_structured_output", "Constrained answers checked by the liftdeploy guard",
+        ["verdict"],
+    )
+except ImportError:  # pragma: no cover - vLLM always has it
+    _metric = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the guard decided about one choice."""
+
+    kind: str
+    """valid | repaired | incomplete | unchecked | invalid_json | schema_violation"""
+    text: str | None
+    """The text to return (the repaired one for `repaired`)."""
+    problem: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.kind in ("invalid_json", "schema_violation")
+
+
+class _Refusal(Exception):
+    """A constrained request the guard refuses before it reaches vLLM (400)."""
+
+
+def requested_schema(request: dict[str, Any]) -> dict[str, Any] | bool | None:
+    """The JSON schema a request constrains its answer to, or None when it asks for no JSON.
+
+    `response_format` overrides `structured_outputs`, as in vLLM. Regex, choice, grammar and
+    structural-tag constraints are not JSON schemas and pass unguarded.
+    """
+    if any(request.get(field) is not None for field in LEGACY_FIELDS):
+        raise _Refusal(
+            "guided_json/guided_regex/guided_choice/guided_grammar were removed in vLLM 0.32 and "
+            "would be ignored (the answer would be unconstrained); send "
+            'response_format={"type": "json_schema", "json_schema": {"name": ..., "schema": ...}} '
+            "or structured_outputs instead"
+        )
+    response_format = request.get("response_format")
+    if isinstance(response_format, dict):
+        kind = response_format.get("type")
+        if kind == "json_schema":
+            json_schema = response_format.get("json_schema") or {}
+            return json_schema.get("schema", {}) if isinstance(json_schema, dict) else {}
+        if kind == "json_object":
+            return {"type": "object"}
+    structured = request.get("structured_outputs")
+    if isinstance(structured, dict):
+        schema = structured.get("json")
+        if isinstance(schema, str):
+            try:
+                return json.loads(schema)
+            except ValueError:
+                return None  # vLLM answers this one with its own 400
+        if isinstance(schema, (dict, bool)):
+            return schema
+        if structured.get("json_object"):
+            return {"type": "object"}
+    return None
+
+
+def escape_control_characters(text: str) -> str:
+    """Escapes raw U+0000-U+001F characters inside JSON strings; the strings' values stay the
+    same, so the repair is lossless. Characters outside strings are left for the parser."""
+    out = []
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            elif char < " ":
+                char = json.dumps(char)[1:-1]
+        elif char == '"':
+            in_string = True
+        out.append(char)
+    return "".join(out)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_strict(text: str) -> Any:
+    """json.loads without its extensions (NaN, Infinity) and with control characters rejected."""
+    return json.loads(text, strict=True, parse_constant=_reject_constant)
+
+
+def _exact_multiple_of(
+    validator: Any, divisor: Any, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """multipleOf in decimal arithmetic: jsonschema divides floats, so it finds 73.99 not a
+    multiple of 0.01 and would make the guard withhold a correct answer."""
+    if not validator.is_type(instance, "number") or not isinstance(divisor, (int, float)):
+        return
+    if Fraction(str(instance)) % Fraction(str(divisor)):
+        yield jsonschema.ValidationError(f"{instance!r} is not a multiple of {divisor}")
+
+
+def validator_for(schema: dict[str, Any] | bool) -> Any:
+    """A jsonschema validator for `schema` (its declared draft, else 2020-12) with exact
+    multipleOf; format is an annotation, as jsonschema treats it by default."""
+    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return _with_exact_multiple_of(base)(schema)
+
+
+@functools.cache
+def _with_exact_multiple_of(base: type) -> Any:
+    return jsonschema.validators.extend(base, {"multipleOf": _exact_multiple_of})
+
+
+def schema_violation(value: Any, schema: dict[str, Any] | bool) -> str | None:
+    """The most relevant way `value` breaks `schema`, or None when it validates."""
+    error = jsonschema.exceptions.best_match(validator_for(schema).iter_errors(value))
+    if error is None:
+        return None
+    return f"at {error.json_path}: {error.message}"
+
+
+def judge_answer(text: str | None, schema: dict[str, Any] | bool, finish_reason: str | None) -> Verdict:
+    """Decides what to return for one choice's text."""
+    if finish_reason == "length":
+        return Verdict("incomplete", text)
+    if text is None:
+        return Verdict("invalid_json", None, "the answer is empty")
+    kind, candidate = "valid", text
+    try:
+        value = parse_strict(text)
+    except ValueError as err:
+        candidate = escape_control_characters(text)
+        if candidate == text:
+            return Verdict("invalid_json", None, f"the answer is not valid JSON ({err})")
+        try:
+            value = parse_strict(candidate)
+        except ValueError as repaired_err:
+            return Verdict("invalid_json", None, f"the answer is not valid JSON ({repaired_err})")
+        kind = "repaired"
+    try:
+        problem = schema_violation(value, schema)
+    except Exception as err:  # noqa: BLE001 - a schema jsonschema cannot evaluate must not crash the server
+        return Verdict("unchecked", candidate, f"jsonschema cannot evaluate the schema: {err}")
+    if problem is not None:
+        return Verdict("schema_violation", None, f"the answer breaks its schema {problem}")
+    return Verdict(kind, candidate)
+
+
+def _choice_text(choice: dict[str, Any]) -> tuple[str | None, Callable[[str], None]]:
+    """A choice's answer text and a setter for it (chat: message.content, completions: text)."""
+    if isinstance(choice.get("message"), dict):
+        message = choice["message"]
+        return message.get("content"), lambda text: message.__setitem__("content", text)
+    return choice.get("text"), lambda text: choice.__setitem__("text", text)
+
+
+def _count(verdict: str, **fields: Any) -> None:
+    counts[verdict] += 1
+    if _metric is not None:
+        _metric.labels(verdict=verdict).inc()
+    if verdict not in ("valid", "incomplete"):
+        logger.warning(
+            "structured output %s", verdict,
+            extra={"event": "structured_output", "verdict": verdict, **fields,
+                   "counts": dict(counts)},
+        )
+
+
+def _error_body(message: str, status: int) -> bytes:
+    return json.dumps({"error": {"message": message, "type": ERROR_TYPE if status >= 500
+                                 else "BadRequestError", "param": None, "code": status}}).encode()
+
+
+async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    headers = [(name, value) for name, value in headers
+               if name.lower() not in (b"content-length", b"content-type")]
+    headers += [(b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class StructuredOutputGuard:
+    """ASGI middleware: checks every JSON-constrained answer before it leaves the server."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
+        if scope["type"] != "http" or scope.get("method") != "POST" or path not in GUARDED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        replay = _replaying(body, receive)
+        try:
+            request = json.loads(body)
+            schema = requested_schema(request) if isinstance(request, dict) else None
+            if schema is not None and request.get("stream") and _client_validates(scope):
+                schema = None  # liftdeploy.client validates the whole streamed answer itself
+            if schema is not None and request.get("stream"):
+                raise _Refusal(
+                    "stream=true is refused for JSON-constrained requests: this service validates "
+                    "each answer against its schema before returning it, which needs the whole "
+                    "answer; send stream=false"
+                )
+            if schema is not None and request.get("echo"):
+                raise _Refusal("echo=true is refused for JSON-constrained requests (the prompt "
+                               "would be part of the answer); send echo=false")
+        except _Refusal as refusal:
+            _count("refused", path=path, problem=str(refusal))
+            await _send_json(send, 400, _error_body(str(refusal), 400), [])
+            return
+        except ValueError:
+            schema = None  # not JSON: vLLM answers with its own 400
+        if schema is None:
+            await self.app(scope, replay, send)
+            return
+        response = _BufferedResponse()
+        await self.app(scope, replay, response.send)
+        await self._answer(response, schema, path, send)
+
+    async def _answer(
+        self, response: _BufferedResponse, schema: dict[str, Any] | bool, path: str, send: Send
+    ) -> None:
+        try:
+            answer = json.loads(response.body) if response.status == 200 else None
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+            await response.replay(send)  # vLLM's own errors and refusals pass unchanged
+            return
+        request_id = response.header(b"x-request-id")
+        verdicts, problems = [], []
+        for index, choice in enumerate(answer["choices"]):
+            text, set_text = _choice_text(choice)
+            verdict = judge_answer(text, schema, choice.get("finish_reason"))
+            _count(verdict.kind, path=path, request_id=request_id, choice=index,
+                   problem=verdict.problem)
+            verdicts.append(verdict.kind)
+            if verdict.rejected:
+                problems.append(f"choice {index}: {verdict.problem}"[:_PROBLEM_CHARS])
+            elif verdict.kind == "repaired" and verdict.text is not None:
+                set_text(verdict.text)
+        headers = [*response.headers, (VERDICT_HEADER, ",".join(verdicts).encode())]
+        if problems:
+            message = (
+                "the model's answer does not match the requested JSON schema and was withheld "
+                f"({'; '.join(problems)}); retry the request (answers are sampled); a "
+                "deployment on the xgrammar backend avoids most of these with "
+                "engine.structured_output_backend: guidance"
+            )
+            await _send_json(send, 502, _error_body(message, 502), headers)
+        elif "repaired" in verdicts:
+            await _send_json(send, 200, json.dumps(answer).encode(), headers)
+        else:
+            await _send_json(send, 200, response.body, headers)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # client went away; vLLM sees an empty body and the disconnect
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _client_validates(scope: Scope) -> bool:
+    """Whether the caller opted in to validating a streamed constrained answer itself (sent by
+    liftdeploy.client's streaming calls, which raise on an incomplete or invalid answer)."""
+    return any(name.lower() == CLIENT_VALIDATES_HEADER for name, _ in scope.get("headers", []))
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the already-read body to the app, then waits on the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _BufferedResponse:
+    """Collects the app's response so it can be checked before anything reaches the client."""
+
+    def __init__(self) -> None:
+        self.status = 500
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._chunks: list[bytes] = []
+        self._trailers: list[Message] = []
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self._chunks)
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value.decode("latin-1")
+        return None
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+        elif message["type"] == "http.response.body":
+            self._chunks.append(message.get("body", b""))
+        else:
+            self._trailers.append(message)
+
+    async def replay(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+        for message in self._trailers:
+            await send(message)

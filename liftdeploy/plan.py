@@ -1,0 +1,310 @@
+"""The capacity and cost planner: will it fit, how much KV cache, how fast, what it costs.
+
+`plan(resolved)` sizes one resolved environment before any GPU is rented, with the same
+quantities vLLM logs at startup ("Model loading took", "Available KV cache memory", "GPU KV
+cache size", "Maximum concurrency"), a decode-speed upper bound from memory bandwidth, the
+bill, and verdicts with fixes. Pure arithmetic: no vllm, torch or modal imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from liftdeploy import catalog
+from liftdeploy.plan_arch import Architecture, load_architecture, with_spec_quantization
+from liftdeploy.plan_checks import (
+    Layout,
+    Verdict,
+    concurrency_problems,
+    estimate_for,
+    layout_of,
+    memory_problems,
+    sharding_problems,
+    spec_problems,
+)
+from liftdeploy.plan_memory import MemoryEstimate
+
+if TYPE_CHECKING:
+    from liftdeploy.spec import ResolvedDeployment
+
+__all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "plan"]
+
+HOURS_PER_MONTH = 730
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Decode-speed upper bounds from HBM bandwidth (compute and overheads only lower them)."""
+
+    bandwidth_gb_s: float
+    """Aggregate HBM bandwidth of the GPUs that hold one copy of the model."""
+    bytes_per_token_batch1: float
+    """Weights read (active parameters for MoE) plus one sequence's KV, per decoded token."""
+    tokens_per_s_batch1: float
+    """Per-sequence decode tokens/s at batch 1."""
+    feasible_batch: int
+    """Sequences decoded together: min(max_concurrent_requests, what the KV cache holds)."""
+    tokens_per_s_aggregate: float
+    """All sequences together at the feasible batch."""
+    context_tokens: int
+    """Context length assumed for the KV read (prompt + half the completion)."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The bill, in US dollars."""
+
+    gpu_hour_usd: float
+    price_source: str
+    usd_per_hour: float
+    """One container running (all its GPUs)."""
+    always_on_usd_per_month: float
+    """min_containers billed 24/7 for 730 hours."""
+    worst_case_usd_per_hour: float | None
+    """All max_containers running; None when max_containers is not set (no ceiling)."""
+    usd_per_million_output_tokens: float | None
+    """At the aggregate speed bound: real cost per token is at least this."""
+
+
+@dataclass
+class Plan:
+    """Everything the planner found out about one environment of a spec."""
+
+    environment: str
+    app_name: str
+    model_id: str
+    architecture: Architecture
+    layout: Layout
+    memory: MemoryEstimate
+    max_model_len: int
+    workload_tokens: int
+    max_concurrent_requests: int
+    speed: Speed
+    cost: Cost
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        """True when no verdict is an error."""
+        return not any(v.level == "error" for v in self.verdicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        arch, mem = self.architecture, self.memory
+        return {
+            "environment": self.environment,
+            "app_name": self.app_name,
+            "model": self.model_id,
+            "fits": self.fits,
+            "architecture": {
+                "source": arch.source, "layers": arch.num_layers, "kv_layers": arch.kv_layers,
+                "hidden_size": arch.hidden_size, "attention_heads": arch.num_heads,
+                "kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim,
+                "experts": arch.num_experts, "experts_per_token": arch.experts_per_token,
+                "quantization": arch.quantization.method, "dtype": arch.torch_dtype,
+            },
+            "gpu": {
+                "type": self.layout.gpu, "count": self.layout.count,
+                "tensor_parallel_size": self.layout.tp,
+                "expert_parallel": self.layout.expert_ranks > 1,
+                "cuda_memory_gib": round(mem.gpu_memory_gib, 2),
+            },
+            "memory_per_gpu_gib": {
+                "requested": round(mem.requested_gib, 2),
+                "weights": round(mem.weights_gib, 2),
+                "activation_peak": round(mem.activation_gib, 2),
+                "non_torch": round(mem.non_torch_gib, 2),
+                "cuda_graphs": round(mem.cuda_graph_gib, 2),
+                "available_kv_cache": round(mem.available_kv_gib, 2),
+            },
+            "kv_cache": {
+                "bytes_per_token_per_gpu": mem.kv_bytes_per_token,
+                "state_bytes_per_sequence_per_gpu": mem.state_bytes_per_sequence,
+                "tokens": mem.kv_cache_tokens,
+                "max_model_len": self.max_model_len,
+                "max_concurrency_at_max_model_len": round(mem.max_concurrency, 2),
+                "workload_tokens": self.workload_tokens,
+                "max_concurrency_at_workload": round(mem.concurrency_at(self.workload_tokens), 2),
+                "max_concurrent_requests": self.max_concurrent_requests,
+            },
+            "speed_bound": {
+                "bandwidth_gb_s": self.speed.bandwidth_gb_s,
+                "tokens_per_s_batch1": round(self.speed.tokens_per_s_batch1, 1),
+                "feasible_batch": self.speed.feasible_batch,
+                "tokens_per_s_aggregate": round(self.speed.tokens_per_s_aggregate, 1),
+                "context_tokens": self.speed.context_tokens,
+            },
+            "cost_usd": {
+                "gpu_hour": self.cost.gpu_hour_usd,
+                "price_source": self.cost.price_source,
+                "per_hour": round(self.cost.usd_per_hour, 2),
+                "always_on_per_month": round(self.cost.always_on_usd_per_month, 2),
+                "worst_case_per_hour": _round(self.cost.worst_case_usd_per_hour),
+                "per_million_output_tokens": _round(self.cost.usd_per_million_output_tokens),
+            },
+            "verdicts": [v.to_dict() for v in self.verdicts],
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def plan(
+    resolved: ResolvedDeployment,
+    *,
+    gpu_hour_usd: float | None = None,
+    arch: Architecture | None = None,
+    price_source: str | None = None,
+) -> Plan:
+    """Size one resolved environment.
+
+    `gpu_hour_usd` overrides every other price (the CLI's --price or live Modal rates, named
+    by `price_source`); else the spec's pricing.gpu_hour_usd; else the catalog. `arch` skips
+    the config.json/catalog lookup.
+    """
+    arch = with_spec_quantization(
+        arch or load_architecture(resolved.model.id, resolved.model.revision),
+        resolved.model.quantization,
+    )
+    layout = layout_of(resolved)
+    verdicts = sharding_problems(arch, layout)
+    memory = estimate_for(resolved, arch, layout)
+    verdicts += memory_problems(resolved, arch, layout, memory)
+    for fallback in resolved.gpu.fallback:
+        alt = layout_of(resolved, fallback)
+        for found in memory_problems(resolved, arch, alt, estimate_for(resolved, arch, alt)):
+            verdicts.append(Verdict(found.level, f"fallback GPU {fallback}: {found.message}",
+                                    f"remove {fallback} from gpu.fallback, or {found.fix}"))
+    verdicts += concurrency_problems(resolved, memory)
+    verdicts += spec_problems(resolved, arch)
+    workload = resolved.workload
+    workload_tokens = min(workload.prompt_tokens + workload.completion_tokens,
+                          resolved.model.max_model_len)
+    speed = _speed(resolved, arch, layout, memory)
+    cost = _cost(resolved, speed, gpu_hour_usd, price_source)
+    if not any(v.level == "error" for v in verdicts):
+        verdicts.insert(0, Verdict(
+            "ok",
+            f"fits: {memory.weights_gib:.1f} GiB weights and {memory.available_kv_gib:.1f} GiB "
+            f"KV cache per GPU, {memory.max_concurrency:.1f} sequences of "
+            f"{resolved.model.max_model_len:,} tokens at once",
+        ))
+    return Plan(
+        environment=resolved.environment, app_name=resolved.app_name,
+        model_id=resolved.model.id, architecture=arch, layout=layout, memory=memory,
+        max_model_len=resolved.model.max_model_len, workload_tokens=workload_tokens,
+        max_concurrent_requests=resolved.runtime.max_concurrent_requests,
+        speed=speed, cost=cost, verdicts=verdicts,
+    )
+
+
+def _speed(
+    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
+) -> Speed:
+    """Bandwidth bound: each decode step reads the (active) weights once and each sequence's KV."""
+    bandwidth = catalog.gpu(layout.gpu).bandwidth_gb_s * layout.count
+    workload = resolved.workload
+    context = min(workload.prompt_tokens + workload.completion_tokens // 2,
+                  resolved.model.max_model_len)
+    # KV and state are per GPU; every rank reads its own share (replicated heads included).
+    kv_per_seq = (context * memory.kv_bytes_per_token + memory.state_bytes_per_sequence) \
+        * layout.tp
+    weights = memory.weights
+    batch1_bytes = weights.active_bytes_per_token + kv_per_seq
+    batch1 = bandwidth * 1e9 / batch1_bytes
+    servable = int(memory.concurrency_at(context + workload.completion_tokens // 2))
+    batch = max(0, min(resolved.runtime.max_concurrent_requests, servable))
+    if batch == 0:
+        return Speed(bandwidth, batch1_bytes, batch1, 0, 0.0, context)
+    step_bytes = _weights_read(arch, weights.active_bytes_per_token,
+                               weights.expert_bytes_per_expert, batch) + batch * kv_per_seq
+    aggregate = batch * bandwidth * 1e9 / step_bytes
+    return Speed(bandwidth, batch1_bytes, batch1, batch, aggregate, context)
+
+
+def _weights_read(arch: Architecture, active_bytes: float, per_expert: float, batch: int) -> float:
+    """Weight bytes one decode step reads for `batch` sequences: MoE layers touch the experts
+    any sequence routed to (expected distinct experts under uniform routing)."""
+    if not arch.is_moe:
+        return active_bytes
+    k, n = arch.experts_per_token, arch.num_experts
+    distinct = n * (1 - (1 - k / n) ** batch)
+    return active_bytes - k * per_expert + distinct * per_expert
+
+
+def _cost(
+    resolved: ResolvedDeployment, speed: Speed, override_usd: float | None, source: str | None,
+) -> Cost:
+    if override_usd is not None:
+        price, where = override_usd, source or "command line (--price)"
+    elif resolved.pricing.gpu_hour_usd is not None:
+        price, where = resolved.pricing.gpu_hour_usd, "spec (pricing.gpu_hour_usd)"
+    else:
+        price, where = catalog.gpu(resolved.gpu.type).price_usd_hour, \
+            f"catalog: {catalog.prices_source()}"
+    hourly = price * resolved.gpu.count
+    runtime = resolved.runtime
+    worst = None if runtime.max_containers is None else hourly * runtime.max_containers
+    per_million = None
+    if speed.tokens_per_s_aggregate > 0:
+        per_million = hourly / (speed.tokens_per_s_aggregate * 3600) * 1e6
+    return Cost(
+        gpu_hour_usd=price, price_source=where, usd_per_hour=hourly,
+        always_on_usd_per_month=hourly * runtime.min_containers * HOURS_PER_MONTH,
+        worst_case_usd_per_hour=worst, usd_per_million_output_tokens=per_million,
+    )
+
+
+_MARKS = {"ok": "✓", "warning": "!", "error": "✗"}
+
+
+def format_plan(p: Plan) -> str:
+    """A readable report of one plan (one environment)."""
+    arch, mem, layout, speed, cost = p.architecture, p.memory, p.layout, p.speed, p.cost
+    kind = (f"MoE {arch.num_experts} experts, {arch.experts_per_token} per token"
+            if arch.is_moe else "dense")
+    if arch.is_hybrid:
+        kind += f", hybrid: {arch.kv_layers} of {arch.num_layers} layers keep KV"
+    quant = arch.quantization.method if arch.quantization.method != "none" else arch.torch_dtype
+    parallel = f"TP {layout.tp}" + (", expert parallel" if layout.expert_ranks > 1 else "")
+    worst = ("unbounded (max_containers not set)" if cost.worst_case_usd_per_hour is None
+             else f"${cost.worst_case_usd_per_hour:,.2f}/h")
+    per_m = ("n/a" if cost.usd_per_million_output_tokens is None
+             else f"${cost.usd_per_million_output_tokens:,.2f}")
+    rows = [
+        f"{p.app_name} [{p.environment}]  {p.model_id} on {layout.gpu} x{layout.count} "
+        f"({parallel})",
+        f"  architecture      {arch.num_layers} layers, {arch.num_heads} heads / "
+        f"{arch.num_kv_heads} KV heads x {arch.head_dim}, {kind}, {quant}",
+        f"                    from {arch.source}",
+        "  memory per GPU    (what vLLM logs at startup)",
+        f"    usable          {mem.gpu_memory_gib:6.2f} GiB x "
+        f"{mem.requested_gib / mem.gpu_memory_gib:.2f} = {mem.requested_gib:6.2f} GiB",
+        f"    weights         {mem.weights_gib:6.2f} GiB   (\"Model loading took\")",
+        f"    activation peak {mem.activation_gib:6.2f} GiB",
+        f"    non-torch       {mem.non_torch_gib:6.2f} GiB",
+        f"    CUDA graphs     {mem.cuda_graph_gib:6.2f} GiB",
+        f"    KV cache        {mem.available_kv_gib:6.2f} GiB   (\"Available KV cache memory\")",
+        f"  KV cache          {mem.kv_bytes_per_token / 1024:,.1f} KiB/token per GPU"
+        + (f" + {mem.state_bytes_per_sequence / 2**20:,.1f} MiB state/sequence"
+           if mem.state_bytes_per_sequence else "")
+        + f" -> {mem.kv_cache_tokens:,} tokens (\"GPU KV cache size\")",
+        f"  concurrency       {mem.max_concurrency:.2f}x at {p.max_model_len:,} tokens "
+        f"(\"Maximum concurrency\"); {mem.concurrency_at(p.workload_tokens):.1f} requests of "
+        f"{p.workload_tokens:,} tokens; max_concurrent_requests {p.max_concurrent_requests}",
+        f"  speed bound       {speed.tokens_per_s_batch1:,.0f} tok/s per sequence at batch 1; "
+        f"{speed.tokens_per_s_aggregate:,.0f} tok/s total at batch {speed.feasible_batch} "
+        f"({speed.bandwidth_gb_s:,.0f} GB/s HBM)",
+        f"  cost              ${cost.usd_per_hour:,.2f}/h running; "
+        f"${cost.always_on_usd_per_month:,.0f}/month always-on; worst case {worst}; "
+        f"{per_m} per M output tokens at the bound",
+        f"                    ${cost.gpu_hour_usd:.2f}/GPU-hour from {cost.price_source}",
+        "  verdicts",
+    ]
+    for v in p.verdicts:
+        rows.append(f"    {_MARKS[v.level]} {v.level}: {v.message}")
+        if v.fix:
+            rows.append(f"      fix: {v.fix}")
+    return "\n".join(rows)
+

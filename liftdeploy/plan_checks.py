@@ -1,0 +1,251 @@
+"""The planner's checks: each problem visible before a GPU is rented, with a verdict and a fix."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from liftdeploy import catalog
+from liftdeploy.plan_arch import Architecture
+from liftdeploy.plan_memory import GIB, MemoryEstimate, default_batched_tokens, estimate_memory
+
+if TYPE_CHECKING:
+    from liftdeploy.spec import ResolvedDeployment
+
+Level = Literal["ok", "warning", "error"]
+SAFE_UTILIZATION = 0.95
+"""Highest gpu_memory_utilization the planner suggests; above it vLLM's profile leaves too
+little slack for fragmentation and other processes."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One finding: what is wrong (or fine) and what to change."""
+
+    level: Level
+    message: str
+    fix: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"level": self.level, "message": self.message, "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the model is spread over one container's GPUs."""
+
+    gpu: str
+    count: int
+    tp: int
+    expert_ranks: int
+    """Ranks experts are spread over (1: every expert sliced `tp` ways)."""
+
+
+def layout_of(resolved: ResolvedDeployment, gpu_type: str | None = None) -> Layout:
+    gpu = resolved.gpu
+    ep = gpu.tp if gpu.expert_parallel else 1
+    return Layout(gpu=gpu_type or gpu.type, count=gpu.count, tp=gpu.tp, expert_ranks=ep)
+
+
+def batched_tokens(resolved: ResolvedDeployment, gpu_type: str) -> int:
+    """max_num_batched_tokens: from engine.extra_args when set there, else vLLM's default."""
+    args = resolved.engine.extra_args
+    for i, arg in enumerate(args):
+        name, _, value = arg.partition("=")
+        if name == "--max-num-batched-tokens":
+            text = value or (args[i + 1] if i + 1 < len(args) else "")
+            if text.isdigit():
+                return int(text)
+    return default_batched_tokens(catalog.cuda_memory_gib(gpu_type), gpu_type)
+
+
+def estimate_for(
+    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, *,
+    utilization: float | None = None, max_model_len: int | None = None,
+) -> MemoryEstimate:
+    """The memory estimate for this deployment on `layout` (other settings from the spec)."""
+    return estimate_memory(
+        arch,
+        gpu_memory_gib=catalog.cuda_memory_gib(layout.gpu),
+        utilization=utilization or resolved.gpu.memory_utilization,
+        tp=layout.tp,
+        expert_ranks=layout.expert_ranks,
+        max_model_len=max_model_len or resolved.model.max_model_len,
+        batched_tokens=batched_tokens(resolved, layout.gpu),
+        num_seqs=resolved.runtime.max_concurrent_requests,
+        dtype=resolved.model.dtype,
+        kv_cache_dtype=resolved.model.kv_cache_dtype,
+        enforce_eager=resolved.engine.enforce_eager,
+    )
+
+
+def sharding_problems(arch: Architecture, layout: Layout) -> list[Verdict]:
+    """TP must divide the heads, and FP8 block-quantised slices must align with the blocks."""
+    tp = layout.tp
+    found: list[Verdict] = []
+    if arch.num_heads % tp:
+        found.append(Verdict(
+            "error",
+            f"tensor parallel {tp} does not divide the {arch.num_heads} attention heads",
+            f"use a TP that divides {arch.num_heads}: {_divisors(arch.num_heads)}",
+        ))
+    kv = arch.num_kv_heads
+    if tp > 1 and (kv % tp if kv >= tp else tp % kv):
+        found.append(Verdict(
+            "error",
+            f"tensor parallel {tp} and the {kv} KV heads do not split evenly (vLLM needs one to "
+            f"divide the other)",
+            f"use a TP among "
+            f"{[d for d in _divisors(arch.num_heads) if kv % d == 0 or d % kv == 0]}",
+        ))
+    block = arch.quantization.block_size
+    if tp == 1 or arch.quantization.method != "fp8" or not block:
+        return found
+    for what, width in _block_quantized_widths(arch, layout):
+        if width % tp or (width // tp) % block[0]:
+            good_tps = [t for t in (1, 2, 4, 8) if width % t == 0 and (width // t) % block[0] == 0]
+            fix = (f"use a tensor parallel size in {good_tps} (gpu.tensor_parallel_size, with "
+                   f"gpu.pipeline_parallel_size making up gpu.count)")
+            if what.startswith("expert"):
+                fix = f"set gpu.expert_parallel: true (whole experts per GPU), or {fix}"
+            found.append(Verdict(
+                "error",
+                f"FP8 block-quantised {what} of width {width} splits into {width / tp:g}-wide "
+                f"slices at TP {tp}, not a multiple of the {block[0]}-wide blocks; vLLM refuses "
+                f"to load it",
+                fix,
+            ))
+    return found
+
+
+def _block_quantized_widths(arch: Architecture, layout: Layout) -> list[tuple[str, int]]:
+    widths = [("attention projections", arch.num_heads * arch.head_dim)]
+    if arch.intermediate_size and not arch.is_moe:
+        widths.append(("MLP intermediate", arch.intermediate_size))
+    if arch.is_moe and layout.expert_ranks == 1:
+        widths.append(("expert intermediate (moe_intermediate_size)", arch.moe_intermediate_size))
+    if arch.shared_expert_intermediate_size:
+        widths.append(("shared-expert intermediate", arch.shared_expert_intermediate_size))
+    return widths
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in (1, 2, 4, 8) if n % d == 0]
+
+
+def memory_problems(
+    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
+) -> list[Verdict]:
+    """Weights that do not fit, or a KV cache that cannot hold one max_model_len sequence."""
+    util = resolved.gpu.memory_utilization
+    max_len = resolved.model.max_model_len
+    name = f"{layout.gpu} x{layout.count}"
+    if memory.weights_gib > memory.requested_gib:
+        return [Verdict(
+            "error",
+            f"weights need {memory.weights_gib:.1f} GiB per GPU but {name} at "
+            f"gpu.memory_utilization {util} gives vLLM {memory.requested_gib:.1f} GiB per GPU: "
+            f"the model cannot load",
+            _suggest_gpus(resolved, arch, layout),
+        )]
+    need_gib = (max_len * memory.kv_bytes_per_token + memory.state_bytes_per_sequence) / GIB
+    if memory.available_kv_gib >= need_gib:
+        return []
+    return [Verdict(
+        "error",
+        f"the KV cache cannot hold one {max_len:,}-token sequence: it needs {need_gib:.2f} GiB "
+        f"per GPU and {max(memory.available_kv_gib, 0):.2f} GiB is left after weights and "
+        f"overheads (vLLM refuses to start)",
+        _kv_fix(resolved, arch, layout, memory, need_gib),
+    )]
+
+
+def _kv_fix(
+    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
+    need_gib: float,
+) -> str:
+    options = []
+    shortfall = need_gib - memory.available_kv_gib
+    util = resolved.gpu.memory_utilization + shortfall / memory.gpu_memory_gib
+    if util <= SAFE_UTILIZATION:
+        options.append(f"raise gpu.memory_utilization to {math.ceil(util * 100) / 100:.2f}")
+    per_token = memory.kv_bytes_per_token
+    fitting_len = int((max(memory.available_kv_gib, 0) * GIB - memory.state_bytes_per_sequence)
+                      // per_token) // 16 * 16 if per_token else 0
+    if fitting_len >= 1024:
+        options.append(f"lower model.max_model_len to {fitting_len:,} or less")
+    options.append(_suggest_gpus(resolved, arch, layout))
+    return "; or ".join(options)
+
+
+def _suggest_gpus(resolved: ResolvedDeployment, arch: Architecture, layout: Layout) -> str:
+    """The cheapest GPU types/counts on which this spec loads and holds one full sequence."""
+    fits = []
+    for info in catalog.gpus().values():
+        for count in (1, 2, 4, 8):
+            if count > info.max_count or count < 1:
+                continue
+            candidate = Layout(gpu=info.name, count=count, tp=count,
+                               expert_ranks=count if layout.expert_ranks > 1 else 1)
+            if sharding_problems(arch, candidate):
+                continue
+            memory = estimate_for(resolved, arch, candidate)
+            need = resolved.model.max_model_len * memory.kv_bytes_per_token \
+                + memory.state_bytes_per_sequence
+            if memory.weights_gib <= memory.requested_gib and memory.available_kv_gib * GIB >= need:
+                fits.append((count * info.price_usd_hour, info.name, count))
+                break  # the smallest count of this type is enough
+    if not fits:
+        return ("no single-container GPU layout in the catalog fits; use a quantized checkpoint "
+                "(FP8 or 4-bit) or a smaller max_model_len")
+    fits.sort()
+    shown = ", ".join(f"{name} x{count} (${price:.2f}/h)" for price, name, count in fits[:4])
+    return f"use a GPU layout that fits, cheapest first: {shown} (set gpu.type and gpu.count)"
+
+
+def concurrency_problems(
+    resolved: ResolvedDeployment, memory: MemoryEstimate,
+) -> list[Verdict]:
+    """max_concurrent_requests above what the KV cache serves at the typical request size."""
+    workload = resolved.workload
+    tokens = min(workload.prompt_tokens + workload.completion_tokens, resolved.model.max_model_len)
+    servable = int(memory.concurrency_at(tokens))
+    wanted = resolved.runtime.max_concurrent_requests
+    if memory.available_kv_gib <= 0 or wanted <= servable:
+        return []
+    return [Verdict(
+        "warning",
+        f"runtime.max_concurrent_requests {wanted} is above the {servable} requests of "
+        f"{tokens:,} tokens (workload.prompt_tokens + completion_tokens) the KV cache holds at "
+        f"once; vLLM will queue or preempt the rest",
+        f"lower runtime.max_concurrent_requests to {max(servable, 1)}, or give the KV cache more "
+        f"memory (more GPUs, a larger GPU, kv_cache_dtype fp8)",
+    )]
+
+
+def spec_problems(resolved: ResolvedDeployment, arch: Architecture) -> list[Verdict]:
+    """Settings the architecture contradicts, and open-ended cost."""
+    found = []
+    limit = arch.max_position_embeddings
+    if limit and resolved.model.max_model_len > limit:
+        found.append(Verdict(
+            "error",
+            f"model.max_model_len {resolved.model.max_model_len:,} is above the model's "
+            f"max_position_embeddings {limit:,}; vLLM refuses it",
+            f"lower model.max_model_len to {limit:,} or less",
+        ))
+    if resolved.runtime.max_containers is None:
+        found.append(Verdict(
+            "warning",
+            "runtime.max_containers is not set: the worst-case bill has no ceiling",
+            "set runtime.max_containers to cap spend",
+        ))
+    experts, ranks = arch.num_experts, resolved.gpu.tp
+    if resolved.gpu.expert_parallel and arch.is_moe and experts % ranks:
+        found.append(Verdict(
+            "warning",
+            f"{experts} experts do not spread evenly over {ranks} expert-parallel GPUs",
+            f"use a GPU count that divides {experts}",
+        ))
+    return found

@@ -1,0 +1,288 @@
+"""GPU memory formulas: weights per rank, KV bytes per token, and vLLM's KV-cache budget.
+
+Pure arithmetic on an `Architecture`, mirroring how vLLM (v1 engine) shards and profiles:
+  available KV = util x GPU memory - weights - activation peak - non-torch - CUDA graphs
+Every figure is per GPU (per tensor-parallel rank) unless its name says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from liftdeploy.plan_arch import Architecture, Quantization
+
+GIB = 2**30
+BLOCK_TOKENS = 16
+"""vLLM's default KV block size in tokens: the cache is allocated in whole blocks."""
+VOCAB_PAD = 64
+"""vLLM pads the vocabulary to a multiple of 64 before splitting it across ranks."""
+
+_DTYPE_BYTES = {
+    "float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2,
+    "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1,
+}
+
+# Calibrated against the public startup logs in data/vllm_startup_records.yaml (see
+# tests/test_plan.py): memory outside torch's allocator that vLLM's profiler counts.
+NON_TORCH_GIB_SINGLE = 0.35
+"""cuBLAS/cuDNN workspaces and allocator slack on one GPU."""
+NON_TORCH_GIB_PER_COMM = 0.6
+"""NCCL and custom all-reduce buffers once ranks talk to each other (TP > 1)."""
+EXPERT_PARALLEL_GIB = 2.0
+"""All-to-all dispatch/combine buffers of expert parallel (measured residual of the
+Qwen3-Coder-480B DP8/EP record)."""
+CUDA_GRAPH_GIB_BASE = 0.3
+CUDA_GRAPH_GIB_PER_LAYER = 0.006
+"""CUDA graphs capture per-layer kernels at ~50 batch sizes; vLLM >= 0.21 profiles and
+subtracts this (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS). 0.52 GiB logged for 36 layers."""
+SAMPLER_COPIES = 2
+"""The dummy sampler run holds fp32 logits and a probability copy for max_num_seqs rows."""
+
+
+def dtype_bytes(name: str) -> int:
+    """Bytes per element of a dtype name as vLLM/config.json spell it."""
+    return _DTYPE_BYTES.get(name.lower().replace("torch.", ""), 2)
+
+
+def linear_bytes_per_param(quant: Quantization, activation_bytes: int) -> float:
+    """Stored bytes per weight of a quantized linear layer, scales included."""
+    if quant.method == "none" or quant.bits >= 16:
+        return float(activation_bytes)
+    if quant.method == "fp8":
+        if quant.block_size:  # one fp32 scale per [n x k] block
+            return 1.0 + 4.0 / (quant.block_size[0] * quant.block_size[1])
+        return 1.0
+    # integer formats (AWQ/GPTQ/compressed-tensors): fp16 scale + packed zero per group
+    return quant.bits / 8 + (2 + quant.bits / 8) / quant.group_size
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Weight bytes held by one rank, by part, plus what one decode step reads."""
+
+    embedding_bytes: float
+    lm_head_bytes: float
+    attention_bytes: float
+    mlp_bytes: float
+    """Dense MLP or MoE experts (+ shared expert and router)."""
+    other_bytes: float
+    """Norms, linear-attention convolutions and gates."""
+    active_bytes_per_token: float
+    """Bytes every rank together reads per decoded token at batch 1 (MoE: routed experts only)."""
+    expert_bytes_per_expert: float
+    """Bytes of one routed expert across all layers (0 for dense models)."""
+
+    @property
+    def total_bytes(self) -> float:
+        return (self.embedding_bytes + self.lm_head_bytes + self.attention_bytes
+                + self.mlp_bytes + self.other_bytes)
+
+    @property
+    def total_gib(self) -> float:
+        return self.total_bytes / GIB
+
+
+def kv_heads_per_rank(arch: Architecture, tp: int) -> int:
+    """KV heads one rank stores: kv_heads / TP, or 1 (replicated) when kv_heads < TP."""
+    return max(1, arch.num_kv_heads // tp)
+
+
+def weights_per_rank(
+    arch: Architecture, *, tp: int, expert_ranks: int = 1, dtype: str = "bfloat16",
+) -> Weights:
+    """Weight bytes on one GPU under tensor parallel `tp`.
+
+    `expert_ranks` > 1 means expert parallel: whole experts spread over that many ranks instead
+    of every expert being sliced `tp` ways. Embeddings and lm_head are vocab-parallel.
+    """
+    act = dtype_bytes(dtype if dtype != "auto" else arch.torch_dtype)
+    lin = linear_bytes_per_param(arch.quantization, act)
+    h = arch.hidden_size
+    vocab_rank = math.ceil(math.ceil(arch.vocab_size / VOCAB_PAD) * VOCAB_PAD / tp)
+    embedding = vocab_rank * h * act
+    lm_head = 0.0 if arch.tie_word_embeddings else embedding
+
+    q_width = arch.num_heads * arch.head_dim * (2 if arch.gated_attention else 1)
+    kv_width = 2 * kv_heads_per_rank(arch, tp) * arch.head_dim
+    attn_layer = (h * (q_width / tp + kv_width) + arch.num_heads * arch.head_dim / tp * h) * lin
+    attention = attn_layer * arch.kv_layers
+
+    linear_layer, linear_other = _linear_attention_params(arch, tp)
+    attention += linear_layer * lin * arch.linear_layers
+    other = (linear_other * act * arch.linear_layers
+             + (2 * arch.num_layers + 1) * h * act)  # RMSNorms
+
+    if arch.is_moe:
+        expert_params = 3 * h * arch.moe_intermediate_size
+        if expert_ranks > 1:
+            experts_here = math.ceil(arch.num_experts / expert_ranks) * expert_params
+        else:
+            experts_here = arch.num_experts * expert_params / tp
+        shared = 3 * h * arch.shared_expert_intermediate_size
+        router = h * arch.num_experts + (h if shared else 0)  # kept in the model dtype
+        mlp_layer = (experts_here + shared / tp) * lin + router * act
+        active_mlp_layer = ((arch.experts_per_token * expert_params + shared) * lin
+                            + router * act)
+        per_expert = expert_params * lin * arch.num_layers
+    else:
+        mlp_layer = 3 * h * arch.intermediate_size / tp * lin
+        active_mlp_layer = mlp_layer * tp
+        per_expert = 0.0
+    mlp = mlp_layer * arch.num_layers
+
+    # One decode step reads every rank's attention/norms, one embedding row and the full
+    # lm_head, plus the routed experts only.
+    active = ((attention + other) * tp + active_mlp_layer * arch.num_layers
+              + (lm_head or embedding) * tp + h * act)
+    return Weights(
+        embedding_bytes=embedding, lm_head_bytes=lm_head, attention_bytes=attention,
+        mlp_bytes=mlp, other_bytes=other, active_bytes_per_token=active,
+        expert_bytes_per_expert=per_expert,
+    )
+
+
+def _linear_attention_params(arch: Architecture, tp: int) -> tuple[float, float]:
+    """Per-rank parameters of one Gated DeltaNet layer: (quantizable projections, the rest)."""
+    if not arch.is_hybrid:
+        return 0.0, 0.0
+    h = arch.hidden_size
+    key_dim = arch.linear_num_key_heads * arch.linear_key_head_dim
+    value_dim = arch.linear_num_value_heads * arch.linear_value_head_dim
+    projections = (h * (2 * key_dim + 2 * value_dim + 2 * arch.linear_num_value_heads)
+                   + value_dim * h) / tp
+    conv = (2 * key_dim + value_dim) * arch.linear_conv_kernel_dim / tp
+    return projections, conv + 2 * arch.linear_num_value_heads / tp + arch.linear_value_head_dim
+
+
+def kv_bytes_per_token(arch: Architecture, *, tp: int, kv_cache_dtype: str, dtype: str) -> int:
+    """KV-cache bytes one token costs on one rank: 2 x KV layers x kv heads/rank x head_dim."""
+    elem = dtype_bytes(dtype if kv_cache_dtype == "auto" else kv_cache_dtype)
+    if kv_cache_dtype == "auto" and dtype == "auto":
+        elem = dtype_bytes(arch.torch_dtype)
+    return 2 * arch.kv_layers * kv_heads_per_rank(arch, tp) * arch.head_dim * elem
+
+
+def state_bytes_per_sequence(arch: Architecture, *, tp: int, dtype: str) -> int:
+    """Fixed per-sequence state of the linear-attention layers on one rank (0 if none)."""
+    if not arch.is_hybrid:
+        return 0
+    elem = dtype_bytes(dtype if dtype != "auto" else arch.torch_dtype)
+    key_dim = arch.linear_num_key_heads * arch.linear_key_head_dim
+    value_dim = arch.linear_num_value_heads * arch.linear_value_head_dim
+    conv = (2 * key_dim + value_dim) // tp * max(arch.linear_conv_kernel_dim - 1, 0)
+    recurrent = (arch.linear_num_value_heads // tp) * arch.linear_key_head_dim \
+        * arch.linear_value_head_dim
+    return (conv + recurrent) * elem * arch.linear_layers
+
+
+def activation_peak_bytes(
+    arch: Architecture, *, tp: int, batched_tokens: int, num_seqs: int, dtype: str,
+) -> float:
+    """Peak of the profiling forward pass: MLP/attention intermediates for `batched_tokens`
+    tokens plus the sampler's fp32 logits for `num_seqs` sequences."""
+    act = dtype_bytes(dtype if dtype != "auto" else arch.torch_dtype)
+    h = arch.hidden_size
+    if arch.is_moe:  # fused-MoE caches: gate/up, down input and per-expert outputs
+        mlp = arch.experts_per_token * (3 * arch.moe_intermediate_size / tp + h) \
+            + 3 * arch.shared_expert_intermediate_size / tp
+    else:
+        mlp = 3 * arch.intermediate_size / tp
+    attention = (arch.num_heads / tp + 2 * kv_heads_per_rank(arch, tp)) * arch.head_dim
+    per_token = act * (mlp + attention + 2 * h)
+    sampler = num_seqs * arch.vocab_size * 4 * SAMPLER_COPIES
+    return batched_tokens * per_token + sampler
+
+
+def non_torch_bytes(tp: int, expert_ranks: int = 1) -> float:
+    """Memory outside torch's allocator that the profiler counts (communication buffers)."""
+    comm = NON_TORCH_GIB_PER_COMM if tp > 1 else 0.0
+    all_to_all = EXPERT_PARALLEL_GIB if expert_ranks > 1 else 0.0
+    return (NON_TORCH_GIB_SINGLE + comm + all_to_all) * GIB
+
+
+def cuda_graph_bytes(arch: Architecture) -> float:
+    """CUDA-graph pool estimate vLLM subtracts from the KV budget (not with enforce_eager)."""
+    return (CUDA_GRAPH_GIB_BASE + CUDA_GRAPH_GIB_PER_LAYER * arch.num_layers) * GIB
+
+
+def default_batched_tokens(gpu_memory_gib: float, gpu_name: str) -> int:
+    """vLLM's API-server default max_num_batched_tokens for a GPU of this size."""
+    if gpu_memory_gib >= 160:
+        return 16384
+    if gpu_memory_gib >= 70 and "A100" not in gpu_name.upper():
+        return 8192
+    return 2048
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The quantities vLLM logs at startup, predicted, per GPU."""
+
+    gpu_memory_gib: float
+    requested_gib: float
+    weights: Weights
+    activation_gib: float
+    non_torch_gib: float
+    cuda_graph_gib: float
+    available_kv_gib: float
+    kv_bytes_per_token: int
+    state_bytes_per_sequence: int
+    kv_cache_tokens: int
+    """Tokens the KV cache holds (vLLM's "GPU KV cache size"); 0 when nothing is left."""
+    max_concurrency: float
+    """Full-length sequences (max_model_len) the cache holds at once."""
+
+    @property
+    def weights_gib(self) -> float:
+        return self.weights.total_gib
+
+    def concurrency_at(self, tokens_per_sequence: int) -> float:
+        """How many sequences of this length fit in the KV cache at once."""
+        per_seq = tokens_per_sequence * self.kv_bytes_per_token + self.state_bytes_per_sequence
+        return max(self.available_kv_gib, 0.0) * GIB / per_seq if per_seq else math.inf
+
+
+def estimate_memory(
+    arch: Architecture,
+    *,
+    gpu_memory_gib: float,
+    utilization: float,
+    tp: int,
+    max_model_len: int,
+    batched_tokens: int,
+    num_seqs: int,
+    expert_ranks: int = 1,
+    dtype: str = "auto",
+    kv_cache_dtype: str = "auto",
+    enforce_eager: bool = False,
+    count_cuda_graphs: bool = True,
+) -> MemoryEstimate:
+    """Predict vLLM's memory profile for one rank.
+
+    `count_cuda_graphs` is False for vLLM releases before 0.21, which did not subtract the
+    CUDA-graph pool from the KV budget (used when comparing with older public logs).
+    """
+    weights = weights_per_rank(arch, tp=tp, expert_ranks=expert_ranks, dtype=dtype)
+    requested = utilization * gpu_memory_gib
+    activation = activation_peak_bytes(
+        arch, tp=tp, batched_tokens=batched_tokens, num_seqs=num_seqs, dtype=dtype,
+    ) / GIB
+    non_torch = non_torch_bytes(tp, expert_ranks) / GIB
+    graphs = 0.0 if enforce_eager or not count_cuda_graphs else cuda_graph_bytes(arch) / GIB
+    available = requested - weights.total_gib - activation - non_torch - graphs
+    kv_token = kv_bytes_per_token(arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype)
+    state = state_bytes_per_sequence(arch, tp=tp, dtype=dtype)
+    usable = max(available, 0.0) * GIB
+    per_seq = max_model_len * kv_token + state
+    concurrency = usable / per_seq
+    if state:  # hybrid: report the tokens that full-length sequences would occupy
+        tokens = int(concurrency * max_model_len)
+    else:
+        tokens = int(usable // (kv_token * BLOCK_TOKENS)) * BLOCK_TOKENS
+    return MemoryEstimate(
+        gpu_memory_gib=gpu_memory_gib, requested_gib=requested, weights=weights,
+        activation_gib=activation, non_torch_gib=non_torch, cuda_graph_gib=graphs,
+        available_kv_gib=available, kv_bytes_per_token=kv_token,
+        state_bytes_per_sequence=state, kv_cache_tokens=tokens, max_concurrency=concurrency,
+    )

@@ -1,0 +1,190 @@
+"""Will the server accept this JSON schema? Checked locally with the backends' own compilers.
+
+`check_schema(schema, backend)` compiles a schema the way vLLM 0.32 does before it accepts a
+request, so a refusal can be reported before anything is sent:
+
+- xgrammar: vLLM first refuses schema features that XGrammar would silently ignore or get wrong
+  (its `has_xgrammar_unsupported_json_features`; the same rules are written out here because the
+  client runs without vLLM), then compiles with `xgrammar.Grammar.from_json_schema`;
+- guidance: `llguidance.LLMatcher.grammar_from_json_schema` then `validate_grammar`.
+
+The compilers are an optional extra (`pip install liftdeploy[schemacheck]`) imported only when a
+check runs. tests/test_schemacheck.py compares these answers with a running server's on the
+JSONSchemaBench sample and lists where they differ.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from liftdeploy.errors import LiftdeployError
+
+BACKENDS = ("xgrammar", "guidance")
+
+# Formats XGrammar 0.2.8 enforces; vLLM refuses a string with any other format under xgrammar.
+XGRAMMAR_STRING_FORMATS = frozenset({
+    "email", "date", "time", "date-time", "duration", "ipv4", "ipv6", "hostname", "uuid", "uri",
+    "uri-reference", "uri-template", "json-pointer", "relative-json-pointer",
+})
+
+
+class SchemaCheckError(LiftdeployError):
+    """A schema check cannot run (unknown backend, compiler not installed, unreadable schema)."""
+
+    exit_code = 2  # 1 means "a schema is unsupported"
+
+
+@dataclass(frozen=True)
+class SchemaSupport:
+    """One backend's answer for one schema."""
+
+    backend: str
+    supported: bool
+    reason: str | None = None
+    """Why the backend refuses the schema (the unsupported feature), None when supported."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_schema(
+    schema: dict[str, Any] | bool | str, backend: str, *, any_whitespace: bool = False
+) -> SchemaSupport:
+    """Whether `backend` (xgrammar or guidance) serves `schema`, and if not, why.
+
+    `any_whitespace` is the opposite of the spec's `engine.disable_any_whitespace` (default
+    True): XGrammar compiles some schemas only one way.
+    """
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except ValueError as err:
+            raise SchemaCheckError(f"the schema is not valid JSON ({err}); pass a JSON object") from err
+    if backend == "xgrammar":
+        reason = _xgrammar_refusal(schema, any_whitespace)
+    elif backend == "guidance":
+        reason = _guidance_refusal(schema, any_whitespace)
+    else:
+        raise SchemaCheckError(
+            f"unknown structured-output backend {backend!r}; choose one of {', '.join(BACKENDS)}"
+        )
+    return SchemaSupport(backend, reason is None, reason)
+
+
+def check_schema_all(
+    schema: dict[str, Any] | bool | str, *, any_whitespace: bool = False
+) -> list[SchemaSupport]:
+    """The answer of every backend for `schema`."""
+    return [check_schema(schema, backend, any_whitespace=any_whitespace) for backend in BACKENDS]
+
+
+def _import(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise SchemaCheckError(
+            f"the schema check for this backend needs the {module} package; install it with "
+            f"pip install 'liftdeploy[schemacheck]'"
+        ) from err
+
+
+def _xgrammar_refusal(schema: Any, any_whitespace: bool) -> str | None:
+    if isinstance(schema, dict):
+        feature = xgrammar_unsupported_feature(schema)
+        if feature is not None:
+            return f"xgrammar does not support {feature} (vLLM refuses it before compiling)"
+    try:
+        # The full compile, as the engine does it after accepting the request: some schemas
+        # pass vLLM's up-front check and then fail here (the server answers 500).
+        _xgrammar_compiler().compile_json_schema(json.dumps(schema), any_whitespace=any_whitespace)
+    except Exception as err:  # noqa: BLE001 - the compiler raises plain RuntimeError/ValueError
+        return f"xgrammar cannot compile the schema: {_first_line(err)}"
+    return None
+
+
+@functools.cache
+def _xgrammar_compiler() -> Any:
+    """A compiler over a byte-level vocabulary: grammar compilation does not depend on the
+    model's tokens, and this needs no tokenizer download. Its cache stays on, as in vLLM: some
+    schemas fail only on that path (XGrammar 0.2.8, grammar_functor.cc per_rule_fsm_hashes)."""
+    xgrammar = _import("xgrammar")
+    return xgrammar.GrammarCompiler(xgrammar.TokenizerInfo([bytes([b]) for b in range(256)]))
+
+
+def _guidance_refusal(schema: Any, any_whitespace: bool) -> str | None:
+    llguidance = _import("llguidance")
+    try:
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(
+            json.dumps(schema), defaults={"whitespace_flexible": any_whitespace}
+        )
+    except (ValueError, KeyError, TypeError) as err:
+        return f"llguidance cannot read the schema: {_first_line(err)}"
+    error = llguidance.LLMatcher.validate_grammar(grammar, None)
+    return f"llguidance cannot compile the schema: {_first_line(error)}" if error else None
+
+
+def _first_line(error: object) -> str:
+    """The message's first line without XGrammar's "[hh:mm:ss] file.cc:123: " prefix."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", text.splitlines()[0])
+
+
+def xgrammar_unsupported_feature(schema: dict[str, Any]) -> str | None:
+    """The first feature vLLM 0.32 refuses under xgrammar before compiling (it mirrors vLLM's
+    `has_xgrammar_unsupported_json_features`, each rule tracked by an XGrammar issue), or None."""
+    types = _types(schema)
+    if types & {"integer", "number"} and "multipleOf" in schema:
+        return "multipleOf on numbers"
+    if "array" in types:
+        for keyword in ("uniqueItems", "contains", "minContains", "maxContains"):
+            if keyword in schema:
+                return f"{keyword} on arrays"
+    if "string" in types:
+        if "format" in schema and schema["format"] not in XGRAMMAR_STRING_FORMATS:
+            return f"string format {schema['format']!r}"
+        if _pattern_with_length(schema):
+            return "pattern/format together with minLength/maxLength on strings"
+    if "object" in types and "propertyNames" in schema:
+        names = schema["propertyNames"]
+        if isinstance(names, dict) and _pattern_with_length(names):
+            return "propertyNames with pattern/format and a length bound"
+        for keyword in ("patternProperties", "properties"):
+            if keyword in schema:
+                return f"propertyNames together with {keyword}"
+        if schema.get("unevaluatedProperties", True) is not True:
+            return "propertyNames together with unevaluatedProperties"
+    if "object" in types and isinstance(schema.get("patternProperties"), dict):
+        if "properties" in schema:
+            return "patternProperties together with properties"
+        if len(schema["patternProperties"]) > 1:
+            return "more than one patternProperties entry"
+    if isinstance(schema.get("allOf"), list) and len(schema["allOf"]) >= 2:
+        return "allOf with two or more branches"
+    for value in schema.values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and (feature := xgrammar_unsupported_feature(item)):
+                return feature
+    return None
+
+
+def _types(schema: dict[str, Any]) -> set[str]:
+    declared = schema.get("type")
+    if isinstance(declared, str):
+        return {declared}
+    if isinstance(declared, list):
+        return {item for item in declared if isinstance(item, str)}
+    return set()
+
+
+def _pattern_with_length(schema: dict[str, Any]) -> bool:
+    return ("pattern" in schema or "format" in schema) and (
+        "minLength" in schema or "maxLength" in schema
+    )

