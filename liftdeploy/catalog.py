@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -51,9 +51,12 @@ class ModelArch:
         return int(self.config.get("num_key_value_heads", self.num_attention_heads))
 
 
+DATA_DIR = Path(__file__).resolve().parent / "data"
+"""The catalog's YAML files (package data, shipped in the wheel)."""
+
+
 def _load(name: str) -> dict[str, Any]:
-    text = resources.files("liftdeploy.data").joinpath(name).read_text(encoding="utf-8")
-    return YAML(typ="safe").load(text)
+    return YAML(typ="safe").load((DATA_DIR / name).read_text(encoding="utf-8"))
 
 
 @functools.cache

@@ -45,6 +45,9 @@ CLIENT_VALIDATES_HEADER = "x-liftdeploy-client-validates"
 """Sent with streamed requests: the service's guard (liftdeploy.runtime.guard, same header)
 refuses constrained streams it cannot check, unless the client validates the answer itself."""
 
+GUARD_ERROR_TYPE = "InvalidStructuredOutput"
+"""Error type of the guard's 502 when it withholds an invalid answer (its ERROR_TYPE)."""
+
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 RETRY_STATUSES = frozenset({429, 503})
@@ -478,6 +481,9 @@ class Client:
                 f"{url} is not ready (503: {detail}); a container may still be starting — "
                 f"`liftdeploy warmup` waits for it"
             ), True, retry_after
+        if _error_type(exc) == GUARD_ERROR_TYPE:  # the server's guard withheld a bad answer
+            kind = InvalidJson if "not valid JSON" in detail else SchemaViolation
+            return kind(f"{url} withheld an invalid answer: {detail}"), False, None
         if status < 500:
             return RequestRejected(f"{url} rejected the request ({status}: {detail})"), False, None
         return ServerError(
@@ -562,6 +568,12 @@ def _error_detail(exc: openai.APIStatusError) -> str:
         if message:
             return str(message)[:300]
     return (exc.response.reason_phrase or exc.message or "")[:300]
+
+
+def _error_type(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    error = body.get("error", body) if isinstance(body, dict) else None
+    return error.get("type") if isinstance(error, dict) else None
 
 
 def _retry_after_s(value: str | None) -> float | None:

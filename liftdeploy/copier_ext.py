@@ -24,7 +24,7 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 
 from liftdeploy import __version__
-from liftdeploy.spec import SPEC_VERSION, ModelDeployment, ResolvedDeployment
+from liftdeploy.spec import COMPILE_CACHE_DIR, WEIGHTS_DIR, ModelDeployment, ResolvedDeployment
 
 RUNTIME_PACKAGE = "liftdeploy.runtime"
 """The stdlib-only package whose files travel into the Modal image (liftdeploy_runtime/)."""
@@ -44,9 +44,9 @@ QUESTION_FIELDS: dict[str, str] = {
 # Answers that stand for "not set" (None in the spec): Copier answers are typed str/int.
 UNSET_ANSWERS: dict[str, Any] = {"model_revision": "", "max_containers": 0}
 CUSTOM_PRESET = "custom"
+"""The preset `liftdeploy render` records for a spec that is not one of the examples."""
 MODAL_MAX_EXIT_GRACE_S = 3600
 """Longest `exit_grace_period` modal 1.6 accepts for `@app.server`."""
-"""The preset `liftdeploy render` records for a spec that is not one of the examples."""
 
 
 class LiftdeployExtension(Extension):
@@ -171,10 +171,8 @@ class Service:
         return f"${resolved.gpu.count * resolved.gpu_hour_usd * hours:,.2f}"
 
 
-def _weights_dir(resolved: ResolvedDeployment) -> str:
-    from liftdeploy.spec import WEIGHTS_DIR
-
-    return next((v.mount_path for v in resolved.volumes if v.purpose == "weights"), WEIGHTS_DIR)
+def _mount_path(resolved: ResolvedDeployment, purpose: str, default: str) -> str:
+    return next((v.mount_path for v in resolved.volumes if v.purpose == purpose), default)
 
 
 # The values the app module shows, by the constant's meaning; each from the resolved spec.
@@ -184,7 +182,8 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "vllm_version": lambda r: r.engine.vllm_version,
     "model_id": lambda r: r.model.id,
     "model_revision": lambda r: r.model.revision,
-    "weights_dir": _weights_dir,
+    "weights_dir": lambda r: _mount_path(r, "weights", WEIGHTS_DIR),
+    "compile_cache_dir": lambda r: _mount_path(r, "compile-cache", COMPILE_CACHE_DIR),
     "volumes": lambda r: {v.mount_path: v.name for v in r.volumes},
     "secrets": lambda r: r.secret_names,
     "hf_token_secrets": lambda r: [r.model.hf_token_secret] if r.model.hf_token_secret else [],
@@ -365,13 +364,9 @@ def _validate(text: str, source: str) -> ModelDeployment:
     from liftdeploy.specfile import parse_yaml, spec_from_data
 
     try:
-        spec = spec_from_data(parse_yaml(text, source=source), source=source)
+        return spec_from_data(parse_yaml(text, source=source), source=source)
     except SpecError as exc:
         _fail(str(exc))
-    if spec.version != SPEC_VERSION:
-        _fail(f"{source}: spec version {spec.version} is older than {SPEC_VERSION}; "
-              f"run `liftdeploy validate` on it for the migration step")
-    return spec
 
 
 def _answers(context: Context) -> dict[str, Any]:

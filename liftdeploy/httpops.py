@@ -53,12 +53,13 @@ def warmup(
     *,
     timeout_s: float,
     initial_interval_s: float = 1.0,
-    max_interval_s: float = 15.0,
+    max_interval_s: float = 5.0,
     probe_timeout_s: float = 10.0,
     on_wait: Callable[[float, Health], None] | None = None,
 ) -> WarmupResult:
     """Poll /health until it answers 200. 503 and connection errors mean "not yet" (a container
-    is starting); the interval grows 1.5x up to `max_interval_s`. Wrong credentials raise at once."""
+    is starting); the interval grows 1.5x up to `max_interval_s`, which bounds how late the
+    reported cold-start time can be. Wrong credentials raise at once."""
     started = time.monotonic()
     deadline = started + timeout_s
     interval, probes = initial_interval_s, 0
@@ -155,8 +156,8 @@ class _Tally:
         return len(self.latencies) + sum(self.errors.values())
 
 
-ProgressCallback = Callable[[int, int, dict[str, int]], None]
-"""Called after each request with (done, requested, errors so far)."""
+ProgressCallback = Callable[[int, int, dict[str, int], float], None]
+"""Called after each request with (done, requested, errors so far, seconds since the start)."""
 
 
 def loadtest(
@@ -202,7 +203,7 @@ def loadtest(
                     tally.error_examples.setdefault(kind, str(outcome))
                 done, errors = tally.done, dict(tally.errors)
             if on_progress:
-                on_progress(done, requests, errors)
+                on_progress(done, requests, errors, time.monotonic() - started)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(concurrency, requests))]
     for thread in threads:

@@ -226,7 +226,7 @@ def prepare_deploy(
     if service.app_path is None:
         raise OpsError(
             f"{service.spec_path}: no rendered {APP_FILE} beside this spec; run "
-            f"`liftdeploy render {service.spec_path} <dir>` and deploy that directory"
+            f"`liftdeploy render {service.spec_path} -o DIR` and deploy DIR"
         )
     plan_lines: list[str] = []
     if not skip_check:
@@ -254,11 +254,14 @@ def _refuse_stale(service: Service) -> None:
 
     drift = check(service.directory)
     if drift:
-        shown = "; ".join(drift[:5]) + ("; ..." if len(drift) > 5 else "")
+        # First lines only (each entry may carry a diff); `liftdeploy check` shows them whole.
+        shown = "; ".join(entry.splitlines()[0] for entry in drift[:3])
+        more = f"; and {len(drift) - 3} more" if len(drift) > 3 else ""
         raise OpsError(
-            f"{service.directory}: the rendered app is stale ({shown}); re-render it with "
-            f"`liftdeploy render` (or `copier update`), review and commit, then deploy "
-            f"(--skip-check deploys it as it is)"
+            f"{service.directory}: the rendered app is stale ({shown}{more}); re-render it with "
+            f"`liftdeploy render {service.directory}`, review and commit, then deploy "
+            f"(`liftdeploy check {service.directory}` shows the drift; --skip-check deploys "
+            f"it as it is)"
         )
 
 

@@ -157,22 +157,16 @@ def bootstrap(
         return BootstrapReport(resolved.environment, modal_env, rows, True, offline_reason=str(exc))
 
     missing = [r for r in resources if r.name not in existing[r.kind]]
-    if dry_run:
-        rows = [
-            BootstrapRow(r, "missing", _value_sources(r, environ)) if r in missing
-            else BootstrapRow(r, "exists")
-            for r in resources
-        ]
-        return BootstrapReport(resolved.environment, modal_env, rows, True)
-
-    for call in creation_calls(missing, modal_env, environ=environ, prompt=prompt):
-        call.run()
+    if not dry_run:
+        for call in creation_calls(missing, modal_env, environ=environ, prompt=prompt):
+            call.run()
+    done: Literal["missing", "created"] = "missing" if dry_run else "created"
     rows = [
-        BootstrapRow(r, "created", _value_sources(r, environ)) if r in missing
+        BootstrapRow(r, done, _value_sources(r, environ)) if r in missing
         else BootstrapRow(r, "exists")
         for r in resources
     ]
-    return BootstrapReport(resolved.environment, modal_env, rows, False)
+    return BootstrapReport(resolved.environment, modal_env, rows, dry_run)
 
 
 @dataclass(frozen=True)

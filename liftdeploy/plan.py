@@ -202,17 +202,21 @@ def plan(
 def _speed(
     resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
 ) -> Speed:
-    """Bandwidth bound: each decode step reads the (active) weights once and each sequence's KV."""
-    bandwidth = catalog.gpu(layout.gpu).bandwidth_gb_s * layout.count
+    """Bandwidth bound: each decode step reads the (active) weights once and each sequence's KV.
+
+    Pipeline stages run one after another for a single sequence, so batch 1 sees the bandwidth
+    of one stage's `tp` GPUs; a full batch keeps every stage busy."""
+    per_gpu = catalog.gpu(layout.gpu).bandwidth_gb_s
+    bandwidth = per_gpu * layout.count
     workload = resolved.workload
     context = min(workload.prompt_tokens + workload.completion_tokens // 2,
                   resolved.model.max_model_len)
     # KV and state are per GPU; every rank reads its own share (replicated heads included).
     kv_per_seq = (context * memory.kv_bytes_per_token + memory.state_bytes_per_sequence) \
-        * layout.tp
+        * layout.count
     weights = memory.weights
     batch1_bytes = weights.active_bytes_per_token + kv_per_seq
-    batch1 = bandwidth * 1e9 / batch1_bytes
+    batch1 = per_gpu * layout.tp * 1e9 / batch1_bytes
     servable = int(memory.concurrency_at(context + workload.completion_tokens // 2))
     batch = max(0, min(resolved.runtime.max_concurrent_requests, servable))
     if batch == 0:

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Literal
 
 from liftdeploy import catalog
 from liftdeploy.plan_arch import Architecture
-from liftdeploy.plan_memory import GIB, MemoryEstimate, default_batched_tokens, estimate_memory
+from liftdeploy.plan_memory import (
+    BLOCK_TOKENS,
+    GIB,
+    MemoryEstimate,
+    default_batched_tokens,
+    estimate_memory,
+)
 
 if TYPE_CHECKING:
     from liftdeploy.spec import ResolvedDeployment
@@ -40,12 +46,15 @@ class Layout:
     tp: int
     expert_ranks: int
     """Ranks experts are spread over (1: every expert sliced `tp` ways)."""
+    pp: int = 1
+    """Pipeline stages; tp x pp = count."""
 
 
 def layout_of(resolved: ResolvedDeployment, gpu_type: str | None = None) -> Layout:
     gpu = resolved.gpu
     ep = gpu.tp if gpu.expert_parallel else 1
-    return Layout(gpu=gpu_type or gpu.type, count=gpu.count, tp=gpu.tp, expert_ranks=ep)
+    return Layout(gpu=gpu_type or gpu.type, count=gpu.count, tp=gpu.tp, expert_ranks=ep,
+                  pp=gpu.pipeline_parallel_size)
 
 
 def batched_tokens(resolved: ResolvedDeployment, gpu_type: str) -> int:
@@ -71,6 +80,7 @@ def estimate_for(
         utilization=utilization or resolved.gpu.memory_utilization,
         tp=layout.tp,
         expert_ranks=layout.expert_ranks,
+        pp=layout.pp,
         max_model_len=max_model_len or resolved.model.max_model_len,
         batched_tokens=batched_tokens(resolved, layout.gpu),
         num_seqs=resolved.runtime.max_concurrent_requests,
@@ -171,8 +181,8 @@ def _kv_fix(
     if util <= SAFE_UTILIZATION:
         options.append(f"raise gpu.memory_utilization to {math.ceil(util * 100) / 100:.2f}")
     per_token = memory.kv_bytes_per_token
-    fitting_len = int((max(memory.available_kv_gib, 0) * GIB - memory.state_bytes_per_sequence)
-                      // per_token) // 16 * 16 if per_token else 0
+    room = max(memory.available_kv_gib, 0) * GIB - memory.state_bytes_per_sequence
+    fitting_len = int(room // per_token) // BLOCK_TOKENS * BLOCK_TOKENS
     if fitting_len >= 1024:
         options.append(f"lower model.max_model_len to {fitting_len:,} or less")
     options.append(_suggest_gpus(resolved, arch, layout))
@@ -184,7 +194,7 @@ def _suggest_gpus(resolved: ResolvedDeployment, arch: Architecture, layout: Layo
     fits = []
     for info in catalog.gpus().values():
         for count in (1, 2, 4, 8):
-            if count > info.max_count or count < 1:
+            if count > info.max_count:
                 continue
             candidate = Layout(gpu=info.name, count=count, tp=count,
                                expert_ranks=count if layout.expert_ranks > 1 else 1)

@@ -8,7 +8,7 @@ Every figure is per GPU (per tensor-parallel rank) unless its name says otherwis
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from liftdeploy.plan_arch import Architecture, Quantization
 
@@ -142,6 +142,21 @@ def weights_per_rank(
     )
 
 
+def pipeline_stage(weights: Weights, pp: int) -> Weights:
+    """The largest pipeline stage's share: layers split `pp` ways, embedding on the first
+    stage and lm_head on the last (what a decode step reads is unchanged)."""
+    if pp == 1:
+        return weights
+    return replace(
+        weights,
+        embedding_bytes=max(weights.embedding_bytes, weights.lm_head_bytes),
+        lm_head_bytes=0.0,
+        attention_bytes=weights.attention_bytes / pp,
+        mlp_bytes=weights.mlp_bytes / pp,
+        other_bytes=weights.other_bytes / pp,
+    )
+
+
 def _linear_attention_params(arch: Architecture, tp: int) -> tuple[float, float]:
     """Per-rank parameters of one Gated DeltaNet layer: (quantizable projections, the rest)."""
     if not arch.is_hybrid:
@@ -253,6 +268,7 @@ def estimate_memory(
     batched_tokens: int,
     num_seqs: int,
     expert_ranks: int = 1,
+    pp: int = 1,
     dtype: str = "auto",
     kv_cache_dtype: str = "auto",
     enforce_eager: bool = False,
@@ -260,19 +276,23 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Predict vLLM's memory profile for one rank.
 
+    `pp` > 1 splits the layers into pipeline stages; figures are for the largest stage.
     `count_cuda_graphs` is False for vLLM releases before 0.21, which did not subtract the
     CUDA-graph pool from the KV budget (used when comparing with older public logs).
     """
-    weights = weights_per_rank(arch, tp=tp, expert_ranks=expert_ranks, dtype=dtype)
+    weights = pipeline_stage(
+        weights_per_rank(arch, tp=tp, expert_ranks=expert_ranks, dtype=dtype), pp)
     requested = utilization * gpu_memory_gib
     activation = activation_peak_bytes(
         arch, tp=tp, batched_tokens=batched_tokens, num_seqs=num_seqs, dtype=dtype,
     ) / GIB
-    non_torch = non_torch_bytes(tp, expert_ranks) / GIB
+    non_torch = non_torch_bytes(tp * pp, expert_ranks if arch.is_moe else 1) / GIB
     graphs = 0.0 if enforce_eager or not count_cuda_graphs else cuda_graph_bytes(arch) / GIB
     available = requested - weights.total_gib - activation - non_torch - graphs
-    kv_token = kv_bytes_per_token(arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype)
-    state = state_bytes_per_sequence(arch, tp=tp, dtype=dtype)
+    # Each pipeline stage keeps the KV (and state) of its own layers only.
+    kv_token = math.ceil(
+        kv_bytes_per_token(arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype) / pp)
+    state = math.ceil(state_bytes_per_sequence(arch, tp=tp, dtype=dtype) / pp)
     usable = max(available, 0.0) * GIB
     per_seq = max_model_len * kv_token + state
     concurrency = usable / per_seq

@@ -28,6 +28,8 @@ ANSWERS_FILE = ".copier-answers.yml"
 NOT_MERGED = (SPEC_FILE, ANSWERS_FILE)
 
 _LABELS = ("yours", "last render", "new render")
+# Answers-file keys that say where and when a service was rendered, not what.
+STAMP_KEYS = ("_src_path", "_commit")
 
 
 @dataclass
@@ -79,6 +81,9 @@ def merge(service: Path, fresh: dict[str, str], *, overwrite: bool = False) -> M
         ours = ours_path.read_text(encoding="utf-8") if ours_path.is_file() else None
         theirs = fresh.get(rel)
         old = (base or {}).get(rel)
+        if rel == ANSWERS_FILE and ours is not None and theirs is not None \
+                and without_stamps(ours) == without_stamps(theirs):
+            continue  # only where/when it was rendered differs: keep the file as it is
         if ours is None and old is not None and not overwrite and rel not in NOT_MERGED:
             continue  # the user deleted a rendered file: it stays deleted
         if rel in NOT_MERGED or overwrite or ours is None or ours == theirs:
@@ -126,6 +131,12 @@ def write(service: Path, result: MergeResult, fresh: dict[str, str]) -> list[str
     shutil.rmtree(pristine, ignore_errors=True)
     staging.rename(pristine)
     return changed
+
+
+def without_stamps(answers: str) -> str:
+    """The answers file without its source and commit stamps: what was answered."""
+    return "".join(line for line in answers.splitlines(keepends=True)
+                   if not line.startswith(tuple(f"{key}:" for key in STAMP_KEYS)))
 
 
 def dirty_paths(service: Path, paths: list[str]) -> list[str]:

@@ -16,14 +16,10 @@ import warnings
 from pathlib import Path
 
 from liftdeploy import regenerate
-from liftdeploy.errors import DriftError, RenderError
+from liftdeploy.errors import RenderError
 from liftdeploy.regenerate import ANSWERS_FILE, SPEC_FILE
 
-__all__ = ["render", "check", "template_source", "render_to_dict"]
-
-# Keys of the answers file that say where and when it was rendered, not what.
-_STAMP_KEYS = ("_src_path", "_commit")
-
+__all__ = ["render", "check", "template_source", "render_to_dict", "is_service"]
 
 def template_source() -> Path:
     """The template root holding copier.yml: the wheel's copy, else the checkout's root."""
@@ -73,7 +69,8 @@ def render(
         raise RenderError(f"{out} is a file; pass a directory to render the service into")
     existing = out.is_dir() and any(out.iterdir())
     if existing and not force:
-        rendered = sorted(set(fresh) - {SPEC_FILE} | _pristine_names(out))
+        # The spec may carry your uncommitted change: it is the render's input.
+        rendered = sorted(set(fresh) - {SPEC_FILE, ANSWERS_FILE} | _pristine_names(out))
         dirty = regenerate.dirty_paths(out, [p for p in rendered if (out / p).exists()])
         if dirty:
             raise RenderError(
@@ -110,7 +107,7 @@ def check(path: str | Path) -> list[str]:
     if (root / SPEC_FILE).is_file():
         services = [root]
     elif root.is_dir():
-        services = sorted(p.parent for p in root.rglob(SPEC_FILE) if _is_service(p.parent))
+        services = sorted(p.parent for p in root.rglob(SPEC_FILE) if is_service(p.parent))
     else:
         raise RenderError(f"{root}: not a directory; pass a rendered service or a folder of them")
     if not services:
@@ -126,12 +123,6 @@ def check(path: str | Path) -> list[str]:
     return drift
 
 
-def check_or_raise(path: str | Path) -> None:
-    drift = check(path)
-    if drift:
-        raise DriftError("rendered services are out of date:\n" + "\n".join(drift))
-
-
 def _service_drift(service: Path) -> list[str]:
     fresh = render_to_dict(service / SPEC_FILE)
     result = regenerate.merge(service, fresh)
@@ -141,8 +132,8 @@ def _service_drift(service: Path) -> list[str]:
     for rel, text in result.files.items():
         current = service / rel
         now = current.read_text(encoding="utf-8") if current.is_file() else None
-        if rel == ANSWERS_FILE:
-            now, text = _without_stamps(now), _without_stamps(text)
+        if rel == ANSWERS_FILE and now is not None and text is not None:
+            now, text = regenerate.without_stamps(now), regenerate.without_stamps(text)
         if now == text:
             continue
         if text is None:
@@ -155,20 +146,14 @@ def _service_drift(service: Path) -> list[str]:
     return drift
 
 
-def _is_service(path: Path) -> bool:
+def is_service(path: Path) -> bool:
+    """Whether a directory holds a rendered service (Copier's answers or a last render)."""
     return (path / ANSWERS_FILE).is_file() or (path / regenerate.PRISTINE_DIR).is_dir()
 
 
 def _pristine_names(service: Path) -> set[str]:
     pristine = service / regenerate.PRISTINE_DIR
     return set(regenerate.rendered_files(pristine)) if pristine.is_dir() else set()
-
-
-def _without_stamps(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return "".join(line for line in text.splitlines(keepends=True)
-                   if not line.startswith(tuple(f"{key}:" for key in _STAMP_KEYS)))
 
 
 def _short_diff(now: str, expected: str, limit: int = 12) -> str:

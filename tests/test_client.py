@@ -17,6 +17,8 @@ import pytest
 
 from liftdeploy.client import (
     API_KEY_ENVS,
+    CLIENT_VALIDATES_HEADER,
+    GUARD_ERROR_TYPE,
     MODEL_ENV,
     PROXY_KEY_ENV,
     PROXY_SECRET_ENV,
@@ -216,6 +218,7 @@ def test_a_stream_cut_after_the_first_chunk_is_not_retried(
             chunks.append(chunk)
     assert chunks == ['{"a": ']  # what arrived was handed out, and nothing was repeated
     assert server.count(CHAT) == 1
+    assert server.requests[0][1][CLIENT_VALIDATES_HEADER] == "1"  # lets the guard stream it
     assert stream.answer is None
 
 
@@ -236,6 +239,29 @@ def test_bad_answers_raise_their_own_error(
     server = scripted({CHAT: [(200, completion(content, finish_reason))]})
     with pytest.raises(error):
         Client(server.url, model="m").generate("hi", SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("problem", "error"),
+    [("the answer is not valid JSON (Invalid control character at: line 1)", InvalidJson),
+     ("the answer breaks its schema at $.a: 'x' is not of type 'integer'", SchemaViolation)],
+)
+def test_an_answer_withheld_by_the_guard_keeps_its_kind(
+    scripted: type[ScriptedServer], problem: str, error: type[ClientError],
+) -> None:
+    body = {"error": {"message": f"the model's answer ... was withheld (choice 0: {problem})",
+                      "type": GUARD_ERROR_TYPE, "param": None, "code": 502}}
+    server = scripted({CHAT: [(502, body)]})
+    with pytest.raises(error, match="withheld"):
+        Client(server.url, model="m", retry=FAST_RETRY).generate("hi", SCHEMA)
+    assert server.count(CHAT) == 1
+
+
+def test_the_guard_and_the_client_agree_on_their_wire_names() -> None:
+    from liftdeploy.runtime import guard
+
+    assert guard.CLIENT_VALIDATES_HEADER == CLIENT_VALIDATES_HEADER.encode()
+    assert guard.ERROR_TYPE == GUARD_ERROR_TYPE
 
 
 def test_an_invalid_schema_is_refused_before_sending(scripted: type[ScriptedServer]) -> None:

@@ -333,10 +333,12 @@ def test_deploy_of_a_clean_rendered_service(service: Path) -> None:
 
 def test_stale_app_and_a_plan_that_does_not_fit_are_refused(service: Path) -> None:
     from liftdeploy.render import render
-    from liftdeploy.specfile import set_value
 
     # The original plan's staging idea: a 32B bf16 model on a 24 GB A10G.
-    set_value(service / "deployment.yaml", "environments.staging.gpu={type: A10G}")
+    spec_file = service / "deployment.yaml"
+    text = spec_file.read_text()
+    assert text.count("\n  staging:\n") == 1
+    spec_file.write_text(text.replace("\n  staging:\n", "\n  staging:\n    gpu: {type: A10G}\n"))
     _git(service, "commit", "-q", "-am", "staging on A10G")
     with pytest.raises(OpsError, match="rendered app is stale.*liftdeploy render"):
         ops.prepare_deploy(ops.locate_service(service), "staging")
@@ -385,6 +387,26 @@ def test_failing_modal_command_becomes_ops_error_with_stderr_tail() -> None:
     assert error.returncode != 0 and "Token missing" in error.stderr_tail
     assert "modal app history lift-sys-inference --json" in str(error)
     assert "modal token new" in str(error) and "Token missing" in str(error)
+
+
+def test_runner_streams_filtered_lines_and_echoes_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    script = (
+        "import sys\n"
+        "print('INFO 11-28 server up')\n"
+        "print('ERROR 11-28 engine died')\n"
+        "print('Traceback (most recent call last):')\n"
+        "print('progress on stderr', file=sys.stderr)\n"
+        "sys.exit(3)\n"
+    )
+    with pytest.raises(ModalCommandError) as caught:
+        ops.run_modal(Command([sys.executable, "-c", script]), line_filter=ops.is_error_line)
+    out, err = capsys.readouterr()
+    assert out == "ERROR 11-28 engine died\nTraceback (most recent call last):\n"
+    assert err == "progress on stderr\n"
+    assert caught.value.returncode == 3 and caught.value.stderr_tail == "progress on stderr"
+    assert "its error output is above" in str(caught.value)
 
 
 def test_modal_deploy_of_a_broken_app_reports_its_error(tmp_path: Path) -> None:

@@ -62,6 +62,18 @@ def test_tensor_parallel_splits_weights_and_vocab() -> None:
     assert tp2.mlp_bytes * 2 == tp1.mlp_bytes
 
 
+def test_pipeline_stages_split_layers_and_keep_one_vocab_table_each() -> None:
+    arch = load_architecture("meta-llama/Llama-3.1-8B-Instruct")
+    args = dict(gpu_memory_gib=79.22, utilization=0.9, tp=1, max_model_len=8192,
+                batched_tokens=8192, num_seqs=256)
+    whole = estimate_memory(arch, **args)
+    staged = estimate_memory(arch, pp=2, **args)
+    vocab_table = 128256 * 4096 * 2
+    layers = whole.weights.total_bytes - 2 * vocab_table
+    assert staged.weights.total_bytes == pytest.approx(layers / 2 + vocab_table)
+    assert staged.kv_bytes_per_token == whole.kv_bytes_per_token // 2  # 16 of 32 layers
+
+
 def test_fp8_block_scales_cost_one_fp32_per_block() -> None:
     arch = load_architecture("Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8")
     assert linear_bytes_per_param(arch.quantization, 2) == 1 + 4 / (128 * 128)

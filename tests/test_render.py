@@ -13,7 +13,7 @@ from liftdeploy.cli.main import main
 from liftdeploy.errors import RenderError, SpecError
 from liftdeploy.regenerate import PRISTINE_DIR, rendered_files
 from liftdeploy.render import check, render, template_source
-from liftdeploy.specfile import set_value
+from liftdeploy.specfile import set_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
@@ -111,7 +111,7 @@ def test_no_secret_value_in_any_rendered_file(tmp_path: Path, monkeypatch: pytes
     scanned = 0
     for directory in dirs:
         for path in directory.rglob("*"):
-            if path.is_file():
+            if path.is_file() and "__pycache__" not in path.parts:
                 text = path.read_text()
                 scanned += 1
                 for value in values.values():
@@ -130,7 +130,7 @@ def test_check_finds_spec_drift_and_allows_hand_edits(tmp_path: Path) -> None:
     app.write_text(app.read_text().replace(
         "MINUTES = 60  # seconds", "MINUTES = 60  # seconds\nTEAM = \"ml-platform\"  # hand edit"))
     assert check(service) == []  # a hand edit is not drift: regenerating keeps it
-    set_value(service / "deployment.yaml", "gpu.count=4")
+    set_values(service / "deployment.yaml", ["gpu.count=4"])
     drift = check(service)
     assert any("app.py: differs from a fresh render" in d and 'GPU = "H100:4"' in d for d in drift)
     assert main(["check", str(service)]) == 1
@@ -147,10 +147,18 @@ def test_check_compares_examples_with_their_services(tmp_path: Path) -> None:
     spec.write_text((EXAMPLES / "qwen3-next-80b.yaml").read_text())
     render(spec, folder / "rendered" / "qwen3-next-80b")
     assert check(folder) == []
-    set_value(spec, "runtime.max_containers=3")
+    set_values(spec, ["runtime.max_containers=3"])
     assert any("differs from" in d and "qwen3-next-80b.yaml" in d for d in check(folder))
 
 
 def test_check_without_services_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="no rendered service found"):
         check(tmp_path)
+
+
+def test_render_without_output_needs_a_service(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(EXAMPLES / "qwen3-next-80b.yaml")]) == 1
+    assert "pass the directory to render into with -o DIR" in capsys.readouterr().err
+    service = tmp_path / "svc"
+    assert main(["render", str(EXAMPLES / "qwen3-next-80b.yaml"), "-o", str(service)]) == 0
+    assert main(["render", str(service)]) == 0  # a service dir re-renders in place

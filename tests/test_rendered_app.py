@@ -45,6 +45,7 @@ def import_app(
         monkeypatch.setenv("LIFTDEPLOY_ENV", env)
     for var, value in variables.items():
         monkeypatch.setenv(var, value)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # keep the checkout clean
     monkeypatch.delenv("MODAL_TOKEN_ID", raising=False)
     monkeypatch.delenv("MODAL_TOKEN_SECRET", raising=False)
     spec = importlib.util.spec_from_file_location(f"app_{uuid.uuid4().hex}",
@@ -179,7 +180,7 @@ print(json.dumps({"env": module.ENVIRONMENT, "app": module.APP_NAME, "argv": mod
 
 def _import_in_container(app_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
-    return subprocess.run([sys.executable, "-c", _CONTAINER_IMPORT, str(app_path)],
+    return subprocess.run([sys.executable, "-B", "-c", _CONTAINER_IMPORT, str(app_path)],
                           env={**base, **env}, capture_output=True, text=True, timeout=120)
 
 

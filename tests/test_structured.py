@@ -39,7 +39,7 @@ SAMPLE_DIR = Path(os.environ.get(
 ))
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "qwen25-coder-32b.yaml"
 SCHEMAS_PER_SET = 13  # 8 sets -> 104 schemas
-SAMPLE_MAX_TOKENS = 300
+SAMPLE_MAX_TOKENS = 800
 HEADER = "x-liftdeploy-structured"
 # The XGrammar defect's trigger: strings with length bounds (see docs/structured-output.md).
 LENGTH_BOUNDED = {

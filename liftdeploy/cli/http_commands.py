@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -176,15 +175,14 @@ class _Progress:
     """One stderr line at most every second (and at the end), so logs stay short."""
 
     def __init__(self) -> None:
-        self.started, self.last_print, self.shown = time.monotonic(), 0.0, ""
+        self.last_print, self.shown = -1.0, ""
 
-    def __call__(self, done: int, total: int, errors: dict[str, int]) -> None:
-        now = time.monotonic()
-        if now - self.last_print < 1.0 and done < total:
+    def __call__(self, done: int, total: int, errors: dict[str, int], elapsed_s: float) -> None:
+        if elapsed_s - self.last_print < 1.0 and done < total:
             return
-        self.last_print = now
+        self.last_print = elapsed_s
         failed = sum(errors.values())
-        self.shown = f"  {done}/{total} done, {failed} failed, {now - self.started:.0f} s"
+        self.shown = f"  {done}/{total} done, {failed} failed, {elapsed_s:.0f} s"
         if sys.stderr.isatty():
             sys.stderr.write(f"\r{self.shown}")
             sys.stderr.flush()

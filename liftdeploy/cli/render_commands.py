@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_spec_argument(p)
     p.add_argument("-o", "--output", metavar="DIR",
-                   help="service directory (default: the SPEC directory, or SPEC itself)")
+                   help="service directory (default: the rendered service SPEC belongs to)")
     p.add_argument("--force", action="store_true",
                    help="regenerate even though rendered files have uncommitted changes")
     p.add_argument("--overwrite", action="store_true",
@@ -36,10 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def render(args: argparse.Namespace) -> int:
+    from liftdeploy.errors import RenderError
+    from liftdeploy.render import is_service
     from liftdeploy.render import render as render_service
 
     spec = common.spec_path(args.spec)
     out = Path(args.output) if args.output else spec.parent
+    if not args.output and not is_service(out):
+        raise RenderError(f"{spec} is not part of a rendered service; pass the directory to "
+                          f"render into with -o DIR")
     render_service(spec, out, force=args.force, overwrite=args.overwrite,
                    conflict_markers=args.conflict_markers)
     common.note(f"rendered {out} from {spec}")

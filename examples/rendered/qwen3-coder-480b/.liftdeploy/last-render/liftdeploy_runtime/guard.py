@@ -16,7 +16,9 @@ POST /v1/chat/completions and /v1/completions requests that ask for JSON
 - anything else: 502 with an OpenAI-style error body naming the choice and the problem;
 - cut by max_tokens (finish_reason "length"): passed through unchanged, marked `incomplete`
   (the finish_reason already tells clients the answer is not a result);
-- streaming constrained requests: refused with 400 (validation needs the whole answer);
+- streaming constrained requests: refused with 400 (validation needs the whole answer), unless
+  the request carries `x-liftdeploy-client-validates` (liftdeploy.client's streaming calls,
+  which validate the whole answer themselves): such a stream passes through unbuffered;
 - the removed `guided_json`-style fields: refused with 400 (vLLM 0.32 would silently ignore
   them and answer unconstrained).
 
@@ -51,6 +53,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 GUARDED_PATHS = ("/v1/chat/completions", "/v1/completions")
 VERDICT_HEADER = b"x-liftdeploy-structured"
 ERROR_TYPE = "InvalidStructuredOutput"
+CLIENT_VALIDATES_HEADER = b"x-liftdeploy-client-validates"
+"""Opt-in for streaming a constrained answer unbuffered; only for clients that validate it."""
 LEGACY_FIELDS = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
 _PROBLEM_CHARS = 300
 """Longest problem text quoted back to the client (a violating value can be huge)."""
@@ -150,7 +154,7 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse_strict(text: str) -> Any:
+def parse_strict(text: str) -> Any:
     """json.loads without its extensions (NaN, Infinity) and with control characters rejected."""
     return json.loads(text, strict=True, parse_constant=_reject_constant)
 
@@ -194,13 +198,13 @@ def judge_answer(text: str | None, schema: dict[str, Any] | bool, finish_reason:
         return Verdict("invalid_json", None, "the answer is empty")
     kind, candidate = "valid", text
     try:
-        value = _parse_strict(text)
+        value = parse_strict(text)
     except ValueError as err:
         candidate = escape_control_characters(text)
         if candidate == text:
             return Verdict("invalid_json", None, f"the answer is not valid JSON ({err})")
         try:
-            value = _parse_strict(candidate)
+            value = parse_strict(candidate)
         except ValueError as repaired_err:
             return Verdict("invalid_json", None, f"the answer is not valid JSON ({repaired_err})")
         kind = "repaired"
@@ -263,6 +267,8 @@ class StructuredOutputGuard:
         try:
             request = json.loads(body)
             schema = requested_schema(request) if isinstance(request, dict) else None
+            if schema is not None and request.get("stream") and _client_validates(scope):
+                schema = None  # liftdeploy.client validates the whole streamed answer itself
             if schema is not None and request.get("stream"):
                 raise _Refusal(
                     "stream=true is refused for JSON-constrained requests: this service validates "
@@ -311,7 +317,8 @@ class StructuredOutputGuard:
         if problems:
             message = (
                 "the model's answer does not match the requested JSON schema and was withheld "
-                f"({'; '.join(problems)}); retry the request, or serve with "
+                f"({'; '.join(problems)}); retry the request (answers are sampled); a "
+                "deployment on the xgrammar backend avoids most of these with "
                 "engine.structured_output_backend: guidance"
             )
             await _send_json(send, 502, _error_body(message, 502), headers)
@@ -331,6 +338,12 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+def _client_validates(scope: Scope) -> bool:
+    """Whether the caller opted in to validating a streamed constrained answer itself (sent by
+    liftdeploy.client's streaming calls, which raise on an incomplete or invalid answer)."""
+    return any(name.lower() == CLIENT_VALIDATES_HEADER for name, _ in scope.get("headers", []))
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:

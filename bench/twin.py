@@ -1,0 +1,185 @@
+"""The local twin beside the bare vLLM server: start-up time and batched throughput.
+
+Two servers, run one after the other on the same tiny model with the same arguments (the twin's
+argv from `liftdeploy.vllm_args.server_args` after `liftdeploy.twin.cpu_twin`):
+- twin: `liftdeploy serve SPEC --local` (the CLI, ServerProcess, JSON logs, the works);
+- bare: `python -m vllm.entrypoints.openai.api_server ARGS`, nothing around it.
+
+Figures, per server: time from process start to the first 200 on /health (the bench polls both
+the same way), and output tokens per second for 16 JSON-schema-constrained requests sent one at
+a time beside 16 sent at once (same prompts, fixed seeds), with vLLM's own step count showing the
+batching. Targets: twin/bare time to ready <= 1.1; the twin's concurrent/sequential throughput
+ratio at least 0.9 of the bare server's. Rounds alternate twin and bare; medians count.
+
+    .venv/bin/python bench/twin.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+
+from liftdeploy.specfile import load_spec
+from liftdeploy.tinymodel import build_tiny_model
+from liftdeploy.twin import TWIN_HOST, cpu_twin, free_port, require_supported, twin_env
+from liftdeploy.vllm_args import SERVER_MODULE, server_args
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = ROOT / "examples" / "qwen25-coder-32b.yaml"
+TARGET_READY_RATIO = 1.1
+TARGET_BATCH_SHARE = 0.9
+REQUESTS = 16
+READY_TIMEOUT_S = 600
+SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {"op": {"enum": ["add", "sub", "mul", "div"]},
+                       "arg": {"type": "integer", "minimum": 0, "maximum": 999},
+                       "note": {"type": "string", "pattern": "^[a-z]{1,12}$"}},
+        "required": ["op", "arg", "note"],
+        "additionalProperties": False,
+    },
+    "minItems": 3, "maxItems": 6,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="start each server N times")
+    rounds = parser.parse_args().rounds
+    require_supported()
+
+    with tempfile.TemporaryDirectory(prefix="liftdeploy-bench-") as tmp:
+        model = build_tiny_model(Path(tmp) / "tiny")
+        results: dict[str, list[dict[str, float]]] = {"twin": [], "bare": []}
+        for round_no in range(1, rounds + 1):
+            for kind in ("twin", "bare"):
+                port = free_port()
+                process, command = _start(kind, model, port, Path(tmp) / f"{kind}.log")
+                ready_s = _wait_ready(process, port)
+                figures = {"ready_s": ready_s, **_throughput(port)}
+                _stop(process)
+                results[kind].append(figures)
+                print(f"round {round_no} {kind}: ready {ready_s:5.1f} s, "
+                      f"sequential {figures['seq_tok_s']:6.1f} tok/s, "
+                      f"concurrent {figures['conc_tok_s']:6.1f} tok/s "
+                      f"({figures['conc_tokens']:.0f} tokens in {figures['conc_steps']:.0f} "
+                      f"engine steps)", flush=True)
+        print(f"\ncommand (bare): {' '.join(command[:4])} … ({len(command) - 3} args)")
+        _report(results)
+    return 0
+
+
+def _start(kind: str, model: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
+    twin = cpu_twin(load_spec(SPEC).resolve(), model)
+    args = server_args(twin, port=port, host=TWIN_HOST)
+    bare = [sys.executable, "-m", SERVER_MODULE, *args]
+    if kind == "twin":
+        command = [sys.executable, "-m", "liftdeploy.cli.main", "serve", str(SPEC), "--local",
+                   "--quiet", "--model", str(model), "--port", str(port)]
+    else:
+        command = bare
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, **twin_env(twin)},
+        )
+    return process, bare
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < READY_TIMEOUT_S:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with status {process.returncode} before ready")
+        try:
+            if httpx.get(f"http://{TWIN_HOST}:{port}/health", timeout=1).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    _stop(process)
+    raise SystemExit(f"server not ready after {READY_TIMEOUT_S} s")
+
+
+def _throughput(port: int) -> dict[str, float]:
+    base = f"http://{TWIN_HOST}:{port}"
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0)
+    model = client.models.list().data[0].id
+
+    def ask(i: int) -> int:
+        response = client.chat.completions.create(
+            model=model, seed=i, max_tokens=256,
+            messages=[{"role": "user", "content": f"List operations, batch {i}."}],
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "ops", "schema": SCHEMA, "strict": True}},
+        )
+        assert response.choices[0].finish_reason == "stop", response
+        return response.usage.completion_tokens
+
+    ask(-1)  # warm-up: compiles the grammar once, outside the measurement
+    started = time.monotonic()
+    seq_tokens = sum(ask(i) for i in range(REQUESTS))
+    seq_s = time.monotonic() - started
+
+    before = _engine_counters(base)
+    started = time.monotonic()
+    with ThreadPoolExecutor(REQUESTS) as pool:
+        conc_tokens = sum(pool.map(ask, range(REQUESTS)))
+    conc_s = time.monotonic() - started
+    time.sleep(0.5)  # let the metrics catch up with the last step
+    after = _engine_counters(base)
+    return {
+        "seq_tok_s": seq_tokens / seq_s, "conc_tok_s": conc_tokens / conc_s,
+        "conc_tokens": conc_tokens, "conc_steps": after["steps"] - before["steps"],
+    }
+
+
+def _engine_counters(base: str) -> dict[str, float]:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    steps = sum(float(m.group(1)) for m in re.finditer(
+        r"^vllm:iteration_tokens_total_count(?:\{[^}]*\})?\s+(\S+)$", text, re.M))
+    return {"steps": steps}
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C for the twin's CLI (it stops its server), SIGTERM for the bare server."""
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=60)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _report(results: dict[str, list[dict[str, float]]]) -> None:
+    median = {kind: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+              for kind, rows in results.items()}
+    twin, bare = median["twin"], median["bare"]
+    ready_ratio = twin["ready_s"] / bare["ready_s"]
+    twin_batch = twin["conc_tok_s"] / twin["seq_tok_s"]
+    bare_batch = bare["conc_tok_s"] / bare["seq_tok_s"]
+    print(f"time to ready (median): twin {twin['ready_s']:.1f} s, bare {bare['ready_s']:.1f} s, "
+          f"ratio {ready_ratio:.2f} (target <= {TARGET_READY_RATIO})"
+          f" {'OK' if ready_ratio <= TARGET_READY_RATIO else 'MISSED'}")
+    print(f"16 concurrent / 16 sequential output tokens/s: twin {twin_batch:.2f}x, bare "
+          f"{bare_batch:.2f}x; twin keeps {twin_batch / bare_batch:.2f} of the bare ratio "
+          f"(target >= {TARGET_BATCH_SHARE})"
+          f" {'OK' if twin_batch / bare_batch >= TARGET_BATCH_SHARE else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
