@@ -7,8 +7,8 @@ argv from `liftdeploy.vllm_args.server_args` after `liftdeploy.twin.cpu_twin`):
 
 Figures, per server: time from process start to the first 200 on /health (the bench polls both
 the same way), and output tokens per second for 16 JSON-schema-constrained requests sent one at
-a time beside 16 sent at once (same prompts, fixed seeds), with vLLM's own step count showing the
-batching. Targets: twin/bare time to ready <= 1.1; the twin's concurrent/sequential throughput
+a time beside 16 sent at once (same prompts, fixed seeds; each measured REPEATS times, median),
+with vLLM's own step count showing the batching. Targets: twin/bare time to ready <= 1.1; the twin's concurrent/sequential throughput
 ratio at least 0.9 of the bare server's. Rounds alternate twin and bare; medians count.
 
     .venv/bin/python bench/twin.py [--rounds N]
@@ -41,6 +41,7 @@ SPEC = ROOT / "examples" / "qwen25-coder-32b.yaml"
 TARGET_READY_RATIO = 1.1
 TARGET_BATCH_SHARE = 0.9
 REQUESTS = 16
+REPEATS = 3
 READY_TIMEOUT_S = 600
 SCHEMA = {
     "type": "array",
@@ -61,6 +62,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="start each server N times")
     rounds = parser.parse_args().rounds
     require_supported()
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          f"(other work on the machine shows up as noise)", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="liftdeploy-bench-") as tmp:
         model = build_tiny_model(Path(tmp) / "tiny")
@@ -75,15 +78,18 @@ def main() -> int:
                 results[kind].append(figures)
                 print(f"round {round_no} {kind}: ready {ready_s:5.1f} s, "
                       f"sequential {figures['seq_tok_s']:6.1f} tok/s, "
-                      f"concurrent {figures['conc_tok_s']:6.1f} tok/s "
-                      f"({figures['conc_tokens']:.0f} tokens in {figures['conc_steps']:.0f} "
-                      f"engine steps)", flush=True)
+                      f"concurrent {figures['conc_tok_s']:6.1f} tok/s; {figures['tokens']:.0f} "
+                      f"tokens took {figures['seq_steps']:.0f} engine steps sequential, "
+                      f"{figures['conc_steps']:.0f} concurrent", flush=True)
         print(f"\ncommand (bare): {' '.join(command[:4])} … ({len(command) - 3} args)")
         _report(results)
+        print(f"load average at end: {os.getloadavg()[0]:.1f}")
     return 0
 
 
-def _start(kind: str, model: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
+def _start(
+    kind: str, model: Path, port: int, log: Path
+) -> tuple[subprocess.Popen[bytes], list[str]]:
     twin = cpu_twin(load_spec(SPEC).resolve(), model)
     args = server_args(twin, port=port, host=TWIN_HOST)
     bare = [sys.executable, "-m", SERVER_MODULE, *args]
@@ -130,29 +136,34 @@ def _throughput(port: int) -> dict[str, float]:
         assert response.choices[0].finish_reason == "stop", response
         return response.usage.completion_tokens
 
+    def sequential() -> tuple[int, float]:
+        started = time.monotonic()
+        return sum(ask(i) for i in range(REQUESTS)), time.monotonic() - started
+
+    def concurrent() -> tuple[int, float]:
+        started = time.monotonic()
+        with ThreadPoolExecutor(REQUESTS) as pool:
+            return sum(pool.map(ask, range(REQUESTS))), time.monotonic() - started
+
     ask(-1)  # warm-up: compiles the grammar once, outside the measurement
-    started = time.monotonic()
-    seq_tokens = sum(ask(i) for i in range(REQUESTS))
-    seq_s = time.monotonic() - started
-
-    before = _engine_counters(base)
-    started = time.monotonic()
-    with ThreadPoolExecutor(REQUESTS) as pool:
-        conc_tokens = sum(pool.map(ask, range(REQUESTS)))
-    conc_s = time.monotonic() - started
-    time.sleep(0.5)  # let the metrics catch up with the last step
-    after = _engine_counters(base)
-    return {
-        "seq_tok_s": seq_tokens / seq_s, "conc_tok_s": conc_tokens / conc_s,
-        "conc_tokens": conc_tokens, "conc_steps": after["steps"] - before["steps"],
-    }
+    seq, conc, seq_steps, conc_steps = [], [], [], []
+    for _ in range(REPEATS):
+        for run, rates, steps in ((sequential, seq, seq_steps), (concurrent, conc, conc_steps)):
+            before = _engine_steps(base)
+            tokens, seconds = run()
+            rates.append(tokens / seconds)
+            time.sleep(0.5)  # let the metrics catch up with the last step
+            steps.append(_engine_steps(base) - before)
+    return {"seq_tok_s": statistics.median(seq), "conc_tok_s": statistics.median(conc),
+            "tokens": tokens, "seq_steps": statistics.median(seq_steps),
+            "conc_steps": statistics.median(conc_steps)}
 
 
-def _engine_counters(base: str) -> dict[str, float]:
+def _engine_steps(base: str) -> float:
+    """vLLM's count of engine steps so far (each makes at most one token per request)."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    steps = sum(float(m.group(1)) for m in re.finditer(
+    return sum(float(m.group(1)) for m in re.finditer(
         r"^vllm:iteration_tokens_total_count(?:\{[^}]*\})?\s+(\S+)$", text, re.M))
-    return {"steps": steps}
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -7,6 +7,9 @@ loads it (lazily, once) and answers questions about it.
 from __future__ import annotations
 
 import functools
+import json
+import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +59,37 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def _load(name: str) -> dict[str, Any]:
-    return YAML(typ="safe").load((DATA_DIR / name).read_text(encoding="utf-8"))
+    """One catalog file's data, from a JSON copy in the user's cache when there is one.
+
+    Pure-Python YAML parsing of the catalog costs more than the rest of what `liftdeploy
+    validate` does itself; the copy is named by the file's content, so an edited catalog is
+    never served stale. No writable cache just means parsing every time.
+    """
+    text = (DATA_DIR / name).read_text(encoding="utf-8")
+    content = text.encode()
+    # crc32 + length: cheap to compute (hashlib's import alone costs more) and plenty to tell
+    # one revision of a small file from another; this is a cache key, not a security check.
+    cached = _cache_dir() / f"{Path(name).stem}-{len(content)}-{zlib.crc32(content):08x}.json"
+    try:
+        return json.loads(cached.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    data = YAML(typ="safe").load(text)
+    copy = json.dumps(data)
+    if json.loads(copy) == data:  # only plain JSON types survive the copy unchanged
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_text(copy, encoding="utf-8")
+            partial.replace(cached)  # atomic: a concurrent reader never sees half a file
+        except OSError:
+            pass
+    return data
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "liftdeploy" / "catalog"
 
 
 @functools.cache

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
+import jsonschema
 import openai
 
 from liftdeploy.errors import ClientError
@@ -148,17 +149,13 @@ class Health:
 @dataclass
 class _Credentials:
     api_key: str | None = None
-    api_key_source: str | None = None
     proxy_key: str | None = None
     proxy_secret: str | None = None
 
     @classmethod
     def from_env(cls) -> _Credentials:
         creds = cls()
-        for name in API_KEY_ENVS:
-            if os.environ.get(name):
-                creds.api_key, creds.api_key_source = os.environ[name], name
-                break
+        creds.api_key = next((os.environ[n] for n in API_KEY_ENVS if os.environ.get(n)), None)
         creds.proxy_key = os.environ.get(PROXY_KEY_ENV) or None
         creds.proxy_secret = os.environ.get(PROXY_SECRET_ENV) or None
         if bool(creds.proxy_key) != bool(creds.proxy_secret):
@@ -231,8 +228,9 @@ class Client:
         url = url or os.environ.get(ENDPOINT_URL_ENV, "").strip()
         if not url:
             raise ClientError(
-                f"{ENDPOINT_URL_ENV} is not set; set it to the service's base URL (`liftdeploy "
-                f"status SPEC --env ENV` or the Modal dashboard shows it)"
+                f"{ENDPOINT_URL_ENV} is not set; set it to the service's base URL (`modal "
+                f"deploy` prints it; `liftdeploy health SPEC --env ENV` looks it up when logged "
+                f"in to Modal)"
             )
         creds = _Credentials.from_env()
         options.setdefault("model", os.environ.get(MODEL_ENV) or None)
@@ -315,8 +313,6 @@ class Client:
         key = json.dumps(schema, sort_keys=True)
         if key in self._checked_schemas:
             return
-        import jsonschema
-
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
@@ -376,7 +372,9 @@ class Client:
         system: str | None,
     ) -> dict[str, Any]:
         self.check_schema(schema)
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        messages = (
+            [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        )
         if system:
             messages.insert(0, {"role": "system", "content": system})
         request: dict[str, Any] = {
@@ -415,8 +413,6 @@ class Client:
                 f"{text[max(0, exc.pos - 20):exc.pos + 20]!r}); with the xgrammar backend this "
                 f"is a known defect for strings with minLength/maxLength — use the guidance backend"
             ) from None
-        import jsonschema
-
         errors = sorted(
             jsonschema.validators.validator_for(schema)(schema).iter_errors(value),
             key=lambda e: list(e.absolute_path),
@@ -519,7 +515,8 @@ class AnswerStream:
     def __iter__(self) -> Iterator[str]:
         client = self._client
         started = time.monotonic()
-        stream = client._with_retries(lambda: client._openai.chat.completions.create(**self._request))
+        create = client._openai.chat.completions.create
+        stream = client._with_retries(lambda: create(**self._request))
         pieces: list[str] = []
         finish_reason: str | None = None
         output_tokens: int | None = None
@@ -538,7 +535,12 @@ class AnswerStream:
                         yield text
         except openai.APIError as exc:
             error, _, _ = client._translate(exc)
-            raise type(error)(f"{error} — the connection broke mid-answer") from None
+            if isinstance(error, ServiceUnavailable):
+                error = ServiceUnavailable(
+                    f"{client.base_url} broke the connection mid-answer, after {len(pieces)} "
+                    f"chunks ({_describe_transport(exc.__cause__ or exc)}); retry the request"
+                )
+            raise error from None
         finally:
             stream.close()
         text = "".join(pieces)

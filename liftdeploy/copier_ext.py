@@ -306,6 +306,9 @@ def spec_text_from_answers(answers: dict[str, Any], template_root: Path) -> str:
     from liftdeploy.specfile import dump_yaml, read_yaml
 
     preset = str(answers.get("preset") or "")
+    if preset == CUSTOM_PRESET:
+        _fail("this service was rendered by `liftdeploy render` from a spec of its own, which "
+              "Copier's answers do not hold; regenerate it with `liftdeploy render .`")
     path = preset_path(template_root, preset)
     if not path.is_file():
         _fail(f"preset {preset!r} is not one of the examples; choose one of "

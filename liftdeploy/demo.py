@@ -148,14 +148,10 @@ def run_demo(*, port: int | None = None, model_dir: Path | None = None,
 
 def _plan_and_render(paths: list[Path], say: Callable[[str], None]) -> None:
     """One line per example: fits or not (with the planner's errors), and the rendered app."""
+    from liftdeploy.plan import plan
+    from liftdeploy.render import render
     from liftdeploy.specfile import load_spec
 
-    try:
-        from liftdeploy.plan import plan
-        from liftdeploy.render import render
-    except ImportError as exc:  # planner or renderer not installed in this build
-        say(f"   (skipped: {exc})")
-        return
     with tempfile.TemporaryDirectory(prefix="liftdeploy-demo-") as tmp:
         for path in paths:
             spec = load_spec(path)
@@ -163,9 +159,11 @@ def _plan_and_render(paths: list[Path], say: Callable[[str], None]) -> None:
             app = render(path, Path(tmp) / spec.name) / "app.py"
             problems = [v for v in report.verdicts if v.level == "error"]
             warnings = sum(v.level == "warning" for v in report.verdicts)
-            fits = "fits" if report.fits else "does NOT fit"
+            figures = report.to_dict()
             gpus = f"{spec.gpu.count}x {spec.gpu.type}"
-            say(f"   {path.name:24} {gpus:12} {fits}, {warnings} warning(s); "
+            say(f"   {path.name:24} {gpus:12} {'fits' if report.fits else 'does NOT fit'}: "
+                f"KV cache {figures['kv_cache']['tokens']:,} tokens, "
+                f"${figures['cost_usd']['per_hour']:.2f}/h, {warnings} warning(s); "
                 f"app.py {len(app.read_text().splitlines())} lines")
             for verdict in problems:
                 say(f"      error: {verdict.message}")

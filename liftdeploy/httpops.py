@@ -57,18 +57,25 @@ def warmup(
     probe_timeout_s: float = 10.0,
     on_wait: Callable[[float, Health], None] | None = None,
 ) -> WarmupResult:
-    """Poll /health until it answers 200. 503 and connection errors mean "not yet" (a container
-    is starting); the interval grows 1.5x up to `max_interval_s`, which bounds how late the
-    reported cold-start time can be. Wrong credentials raise at once."""
+    """Poll /health until it answers 200. 503 (and other 5xx) and connection errors mean "not
+    yet" (a container is starting); the interval grows 1.5x up to `max_interval_s`, which bounds
+    how late the reported cold-start time can be. Wrong credentials, or a 4xx that says this is
+    not the service's URL, raise at once: waiting would not fix them."""
     started = time.monotonic()
     deadline = started + timeout_s
     interval, probes = initial_interval_s, 0
     while True:
         probes += 1
-        health = client.health(timeout_s=min(probe_timeout_s, max(1.0, deadline - time.monotonic())))
+        probe_s = min(probe_timeout_s, max(1.0, deadline - time.monotonic()))
+        health = client.health(timeout_s=probe_s)
         now = time.monotonic()
         if health.ok:
             return WarmupResult(ready_after_s=now - started, probes=probes, last=health)
+        if health.status_code is not None and health.status_code < 500:
+            raise ClientError(
+                f"{client.base_url}/health answered {health.detail}, which waiting will not "
+                f"change; check the URL (--url, MODAL_ENDPOINT_URL) and that the app is deployed"
+            )
         if now + interval > deadline:
             raise WarmupTimeout(
                 f"{client.base_url} was not healthy after {now - started:.0f} s ({probes} probes, "
@@ -205,7 +212,9 @@ def loadtest(
             if on_progress:
                 on_progress(done, requests, errors, time.monotonic() - started)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(concurrency, requests))]
+    threads = [
+        threading.Thread(target=worker, daemon=True) for _ in range(min(concurrency, requests))
+    ]
     for thread in threads:
         thread.start()
     try:

@@ -70,11 +70,23 @@ def rendered_files(root: Path) -> dict[str, str]:
     return files
 
 
-def merge(service: Path, fresh: dict[str, str], *, overwrite: bool = False) -> MergeResult:
-    """Three-way merge of a fresh render into a service dir (nothing written). `overwrite`
-    takes the fresh render for every file, dropping hand edits."""
+def last_render(service: Path) -> dict[str, str] | None:
+    """The pristine copy of the service's last render, if it keeps one."""
     pristine_root = service / PRISTINE_DIR
-    base = rendered_files(pristine_root) if pristine_root.is_dir() else None
+    return rendered_files(pristine_root) if pristine_root.is_dir() else None
+
+
+def merge(
+    service: Path,
+    fresh: dict[str, str],
+    *,
+    base: dict[str, str] | None = None,
+    overwrite: bool = False,
+) -> MergeResult:
+    """Three-way merge of a fresh render into a service dir (nothing written), against `base`
+    (default: the last render kept in the service). `overwrite` takes the fresh render for
+    every file, dropping hand edits."""
+    base = base if base is not None else last_render(service)
     result = MergeResult()
     for rel in sorted(set(fresh) | set(base or {})):
         ours_path = service / rel

@@ -77,7 +77,8 @@ def render(
                 f"{out}: uncommitted changes in {', '.join(dirty)}; regenerating would mix its "
                 f"changes with yours. Commit (or stash) them first, or pass --force"
             )
-    result = regenerate.merge(out, fresh, overwrite=overwrite or not existing)
+    base = _base(out) if existing and not overwrite else None
+    result = regenerate.merge(out, fresh, base=base, overwrite=overwrite or not existing)
     if result.conflicts and not conflict_markers:
         raise RenderError(
             f"{out}: your edits and the new render change the same lines; nothing was written.\n"
@@ -125,7 +126,7 @@ def check(path: str | Path) -> list[str]:
 
 def _service_drift(service: Path) -> list[str]:
     fresh = render_to_dict(service / SPEC_FILE)
-    result = regenerate.merge(service, fresh)
+    result = regenerate.merge(service, fresh, base=_base(service))
     command = f"`liftdeploy render {service}`"
     drift = [f"{service / c.path}: hand edits conflict with the spec; run {command}"
              for c in result.conflicts]
@@ -144,6 +145,27 @@ def _service_drift(service: Path) -> list[str]:
             drift.append(f"{current}: differs from a fresh render; run {command}\n"
                          + _short_diff(now, text))
     return drift
+
+
+def _base(service: Path) -> dict[str, str] | None:
+    """What the service's files were rendered as: the last render it keeps, else (a service
+    made by `copier copy`) Copier's render of the recorded answers at the recorded commit."""
+    kept = regenerate.last_render(service)
+    if kept is not None or not (service / ANSWERS_FILE).is_file():
+        return kept
+    from liftdeploy.specfile import parse_yaml
+
+    answers = parse_yaml((service / ANSWERS_FILE).read_text(), source=str(service / ANSWERS_FILE))
+    if not isinstance(answers, dict) or "_src_path" not in answers:
+        return None
+    data = {k: v for k, v in answers.items() if not str(k).startswith("_")}
+    with tempfile.TemporaryDirectory(prefix="liftdeploy-base-") as tmp:
+        try:
+            _run_copier(str(answers["_src_path"]), Path(tmp) / "service", data,
+                        vcs_ref=answers.get("_commit"))
+        except Exception:  # noqa: BLE001 - the source may be gone; merge then reports conflicts
+            return None
+        return regenerate.rendered_files(Path(tmp) / "service")
 
 
 def is_service(path: Path) -> bool:
@@ -167,7 +189,6 @@ def _short_diff(now: str, expected: str, limit: int = 12) -> str:
 
 def _copier_render(spec_path: Path, out: Path, template: Path) -> None:
     """Run Copier's copy with the spec text and the answers `copier copy` would record."""
-    import copier
     from copier.errors import CopierError
 
     from liftdeploy.copier_ext import answers_for_spec
@@ -175,14 +196,20 @@ def _copier_render(spec_path: Path, out: Path, template: Path) -> None:
     text = spec_path.read_text(encoding="utf-8")
     # A git checkout renders its latest tag unless told HEAD (which includes uncommitted work).
     vcs_ref = "HEAD" if _is_git_root(template) else None
+    try:
+        data = {"spec_yaml": text, **answers_for_spec(text, str(spec_path), template)}
+        _run_copier(str(template), out, data, vcs_ref=vcs_ref)
+    except CopierError as exc:
+        raise RenderError(f"{spec_path}: {exc}") from None
+
+
+def _run_copier(source: str, out: Path, data: dict[str, object], *, vcs_ref: str | None) -> None:
+    import copier
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Copier's "dirty template" notice is expected here
-        try:
-            data = {"spec_yaml": text, **answers_for_spec(text, str(spec_path), template)}
-            copier.run_copy(str(template), str(out), data=data, defaults=True, overwrite=True,
-                            unsafe=True, quiet=True, vcs_ref=vcs_ref)
-        except CopierError as exc:
-            raise RenderError(f"{spec_path}: {exc}") from None
+        copier.run_copy(source, str(out), data=data, defaults=True, overwrite=True,
+                        unsafe=True, quiet=True, vcs_ref=vcs_ref)
 
 
 def _is_git_root(path: Path) -> bool:

@@ -52,8 +52,10 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def _read_text(path: Path) -> str:
+    """The file's text with its line ends as they are (set_values writes them back alike)."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as file:
+            return file.read()
     except FileNotFoundError:
         raise SpecFileError(
             f"no such file; check the path (working directory: {Path.cwd()})", source=str(path)
@@ -167,13 +169,21 @@ def _message(error: Any) -> str:
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     if kind in _EXPECTED:
-        hint = "; write it without quotes" if isinstance(value, str) else ""
-        return f"expected {_EXPECTED[kind]}, got {_shown(value)}{hint}"
+        return f"expected {_EXPECTED[kind]}, got {_shown(value)}{_quoting_hint(kind, value)}"
     for bound, words in (("le", "of at most"), ("lt", "below"), ("ge", "of at least"), ("gt", "above")):
         if bound in ctx:
             limit = f"{ctx[bound]}{_unit(field, ctx[bound])}"
             return f"{_shown(value)} is out of range; use a value {words} {limit}"
     return f"{msg} (got {_shown(value)})"
+
+
+def _quoting_hint(kind: str, value: Any) -> str:
+    """YAML's usual slip: `count: "2"` is a string, `revision: 2024` (or 0.32) is a number."""
+    if kind in ("int_type", "float_type", "bool_type") and isinstance(value, str):
+        return "; write it without quotes"
+    if kind == "string_type" and isinstance(value, int | float):
+        return f"; put it in quotes (\"{value}\") to make it a string"
+    return ""
 
 
 def _unit(field: str, limit: Any) -> str:
@@ -280,6 +290,31 @@ def dump_yaml(data: Any, *, layout: tuple[int, int, int] = (2, 4, 2)) -> str:
     return stream.getvalue()
 
 
+def _keep_unchanged_lines(original: str, dumped: str) -> bytes:
+    """The dumped text, with every line that only ruamel normalised restored byte for byte.
+
+    ruamel drops a document's `---`, trailing spaces and CRLF line ends; lines equal up to
+    those come from the original, so an edit shows in a diff as the changed lines only.
+    """
+    import difflib
+
+    old = original.splitlines(keepends=True)
+    new = dumped.splitlines(keepends=True)
+    newline = "\r\n" if original.endswith("\r\n") or "\r\n" in original[:200] else "\n"
+    if old and old[0].rstrip() == "---" and (not new or new[0].rstrip() != "---"):
+        new.insert(0, "---\n")
+    matcher = difflib.SequenceMatcher(
+        None, [line.rstrip() for line in old], [line.rstrip() for line in new], autojunk=False
+    )
+    out: list[str] = []
+    for tag, old_start, old_end, new_start, new_end in matcher.get_opcodes():
+        if tag == "equal":
+            out += old[old_start:old_end]
+        else:
+            out += [line.rstrip("\r\n") + newline for line in new[new_start:new_end]]
+    return "".join(out).encode("utf-8")
+
+
 class Change(NamedTuple):
     """One value changed by `set_values`."""
 
@@ -310,7 +345,7 @@ def set_values(path: str | Path, assignments: Sequence[str]) -> list[Change]:
         raise SpecError(
             f"not changed, the result would be invalid: {problem}", source=str(path)
         ) from None
-    path.write_text(dump_yaml(data, layout=_guess_layout(text)), encoding="utf-8")
+    path.write_bytes(_keep_unchanged_lines(text, dump_yaml(data, layout=_guess_layout(text))))
     return changes
 
 

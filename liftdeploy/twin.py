@@ -113,7 +113,11 @@ def twin_env(deployment: ResolvedDeployment, api_key: str | None = None) -> dict
     """
     from liftdeploy.vllm_args import server_env
 
-    env = {**server_env(deployment), "VLLM_CPU_KVCACHE_SPACE": str(TWIN_KVCACHE_GIB)}
+    env = {
+        **server_env(deployment),
+        "VLLM_CPU_KVCACHE_SPACE": str(TWIN_KVCACHE_GIB),
+        "HF_HUB_OFFLINE": "1",  # a local directory: never reach for the Hub, fail at once
+    }
     if api_key:
         env["VLLM_API_KEY"] = api_key
     return env
@@ -165,6 +169,7 @@ class LocalTwin:
         from liftdeploy.vllm_args import server_args
 
         require_supported()
+        _check_port_free(port)
         deployment = cpu_twin(resolved, model_path)
         server = ServerProcess(
             server_args(deployment, port=port, host=TWIN_HOST),
@@ -231,6 +236,16 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((TWIN_HOST, 0))
         return int(sock.getsockname()[1])
+
+
+def _check_port_free(port: int) -> None:
+    """Refuse a busy port: another server's /health answering would look like ours."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        if sock.connect_ex((TWIN_HOST, port)) == 0:
+            raise TwinError(
+                f"port {port} on {TWIN_HOST} is already in use (another server?); "
+                f"stop it or choose another port with --port"
+            )
 
 
 def _model_max_len(model_path: Path) -> int:

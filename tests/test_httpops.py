@@ -16,6 +16,7 @@ from test_client import ScriptedServer, scripted  # noqa: F401 - `scripted` is a
 from liftdeploy.cli.main import main
 from liftdeploy.client import AuthError, Client, Health
 from liftdeploy.endpoints import ENDPOINT_URL_ENV
+from liftdeploy.errors import ClientError
 from liftdeploy.httpops import (
     SMOKE_SCHEMA,
     LoadReport,
@@ -65,7 +66,9 @@ def test_health_refuses_a_local_url_for_production(capsys: pytest.CaptureFixture
 
 # -- warmup -----------------------------------------------------------------------------------
 
-def test_warmup_waits_through_503_until_healthy(scripted: type[ScriptedServer]) -> None:  # noqa: F811
+def test_warmup_waits_through_503_until_healthy(
+    scripted: type[ScriptedServer],  # noqa: F811 - the fixture imported above
+) -> None:
     server = scripted({"/health": [(503, {}), (503, {}), (200, {})]})
     waits: list[Health] = []
     result = warmup(Client(server.url), timeout_s=30, initial_interval_s=0.05,
@@ -86,6 +89,13 @@ def test_warmup_stops_at_once_on_refused_credentials(
 ) -> None:
     server = scripted({"/health": [(401, {"error": "missing credentials"})]})
     with pytest.raises(AuthError):
+        warmup(Client(server.url), timeout_s=30)
+    assert server.count("/health") == 1
+
+
+def test_warmup_stops_at_once_on_a_wrong_url(scripted: type[ScriptedServer]) -> None:  # noqa: F811
+    server = scripted({"/health": [(404, {"detail": "Not Found"})]})
+    with pytest.raises(ClientError, match="404.*check the URL"):
         warmup(Client(server.url), timeout_s=30)
     assert server.count("/health") == 1
 

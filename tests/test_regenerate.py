@@ -197,3 +197,22 @@ def test_user_deleted_file_stays_deleted_and_new_files_arrive(rendered_service: 
     render(service / "deployment.yaml", service)
     assert not (service / "RUNBOOK.md").exists()
     assert (service / "README.md").is_file()
+
+
+def test_render_over_a_copier_made_service_merges_against_its_recorded_answers(
+    tmp_path: Path, template_repo: Path
+) -> None:
+    proc = copier("copy", "--trust", "--defaults", "--quiet", "--data", "preset=qwen3-next-80b",
+                  str(template_repo), "svc", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    service = tmp_path / "svc"
+    assert not (service / PRISTINE_DIR).exists()
+    git(service, "init", "-q", "-b", "main")
+    hand_edit(service / "app.py")
+    commit_all(service, "copier copy + hand edit")
+    assert check(service) == []  # the hand edit is not drift
+    set_values(service / "deployment.yaml", ["gpu.count=4"])
+    render(service / "deployment.yaml", service)
+    app = (service / "app.py").read_text()
+    assert 'GPU = "H100:4"' in app and HAND_EDIT in app
+    assert (service / PRISTINE_DIR / "app.py").is_file()  # from now on, merges use it

@@ -272,6 +272,8 @@ def test_values_are_typed_not_coerced() -> None:
     message = error_of(spec(gpu={"count": "2"}, model={"trust_remote_code": "yes"}))
     assert "gpu.count: expected a whole number, got '2'; write it without quotes" in message
     assert "model.trust_remote_code: expected true or false, got 'yes'" in message
+    message = error_of(spec(engine={"vllm_version": 0.33}))
+    assert 'engine.vllm_version: expected a string, got 0.33; put it in quotes ("0.33")' in message
 
 
 @pytest.mark.parametrize(("name", "suggestion"), [
@@ -429,3 +431,35 @@ def test_advisories_warn_about_unpinned_and_branch_revisions() -> None:
     assert any("model.revision 'main' is a branch or tag name" in note for note in branch)
     pinned = advisories(spec_from_data(spec(model={"revision": "a" * 40})).resolve())
     assert not any("model.revision" in note for note in pinned)
+
+
+# --- the catalog's parse cache -------------------------------------------------------------
+
+def test_catalog_cache_is_never_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from liftdeploy import catalog
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    source = data_dir / "gpus.yaml"
+    source.write_text((catalog.DATA_DIR / "gpus.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(catalog, "DATA_DIR", data_dir)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    first = catalog._load("gpus.yaml")
+    assert first["gpus"]["H100"]["price_usd_hour"] == 3.95
+    assert len(list((tmp_path / "cache" / "liftdeploy" / "catalog").glob("gpus-*.json"))) == 1
+    assert catalog._load("gpus.yaml") == first, "the cached copy holds the same data"
+
+    source.write_text(source.read_text(encoding="utf-8").replace("3.95", "4.25"), encoding="utf-8")
+    assert catalog._load("gpus.yaml")["gpus"]["H100"]["price_usd_hour"] == 4.25
+
+
+def test_catalog_works_without_a_writable_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liftdeploy import catalog
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("", encoding="utf-8")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert catalog._load("models.yaml")["models"][QWEN_32B]["num_attention_heads"] == 40

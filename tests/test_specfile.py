@@ -202,6 +202,18 @@ def test_set_keeps_a_files_own_indentation(tmp_path: Path) -> None:
         "    type: H100\n", "    type: H100\n    count: 2\n")
 
 
+def test_set_keeps_what_ruamel_would_normalise(tmp_path: Path) -> None:
+    # A document start, trailing spaces, quotes, a long line and CRLF line ends all survive.
+    text = ("---\n# head\n" + MINIMAL.replace("name: svc", 'name: "svc"   ')
+            + "description: '" + "long " * 30 + "'\n\n# tail\n")
+    for newline in ("\n", "\r\n"):
+        path = tmp_path / f"spec{len(newline)}.yaml"
+        path.write_bytes(text.replace("\n", newline).encode())
+        set_values(path, ["gpu.count=2", "gpu.tensor_parallel_size=2"])
+        expected = text.replace("  type: H100\n", "  type: H100\n  count: 2\n  tensor_parallel_size: 2\n")
+        assert path.read_bytes() == expected.replace("\n", newline).encode()
+
+
 def test_set_refuses_an_invalid_result_and_leaves_the_file_untouched(spec_copy: Path) -> None:
     before = spec_copy.read_bytes()
     mtime = spec_copy.stat().st_mtime_ns

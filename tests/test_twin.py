@@ -198,6 +198,7 @@ def test_twin_env_carries_the_key_and_cpu_cache_never_the_argv(tmp_path: Path) -
     env = twin_env(twin, api_key="k-123")
     assert env["VLLM_API_KEY"] == "k-123"
     assert env["VLLM_CPU_KVCACHE_SPACE"] == str(TWIN_KVCACHE_GIB)
+    assert env["HF_HUB_OFFLINE"] == "1"  # a local model: the Hub is never asked
     assert "k-123" not in " ".join(server_args(twin, port=1234, host=TWIN_HOST))
     assert "VLLM_API_KEY" not in twin_env(twin)
 
@@ -431,6 +432,13 @@ def test_metrics_serve_vllm_prometheus_series(twin: LocalTwin) -> None:
                    "vllm:e2e_request_latency_seconds", "vllm:kv_cache_usage_perc"):
         assert f"# TYPE {series}" in text or f"# HELP {series}" in text, series
     assert f'model_name="{twin.model_name}"' in text
+
+
+@pytest.mark.twin
+def test_a_busy_port_is_refused_before_starting(twin: LocalTwin, tiny_model_path: Path) -> None:
+    # Otherwise the running server's /health would pass for the new one's.
+    with pytest.raises(TwinError, match=f"port {twin.server.port} .* already in use"):
+        LocalTwin.start(twin.deployment, tiny_model_path, twin.server.port)
 
 
 @pytest.mark.twin

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from liftdeploy.cli import common
 
 if TYPE_CHECKING:
-    from liftdeploy.client import Client
+    from liftdeploy.client import Client, Health
+    from liftdeploy.spec import ResolvedDeployment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +76,7 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _client(args: argparse.Namespace) -> tuple[Client, Any]:
+def _client(args: argparse.Namespace) -> tuple[Client, ResolvedDeployment]:
     from liftdeploy.client import Client
 
     resolved = common.resolve(args.spec, args.env)
@@ -90,7 +91,9 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         try:
             options["schema"] = json.loads(args.schema.read_text())
         except (OSError, ValueError) as exc:
-            raise ClientError(f"--schema {args.schema}: cannot read a JSON schema ({exc})") from None
+            raise ClientError(
+                f"--schema {args.schema}: cannot read a JSON schema ({exc}); give a JSON file"
+            ) from None
     if args.prompt:
         options["prompt"] = args.prompt
     if args.max_tokens:
@@ -120,7 +123,7 @@ def warmup(args: argparse.Namespace) -> int:
     timeout_s = args.timeout_s or resolved.startup_timeout_s + 60
     common.note(f"waiting for {resolved.app_name} at {client.base_url} (up to {timeout_s:.0f} s)…")
 
-    def on_wait(elapsed_s: float, last: Any) -> None:
+    def on_wait(elapsed_s: float, last: Health) -> None:
         common.note(f"  {elapsed_s:5.0f} s  not ready yet ({last.detail})")
 
     with client:

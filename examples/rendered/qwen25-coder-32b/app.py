@@ -8,9 +8,8 @@ vLLM's OpenAI-compatible server (`/v1/chat/completions`, `/v1/completions`, `/v1
 (`response_format={"type": "json_schema", ...}`) come from vLLM's grammar backend.
 
 deployment.yaml beside this file is the single source of truth: every literal below comes from
-it. Hand edits here survive `liftdeploy render .` (a three-way merge against the last render
-kept in .liftdeploy/), so keep them small and say why. Deploy, verify and roll back as
-RUNBOOK.md shows:
+it. Hand edits here survive `liftdeploy render .` (a three-way merge against the last
+render), so keep them small and say why. Deploy, verify and roll back as RUNBOOK.md shows:
 
     liftdeploy deploy deployment.yaml --env staging
 """

@@ -20,7 +20,9 @@ POST /v1/chat/completions and /v1/completions requests that ask for JSON
   the request carries `x-liftdeploy-client-validates` (liftdeploy.client's streaming calls,
   which validate the whole answer themselves): such a stream passes through unbuffered;
 - the removed `guided_json`-style fields: refused with 400 (vLLM 0.32 would silently ignore
-  them and answer unconstrained).
+  them and answer unconstrained);
+- JSON-constrained requests to other endpoints (/v1/responses, Anthropic /v1/messages, Cohere
+  chat): refused with 400 naming the two endpoints whose answers are checked.
 
 `x-liftdeploy-structured` carries one verdict per choice, comma-separated: valid, repaired,
 incomplete or unchecked (jsonschema could not evaluate the schema; the answer did parse).
@@ -56,6 +58,8 @@ ERROR_TYPE = "InvalidStructuredOutput"
 CLIENT_VALIDATES_HEADER = b"x-liftdeploy-client-validates"
 """Opt-in for streaming a constrained answer unbuffered; only for clients that validate it."""
 LEGACY_FIELDS = ("guided_json", "guided_regex", "guided_choice", "guided_grammar")
+_NON_GENERATING_SUFFIXES = ("/render", "/tokenize", "/detokenize")
+"""Endpoints that accept a chat request but generate nothing: constraints there are harmless."""
 _PROBLEM_CHARS = 300
 """Longest problem text quoted back to the client (a violating value can be huge)."""
 
@@ -259,14 +263,18 @@ class StructuredOutputGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
-        if scope["type"] != "http" or scope.get("method") != "POST" or path not in GUARDED_PATHS:
+        if scope["type"] != "http" or scope.get("method") != "POST" or not _sends_json(scope):
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         replay = _replaying(body, receive)
         try:
             request = json.loads(body)
-            schema = requested_schema(request) if isinstance(request, dict) else None
+            if not isinstance(request, dict):
+                raise ValueError("not a JSON object")
+            if path not in GUARDED_PATHS and not path.endswith(_NON_GENERATING_SUFFIXES):
+                _refuse_unguarded_constraint(request)
+            schema = requested_schema(request) if path in GUARDED_PATHS else None
             if schema is not None and request.get("stream") and _client_validates(scope):
                 schema = None  # liftdeploy.client validates the whole streamed answer itself
             if schema is not None and request.get("stream"):
@@ -338,6 +346,31 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body"):
             break
     return b"".join(chunks)
+
+
+def _sends_json(scope: Scope) -> bool:
+    """JSON body, or no content-type at all (FastAPI then parses the body as JSON too)."""
+    types = [value.lower() for name, value in scope.get("headers", []) if name.lower() == b"content-type"]
+    return not types or any(b"json" in value for value in types)
+
+
+def _refuse_unguarded_constraint(request: dict[str, Any]) -> None:
+    """JSON-constrained generation on other endpoints (/v1/responses text.format, Anthropic
+    /v1/messages output_config, Cohere response_format...) would bypass the check: refuse it."""
+    def field(*keys: str) -> Any:
+        value: Any = request
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    if (field("response_format", "type") in ("json_schema", "json_object")
+            or field("text", "format", "type") in ("json_schema", "json_object")
+            or field("output_config", "format") or field("structured_outputs")
+            or any(request.get(name) is not None for name in LEGACY_FIELDS)):
+        raise _Refusal(
+            "JSON-constrained output is served, and checked against its schema, on "
+            f"{' and '.join(GUARDED_PATHS)} only; send the request there"
+        )
 
 
 def _client_validates(scope: Scope) -> bool:
