@@ -69,26 +69,31 @@ def _load(name: str) -> dict[str, Any]:
     content = text.encode()
     # crc32 + length: cheap to compute (hashlib's import alone costs more) and plenty to tell
     # one revision of a small file from another; this is a cache key, not a security check.
-    cached = _cache_dir() / f"{Path(name).stem}-{len(content)}-{zlib.crc32(content):08x}.json"
-    try:
-        return json.loads(cached.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass
+    key = f"{Path(name).stem}-{len(content)}-{zlib.crc32(content):08x}.json"
+    cache = _cache_dir()
+    if cache is not None:
+        try:
+            return json.loads((cache / key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
     data = YAML(typ="safe").load(text)
     copy = json.dumps(data)
-    if json.loads(copy) == data:  # only plain JSON types survive the copy unchanged
+    if cache is not None and json.loads(copy) == data:  # only plain JSON types survive a copy
         try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            cache.mkdir(parents=True, exist_ok=True)
+            partial = cache / f"{key}.{os.getpid()}.tmp"
             partial.write_text(copy, encoding="utf-8")
-            partial.replace(cached)  # atomic: a concurrent reader never sees half a file
+            partial.replace(cache / key)  # atomic: a concurrent reader never sees half a file
         except OSError:
             pass
     return data
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+def _cache_dir() -> Path | None:
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:  # no home directory to be found
+        return None
     return Path(base) / "liftdeploy" / "catalog"
 
 

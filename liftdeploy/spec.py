@@ -62,7 +62,10 @@ def _describe_fields(schema: dict[str, Any], cls: type) -> None:
 @functools.cache
 def _docstrings_by_class(filename: str) -> dict[str, dict[str, str]]:
     """One parse of a module: class name -> {field: the docstring under it}."""
-    tree = ast.parse(Path(filename).read_text(encoding="utf-8"))
+    try:
+        tree = ast.parse(Path(filename).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):  # no source shipped: no descriptions
+        return {}
     found: dict[str, dict[str, str]] = {}
     for node in ast.walk(tree):
         if not isinstance(node, ast.ClassDef):
@@ -754,9 +757,9 @@ def advisories(resolved: ResolvedDeployment) -> list[str]:
     if resolved.engine.structured_output_backend == "xgrammar":
         notes.append(
             "engine.structured_output_backend xgrammar (0.2.8/0.2.9) emits raw control "
-            "characters inside strings that carry minLength/maxLength (invalid JSON) and can break "
-            "other schema keywords; the service guard repairs or withholds such answers (502), "
-            "so clients see errors instead — set engine.structured_output_backend: guidance "
-            "(see docs/structured-output.md for the measured figures)"
+            "characters inside strings that carry minLength/maxLength (invalid JSON) and "
+            "sometimes breaks other schema keywords; the service guard repairs the former "
+            "visibly and withholds the rest with a 502 — set engine.structured_output_backend: "
+            "guidance, the measured default (docs/structured-output.md)"
         )
     return notes

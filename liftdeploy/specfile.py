@@ -20,7 +20,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from liftdeploy.errors import SpecError, SpecFileError
-from liftdeploy.spec import SPEC_VERSION, ModelDeployment
+from liftdeploy.spec import SPEC_VERSION, ModelDeployment, ResolvedDeployment
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -98,11 +98,13 @@ def spec_from_data(data: Any, *, source: str = "<spec>") -> ModelDeployment:
             f"{_kind(data)} (see examples/ for a complete spec)",
             source=source,
         )
-    plain = migrate(_plain(data, source=source), source=source)
     try:
+        plain = migrate(_plain(data, source=source), source=source)
         return ModelDeployment.model_validate(plain)
     except ValidationError as exc:
         raise SpecError(format_validation_error(exc, data=data), source=source) from None
+    except RecursionError:
+        raise SpecError("nested too deeply to be a spec; flatten it", source=source) from None
 
 
 def load_spec(path: str | Path) -> ModelDeployment:
@@ -131,10 +133,11 @@ def migrate(data: dict[str, Any], *, source: str = "<spec>") -> dict[str, Any]:
 
 def format_validation_error(exc: ValidationError, *, data: Any = None) -> str:
     """One readable clause per problem: `field (line N): what is wrong; how to fix it`."""
+    model = ResolvedDeployment if exc.title == ResolvedDeployment.__name__ else ModelDeployment
     clauses = []
     for error in exc.errors(include_url=False):
         loc = error["loc"]
-        message = _message(error)
+        message = _message(error, model)
         if not loc:  # a check across fields: its message names the fields itself
             clauses.append(message)
             continue
@@ -158,12 +161,13 @@ _EXPECTED = {
 }
 
 
-def _message(error: Any) -> str:
+def _message(error: Any, model: type) -> str:
     kind, msg, value = error["type"], str(error["msg"]), error.get("input")
     ctx = error.get("ctx") or {}
     field = str(error["loc"][-1]) if error["loc"] else ""
     if kind == "extra_forbidden":
-        return f"unknown field {field!r}; remove it or check the spelling{_did_you_mean(error)}"
+        suggestion = _did_you_mean(field, _fields_at(model, error["loc"][:-1]))
+        return f"unknown field {field!r}; remove it or check the spelling{suggestion}"
     if kind == "missing":
         return "required field is missing; add it"
     if kind == "value_error":
@@ -207,15 +211,9 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {_shown(value)}"
 
 
-def _did_you_mean(error: Any) -> str:
-    import difflib
+def _did_you_mean(name: str, candidates: set[str]) -> str:
+    import difflib  # only on this error path: its import is a cost at every start
 
-    from liftdeploy.spec import ResolvedDeployment
-
-    name = str(error["loc"][-1])
-    candidates: set[str] = set()
-    for model in (ModelDeployment, ResolvedDeployment):
-        candidates |= _fields_at(model, error["loc"][:-1])
     close = difflib.get_close_matches(name, sorted(candidates), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -296,7 +294,7 @@ def _keep_unchanged_lines(original: str, dumped: str) -> bytes:
     ruamel drops a document's `---`, trailing spaces and CRLF line ends; lines equal up to
     those come from the original, so an edit shows in a diff as the changed lines only.
     """
-    import difflib
+    import difflib  # only when writing a file: its import is a cost at every start
 
     old = original.splitlines(keepends=True)
     new = dumped.splitlines(keepends=True)

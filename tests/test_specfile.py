@@ -110,9 +110,15 @@ def test_anchored_booleans_stay_booleans(tmp_path: Path) -> None:
     assert deployment.engine.enforce_eager is True and deployment.auth.proxy_auth is True
 
 
-def test_deeply_nested_yaml_is_an_error_not_a_crash() -> None:
-    with pytest.raises(SpecFileError):
-        parse_yaml("[" * 5000 + "]" * 5000)
+def test_deeply_nested_input_is_an_error_not_a_crash() -> None:
+    with pytest.raises(SpecFileError, match="nested too deeply"):
+        parse_yaml("[" * 700 + "]" * 700)
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(5000):
+        node["x"] = node = {}
+    with pytest.raises(SpecError, match="nested too deeply to be a spec"):
+        spec_from_data(deep)
 
 
 # --- versions and migration ----------------------------------------------------------------

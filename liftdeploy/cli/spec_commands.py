@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("assignments", nargs="+", metavar="KEY=VALUE",
                    help="dotted key and YAML value, e.g. runtime.min_containers=1 or "
                    "environments.staging.gpu.type=H100 (missing keys are created)")
-    p.set_defaults(handler=set_values)
+    p.set_defaults(handler=set_command)
 
     p = subparsers.add_parser("schema", help="print the spec's JSON schema (for editor completion)")
     p.set_defaults(handler=schema)
@@ -76,7 +76,7 @@ def show(args: argparse.Namespace) -> int:
     return 0
 
 
-def set_values(args: argparse.Namespace) -> int:
+def set_command(args: argparse.Namespace) -> int:
     import json
 
     from liftdeploy.specfile import set_values
