@@ -151,41 +151,71 @@ def test_a_file_without_version_is_read_as_version_1(tmp_path: Path) -> None:
 
 # --- set: round-trip editing ---------------------------------------------------------------
 
-def lines_except(text: str, *changed: int) -> list[str]:
-    return [line for number, line in enumerate(text.splitlines(), 1) if number not in changed]
+def lines_except(data: bytes, changed: int) -> list[bytes]:
+    """The file's lines, line ends included, without line number `changed`."""
+    return [line for number, line in enumerate(data.splitlines(keepends=True), 1)
+            if number != changed]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_set_keeps_every_other_line_byte_for_byte(tmp_path: Path, path: Path) -> None:
     target = tmp_path / path.name
-    before = path.read_text(encoding="utf-8")
-    target.write_text(before, encoding="utf-8")
-    number = next(n for n, line in enumerate(before.splitlines(), 1) if "scaledown_window_s:" in line)
+    before = path.read_bytes()
+    target.write_bytes(before)
+    number = next(n for n, line in enumerate(before.splitlines(), 1)
+                  if line.strip().startswith(b"scaledown_window_s:"))
     changes = set_values(target, ["runtime.scaledown_window_s=900"])
-    after = target.read_text(encoding="utf-8")
+    after = target.read_bytes()
     assert changes == [specfile.Change("runtime.scaledown_window_s", 600, 900)]
     assert lines_except(after, number) == lines_except(before, number)
     old_line, new_line = before.splitlines()[number - 1], after.splitlines()[number - 1]
-    assert new_line == old_line.replace("600", "900"), "the line keeps its comment and spacing"
+    assert new_line == old_line.replace(b"600", b"900"), "the line keeps its comment and spacing"
     assert load_spec(target).runtime.scaledown_window_s == 900
 
 
-def test_set_nested_new_keys_keeps_comments_in_place(spec_copy: Path) -> None:
-    before = spec_copy.read_text(encoding="utf-8")
-    set_values(spec_copy, ["environments.production.gpu.type=H100", "model.revision=" + "a" * 40])
-    after = spec_copy.read_text(encoding="utf-8")
-    added = [line for line in after.splitlines() if line not in before.splitlines()]
-    assert added == [f"  revision: {'a' * 40}", "    gpu:", "      type: H100"]
-    # Removing the added lines gives back the original file exactly: every comment and blank
-    # line stayed where it was (ruamel would otherwise push them below the new keys).
-    kept = "\n".join(line for line in after.splitlines() if line not in added) + "\n"
-    assert kept == before
-    lines = after.splitlines()
-    assert lines.index(f"  revision: {'a' * 40}") == lines.index("  hf_token_secret: huggingface") + 1
-    assert lines[lines.index("      type: H100") + 1].startswith("  # The original plan staged")
-    deployment = load_spec(spec_copy)
-    assert deployment.resolve("production").gpu.type == "H100"
-    assert deployment.resolve("staging").gpu.type == "A100-80GB"
+COMMENTED = """\
+# A spec with comments in the places ruamel attaches them to the key before.
+version: 1
+name: svc
+
+model:
+  id: Qwen/Qwen2.5-Coder-32B-Instruct
+  max_model_len: 8192   # explicit: it sizes the KV cache
+
+# The GPU section.
+gpu:
+  type: H100
+
+environments:
+  production:
+    production: true
+    storage:
+      secrets:
+        - prod-secrets
+  # Staging saves money with eager mode.
+  staging:
+    engine: {enforce_eager: true}
+"""
+
+
+def test_set_nested_new_keys_keeps_comments_in_place(tmp_path: Path) -> None:
+    path = write(tmp_path, COMMENTED)
+    set_values(path, ["environments.production.gpu.type=A100-80GB", "model.revision=main",
+                      "environments.staging.runtime.min_containers=0"])
+    after = path.read_text(encoding="utf-8")
+    # Each new key lands at the end of its own mapping, before the blank lines and comments
+    # that introduce what follows (ruamel alone would put it after them).
+    assert "  max_model_len: 8192   # explicit: it sizes the KV cache\n  revision: main\n\n# The GPU" in after
+    assert ("        - prod-secrets\n    gpu:\n      type: A100-80GB\n"
+            "  # Staging saves money with eager mode.\n") in after
+    assert after.endswith("    engine: {enforce_eager: true}\n    runtime:\n      min_containers: 0\n")
+    added = {"  revision: main", "    gpu:", "      type: A100-80GB", "    runtime:",
+             "      min_containers: 0"}
+    kept = [line for line in after.splitlines() if line not in added]
+    assert kept == COMMENTED.splitlines(), "every original line, comment and blank line kept"
+    deployment = load_spec(path)
+    assert deployment.resolve("production").gpu.type == "A100-80GB"
+    assert deployment.resolve("staging").gpu.type == "H100"
 
 
 def test_set_into_a_null_overlay_and_a_list_item(tmp_path: Path) -> None:
@@ -247,7 +277,7 @@ def test_set_applies_assignments_together(spec_copy: Path) -> None:
 ])
 def test_set_refuses_malformed_assignments(spec_copy: Path, assignment: str, expected: str) -> None:
     before = spec_copy.read_bytes()
-    with pytest.raises(SpecError, match=None) as caught:
+    with pytest.raises(SpecError) as caught:
         set_values(spec_copy, [assignment])
     assert expected in str(caught.value)
     assert spec_copy.read_bytes() == before

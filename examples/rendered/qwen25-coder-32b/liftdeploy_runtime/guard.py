@@ -93,7 +93,7 @@ class Verdict:
         return self.kind in ("invalid_json", "schema_violation")
 
 
-class _Refusal(Exception):
+class GuardRefusal(Exception):
     """A constrained request the guard refuses before it reaches vLLM (400)."""
 
 
@@ -104,7 +104,7 @@ def requested_schema(request: dict[str, Any]) -> dict[str, Any] | bool | None:
     structural-tag constraints are not JSON schemas and pass unguarded.
     """
     if any(request.get(field) is not None for field in LEGACY_FIELDS):
-        raise _Refusal(
+        raise GuardRefusal(
             "guided_json/guided_regex/guided_choice/guided_grammar were removed in vLLM 0.32 and "
             "would be ignored (the answer would be unconstrained); send "
             'response_format={"type": "json_schema", "json_schema": {"name": ..., "schema": ...}} '
@@ -278,15 +278,15 @@ class StructuredOutputGuard:
             if schema is not None and request.get("stream") and _client_validates(scope):
                 schema = None  # liftdeploy.client validates the whole streamed answer itself
             if schema is not None and request.get("stream"):
-                raise _Refusal(
+                raise GuardRefusal(
                     "stream=true is refused for JSON-constrained requests: this service validates "
                     "each answer against its schema before returning it, which needs the whole "
                     "answer; send stream=false"
                 )
             if schema is not None and request.get("echo"):
-                raise _Refusal("echo=true is refused for JSON-constrained requests (the prompt "
+                raise GuardRefusal("echo=true is refused for JSON-constrained requests (the prompt "
                                "would be part of the answer); send echo=false")
-        except _Refusal as refusal:
+        except GuardRefusal as refusal:
             _count("refused", path=path, problem=str(refusal))
             await _send_json(send, 400, _error_body(str(refusal), 400), [])
             return
@@ -367,7 +367,7 @@ def _refuse_unguarded_constraint(request: dict[str, Any]) -> None:
             or field("text", "format", "type") in ("json_schema", "json_object")
             or field("output_config", "format") or field("structured_outputs")
             or any(request.get(name) is not None for name in LEGACY_FIELDS)):
-        raise _Refusal(
+        raise GuardRefusal(
             "JSON-constrained output is served, and checked against its schema, on "
             f"{' and '.join(GUARDED_PATHS)} only; send the request there"
         )
