@@ -14,6 +14,11 @@ _EXPORTS = {
     "ModelDeployment": "liftdeploy.spec",
     "ResolvedDeployment": "liftdeploy.spec",
     "load_spec": "liftdeploy.specfile",
+    "plan": "liftdeploy.planner",
+    "Plan": "liftdeploy.planner",
+    "format_plan": "liftdeploy.planner",
+    "server_args": "liftdeploy.vllm_args",
+    "Client": "liftdeploy.client",
     "LiftdeployError": "liftdeploy.errors",
     "SpecError": "liftdeploy.errors",
 }
@@ -21,9 +26,12 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from liftdeploy.client import Client
     from liftdeploy.errors import LiftdeployError, SpecError
+    from liftdeploy.planner import Plan, format_plan, plan
     from liftdeploy.spec import ModelDeployment, ResolvedDeployment
     from liftdeploy.specfile import load_spec
+    from liftdeploy.vllm_args import server_args
 
 
 def __getattr__(name: str) -> Any:

@@ -148,7 +148,7 @@ def run_demo(*, port: int | None = None, model_dir: Path | None = None,
 
 def _plan_and_render(paths: list[Path], say: Callable[[str], None]) -> None:
     """One line per example: fits or not (with the planner's errors), and the rendered app."""
-    from liftdeploy.plan import plan
+    from liftdeploy.planner import plan
     from liftdeploy.render import render
     from liftdeploy.specfile import load_spec
 

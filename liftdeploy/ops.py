@@ -294,7 +294,7 @@ def production_notes(
 def _plan_lines(resolved: ResolvedDeployment) -> list[str]:
     """The planner's warnings; a plan that does not fit refuses the deploy."""
     from liftdeploy.errors import PlanError
-    from liftdeploy.plan import plan
+    from liftdeploy.planner import plan
 
     try:
         result = plan(resolved)

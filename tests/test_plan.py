@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from liftdeploy.plan import format_plan, plan
+from liftdeploy.planner import format_plan, plan
 from liftdeploy.plan_arch import Quantization, from_config, load_architecture
 from liftdeploy.plan_memory import (
     GIB,

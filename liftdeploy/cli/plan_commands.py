@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def plan_command(args: argparse.Namespace) -> int:
     from liftdeploy.errors import PlanError
-    from liftdeploy.plan import format_plan, plan
+    from liftdeploy.planner import format_plan, plan
 
     if args.price is not None and args.price <= 0:
         raise PlanError(f"--price {args.price} must be a positive number of dollars per GPU-hour")
