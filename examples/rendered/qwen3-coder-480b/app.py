@@ -306,10 +306,11 @@ def _auth_headers() -> dict[str, str]:
     """Modal proxy auth (a proxy auth token's id and secret) and vLLM's API key, when set in
     the caller's environment."""
     headers = {}
-    key, secret = os.environ.get("MODAL_KEY"), os.environ.get("MODAL_SECRET")
+    # The same variables liftdeploy's client reads (docs/client.md).
+    key, secret = os.environ.get("MODAL_PROXY_KEY"), os.environ.get("MODAL_PROXY_SECRET")
     if key and secret:
         headers |= {"Modal-Key": key, "Modal-Secret": secret}
-    if api_key := os.environ.get("VLLM_API_KEY"):
+    if api_key := os.environ.get("LIFTDEPLOY_API_KEY") or os.environ.get("VLLM_API_KEY"):
         headers["Authorization"] = f"Bearer {api_key}"
     return headers
 
