@@ -400,30 +400,30 @@ class Client:
         return self.model
 
     def _validated(self, text: str, finish_reason: str | None, schema: dict[str, Any]) -> Any:
+        # The service's guard and this client judge answers with the same code.
+        from liftdeploy.runtime.guard import parse_strict, schema_violation
+
         if finish_reason == "length":
             raise IncompleteAnswer(
                 f"the answer was cut off at the token limit after {len(text)} characters, so it "
                 f"is not complete JSON; raise max_tokens (or model.max_model_len) or ask for less"
             )
-        try:
-            value = json.loads(text)  # strict: raw control characters in strings are errors
-        except json.JSONDecodeError as exc:
-            raise InvalidJson(
-                f"the answer is not valid JSON ({exc.msg} at character {exc.pos}: "
-                f"{text[max(0, exc.pos - 20):exc.pos + 20]!r}); with the xgrammar backend this "
-                f"is a known defect for strings with minLength/maxLength — use the guidance backend"
-            ) from None
-        errors = sorted(
-            jsonschema.validators.validator_for(schema)(schema).iter_errors(value),
-            key=lambda e: list(e.absolute_path),
-        )
-        if errors:
-            first = errors[0]
-            where = "/".join(map(str, first.absolute_path)) or "the root"
-            raise SchemaViolation(
-                f"the answer does not match the schema at {where}: {first.message}"
-                + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+        if finish_reason not in ("stop", None):
+            raise IncompleteAnswer(
+                f"the answer ended with finish_reason {finish_reason!r}, not 'stop'; it is not a "
+                f"complete result"
             )
+        try:
+            value = parse_strict(text)  # no raw control characters, NaN or duplicate keys
+        except ValueError as exc:
+            raise InvalidJson(
+                f"the answer is not valid JSON ({exc}); with the xgrammar backend raw control "
+                f"characters in strings with minLength/maxLength are a known defect — use the "
+                f"guidance backend"
+            ) from None
+        problem = schema_violation(value, schema)
+        if problem is not None:
+            raise SchemaViolation(f"the answer does not match the schema {problem}")
         return value
 
     def _with_retries(self, call: Callable[[], T]) -> T:

@@ -335,6 +335,9 @@ def parse_history(text: str) -> list[DeployedVersion]:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         raise OpsError(f"`modal app history --json` printed something that is not JSON: {exc}")
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise OpsError("`modal app history --json` printed JSON of an unexpected shape (expected "
+                       "a list of versions); check that the modal client is 1.6.x")
     versions = []
     for row in rows:
         commit = row.get("commit") or None
@@ -346,7 +349,12 @@ def parse_history(text: str) -> list[DeployedVersion]:
             dirty=bool(commit and commit.endswith("*")),
             tag=row.get("tag") or None,
         ))
-    return sorted(versions, key=lambda v: int(v.version.lstrip("v") or 0), reverse=True)
+    return sorted(versions, key=_version_number, reverse=True)
+
+
+def _version_number(version: DeployedVersion) -> int:
+    digits = version.version.lstrip("v")
+    return int(digits) if digits.isdigit() else -1
 
 
 @dataclass(frozen=True)

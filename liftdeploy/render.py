@@ -9,6 +9,7 @@ renders into a temporary directory first, then merges into the service (see
 
 from __future__ import annotations
 
+import ast
 import difflib
 import subprocess
 import tempfile
@@ -136,6 +137,8 @@ def _service_drift(service: Path) -> list[str]:
         if rel == ANSWERS_FILE and now is not None and text is not None:
             now, text = regenerate.without_stamps(now), regenerate.without_stamps(text)
         if now == text:
+            if now is not None and rel.endswith(".py") and "/" not in rel and rel in fresh:
+                drift += _spec_value_drift(current, now, fresh[rel], command)
             continue
         if text is None:
             drift.append(f"{current}: no longer rendered from the spec; run {command}")
@@ -145,6 +148,46 @@ def _service_drift(service: Path) -> list[str]:
             drift.append(f"{current}: differs from a fresh render; run {command}\n"
                          + _short_diff(now, text))
     return drift
+
+
+def _spec_value_drift(current: Path, now: str, fresh: str, command: str) -> list[str]:
+    """Hand edits may add code to a rendered module, never contradict the spec: its top-level
+    constants and decorator arguments (where the spec's values live) must equal a fresh render.
+    Compared as parsed code, so reformatting is not drift."""
+    try:
+        values_now = _spec_values(now)
+    except SyntaxError as exc:
+        return [f"{current}: not valid Python ({exc.msg}, line {exc.lineno}); fix it or run "
+                f"{command} --overwrite"]
+    drift = []
+    for name, expected in _spec_values(fresh).items():
+        found = values_now.get(name)
+        if found != expected:
+            drift.append(
+                f"{current}: {name} is {_clip(found) if found else 'missing'} but "
+                f"deployment.yaml gives {_clip(expected)}; change the spec, not the generated "
+                f"value, then run {command}"
+            )
+    return drift
+
+
+def _spec_values(source: str) -> dict[str, str]:
+    """Top-level UPPER_CASE constants and each definition's decorators, as normalised code."""
+    values = {}
+    for node in ast.parse(source).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()):
+            values[node.targets[0].id] = ast.unparse(node.value)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.decorator_list:
+                values[f"the decorator of {node.name}"] = "; ".join(
+                    ast.unparse(d) for d in node.decorator_list)
+    return values
+
+
+def _clip(code: str, limit: int = 70) -> str:
+    flat = " ".join(code.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _base(service: Path) -> dict[str, str] | None:

@@ -148,7 +148,8 @@ def xgrammar_unsupported_feature(schema: dict[str, Any]) -> str | None:
             if keyword in schema:
                 return f"{keyword} on arrays"
     if "string" in types:
-        if "format" in schema and schema["format"] not in XGRAMMAR_STRING_FORMATS:
+        if "format" in schema and (not isinstance(schema["format"], str)
+                                   or schema["format"] not in XGRAMMAR_STRING_FORMATS):
             return f"string format {schema['format']!r}"
         if _pattern_with_length(schema):
             return "pattern/format together with minLength/maxLength on strings"

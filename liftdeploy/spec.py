@@ -138,6 +138,11 @@ class ModelSection(SpecModel):
     hf_token_secret: str | None = None
     """Name of the Modal Secret holding HF_TOKEN, for gated models. A name, never the token."""
 
+    @field_validator("quantization", mode="before")
+    @classmethod
+    def _none_means_unquantized(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.lower() == "none" else value
+
     @field_validator("hf_token_secret")
     @classmethod
     def _secret_is_a_name(cls, value: str | None) -> str | None:
@@ -303,6 +308,15 @@ class StorageSection(SpecModel):
                     f"same path {mount.mount_path!r}; give each volume its own mount_path"
                 )
             seen[mount.mount_path] = mount.name
+        for purpose, allowed in (("weights", (1,)), ("compile-cache", (0, 1))):
+            count = sum(mount.purpose == purpose for mount in value or [])
+            if value is not None and count not in allowed:
+                raise ValueError(
+                    f"storage.volumes has {count} volumes with purpose {purpose!r}; "
+                    + ("the server runs offline from the weights Volume, so name exactly one"
+                       if purpose == "weights" else "name at most one")
+                    + " (or leave storage.volumes out for the defaults)"
+                )
         return value
 
 
@@ -473,8 +487,11 @@ SPEC_OWNED_FLAGS: dict[str, str] = {
     "--structured-outputs-config": "engine.structured_output_backend",
     "--allowed-origins": "cors.allowed_origins",
     "--api-key": "auth.api_key_secret",
-    "--host": "(set by liftdeploy)",
-    "--port": "(set by liftdeploy)",
+    "--load-format": "the dummy-weights switch (LIFTDEPLOY_DUMMY_WEIGHTS=1 at deploy time)",
+    "--middleware": "liftdeploy's structured-output guard",
+    "--enable-request-id-headers": "liftdeploy (always on)",
+    "--host": "liftdeploy (the server listens on 0.0.0.0 in the container)",
+    "--port": "liftdeploy (vllm_args.SERVER_PORT)",
 }
 _FLAG_ALIASES = {"-tp": "--tensor-parallel-size", "-pp": "--pipeline-parallel-size", "-q": "--quantization"}
 # Flags whose value is a credential: on the command line it would show in `ps`, logs and files.
@@ -482,8 +499,9 @@ _SECRET_FLAG_SUFFIXES = ("-token", "-key", "-password", "-secret")
 
 
 def _flag_name(arg: str) -> str:
-    """`--max_num_seqs=8` -> `--max-num-seqs`; `--no-enforce-eager` -> `--enforce-eager`."""
-    flag = arg.split("=", 1)[0]
+    """`--max_num_seqs=8` -> `--max-num-seqs`; `--no-enforce-eager` -> `--enforce-eager`;
+    `--structured-outputs-config.backend=x` (vLLM's dotted form) -> `--structured-outputs-config`."""
+    flag = arg.split("=", 1)[0].split(".", 1)[0]
     flag = _FLAG_ALIASES.get(flag, flag)
     if flag.startswith("--"):
         flag = "--" + flag[2:].replace("_", "-")
@@ -500,8 +518,9 @@ def _check_passthrough(settings: DeploymentSettings) -> None:
         if flag in SPEC_OWNED_FLAGS:
             owner = SPEC_OWNED_FLAGS[flag]
             raise ValueError(
-                f"engine.extra_args passes {arg!r}, but {flag} is set from {owner}; "
-                f"change {owner} instead and remove it from extra_args"
+                f"engine.extra_args passes {arg!r}, but {flag} is set by {owner}; "
+                f"remove it from extra_args" + (f" and change {owner} instead" if "." in owner
+                                                and " " not in owner else "")
             )
         if flag.endswith(_SECRET_FLAG_SUFFIXES):
             raise ValueError(

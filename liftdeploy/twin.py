@@ -118,8 +118,9 @@ def twin_env(deployment: ResolvedDeployment, api_key: str | None = None) -> dict
         "VLLM_CPU_KVCACHE_SPACE": str(TWIN_KVCACHE_GIB),
         "HF_HUB_OFFLINE": "1",  # a local directory: never reach for the Hub, fail at once
     }
-    if api_key:
-        env["VLLM_API_KEY"] = api_key
+    # Always set: an empty value switches auth off even when the caller's shell exports a key
+    # for its client (VLLM_API_KEY is also a client variable, see docs/client.md).
+    env["VLLM_API_KEY"] = api_key or ""
     return env
 
 

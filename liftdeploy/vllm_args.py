@@ -21,6 +21,10 @@ SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 GUARD_MIDDLEWARE = "liftdeploy.runtime.guard.StructuredOutputGuard"
 """ASGI middleware (always on) that checks every JSON-constrained answer before it is returned."""
 
+AUTH_MIDDLEWARE = "liftdeploy.runtime.auth.ApiKeyGate"
+"""ASGI middleware (always on) that asks for the API key on every route, not only /v1, and caps
+request bodies. Listed after the guard: Starlette runs the last-added middleware first."""
+
 
 def structured_outputs_config(deployment: ResolvedDeployment) -> dict[str, object]:
     """vLLM's --structured-outputs-config for the spec's backend."""
@@ -77,7 +81,7 @@ def server_args(
         args += ["--allowed-origins", json.dumps(deployment.cors.allowed_origins)]
     if load_format:
         args += ["--load-format", load_format]
-    args += ["--middleware", GUARD_MIDDLEWARE]
+    args += ["--middleware", GUARD_MIDDLEWARE, "--middleware", AUTH_MIDDLEWARE]
     args += ["--enable-request-id-headers", "--host", host, "--port", str(port)]
     args += engine.extra_args
     return args

@@ -231,6 +231,9 @@ def test_a_stream_cut_after_the_first_chunk_is_not_retried(
         ('{"a": "x\u0001"}', "stop", InvalidJson),  # a raw control character: strict JSON says no
         ('{"a": "seven"}', "stop", SchemaViolation),
         ('{"a": 1, "b": 2}', "stop", SchemaViolation),
+        ('{"a": NaN}', "stop", InvalidJson),  # Python's json.loads would accept it
+        ('{"a": 1, "a": 2}', "stop", InvalidJson),  # duplicate keys: parsers disagree
+        ('{"a": 1}', "abort", IncompleteAnswer),  # only "stop" is a complete answer
     ],
 )
 def test_bad_answers_raise_their_own_error(

@@ -140,6 +140,21 @@ def test_check_finds_spec_drift_and_allows_hand_edits(tmp_path: Path) -> None:
     assert 'GPU = "H100:4"' in text and 'TEAM = "ml-platform"' in text
 
 
+def test_check_refuses_hand_edits_that_contradict_the_spec(tmp_path: Path) -> None:
+    service = render(EXAMPLES / "qwen3-coder-480b.yaml", tmp_path / "svc")
+    app = service / "app.py"
+    text = app.read_text()
+    app.write_text(text.replace('GPU = "H100:8"', 'GPU = "A10:1"')
+                   .replace("MAX_CONTAINERS = 1\n", "MAX_CONTAINERS = 50\n"))
+    drift = check(service)
+    assert any("GPU is 'A10:1' but deployment.yaml gives 'H100:8'" in d for d in drift), drift
+    assert any("MAX_CONTAINERS is 50" in d for d in drift), drift
+    app.write_text(text.replace("    gpu=GPU,", '    gpu="A10",'))
+    assert any("the decorator of Server" in d for d in check(service))
+    app.write_text(text.replace("MINUTES = 60  # seconds", "MINUTES = (\n    60\n)  # seconds"))
+    assert check(service) == []  # reformatting a value is not drift
+
+
 def test_check_compares_examples_with_their_services(tmp_path: Path) -> None:
     folder = tmp_path / "examples"
     folder.mkdir()

@@ -237,8 +237,8 @@ def test_cors_origin_without_scheme() -> None:
 ])
 def test_passthrough_contradicting_a_spec_field(extra_args: list[str], flag: str, owner: str) -> None:
     message = error_of(spec(engine={"extra_args": extra_args}))
-    assert f"engine.extra_args passes {extra_args[0]!r}, but {flag} is set from {owner}" in message
-    assert f"change {owner} instead and remove it from extra_args" in message
+    assert f"engine.extra_args passes {extra_args[0]!r}, but {flag} is set by {owner}" in message
+    assert f"remove it from extra_args and change {owner} instead" in message
 
 
 def test_passthrough_secret_flags_are_refused() -> None:
@@ -462,3 +462,39 @@ def test_catalog_works_without_a_writable_cache(
     blocked.write_text("", encoding="utf-8")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     assert catalog._load("models.yaml")["models"][QWEN_32B]["num_attention_heads"] == 40
+
+
+def test_volumes_must_name_exactly_one_weights_volume() -> None:
+    cache_only = [{"name": "c", "mount_path": "/root/.cache/vllm", "purpose": "compile-cache"}]
+    for volumes in ([], cache_only):
+        with pytest.raises(SpecError, match="purpose 'weights'.*name exactly one"):
+            spec_from_data(spec(storage={"volumes": volumes}))
+
+
+@pytest.mark.parametrize("arg", [
+    "--middleware=my.Thing", "--structured-outputs-config.backend=xgrammar", "--load-format",
+    "--enable-request-id-headers", "--port=9000",
+])
+def test_passthrough_of_a_flag_liftdeploy_sets_is_refused(arg: str) -> None:
+    with pytest.raises(SpecError, match="is set by"):
+        spec_from_data(spec(engine={"extra_args": [arg]}))
+
+
+def test_every_flag_of_the_argv_function_is_owned_by_the_spec() -> None:
+    """SPEC_OWNED_FLAGS is what extra_args may not repeat; it must cover every flag the one argv
+    function can emit (here with every optional flag switched on)."""
+    from liftdeploy.spec import SPEC_OWNED_FLAGS
+    from liftdeploy.vllm_args import server_args
+
+    data = spec(
+        model={"revision": "a" * 40, "quantization": "fp8", "trust_remote_code": True},
+        gpu={"count": 4, "pipeline_parallel_size": 2, "expert_parallel": True},
+        engine={"enforce_eager": True}, cors={"allowed_origins": ["https://a.example"]},
+    )
+    args = server_args(spec_from_data(data).resolve(), load_format="dummy")
+    flags = {arg for arg in args if arg.startswith("--")}
+    assert flags - set(SPEC_OWNED_FLAGS) == set()
+
+
+def test_quantization_none_means_unquantized() -> None:
+    assert spec_from_data(spec(model={"quantization": "none"})).model.quantization is None

@@ -80,7 +80,8 @@ def test_guard_is_on_the_server_argv_and_vllm_accepts_it() -> None:
 
     argv = server_args(_example("guidance").resolve())
     args = make_arg_parser(FlexibleArgumentParser()).parse_args(argv)
-    assert args.middleware == ["liftdeploy.runtime.guard.StructuredOutputGuard"]
+    assert args.middleware == ["liftdeploy.runtime.guard.StructuredOutputGuard",
+                               "liftdeploy.runtime.auth.ApiKeyGate"]
 
 
 # ---- the guard's decisions (pure functions, no server) -------------------------------------
@@ -347,3 +348,24 @@ def test_local_check_agrees_with_the_server(
     print(f"\n{backend}: {len(schemas) - len(disagreements)}/{len(schemas)} agree", *disagreements,
           sep="\n  ")
     assert not disagreements, disagreements
+
+
+def test_guard_checks_ecma_patterns_and_never_passes_an_unchecked_answer() -> None:
+    """A `\\p{L}` pattern (ECMA-262, not Python `re`) must not switch checking off for the
+    rest of the schema; an answer that cannot be checked at all is withheld, not returned."""
+    from liftdeploy.runtime.guard import judge_answer
+
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "^\\p{L}+$"},
+                                               "n": {"maximum": 3}}}
+    assert judge_answer('{"a":"x","n":999}', schema, "stop").kind == "schema_violation"
+    assert judge_answer('{"a":"1","n":2}', schema, "stop").kind == "schema_violation"
+    assert judge_answer('{"a":"x","n":2}', schema, "stop").kind == "valid"
+    unresolvable = judge_answer('{"a":1}', {"$ref": "https://example.invalid/s.json"}, "stop")
+    assert unresolvable.kind == "unchecked" and unresolvable.rejected and unresolvable.text is None
+
+
+def test_guard_rejects_duplicate_keys() -> None:
+    from liftdeploy.runtime.guard import judge_answer
+
+    verdict = judge_answer('{"a":1,"a":"x"}', {"properties": {"a": {"type": "string"}}}, "stop")
+    assert verdict.kind == "invalid_json" and "duplicate keys" in verdict.problem

@@ -200,7 +200,8 @@ def test_twin_env_carries_the_key_and_cpu_cache_never_the_argv(tmp_path: Path) -
     assert env["VLLM_CPU_KVCACHE_SPACE"] == str(TWIN_KVCACHE_GIB)
     assert env["HF_HUB_OFFLINE"] == "1"  # a local model: the Hub is never asked
     assert "k-123" not in " ".join(server_args(twin, port=1234, host=TWIN_HOST))
-    assert "VLLM_API_KEY" not in twin_env(twin)
+    # Without a key auth is off, even when the caller's shell exports one for its client.
+    assert twin_env(twin)["VLLM_API_KEY"] == ""
 
 
 def test_twin_argv_passes_vllms_own_parser(tmp_path: Path, twin_supported: None) -> None:
@@ -358,10 +359,18 @@ def test_sixteen_concurrent_requests_succeed_and_are_batched(twin: LocalTwin) ->
 @pytest.mark.twin
 def test_auth_rejects_missing_and_wrong_keys(twin: LocalTwin) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong-key"}):
-        for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions")):
+        # /invocations and /tokenize serve the model outside /v1, where vLLM's own key check
+        # does not reach; liftdeploy's gate covers them, and answers before the guard's 400s.
+        for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
+                             ("POST", "/invocations"), ("POST", "/tokenize")):
             response = httpx.request(method, twin.url + path, headers=headers, timeout=10,
                                      json={"model": twin.model_name, "messages": []})
             assert response.status_code == 401, (headers, path, response.text)
+    streamed = _chat(twin, stream=True, response_format={"type": "json_schema", "json_schema": {
+        "name": "x", "schema": SCHEMAS["top-level enum"]}})
+    assert httpx.post(twin.url + "/v1/chat/completions", json=streamed,
+                      timeout=10).status_code == 401  # not the guard's 400 for streams
+    assert httpx.get(twin.url + "/health", timeout=10).status_code == 200  # probes stay open
     with pytest.raises(openai.AuthenticationError):
         _constrained(_openai(twin, api_key="wrong-key"), twin, SCHEMAS["top-level enum"], "x")
     assert httpx.get(f"{twin.base_url}/models", headers=_auth(twin), timeout=10).status_code == 200

@@ -90,7 +90,7 @@ WEIGHTS_DIR = "/root/.cache/huggingface"
 COMPILE_CACHE_DIR = "/root/.cache/vllm"
 
 # liftdeploy's runtime helpers travel with this service in liftdeploy_runtime/: server.py
-# runs the vLLM process below; the vLLM command line loads guard.py from there.
+# runs the vLLM process below; the vLLM command line loads auth.py, guard.py from there.
 # They need nothing beyond vLLM's own dependencies; nothing else of liftdeploy enters the image.
 RUNTIME_DIR = Path(__file__).parent / "liftdeploy_runtime"
 RUNTIME_PATH = "/opt/liftdeploy"
@@ -182,6 +182,7 @@ VLLM_ARGS = {
         "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         "--allowed-origins", '["https://lift-sys.vercel.app"]',
         "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
+        "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
         "--enable-request-id-headers",
         "--host", "0.0.0.0",
         "--port", "8000",
@@ -198,6 +199,7 @@ VLLM_ARGS = {
         "--enforce-eager",
         "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
+        "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
         "--enable-request-id-headers",
         "--host", "0.0.0.0",
         "--port", "8000",
@@ -215,6 +217,7 @@ VLLM_ARGS = {
         "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         "--allowed-origins", '["http://localhost:3000"]',
         "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
+        "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
         "--enable-request-id-headers",
         "--host", "0.0.0.0",
         "--port", "8000",

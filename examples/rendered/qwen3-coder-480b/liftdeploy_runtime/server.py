@@ -123,9 +123,13 @@ class ServerProcess:
             text = raw.rstrip("\n")
             line = as_json_line(text) + "\n"
             self._tail.append(_readable(text))
-            if self._log_file:
-                self._log_file.write(line)
-                self._log_file.flush()
+            log_file = self._log_file  # stop() may close it meanwhile; never write after that
+            if log_file is not None and not log_file.closed:
+                try:
+                    log_file.write(line)
+                    log_file.flush()
+                except ValueError:  # closed between the check and the write
+                    pass
             if self._echo:
                 sys.stdout.write(line)
                 sys.stdout.flush()
@@ -157,14 +161,17 @@ class ServerProcess:
         return f"vLLM server {what}. Last log lines:\n{tail}"
 
     def stop(self, grace_s: float = 20.0) -> int | None:
-        """SIGTERM the process group, wait up to grace_s, then SIGKILL. Returns the exit code."""
-        if self.process.poll() is None:
-            _signal_group(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        """SIGTERM the process group, wait up to grace_s, then SIGKILL. Returns the exit code.
+
+        The whole group is signalled even when the leader already exited: vLLM's engine core
+        runs in a child process that would otherwise be orphaned (and keep the GPU)."""
+        _signal_group(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        _signal_group(self.process.pid, signal.SIGKILL)  # stragglers of the group, if any
         self._reader.join(timeout=2)
         if self._log_file:
             self._log_file.close()
@@ -180,8 +187,9 @@ class ServerProcess:
 
 
 def _signal_group(pid: int, sig: int) -> None:
+    """Signal the process group the server leads (start_new_session: its id is the pid)."""
     try:
-        os.killpg(os.getpgid(pid), sig)
+        os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 

@@ -25,7 +25,8 @@ POST /v1/chat/completions and /v1/completions requests that ask for JSON
   chat): refused with 400 naming the two endpoints whose answers are checked.
 
 `x-liftdeploy-structured` carries one verdict per choice, comma-separated: valid, repaired,
-incomplete or unchecked (jsonschema could not evaluate the schema; the answer did parse).
+or incomplete. An answer that cannot be checked (jsonschema cannot evaluate its schema) is
+withheld like an invalid one (`unchecked`, 502): unchecked output is never handed back as valid.
 Counters: `liftdeploy_structured_output_total{verdict=...}` on vLLM's /metrics (prometheus
 registry) and in every guard log line.
 
@@ -90,7 +91,7 @@ class Verdict:
 
     @property
     def rejected(self) -> bool:
-        return self.kind in ("invalid_json", "schema_violation")
+        return self.kind in ("invalid_json", "schema_violation", "unchecked")
 
 
 class GuardRefusal(Exception):
@@ -158,9 +159,19 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicated = sorted({key for key in keys if keys.count(key) > 1})
+        raise ValueError(f"duplicate keys {duplicated} (parsers disagree on which one wins)")
+    return dict(pairs)
+
+
 def parse_strict(text: str) -> Any:
-    """json.loads without its extensions (NaN, Infinity) and with control characters rejected."""
-    return json.loads(text, strict=True, parse_constant=_reject_constant)
+    """json.loads without its extensions (NaN, Infinity, duplicate keys) and with control
+    characters rejected."""
+    return json.loads(text, strict=True, parse_constant=_reject_constant,
+                      object_pairs_hook=_reject_duplicate_keys)
 
 
 def _exact_multiple_of(
@@ -181,9 +192,41 @@ def validator_for(schema: dict[str, Any] | bool) -> Any:
     return _with_exact_multiple_of(base)(schema)
 
 
+def _search(pattern: str, text: str) -> bool:
+    """JSON Schema patterns are ECMA-262 regexes (\\p{L} and friends): the `regex` module
+    (a vLLM dependency) reads them where Python's `re` raises; `re` is the fallback."""
+    try:
+        import regex
+    except ImportError:  # pragma: no cover - vLLM installs regex
+        import re as regex
+    return regex.search(pattern, text) is not None
+
+
+def _ecma_pattern(
+    validator: Any, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _ecma_pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
 @functools.cache
 def _with_exact_multiple_of(base: type) -> Any:
-    return jsonschema.validators.extend(base, {"multipleOf": _exact_multiple_of})
+    return jsonschema.validators.extend(base, {
+        "multipleOf": _exact_multiple_of,
+        "pattern": _ecma_pattern,
+        "patternProperties": _ecma_pattern_properties,
+    })
 
 
 def schema_violation(value: Any, schema: dict[str, Any] | bool) -> str | None:
@@ -215,7 +258,8 @@ def judge_answer(text: str | None, schema: dict[str, Any] | bool, finish_reason:
     try:
         problem = schema_violation(value, schema)
     except Exception as err:  # noqa: BLE001 - a schema jsonschema cannot evaluate must not crash the server
-        return Verdict("unchecked", candidate, f"jsonschema cannot evaluate the schema: {err}")
+        return Verdict("unchecked", None, f"the answer could not be checked: jsonschema cannot "
+                       f"evaluate the schema ({err})")
     if problem is not None:
         return Verdict("schema_violation", None, f"the answer breaks its schema {problem}")
     return Verdict(kind, candidate)
