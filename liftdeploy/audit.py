@@ -74,7 +74,9 @@ _ENV_READ = re.compile(
 
 
 class AuditError(LiftdeployError):
-    """The audit could not run (the path does not exist)."""
+    """The audit could not run (the path does not exist): exit 2, unlike findings (exit 1)."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,10 @@ ProgressCallback = Callable[[int, int, dict[str, int], float], None]
 """Called after each request with (done, requested, errors so far, seconds since the start)."""
 
 
+DEADLINE_GRACE_S = 30.0
+"""How long a load test waits for requests in flight once its --duration is over."""
+
+
 def loadtest(
     client: Client,
     *,
@@ -178,9 +182,11 @@ def loadtest(
     schema: dict[str, Any] | None = None,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     on_progress: ProgressCallback | None = None,
+    deadline_grace_s: float = DEADLINE_GRACE_S,
 ) -> LoadReport:
     """Send up to `requests` streamed requests, `concurrency` at a time, starting none after
-    `duration_s`; every answer is validated like any client call."""
+    `duration_s` and waiting at most `deadline_grace_s` more for those in flight; every answer
+    is validated like any client call."""
     if requests < 1 or concurrency < 1:
         raise ClientError("--requests and --concurrency must be at least 1")
     schema = schema or SMOKE_SCHEMA
@@ -217,30 +223,39 @@ def loadtest(
     ]
     for thread in threads:
         thread.start()
+    # With --duration the run is bounded in time too: requests still in flight
+    # DEADLINE_GRACE_S after the deadline are abandoned and counted as cut by the deadline.
+    hard_stop = deadline + deadline_grace_s
     try:
         for thread in threads:
-            while thread.is_alive():
+            while thread.is_alive() and time.monotonic() < hard_stop:
                 thread.join(timeout=0.5)  # short joins keep Ctrl-C responsive
     except KeyboardInterrupt:
         stop.set()
         raise
+    stop.set()
     elapsed = time.monotonic() - started
 
-    sent = tally.next_index
-    tokens_per_s = tally.output_tokens / elapsed if elapsed > 0 else 0.0
-    return LoadReport(
-        url=client.base_url, requested=requests, concurrency=concurrency,
-        duration_limit_s=duration_s, sent=sent, succeeded=len(tally.latencies),
-        failed=sum(tally.errors.values()), not_sent=requests - sent,
-        errors=dict(sorted(tally.errors.items())), error_examples=tally.error_examples,
-        retries=client.stats.retries - retries_before, elapsed_s=elapsed,
-        latency_s=Percentiles.of(tally.latencies), ttft_s=Percentiles.of(tally.ttfts),
-        output_tokens=tally.output_tokens, output_tokens_per_s=tokens_per_s,
-        container_hour_usd=container_hour_usd,
-        usd_per_million_output_tokens=(
-            container_hour_usd / 3600 / tokens_per_s * 1_000_000 if tokens_per_s > 0 else None
-        ),
-    )
+    with tally.lock:
+        sent = tally.next_index
+        if sent > tally.done:
+            tally.errors["CutByDeadline"] += sent - tally.done
+            tally.error_examples.setdefault(
+                "CutByDeadline", f"still running {deadline_grace_s:.0f} s after --duration ended")
+        tokens_per_s = tally.output_tokens / elapsed if elapsed > 0 else 0.0
+        return LoadReport(
+            url=client.base_url, requested=requests, concurrency=concurrency,
+            duration_limit_s=duration_s, sent=sent, succeeded=len(tally.latencies),
+            failed=sum(tally.errors.values()), not_sent=requests - sent,
+            errors=dict(sorted(tally.errors.items())), error_examples=dict(tally.error_examples),
+            retries=client.stats.retries - retries_before, elapsed_s=elapsed,
+            latency_s=Percentiles.of(tally.latencies), ttft_s=Percentiles.of(tally.ttfts),
+            output_tokens=tally.output_tokens, output_tokens_per_s=tokens_per_s,
+            container_hour_usd=container_hour_usd,
+            usd_per_million_output_tokens=(
+                container_hour_usd / 3600 / tokens_per_s * 1_000_000 if tokens_per_s > 0 else None
+            ),
+        )
 
 
 def _one_request(

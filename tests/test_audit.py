@@ -147,7 +147,7 @@ def test_single_file_and_missing_path(codebase: Path, tmp_path: Path, capsys) ->
     assert len(audit(adapter).findings) == 1
     with pytest.raises(AuditError, match="no such file"):
         audit(tmp_path / "nowhere")
-    assert main(["audit-endpoints", str(tmp_path / "nowhere")]) == 1
+    assert main(["audit-endpoints", str(tmp_path / "nowhere")]) == 2  # an error, not a finding
     assert "error:" in capsys.readouterr().err
 
 

@@ -101,6 +101,10 @@ class ScriptedServer:
             self.requests.append((path, {k.lower(): v for k, v in handler.headers.items()}))
             steps = self.script.get(path, [(404, {"error": "no such path"})])
             step = steps.pop(0) if len(steps) > 1 else steps[0]
+        if step[0] == "hang":  # answer nothing for a while: a request stuck in flight
+            time.sleep(step[1])
+            handler.close_connection = True
+            return
         if step == "close":
             handler.close_connection = True
             handler.connection.shutdown(socket.SHUT_RDWR)

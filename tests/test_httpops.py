@@ -210,3 +210,19 @@ def test_loadtest_command_stops_starting_requests_at_its_duration(
     staging = load_spec(SPEC).resolve("staging")
     assert report["container_hour_usd"] == pytest.approx(staging.gpu_hour_usd * staging.gpu.count)
     assert "done" in captured.err  # progress while it ran
+
+
+def test_loadtest_duration_bounds_requests_in_flight(scripted: type[ScriptedServer]) -> None:
+    """--duration bounds the run in time: requests still in flight after the deadline and its
+    grace are abandoned and counted, not waited for up to the request timeout."""
+    import time
+
+    server = scripted({"/v1/chat/completions": [("hang", 20)]})
+    started = time.monotonic()
+    with Client(server.url, model="m") as client:
+        report = loadtest(client, requests=4, concurrency=2, container_hour_usd=1.0,
+                          duration_s=0.5, deadline_grace_s=0.5)
+    assert time.monotonic() - started < 10
+    assert report.sent == 2 and report.succeeded == 0
+    assert report.errors == {"CutByDeadline": 2} and report.failed == 2
+    assert report.not_sent == 2

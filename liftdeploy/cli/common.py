@@ -67,3 +67,14 @@ def print_json(data: Any) -> None:
 def note(message: str) -> None:
     """Progress and advice go to stderr so stdout stays clean for YAML/JSON."""
     print(message, file=sys.stderr)
+
+
+def positive_seconds(value: str) -> float:
+    """argparse type for a duration option: a number of seconds above zero."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
+    return seconds

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("health", help="probe /health once; exit 0 healthy, 1 otherwise")
     _add_target_options(p)
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", dest="timeout_s",
+    p.add_argument("--timeout", type=common.positive_seconds, default=10.0, metavar="S", dest="timeout_s",
                    help="seconds to wait for the answer (default 10)")
     p.set_defaults(handler=health)
 
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "warmup", help="poll /health until the service is ready (starts a cold container)"
     )
     _add_target_options(p)
-    p.add_argument("--timeout", type=float, default=None, metavar="S", dest="timeout_s",
+    p.add_argument("--timeout", type=common.positive_seconds, default=None, metavar="S", dest="timeout_s",
                    help="give up after S seconds (default: the spec's startup timeout + 60 s)")
     p.set_defaults(handler=warmup)
 
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="requests to send in all (default 50)")
     p.add_argument("--concurrency", type=_positive_int, default=4, metavar="C",
                    help="requests in flight at once (default 4)")
-    p.add_argument("--duration", type=float, default=None, metavar="S", dest="duration_s",
+    p.add_argument("--duration", type=common.positive_seconds, default=None, metavar="S", dest="duration_s",
                    help="start no request after S seconds")
     p.set_defaults(handler=loadtest)
 

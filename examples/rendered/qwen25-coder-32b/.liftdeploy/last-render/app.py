@@ -62,6 +62,11 @@ if modal.is_local():
     DUMMY_WEIGHTS = os.environ.get("LIFTDEPLOY_DUMMY_WEIGHTS", "0") == "1"
 else:
     DUMMY_WEIGHTS = os.environ["LIFTDEPLOY_DUMMY_WEIGHTS"] == "1"
+if DUMMY_WEIGHTS and ENVIRONMENT == "production":
+    raise ValueError(
+        "LIFTDEPLOY_DUMMY_WEIGHTS=1 would serve random weights under the production app name; "
+        "deploy dummy weights to another environment (LIFTDEPLOY_ENV=staging)"
+    )
 
 APP_NAME = {
     "production": "lift-sys-inference",
@@ -295,6 +300,8 @@ class Server:
 @app.local_entrypoint()
 def main(prompt: str = "Name a prime number between 10 and 20.") -> None:
     url = Server.get_url()
+    if url is None:
+        raise RuntimeError(f"Modal has no URL for {APP_NAME}'s server; is the app running?")
     _wait_until_healthy(url, deadline=time.monotonic() + STARTUP_TIMEOUT_S)
     schema = {
         "type": "object",

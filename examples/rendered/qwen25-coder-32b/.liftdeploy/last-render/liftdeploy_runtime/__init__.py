@@ -1,5 +1,7 @@
-"""What the deployed container needs from liftdeploy: standard library only, no pydantic.
+"""What the deployed container needs from liftdeploy: standard library (and vLLM's own
+dependencies) only, no pydantic.
 
-The rendered image adds exactly this package (`add_local_python_source("liftdeploy.runtime")`
-would pull the parent package too, so the app copies these files; see the template).
+A rendered service carries copies of these modules in `liftdeploy_runtime/` (the server process
+wrapper and every middleware its argv names) and its image adds them on PYTHONPATH, so deploying
+needs only `modal`, not liftdeploy.
 """
