@@ -12,7 +12,7 @@ import os
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from liftdeploy.errors import ClientError
+from liftdeploy.errors import ClientError, first_line
 
 if TYPE_CHECKING:
     from liftdeploy.spec import ResolvedDeployment
@@ -78,7 +78,7 @@ def modal_server_url(resolved: ResolvedDeployment) -> str:
     except modal.exception.AuthError as exc:
         raise EndpointError(
             f"no URL for {where}: --url and {ENDPOINT_URL_ENV} are not set and Modal refused the "
-            f"lookup ({_first_line(exc)}); {no_url_fix}, or log in with `modal token new` (or "
+            f"lookup ({first_line(exc)}); {no_url_fix}, or log in with `modal token new` (or "
             f"set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)"
         ) from None
     except modal.exception.NotFoundError:
@@ -88,7 +88,7 @@ def modal_server_url(resolved: ResolvedDeployment) -> str:
         ) from None
     except (modal.exception.Error, OSError) as exc:
         raise EndpointError(
-            f"could not ask Modal for the URL of {where} ({_first_line(exc)}); {no_url_fix}"
+            f"could not ask Modal for the URL of {where} ({first_line(exc)}); {no_url_fix}"
         ) from None
     if not url:
         raise EndpointError(f"Modal has no URL for the server of {where} yet; {no_url_fix}")

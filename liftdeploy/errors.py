@@ -52,3 +52,10 @@ class ClientError(LiftdeployError):
 
 class OpsError(LiftdeployError):
     """A Modal-side operation (deploy, rollback, logs...) failed or was refused."""
+
+
+def first_line(error: object) -> str:
+    """The first line of an exception's message (a library's own error, shown inside ours),
+    or its type name when it has no message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from liftdeploy.errors import OpsError
+from liftdeploy.errors import OpsError, first_line
 from liftdeploy.spec import ResolvedDeployment
 
 Kind = Literal["volume", "dict", "secret"]
@@ -270,8 +270,7 @@ def _modal_call(what: str, call: Callable[[], Any]) -> Any:
 
 def _first_line(exc: BaseException) -> str:
     """The first sentence of an SDK error (Modal's auth error goes on for three more)."""
-    text = str(exc).strip()
-    return text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
+    return first_line(exc).split(". ")[0].rstrip(".")
 
 
 def _sdk_class(kind: Kind) -> Any:

@@ -21,7 +21,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from liftdeploy.errors import LiftdeployError
+from liftdeploy.errors import LiftdeployError, first_line
 
 BACKENDS = ("xgrammar", "guidance")
 
@@ -131,10 +131,7 @@ def _guidance_refusal(schema: Any, any_whitespace: bool) -> str | None:
 
 def _first_line(error: object) -> str:
     """The message's first line without XGrammar's "[hh:mm:ss] file.cc:123: " prefix."""
-    text = str(error).strip()
-    if not text:
-        return type(error).__name__
-    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", text.splitlines()[0])
+    return re.sub(r"^\[[\d:]+\] \S+:\d+: ", "", first_line(error))
 
 
 def xgrammar_unsupported_feature(schema: dict[str, Any]) -> str | None:

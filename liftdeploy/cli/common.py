@@ -20,9 +20,12 @@ def add_spec_argument(parser: argparse.ArgumentParser, *, nargs: str | None = No
 
 
 def add_env_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """--env; commands that change something in the cloud require it (acting on production by
+    default would be the wrong surprise)."""
     parser.add_argument(
         "--env", "-e", dest="env", required=required, metavar="ENV",
-        help="environment overlay to resolve (default: the production environment)",
+        help="environment overlay to act on (e.g. staging, production)" if required
+        else "environment overlay to resolve (default: the production environment)",
     )
 
 

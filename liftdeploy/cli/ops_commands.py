@@ -23,14 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prompt, never from the command line.",
     )
     common.add_spec_argument(p)
-    _add_env(p)
+    common.add_env_option(p, required=True)
     _add_dry_run(p, "list what exists and what would be created; change nothing")
     common.add_json_option(p)
     p.set_defaults(handler=bootstrap)
 
     p = subparsers.add_parser("deploy", help="`modal deploy` a rendered service to an environment")
     common.add_spec_argument(p)
-    _add_env(p)
+    common.add_env_option(p, required=True)
     _add_dry_run(p, "print the exact command and run nothing")
     p.add_argument("--allow-dirty", action="store_true",
                    help="deploy production from a tree with uncommitted changes (tag gets -dirty)")
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("rollback", help="`modal app rollback` an environment's app")
     common.add_spec_argument(p)
-    _add_env(p)
+    common.add_env_option(p, required=True)
     p.add_argument("--to", metavar="VERSION",
                    help="version to return to, e.g. v12 (default: the previous one)")
     _add_dry_run(p, "print the exact command and run nothing")
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("logs", help="`modal app logs` of an environment's app")
     common.add_spec_argument(p)
-    _add_env(p)
+    common.add_env_option(p, required=True)
     p.add_argument("--since", metavar="WHEN", help="entries since 1h, 30m, 2d or an ISO time")
     p.add_argument("--errors", action="store_true", help="only error lines and tracebacks")
     p.add_argument("--follow", "-f", action="store_true", help="stream new entries until Ctrl-C")
@@ -68,12 +68,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("path", metavar="PATH", help="file or directory to scan")
     common.add_json_option(p)
     p.set_defaults(handler=audit_endpoints)
-
-
-def _add_env(parser: argparse.ArgumentParser) -> None:
-    # Required: acting on production by default is the wrong surprise for these commands.
-    parser.add_argument("--env", "-e", dest="env", required=True, metavar="ENV",
-                        help="environment overlay to act on (e.g. staging, production)")
 
 
 def _add_dry_run(parser: argparse.ArgumentParser, text: str) -> None:

@@ -48,7 +48,27 @@ def render(args: argparse.Namespace) -> int:
     render_service(spec, out, force=args.force, overwrite=args.overwrite,
                    conflict_markers=args.conflict_markers)
     common.note(f"rendered {out} from {spec}")
+    _warn_about_fit(spec)
     return 0
+
+
+def _warn_about_fit(spec: Path) -> None:
+    """Rendering does not judge sizing, but says at once what `plan` (and `deploy`) would
+    refuse, so a GPU that cannot hold the model is not found out at deploy time."""
+    from liftdeploy.errors import PlanError
+    from liftdeploy.planner import plan
+
+    deployment = common.load(str(spec))
+    for env in deployment.environments:
+        try:
+            verdicts = plan(deployment.resolve(env)).verdicts
+        except PlanError as exc:  # an architecture the planner does not know
+            common.note(f"  note: {env}: not sized ({exc})")
+            continue
+        for verdict in verdicts:
+            if verdict.level == "error":
+                common.note(f"  warning: {env}: {verdict.message}; `liftdeploy plan {spec} "
+                            f"--env {env}` for the fix (deploy refuses it)")
 
 
 def check(args: argparse.Namespace) -> int:

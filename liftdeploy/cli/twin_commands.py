@@ -88,7 +88,7 @@ def serve(args: argparse.Namespace) -> int:
         common.note("Ctrl-C stops the server")
         code = twin.server.process.wait()
         twin.stop()  # collects the last output lines before they are shown
-        raise TwinError(_died(twin, code))
+        raise TwinError(twin.server.died_message(f"stopped unexpectedly with status {code}"))
     except KeyboardInterrupt:
         common.note("stopping the server…")
         return 0
@@ -129,11 +129,6 @@ def _api_key_from_env(var: str | None) -> str | None:
         raise TwinError(f"--api-key-env {var}: the environment variable {var} is not set or empty; "
                         f"export it first (export {var}=...)")
     return key
-
-
-def _died(twin: LocalTwin, code: int) -> str:
-    tail = "\n".join(f"    {line}" for line in twin.server.log_tail[-20:])
-    return f"the vLLM server stopped unexpectedly with status {code}. Last log lines:\n{tail}"
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

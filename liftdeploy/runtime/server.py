@@ -146,17 +146,18 @@ class ServerProcess:
             code = self.process.poll()
             if code is not None:
                 self._reader.join(timeout=2)
-                raise ServerDied(self._died_message(f"exited with status {code} before it was healthy"))
+                raise ServerDied(self.died_message(f"exited with status {code} before it was healthy"))
             if _health_ok(self.url):
                 return time.monotonic() - started
             if time.monotonic() > deadline:
                 self.stop()
-                raise ServerDied(self._died_message(f"was not healthy after {timeout_s:.0f} s"))
+                raise ServerDied(self.died_message(f"was not healthy after {timeout_s:.0f} s"))
             if callable(on_wait):
                 on_wait(time.monotonic() - started)
             time.sleep(0.5)
 
-    def _died_message(self, what: str) -> str:
+    def died_message(self, what: str) -> str:
+        """`vLLM server <what>.` followed by its last log lines."""
         tail = "\n".join(f"    {line}" for line in self.log_tail[-20:]) or "    (no output)"
         return f"vLLM server {what}. Last log lines:\n{tail}"
 
