@@ -203,7 +203,12 @@ def loadtest(
                 if tally.next_index >= requests or time.monotonic() >= deadline:
                     return
                 tally.next_index += 1
-            outcome = _one_request(client, prompt, schema, max_tokens)
+            try:
+                outcome = _one_request(client, prompt, schema, max_tokens)
+            except Exception:
+                if stop.is_set():
+                    return  # abandoned after the deadline: its client may be closed by now
+                raise
             with tally.lock:
                 if isinstance(outcome, Answer):
                     tally.latencies.append(outcome.latency_s)

@@ -217,7 +217,7 @@ def test_loadtest_duration_bounds_requests_in_flight(scripted: type[ScriptedServ
     grace are abandoned and counted, not waited for up to the request timeout."""
     import time
 
-    server = scripted({"/v1/chat/completions": [("hang", 20)]})
+    server = scripted({"/v1/chat/completions": [("hang", 5)]})
     started = time.monotonic()
     with Client(server.url, model="m") as client:
         report = loadtest(client, requests=4, concurrency=2, container_hour_usd=1.0,
