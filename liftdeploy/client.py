@@ -32,6 +32,8 @@ import jsonschema
 import openai
 
 from liftdeploy.errors import ClientError
+from liftdeploy.runtime.guard import CLIENT_VALIDATES_HEADER as _GUARD_VALIDATES_HEADER
+from liftdeploy.runtime.guard import ERROR_TYPE as GUARD_ERROR_TYPE
 
 if TYPE_CHECKING:
     from liftdeploy.spec import ResolvedDeployment
@@ -42,12 +44,10 @@ PROXY_KEY_ENV = "MODAL_PROXY_KEY"
 PROXY_SECRET_ENV = "MODAL_PROXY_SECRET"
 MODEL_ENV = "LIFTDEPLOY_MODEL"
 
-CLIENT_VALIDATES_HEADER = "x-liftdeploy-client-validates"
-"""Sent with streamed requests: the service's guard (liftdeploy.runtime.guard, same header)
-refuses constrained streams it cannot check, unless the client validates the answer itself."""
-
-GUARD_ERROR_TYPE = "InvalidStructuredOutput"
-"""Error type of the guard's 502 when it withholds an invalid answer (its ERROR_TYPE)."""
+CLIENT_VALIDATES_HEADER = _GUARD_VALIDATES_HEADER.decode()
+"""Sent with streamed requests: the service's guard refuses constrained streams it cannot
+check, unless the client validates the answer itself. (GUARD_ERROR_TYPE is the error type of
+the guard's 502 when it withholds an invalid answer.)"""
 
 DEFAULT_REQUEST_TIMEOUT_S = 600.0
 DEFAULT_CONNECT_TIMEOUT_S = 10.0

@@ -26,13 +26,13 @@ from pathlib import Path
 from liftdeploy.endpoints import ENDPOINT_URL_ENV as URL_VARIABLE
 from liftdeploy.endpoints import SERVER_CLASS_NAME
 from liftdeploy.errors import OpsError
+from liftdeploy.regenerate import SPEC_FILE
 from liftdeploy.spec import ResolvedDeployment
 
 MODAL = "modal"
 """Program name in every built argv; `run_modal` resolves it to an executable."""
 
 APP_FILE = "app.py"
-SPEC_FILE = "deployment.yaml"
 STDERR_TAIL_LINES = 12
 """How many of a failed command's last stderr lines an OpsError quotes."""
 

@@ -24,13 +24,12 @@ from liftdeploy.plan_checks import (
     spec_problems,
 )
 from liftdeploy.plan_memory import MemoryEstimate
+from liftdeploy.spec import HOURS_PER_MONTH
 
 if TYPE_CHECKING:
     from liftdeploy.spec import ResolvedDeployment
 
 __all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "plan"]
-
-HOURS_PER_MONTH = 730
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ Modal Secret.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from liftdeploy.spec import ResolvedDeployment
+if TYPE_CHECKING:
+    from liftdeploy.spec import ResolvedDeployment
 
 SERVER_PORT = 8000
 """Port vLLM listens on inside the container (Modal's `port=`)."""

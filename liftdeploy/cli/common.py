@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from liftdeploy.regenerate import SPEC_FILE as SPEC_FILE_NAME
+
 if TYPE_CHECKING:
     from liftdeploy.spec import ModelDeployment, ResolvedDeployment
 
@@ -33,8 +35,6 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
 
 
-SPEC_FILE_NAME = "deployment.yaml"
-"""The spec's name inside a rendered service directory."""
 
 
 def spec_path(value: str) -> Path:

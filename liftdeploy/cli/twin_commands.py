@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from liftdeploy.cli import common
+from liftdeploy.vllm_args import SERVER_PORT
 
 if TYPE_CHECKING:
     from liftdeploy.twin import LocalTwin
@@ -31,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="PATH",
                    help="local model directory (default: the tiny model, built on first use "
                         "in ~/.cache/liftdeploy/tiny-model)")
-    p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    p.add_argument("--port", type=int, default=SERVER_PORT,
+                   help=f"port on 127.0.0.1 (default {SERVER_PORT}, as in the container)")
     p.add_argument("--api-key-env", metavar="VAR",
                    help="name of an environment variable holding the API key clients must send "
                         "(the key itself never goes on the command line)")
