@@ -29,7 +29,7 @@ def _timed(label: str, action: object) -> float:
 
 
 def main() -> None:
-    from liftdeploy.render import check, render
+    from liftdeploy.render.service import check, render
 
     with tempfile.TemporaryDirectory(prefix="liftdeploy-bench-") as tmp:
         out = Path(tmp)

@@ -112,8 +112,8 @@ def ask(client: httpx.Client, model: str, set_name: str, path: Path, max_tokens:
 def run_backend(backend: str, schemas: list[tuple[str, Path]], model_path: Path,
                 args: argparse.Namespace) -> list[Outcome]:
     """Start the twin with `backend`, send every schema, stop the twin."""
-    from liftdeploy.specfile import load_spec
-    from liftdeploy.twin import LocalTwin, free_port
+    from liftdeploy.spec.specfile import load_spec
+    from liftdeploy.twin.local import LocalTwin, free_port
 
     resolved = load_spec(SPEC).resolve()
     resolved.engine.structured_output_backend = backend
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print outcomes and summaries as JSON")
     args = parser.parse_args(argv)
 
-    from liftdeploy.tinymodel import build_tiny_model
+    from liftdeploy.twin.tinymodel import build_tiny_model
 
     schemas = sample_schemas(args.sample_dir, args.per_set, args.seed)
     backends = ("guidance", "xgrammar") if args.backend == "all" else (args.backend,)

@@ -1,7 +1,7 @@
 """The local twin beside the bare vLLM server: start-up time and batched throughput.
 
 Two servers, run one after the other on the same tiny model with the same arguments (the twin's
-argv from `liftdeploy.vllm_args.server_args` after `liftdeploy.twin.cpu_twin`):
+argv from `liftdeploy.render.vllm_args.server_args` after `liftdeploy.twin.local.cpu_twin`):
 - twin: `liftdeploy serve SPEC --local` (the CLI, ServerProcess, JSON logs, the works);
 - bare: `python -m vllm.entrypoints.openai.api_server ARGS`, nothing around it.
 
@@ -34,10 +34,10 @@ from typing import Any
 import httpx
 import openai
 
-from liftdeploy.specfile import load_spec
-from liftdeploy.tinymodel import build_tiny_model
-from liftdeploy.twin import TWIN_HOST, cpu_twin, free_port, require_supported, twin_env
-from liftdeploy.vllm_args import SERVER_MODULE, server_args
+from liftdeploy.spec.specfile import load_spec
+from liftdeploy.twin.tinymodel import build_tiny_model
+from liftdeploy.twin.local import TWIN_HOST, cpu_twin, free_port, require_supported, twin_env
+from liftdeploy.render.vllm_args import SERVER_MODULE, server_args
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "qwen25-coder-32b.yaml"

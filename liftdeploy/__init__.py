@@ -5,20 +5,21 @@ The public API is imported lazily so that `import liftdeploy` (and the CLI) stay
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from liftdeploy._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ModelDeployment": "liftdeploy.spec",
-    "ResolvedDeployment": "liftdeploy.spec",
-    "load_spec": "liftdeploy.specfile",
-    "plan": "liftdeploy.planner",
-    "Plan": "liftdeploy.planner",
-    "format_plan": "liftdeploy.planner",
-    "server_args": "liftdeploy.vllm_args",
-    "Client": "liftdeploy.client",
+    "ModelDeployment": "liftdeploy.spec.model",
+    "ResolvedDeployment": "liftdeploy.spec.model",
+    "load_spec": "liftdeploy.spec.specfile",
+    "plan": "liftdeploy.planner.report",
+    "Plan": "liftdeploy.planner.report",
+    "format_plan": "liftdeploy.planner.report",
+    "server_args": "liftdeploy.render.vllm_args",
+    "Client": "liftdeploy.client.api",
     "LiftdeployError": "liftdeploy.errors",
     "SpecError": "liftdeploy.errors",
 }
@@ -26,16 +27,12 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
-    from liftdeploy.client import Client
+    from liftdeploy.client.api import Client
     from liftdeploy.errors import LiftdeployError, SpecError
-    from liftdeploy.planner import Plan, format_plan, plan
-    from liftdeploy.spec import ModelDeployment, ResolvedDeployment
-    from liftdeploy.specfile import load_spec
-    from liftdeploy.vllm_args import server_args
+    from liftdeploy.planner.report import Plan, format_plan, plan
+    from liftdeploy.spec.model import ModelDeployment, ResolvedDeployment
+    from liftdeploy.spec.specfile import load_spec
+    from liftdeploy.render.vllm_args import server_args
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'liftdeploy' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

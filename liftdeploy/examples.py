@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from liftdeploy.spec import ModelDeployment
+    from liftdeploy.spec.model import ModelDeployment
 
 EXAMPLE_FILES = {
     "QWEN25_CODER_32B": "qwen25-coder-32b.yaml",
@@ -37,7 +37,7 @@ def example_paths() -> dict[str, Path]:
 
 @functools.cache
 def _load(name: str) -> ModelDeployment:
-    from liftdeploy.specfile import load_spec
+    from liftdeploy.spec.specfile import load_spec
 
     return load_spec(example_paths()[name])
 

@@ -1,7 +1,7 @@
 """Shared fixtures: the tiny model and ONE local twin server per test session.
 
 `twin` runs the primary example spec (examples/qwen25-coder-32b.yaml, production environment)
-through `liftdeploy.twin.cpu_twin`, with an API key set the way the Modal app sets it (the
+through `liftdeploy.twin.local.cpu_twin`, with an API key set the way the Modal app sets it (the
 VLLM_API_KEY environment variable), so every client must send `twin.api_key`. The fixture object:
 `.url` (http://127.0.0.1:PORT), `.base_url` (url + "/v1"), `.model_name` (the spec's served
 name), `.api_key`, `.deployment` (the ResolvedDeployment it runs), `.server` (ServerProcess,
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from liftdeploy.twin import LocalTwin, free_port, unsupported_reason
+from liftdeploy.twin.local import LocalTwin, free_port, unsupported_reason
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TWIN_SPEC = REPO_ROOT / "examples" / "qwen25-coder-32b.yaml"
@@ -36,7 +36,7 @@ def twin_supported() -> None:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A freshly built tiny random-init Qwen2 model directory (no download)."""
-    from liftdeploy.tinymodel import build_tiny_model
+    from liftdeploy.twin.tinymodel import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
@@ -46,7 +46,7 @@ def twin(
     twin_supported: None, tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalTwin]:
     """The running local twin of the primary example, shared by the whole session."""
-    from liftdeploy.specfile import load_spec
+    from liftdeploy.spec.specfile import load_spec
 
     log_path = tmp_path_factory.mktemp("twin-logs") / "server.log"
     running = LocalTwin.start(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from liftdeploy.audit import AuditError, audit, scan_text
+from liftdeploy.ops.audit import AuditError, audit, scan_text
 from liftdeploy.cli.main import main
 
 # The original plan, gap 2: lift_sys/dspy_signatures/provider_adapter.py:26.

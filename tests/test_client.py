@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from liftdeploy.client import (
+from liftdeploy.client.api import (
     API_KEY_ENVS,
     CLIENT_VALIDATES_HEADER,
     GUARD_ERROR_TYPE,
@@ -33,9 +33,9 @@ from liftdeploy.client import (
     ServiceUnavailable,
     UnsupportedSchema,
 )
-from liftdeploy.endpoints import ENDPOINT_URL_ENV
+from liftdeploy.client.endpoints import ENDPOINT_URL_ENV
 from liftdeploy.errors import ClientError
-from liftdeploy.httpops import SMOKE_SCHEMA
+from liftdeploy.ops.http import SMOKE_SCHEMA
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05)
 SCHEMA = {

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from liftdeploy.endpoints import (
+from liftdeploy.client.endpoints import (
     ENDPOINT_URL_ENV,
     SERVER_CLASS_NAME,
     EndpointError,
     check_url,
     resolve_url,
 )
-from liftdeploy.specfile import load_spec
+from liftdeploy.spec.specfile import load_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPEC = load_spec(REPO_ROOT / "examples" / "qwen25-coder-32b.yaml")

@@ -14,10 +14,10 @@ import pytest
 from test_client import ScriptedServer, scripted  # noqa: F401 - `scripted` is a fixture
 
 from liftdeploy.cli.main import main
-from liftdeploy.client import AuthError, Client, Health
-from liftdeploy.endpoints import ENDPOINT_URL_ENV
+from liftdeploy.client.api import AuthError, Client, Health
+from liftdeploy.client.endpoints import ENDPOINT_URL_ENV
 from liftdeploy.errors import ClientError
-from liftdeploy.httpops import (
+from liftdeploy.ops.http import (
     SMOKE_SCHEMA,
     LoadReport,
     WarmupResult,
@@ -40,7 +40,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, twin: Any) -> list[str]:
 
 
 def _closed_port_url() -> str:
-    from liftdeploy.twin import free_port
+    from liftdeploy.twin.local import free_port
 
     return f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
@@ -105,8 +105,8 @@ def test_warmup_started_before_the_server_ends_when_it_is_ready(
     twin_supported: None, tiny_model_path: Path,
 ) -> None:
     """The one test that starts a second server: warmup must outlast a real cold start."""
-    from liftdeploy.specfile import load_spec
-    from liftdeploy.twin import free_port, start_twin
+    from liftdeploy.spec.specfile import load_spec
+    from liftdeploy.twin.local import free_port, start_twin
 
     port = free_port()
     client = Client(f"http://127.0.0.1:{port}")
@@ -205,7 +205,7 @@ def test_loadtest_command_stops_starting_requests_at_its_duration(
     assert 0 < report["sent"] < 100000 and report["not_sent"] > 0
     assert report["sent"] + report["not_sent"] == 100000
     assert report["succeeded"] + report["failed"] == report["sent"]
-    from liftdeploy.specfile import load_spec
+    from liftdeploy.spec.specfile import load_spec
 
     staging = load_spec(SPEC).resolve("staging")
     assert report["container_hour_usd"] == pytest.approx(staging.gpu_hour_usd * staging.gpu.count)

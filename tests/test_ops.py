@@ -18,16 +18,16 @@ from pathlib import Path
 import click
 import pytest
 
-from liftdeploy import ops
+from liftdeploy.ops import modal_cli as ops
 from liftdeploy.errors import OpsError
-from liftdeploy.ops import (
+from liftdeploy.ops.modal_cli import (
     Command, DeployedVersion, EnvironmentStatus, GitState, ModalCommandError,
 )
-from liftdeploy.ops_modal import (
+from liftdeploy.ops.modal_sdk import (
     CreateCall, Resource, bootstrap, creation_calls, required_resources,
 )
-from liftdeploy.spec import ResolvedDeployment
-from liftdeploy.specfile import dump_yaml, load_spec, read_yaml, spec_from_data
+from liftdeploy.spec.model import ResolvedDeployment
+from liftdeploy.spec.specfile import dump_yaml, load_spec, read_yaml, spec_from_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {
@@ -296,12 +296,12 @@ def test_production_notes_show_the_always_on_cost_and_url_lookup(tmp_path: Path)
     assert "$0/month" in cold and "600 s idle" in cold
 
 
-# --- a rendered service (liftdeploy.render) in a real git repository ----------------------------
+# --- a rendered service (liftdeploy.render.service) in a real git repository ----------------------------
 
 
 @pytest.fixture(scope="module")
 def rendered_32b(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from liftdeploy.render import render
+    from liftdeploy.render.service import render
 
     return render(EXAMPLES["32b"], tmp_path_factory.mktemp("rendered") / "llm")
 
@@ -332,7 +332,7 @@ def test_deploy_of_a_clean_rendered_service(service: Path) -> None:
 
 
 def test_stale_app_and_a_plan_that_does_not_fit_are_refused(service: Path) -> None:
-    from liftdeploy.render import render
+    from liftdeploy.render.service import render
 
     # The original plan's staging idea: a 32B bf16 model on a 24 GB A10G.
     spec_file = service / "deployment.yaml"

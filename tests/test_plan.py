@@ -1,5 +1,5 @@
 """The planner: formulas against hand-computed values, verdicts, money, CLI, and accuracy
-against public vLLM startup logs (liftdeploy/data/vllm_startup_records.yaml)."""
+against public vLLM startup logs (liftdeploy/spec/data/vllm_startup_records.yaml)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from liftdeploy.planner import format_plan, plan
-from liftdeploy.plan_arch import Quantization, from_config, load_architecture
-from liftdeploy.plan_memory import (
+from liftdeploy.planner.report import format_plan, plan
+from liftdeploy.planner.arch import Quantization, from_config, load_architecture
+from liftdeploy.planner.memory import (
     GIB,
     estimate_memory,
     kv_bytes_per_token,
@@ -25,7 +25,7 @@ from liftdeploy.plan_memory import (
     state_bytes_per_sequence,
     weights_per_rank,
 )
-from liftdeploy.specfile import load_spec, spec_from_data
+from liftdeploy.spec.specfile import load_spec, spec_from_data
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -333,7 +333,7 @@ def test_unknown_model_says_how_to_fix_it() -> None:
 # --- accuracy against public vLLM startup logs ---------------------------------------------
 
 def _records() -> list[dict[str, Any]]:
-    text = resources.files("liftdeploy.data").joinpath("vllm_startup_records.yaml").read_text()
+    text = resources.files("liftdeploy.spec.data").joinpath("vllm_startup_records.yaml").read_text()
     return YAML(typ="safe").load(text)["records"]
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from liftdeploy.errors import RenderError, SpecError
-from liftdeploy.regenerate import PRISTINE_DIR
-from liftdeploy.render import check, render
-from liftdeploy.specfile import set_values
+from liftdeploy.render.regenerate import PRISTINE_DIR
+from liftdeploy.render.service import check, render
+from liftdeploy.spec.specfile import set_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "examples" / "qwen3-next-80b.yaml"

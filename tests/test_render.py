@@ -11,9 +11,9 @@ import pytest
 
 from liftdeploy.cli.main import main
 from liftdeploy.errors import RenderError, SpecError
-from liftdeploy.regenerate import PRISTINE_DIR, rendered_files
-from liftdeploy.render import check, render, template_source
-from liftdeploy.specfile import set_values
+from liftdeploy.render.regenerate import PRISTINE_DIR, rendered_files
+from liftdeploy.render.service import check, render, template_source
+from liftdeploy.spec.specfile import set_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from liftdeploy.specfile import load_spec
-from liftdeploy.vllm_args import server_args
+from liftdeploy.spec.specfile import load_spec
+from liftdeploy.render.vllm_args import server_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RENDERED = REPO_ROOT / "examples" / "rendered"

@@ -8,8 +8,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from liftdeploy import docs_gen
-from liftdeploy.specfile import _plain, read_yaml
+from liftdeploy.spec import docs as docs_gen
+from liftdeploy.spec.specfile import _plain, read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,7 +37,7 @@ def test_every_field_in_the_schema_has_a_description() -> None:
 
 
 def test_the_description_check_can_fail() -> None:
-    from liftdeploy.spec import SpecModel
+    from liftdeploy.spec.model import SpecModel
 
     class Section(SpecModel):
         """A section."""
@@ -72,7 +72,7 @@ def test_generated_files_are_up_to_date() -> None:
         for path, text in docs_gen.generated_files().items()
         if not path.exists() or path.read_text(encoding="utf-8") != text
     ]
-    assert stale == [], f"run `python -m liftdeploy.docs_gen` to regenerate {stale}"
+    assert stale == [], f"run `python -m liftdeploy.spec.docs` to regenerate {stale}"
 
 
 def test_reference_lists_every_field() -> None:

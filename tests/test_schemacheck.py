@@ -1,4 +1,4 @@
-"""`liftdeploy.schemacheck` and `liftdeploy schema-check`: local compiles with the backends' own
+"""`liftdeploy.client.schemacheck` and `liftdeploy schema-check`: local compiles with the backends' own
 libraries (xgrammar, llguidance). Agreement with a running server is in test_structured.py."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from liftdeploy.cli.main import main
-from liftdeploy.schemacheck import SchemaCheckError, check_schema, check_schema_all
+from liftdeploy.client.schemacheck import SchemaCheckError, check_schema, check_schema_all
 
 PLAIN = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}},
          "required": ["name"]}

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from liftdeploy.errors import EnvironmentNotFound, SpecError
-from liftdeploy.spec import MODAL_MAX_TIMEOUT_S, ModelDeployment, advisories
-from liftdeploy.specfile import load_spec, spec_from_data
+from liftdeploy.spec.model import MODAL_MAX_TIMEOUT_S, ModelDeployment, advisories
+from liftdeploy.spec.specfile import load_spec, spec_from_data
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -435,7 +435,7 @@ def test_advisories_warn_about_unpinned_and_branch_revisions() -> None:
 # --- the catalog's parse cache -------------------------------------------------------------
 
 def test_catalog_cache_is_never_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from liftdeploy import catalog
+    from liftdeploy.spec import catalog
 
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -456,7 +456,7 @@ def test_catalog_cache_is_never_stale(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_catalog_works_without_a_writable_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from liftdeploy import catalog
+    from liftdeploy.spec import catalog
 
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("", encoding="utf-8")
@@ -483,8 +483,8 @@ def test_passthrough_of_a_flag_liftdeploy_sets_is_refused(arg: str) -> None:
 def test_every_flag_of_the_argv_function_is_owned_by_the_spec() -> None:
     """SPEC_OWNED_FLAGS is what extra_args may not repeat; it must cover every flag the one argv
     function can emit (here with every optional flag switched on)."""
-    from liftdeploy.spec import SPEC_OWNED_FLAGS
-    from liftdeploy.vllm_args import server_args
+    from liftdeploy.spec.model import SPEC_OWNED_FLAGS
+    from liftdeploy.render.vllm_args import server_args
 
     data = spec(
         model={"revision": "a" * 40, "quantization": "fp8", "trust_remote_code": True},

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from liftdeploy import specfile
+from liftdeploy.spec import specfile
 from liftdeploy.errors import SpecError, SpecFileError
-from liftdeploy.specfile import load_spec, parse_yaml, read_yaml, set_values, spec_from_data
+from liftdeploy.spec.specfile import load_spec, parse_yaml, read_yaml, set_values, spec_from_data
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -29,9 +29,9 @@ from liftdeploy.runtime.guard import (
     requested_schema,
     validator_for,
 )
-from liftdeploy.spec import EngineSection, ModelDeployment, advisories
-from liftdeploy.specfile import load_spec
-from liftdeploy.twin import LocalTwin, free_port
+from liftdeploy.spec.model import EngineSection, ModelDeployment, advisories
+from liftdeploy.spec.specfile import load_spec
+from liftdeploy.twin.local import LocalTwin, free_port
 
 SAMPLE_DIR = Path(os.environ.get(
     "LIFTDEPLOY_SCHEMA_SAMPLE",
@@ -76,7 +76,7 @@ def test_guard_is_on_the_server_argv_and_vllm_accepts_it() -> None:
     from vllm.entrypoints.launchers.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    from liftdeploy.vllm_args import server_args
+    from liftdeploy.render.vllm_args import server_args
 
     argv = server_args(_example("guidance").resolve())
     args = make_arg_parser(FlexibleArgumentParser()).parse_args(argv)
@@ -323,7 +323,7 @@ def test_local_check_agrees_with_the_server(
 ) -> None:
     """Every schema of the sample: does schemacheck's verdict match the server's up-front
     decision (4xx refusal vs accepted)? The disagreements are listed."""
-    from liftdeploy.schemacheck import check_schema
+    from liftdeploy.client.schemacheck import check_schema
 
     server = {"guidance": default_twin, "xgrammar": xgrammar_twin}[backend]
     assert server.deployment.engine.structured_output_backend == backend

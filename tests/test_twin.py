@@ -26,9 +26,9 @@ import openai
 import pytest
 
 from liftdeploy.errors import TwinError
-from liftdeploy.specfile import load_spec
-from liftdeploy.tinymodel import TINY_MODEL_MAX_LEN
-from liftdeploy.twin import (
+from liftdeploy.spec.specfile import load_spec
+from liftdeploy.twin.tinymodel import TINY_MODEL_MAX_LEN
+from liftdeploy.twin.local import (
     TWIN_HOST,
     TWIN_KVCACHE_GIB,
     TWIN_MEMORY_UTILIZATION,
@@ -37,7 +37,7 @@ from liftdeploy.twin import (
     free_port,
     twin_env,
 )
-from liftdeploy.vllm_args import server_args
+from liftdeploy.render.vllm_args import server_args
 
 LIFTDEPLOY = [sys.executable, "-m", "liftdeploy.cli.main"]
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
@@ -311,7 +311,7 @@ def test_whitespace_runaway_is_disabled_in_the_server_config(twin: LocalTwin) ->
 
 @pytest.mark.twin
 def test_answer_cut_off_by_max_tokens_is_incomplete_never_a_result(twin: LocalTwin) -> None:
-    from liftdeploy.client import Client, IncompleteAnswer
+    from liftdeploy.client.api import Client, IncompleteAnswer
 
     schema = SCHEMAS["const and IR"]
     raw = _constrained(_openai(twin), twin, schema, "Describe a function.", max_tokens=5)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from liftdeploy.regenerate import rendered_files, without_stamps
-from liftdeploy.render import render
+from liftdeploy.render.regenerate import rendered_files, without_stamps
+from liftdeploy.render.service import render
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "examples" / "qwen3-next-80b.yaml"
@@ -73,7 +73,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
 
 
 def test_the_installed_liftdeploy_is_the_wheel(installed: Installed) -> None:
-    proc = installed.run("python", "-c", "import liftdeploy, liftdeploy.render as r; "
+    proc = installed.run("python", "-c", "import liftdeploy, liftdeploy.render.service as r; "
                          "print(liftdeploy.__file__); print(r.template_source())")
     assert proc.returncode == 0, proc.stderr
     module_file, template = proc.stdout.split()

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from liftdeploy.regenerate import SPEC_FILE as SPEC_FILE_NAME
+from liftdeploy.render.regenerate import SPEC_FILE as SPEC_FILE_NAME
 
 if TYPE_CHECKING:
-    from liftdeploy.spec import ModelDeployment, ResolvedDeployment
+    from liftdeploy.spec.model import ModelDeployment, ResolvedDeployment
 
 
 def add_spec_argument(parser: argparse.ArgumentParser, *, nargs: str | None = None) -> None:
@@ -53,7 +53,7 @@ def spec_path(value: str) -> Path:
 
 
 def load(value: str) -> ModelDeployment:
-    from liftdeploy.specfile import load_spec
+    from liftdeploy.spec.specfile import load_spec
 
     return load_spec(spec_path(value))
 

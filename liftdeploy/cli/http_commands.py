@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from liftdeploy.cli import common
 
 if TYPE_CHECKING:
-    from liftdeploy.client import Client, Health
-    from liftdeploy.spec import ResolvedDeployment
+    from liftdeploy.client.api import Client, Health
+    from liftdeploy.spec.model import ResolvedDeployment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -77,7 +77,7 @@ def _positive_int(value: str) -> int:
 
 
 def _client(args: argparse.Namespace) -> tuple[Client, ResolvedDeployment]:
-    from liftdeploy.client import Client
+    from liftdeploy.client.api import Client
 
     resolved = common.resolve(args.spec, args.env)
     return Client.for_deployment(resolved, url=args.url), resolved
@@ -117,7 +117,7 @@ def health(args: argparse.Namespace) -> int:
 
 
 def warmup(args: argparse.Namespace) -> int:
-    from liftdeploy.httpops import warmup as run_warmup
+    from liftdeploy.ops.http import warmup as run_warmup
 
     client, resolved = _client(args)
     timeout_s = args.timeout_s or resolved.startup_timeout_s + 60
@@ -138,7 +138,7 @@ def warmup(args: argparse.Namespace) -> int:
 
 
 def smoke(args: argparse.Namespace) -> int:
-    from liftdeploy.httpops import smoke as run_smoke
+    from liftdeploy.ops.http import smoke as run_smoke
 
     client, resolved = _client(args)
     with client:
@@ -154,8 +154,8 @@ def smoke(args: argparse.Namespace) -> int:
 
 
 def loadtest(args: argparse.Namespace) -> int:
-    from liftdeploy.httpops import format_load_report
-    from liftdeploy.httpops import loadtest as run_loadtest
+    from liftdeploy.ops.http import format_load_report
+    from liftdeploy.ops.http import loadtest as run_loadtest
 
     client, resolved = _client(args)
     progress = _Progress()

@@ -1,7 +1,7 @@
 """bootstrap, deploy, status, rollback, logs, audit-endpoints: Modal-side operations.
 
-The work is in liftdeploy.ops (modal CLI commands), liftdeploy.ops_modal (bootstrap through
-Modal's SDK) and liftdeploy.audit; these handlers parse, print and pick exit codes.
+The work is in liftdeploy.ops.modal_cli (modal CLI commands), liftdeploy.ops.modal_sdk (bootstrap through
+Modal's SDK) and liftdeploy.ops.audit; these handlers parse, print and pick exit codes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from liftdeploy.cli import common
 
 if TYPE_CHECKING:
-    from liftdeploy.spec import ResolvedDeployment
+    from liftdeploy.spec.model import ResolvedDeployment
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +75,7 @@ def _add_dry_run(parser: argparse.ArgumentParser, text: str) -> None:
 
 
 def bootstrap(args: argparse.Namespace) -> int:
-    from liftdeploy.ops_modal import bootstrap as run_bootstrap
+    from liftdeploy.ops.modal_sdk import bootstrap as run_bootstrap
 
     resolved = common.resolve(args.spec, args.env)
     report = run_bootstrap(resolved, dry_run=args.dry_run)
@@ -93,7 +93,7 @@ def bootstrap(args: argparse.Namespace) -> int:
 
 
 def deploy(args: argparse.Namespace) -> int:
-    from liftdeploy.ops import locate_service, prepare_deploy, run_modal
+    from liftdeploy.ops.modal_cli import locate_service, prepare_deploy, run_modal
 
     step = prepare_deploy(
         locate_service(args.spec), args.env,
@@ -116,7 +116,7 @@ def deploy(args: argparse.Namespace) -> int:
 
 def _print_url(resolved: ResolvedDeployment) -> None:
     """The deployed server's URL, looked up as clients will; a failed lookup is only a note."""
-    from liftdeploy.endpoints import ENDPOINT_URL_ENV, modal_server_url
+    from liftdeploy.client.endpoints import ENDPOINT_URL_ENV, modal_server_url
     from liftdeploy.errors import LiftdeployError
 
     try:
@@ -126,7 +126,7 @@ def _print_url(resolved: ResolvedDeployment) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    from liftdeploy.ops import environment_status, format_status, git_state, locate_service
+    from liftdeploy.ops.modal_cli import environment_status, format_status, git_state, locate_service
 
     service = locate_service(args.spec)
     spec = common.load(str(service.spec_path))
@@ -142,7 +142,7 @@ def status(args: argparse.Namespace) -> int:
 
 
 def rollback(args: argparse.Namespace) -> int:
-    from liftdeploy.ops import rollback_command, run_modal
+    from liftdeploy.ops.modal_cli import rollback_command, run_modal
 
     command = rollback_command(common.resolve(args.spec, args.env), args.to)
     if args.dry_run:
@@ -154,7 +154,7 @@ def rollback(args: argparse.Namespace) -> int:
 
 
 def logs(args: argparse.Namespace) -> int:
-    from liftdeploy.ops import is_error_line, logs_command, run_modal
+    from liftdeploy.ops.modal_cli import is_error_line, logs_command, run_modal
 
     resolved = common.resolve(args.spec, args.env)
     command = logs_command(resolved, since=args.since, follow=args.follow)
@@ -163,7 +163,7 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def audit_endpoints(args: argparse.Namespace) -> int:
-    from liftdeploy.audit import audit
+    from liftdeploy.ops.audit import audit
 
     report = audit(args.path)
     if args.json:

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def plan_command(args: argparse.Namespace) -> int:
     from liftdeploy.errors import PlanError
-    from liftdeploy.planner import format_plan, plan
+    from liftdeploy.planner.report import format_plan, plan
 
     if args.price is not None and args.price <= 0:
         raise PlanError(f"--price {args.price} must be a positive number of dollars per GPU-hour")
@@ -42,7 +42,7 @@ def plan_command(args: argparse.Namespace) -> int:
         resolved = spec.resolve(env)
         price, source = args.price, None
         if args.live_prices:
-            from liftdeploy.plan_prices import live_gpu_hour_usd
+            from liftdeploy.planner.prices import live_gpu_hour_usd
 
             price, source = live_gpu_hour_usd(resolved.gpu.type), "modal billing rates (live)"
         plans.append(plan(resolved, gpu_hour_usd=price, price_source=source))

@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def render(args: argparse.Namespace) -> int:
     from liftdeploy.errors import RenderError
-    from liftdeploy.render import is_service
-    from liftdeploy.render import render as render_service
+    from liftdeploy.render.service import is_service
+    from liftdeploy.render.service import render as render_service
 
     spec = common.spec_path(args.spec)
     out = Path(args.output) if args.output else spec.parent
@@ -56,7 +56,7 @@ def _warn_about_fit(spec: Path) -> None:
     """Rendering does not judge sizing, but says at once what `plan` (and `deploy`) would
     refuse, so a GPU that cannot hold the model is not found out at deploy time."""
     from liftdeploy.errors import PlanError
-    from liftdeploy.planner import plan
+    from liftdeploy.planner.report import plan
 
     deployment = common.load(str(spec))
     for env in deployment.environments:
@@ -72,7 +72,7 @@ def _warn_about_fit(spec: Path) -> None:
 
 
 def check(args: argparse.Namespace) -> int:
-    from liftdeploy.render import check as check_services
+    from liftdeploy.render.service import check as check_services
 
     drift = check_services(args.path)
     if args.json:

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_schema_check(args: argparse.Namespace) -> int:
-    from liftdeploy.schemacheck import BACKENDS, SchemaCheckError, check_schema
+    from liftdeploy.client.schemacheck import BACKENDS, SchemaCheckError, check_schema
 
     backends = BACKENDS if args.backend == "all" else (args.backend,)
     report = []

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def validate(args: argparse.Namespace) -> int:
     from liftdeploy.errors import SpecError
-    from liftdeploy.spec import advisories
+    from liftdeploy.spec.model import advisories
 
     results, failed = [], 0
     for value in args.spec:
@@ -70,7 +70,7 @@ def show(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(data)
     else:
-        from liftdeploy.specfile import dump_yaml
+        from liftdeploy.spec.specfile import dump_yaml
 
         print(dump_yaml(data), end="")
     return 0
@@ -79,7 +79,7 @@ def show(args: argparse.Namespace) -> int:
 def set_command(args: argparse.Namespace) -> int:
     import json
 
-    from liftdeploy.specfile import set_values
+    from liftdeploy.spec.specfile import set_values
 
     path = common.spec_path(args.spec)
     for change in set_values(path, args.assignments):
@@ -89,7 +89,7 @@ def set_command(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
-    from liftdeploy.docs_gen import schema_text
+    from liftdeploy.spec.docs import schema_text
 
     print(schema_text(), end="")
     return 0

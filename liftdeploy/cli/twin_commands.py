@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from liftdeploy.cli import common
-from liftdeploy.vllm_args import SERVER_PORT
+from liftdeploy.render.vllm_args import SERVER_PORT
 
 if TYPE_CHECKING:
-    from liftdeploy.twin import LocalTwin
+    from liftdeploy.twin.local import LocalTwin
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def tiny_model(args: argparse.Namespace) -> int:
-    from liftdeploy.tinymodel import build_tiny_model
+    from liftdeploy.twin.tinymodel import build_tiny_model
 
     path = build_tiny_model(args.path)
     size_kb = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1024
@@ -61,7 +61,7 @@ def tiny_model(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     from liftdeploy.errors import TwinError
-    from liftdeploy.twin import LocalTwin, StartupProgress, require_supported
+    from liftdeploy.twin.local import LocalTwin, StartupProgress, require_supported
 
     if not args.local:
         raise TwinError(
@@ -99,7 +99,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from liftdeploy.demo import run_demo
+    from liftdeploy.twin.demo import run_demo
 
     return run_demo(port=args.port, model_dir=Path(args.model) if args.model else None)
 
@@ -107,8 +107,8 @@ def demo(args: argparse.Namespace) -> int:
 def _model_dir(value: str | None) -> Path:
     """The model directory to serve: the one given (it must exist), else the cached tiny one."""
     from liftdeploy.errors import TwinError
-    from liftdeploy.tinymodel import build_tiny_model
-    from liftdeploy.twin import DEFAULT_TINY_MODEL_DIR
+    from liftdeploy.twin.tinymodel import build_tiny_model
+    from liftdeploy.twin.local import DEFAULT_TINY_MODEL_DIR
 
     if value is None:
         return build_tiny_model(DEFAULT_TINY_MODEL_DIR)

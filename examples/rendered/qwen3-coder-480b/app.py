@@ -162,7 +162,7 @@ TARGET_CONCURRENCY = 3
 # False: callers authenticate with Modal-Key / Modal-Secret headers (Modal proxy auth).
 UNAUTHENTICATED = False
 
-# The vLLM server command line, from liftdeploy's one argv function (`liftdeploy.vllm_args`),
+# The vLLM server command line, from liftdeploy's one argv function (`liftdeploy.render.vllm_args`),
 # for each environment. `liftdeploy check` fails when it no longer matches deployment.yaml.
 VLLM_ARGS = {
     "production": [

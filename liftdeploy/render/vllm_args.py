@@ -1,7 +1,7 @@
 """The vLLM server command line for a resolved deployment: the one source of truth.
 
 The rendered Modal app contains this argv literally and the local twin runs it (after the CPU
-adjustments in `liftdeploy.twin`), so what is checked locally by vLLM's own argument parser is
+adjustments in `liftdeploy.twin.local`), so what is checked locally by vLLM's own argument parser is
 what production runs. Secrets never appear here: the API key reaches vLLM as VLLM_API_KEY from a
 Modal Secret.
 """
@@ -12,7 +12,7 @@ import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from liftdeploy.spec import ResolvedDeployment
+    from liftdeploy.spec.model import ResolvedDeployment
 
 SERVER_PORT = 8000
 """Port vLLM listens on inside the container (Modal's `port=`)."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from liftdeploy import catalog
-from liftdeploy.plan_arch import Architecture, load_architecture, with_spec_quantization
-from liftdeploy.plan_checks import (
+from liftdeploy.spec import catalog
+from liftdeploy.planner.arch import Architecture, load_architecture, with_spec_quantization
+from liftdeploy.planner.checks import (
     Layout,
     Verdict,
     concurrency_problems,
@@ -23,11 +23,11 @@ from liftdeploy.plan_checks import (
     sharding_problems,
     spec_problems,
 )
-from liftdeploy.plan_memory import MemoryEstimate
-from liftdeploy.spec import HOURS_PER_MONTH
+from liftdeploy.planner.memory import MemoryEstimate
+from liftdeploy.spec.model import HOURS_PER_MONTH
 
 if TYPE_CHECKING:
-    from liftdeploy.spec import ResolvedDeployment
+    from liftdeploy.spec.model import ResolvedDeployment
 
 __all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "plan"]
 

@@ -5,7 +5,7 @@ Every command is computed by a pure function (`deploy_command`, `history_command
 runner (`run_modal`), which turns any failure (modal not installed, not logged in, non-zero exit)
 into an `OpsError` carrying the command's last stderr lines. Secrets never appear in an argv:
 deploy passes only the environment name (LIFTDEPLOY_ENV); secret values live in Modal Secrets,
-created by `liftdeploy.ops_modal.bootstrap`. Flags are those of modal 1.6.4's CLI.
+created by `liftdeploy.ops.modal_sdk.bootstrap`. Flags are those of modal 1.6.4's CLI.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from liftdeploy.endpoints import ENDPOINT_URL_ENV as URL_VARIABLE
-from liftdeploy.endpoints import SERVER_CLASS_NAME
+from liftdeploy.client.endpoints import ENDPOINT_URL_ENV as URL_VARIABLE
+from liftdeploy.client.endpoints import SERVER_CLASS_NAME
 from liftdeploy.errors import OpsError
-from liftdeploy.regenerate import SPEC_FILE
-from liftdeploy.spec import ResolvedDeployment
+from liftdeploy.render.regenerate import SPEC_FILE
+from liftdeploy.spec.model import ResolvedDeployment
 
 MODAL = "modal"
 """Program name in every built argv; `run_modal` resolves it to an executable."""
@@ -220,7 +220,7 @@ def prepare_deploy(
     Refuses a spec with no rendered app, a rendered app that drifted from its spec, and
     production from a dirty (or non-git) tree unless `allow_dirty`.
     """
-    from liftdeploy.specfile import load_spec
+    from liftdeploy.spec.specfile import load_spec
 
     resolved = load_spec(service.spec_path).resolve(environment)
     if service.app_path is None:
@@ -250,7 +250,7 @@ def prepare_deploy(
 
 
 def _refuse_stale(service: Service) -> None:
-    from liftdeploy.render import check
+    from liftdeploy.render.service import check
 
     drift = check(service.directory)
     if drift:
@@ -294,7 +294,7 @@ def production_notes(
 def _plan_lines(resolved: ResolvedDeployment) -> list[str]:
     """The planner's warnings; a plan that does not fit refuses the deploy."""
     from liftdeploy.errors import PlanError
-    from liftdeploy.planner import plan
+    from liftdeploy.planner.report import plan
 
     try:
         result = plan(resolved)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from liftdeploy.endpoints import ENDPOINT_URL_ENV as ENV_VAR
+from liftdeploy.client.endpoints import ENDPOINT_URL_ENV as ENV_VAR
 from liftdeploy.errors import LiftdeployError
 ALLOW_MARKER = "liftdeploy: allow-endpoint"
 """Put this in a comment on a line to accept its endpoint deliberately."""
@@ -97,7 +97,7 @@ class Finding:
                     f"(os.environ[\"{ENV_VAR}\"]) so a missing variable fails loudly")
         if self.kind == "modal":
             return (f"read it from {ENV_VAR} (or look it up by app name with "
-                    f"liftdeploy.endpoints.resolve_url) instead")
+                    f"liftdeploy.client.endpoints.resolve_url) instead")
         return f"read it from an environment variable ({ENV_VAR} for the model endpoint) instead"
 
     def to_dict(self) -> dict[str, object]:

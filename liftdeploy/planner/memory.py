@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from liftdeploy.plan_arch import Architecture, Quantization
+from liftdeploy.planner.arch import Architecture, Quantization
 
 GIB = 2**30
 BLOCK_TOKENS = 16

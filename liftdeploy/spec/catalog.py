@@ -1,6 +1,6 @@
 """The GPU and model-architecture catalogs: one place for hardware and model facts.
 
-The data lives in `liftdeploy/data/*.yaml` with the source of every entry; this module only
+The data lives in `liftdeploy/spec/data/*.yaml` with the source of every entry; this module only
 loads it (lazily, once) and answers questions about it.
 """
 

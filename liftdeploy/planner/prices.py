@@ -7,7 +7,7 @@ import subprocess
 import sys
 from decimal import Decimal, InvalidOperation
 
-from liftdeploy import catalog
+from liftdeploy.spec import catalog
 from liftdeploy.errors import PlanError
 
 RATES_TIMEOUT_S = 60

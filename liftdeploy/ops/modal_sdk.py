@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from liftdeploy.errors import OpsError, first_line
-from liftdeploy.spec import ResolvedDeployment
+from liftdeploy.spec.model import ResolvedDeployment
 
 Kind = Literal["volume", "dict", "secret"]
 KINDS: tuple[Kind, ...] = ("volume", "dict", "secret")

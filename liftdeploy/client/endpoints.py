@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from liftdeploy.errors import ClientError, first_line
 
 if TYPE_CHECKING:
-    from liftdeploy.spec import ResolvedDeployment
+    from liftdeploy.spec.model import ResolvedDeployment
 
 ENDPOINT_URL_ENV = "MODAL_ENDPOINT_URL"
 """Environment variable that names the service's base URL (no path), e.g. https://…modal.run."""

@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from liftdeploy import catalog
-from liftdeploy.plan_arch import Architecture
-from liftdeploy.plan_memory import (
+from liftdeploy.spec import catalog
+from liftdeploy.planner.arch import Architecture
+from liftdeploy.planner.memory import (
     BLOCK_TOKENS,
     GIB,
     MemoryEstimate,
@@ -17,7 +17,7 @@ from liftdeploy.plan_memory import (
 )
 
 if TYPE_CHECKING:
-    from liftdeploy.spec import ResolvedDeployment
+    from liftdeploy.spec.model import ResolvedDeployment
 
 Level = Literal["ok", "warning", "error"]
 SAFE_UTILIZATION = 0.95

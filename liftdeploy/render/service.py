@@ -3,7 +3,7 @@
 `render` drives Copier's Python API with the same template `copier copy` uses: the checkout's
 `copier.yml` + `template/`, or the copy shipped in the wheel (`liftdeploy/_template/`). It
 renders into a temporary directory first, then merges into the service (see
-`liftdeploy.regenerate`), so hand edits survive and a failure leaves nothing half-written.
+`liftdeploy.render.regenerate`), so hand edits survive and a failure leaves nothing half-written.
 `check` re-renders to a temporary place and compares what matters (not Copier's stamps).
 """
 
@@ -16,18 +16,18 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from liftdeploy import regenerate
+from liftdeploy.render import regenerate
 from liftdeploy.errors import RenderError
-from liftdeploy.regenerate import ANSWERS_FILE, SPEC_FILE
+from liftdeploy.render.regenerate import ANSWERS_FILE, SPEC_FILE
 
 __all__ = ["render", "check", "template_source", "render_to_dict", "is_service"]
 
 def template_source() -> Path:
     """The template root holding copier.yml: the wheel's copy, else the checkout's root."""
-    packaged = Path(__file__).parent / "_template"
+    packaged = Path(__file__).parent.parent / "_template"
     if (packaged / "copier.yml").is_file():
         return packaged
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / "copier.yml").is_file() and (checkout / "template").is_dir():
         return checkout
     raise RenderError(
@@ -61,7 +61,7 @@ def render(
     with standard markers instead of leaving the service unchanged. Invalid specs raise the
     spec's own SpecError before anything is written.
     """
-    from liftdeploy.specfile import load_spec
+    from liftdeploy.spec.specfile import load_spec
 
     spec_path, out = Path(spec_path), Path(out_dir)
     load_spec(spec_path)  # the spec's own message, before Copier runs
@@ -196,7 +196,7 @@ def _base(service: Path) -> dict[str, str] | None:
     kept = regenerate.last_render(service)
     if kept is not None or not (service / ANSWERS_FILE).is_file():
         return kept
-    from liftdeploy.specfile import parse_yaml
+    from liftdeploy.spec.specfile import parse_yaml
 
     answers = parse_yaml((service / ANSWERS_FILE).read_text(), source=str(service / ANSWERS_FILE))
     if not isinstance(answers, dict) or "_src_path" not in answers:
@@ -234,7 +234,7 @@ def _copier_render(spec_path: Path, out: Path, template: Path) -> None:
     """Run Copier's copy with the spec text and the answers `copier copy` would record."""
     from copier.errors import CopierError
 
-    from liftdeploy.copier_ext import answers_for_spec
+    from liftdeploy.render.copier_ext import answers_for_spec
 
     text = spec_path.read_text(encoding="utf-8")
     # A git checkout renders its latest tag unless told HEAD (which includes uncommitted work).

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from liftdeploy.client import Client
+    from liftdeploy.client.api import Client
 
 _WORD = {"type": "string", "pattern": "^[a-z_][a-z0-9_]{0,15}$"}
 
@@ -104,10 +104,10 @@ DEMO_MAX_TOKENS = 256
 def run_demo(*, port: int | None = None, model_dir: Path | None = None,
              out: TextIO = sys.stdout) -> int:
     """Run the demo, report to `out`; 0 when every answer matched its schema."""
-    from liftdeploy.client import Client
+    from liftdeploy.client.api import Client
     from liftdeploy.examples import QWEN25_CODER_32B, example_paths
-    from liftdeploy.tinymodel import build_tiny_model
-    from liftdeploy.twin import (
+    from liftdeploy.twin.tinymodel import build_tiny_model
+    from liftdeploy.twin.local import (
         DEFAULT_TINY_MODEL_DIR, LocalTwin, StartupProgress, free_port, require_supported,
     )
 
@@ -148,9 +148,9 @@ def run_demo(*, port: int | None = None, model_dir: Path | None = None,
 
 def _plan_and_render(paths: list[Path], say: Callable[[str], None]) -> None:
     """One line per example: fits or not (with the planner's errors), and the rendered app."""
-    from liftdeploy.planner import plan
-    from liftdeploy.render import render
-    from liftdeploy.specfile import load_spec
+    from liftdeploy.planner.report import plan
+    from liftdeploy.render.service import render
+    from liftdeploy.spec.specfile import load_spec
 
     with tempfile.TemporaryDirectory(prefix="liftdeploy-demo-") as tmp:
         for path in paths:

@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from liftdeploy import catalog
+from liftdeploy.spec import catalog
 from liftdeploy.errors import EnvironmentNotFound, SpecError
+from liftdeploy.spec.messages import format_validation_error
 from liftdeploy.versions import VLLM_VERSION
 
 SPEC_VERSION = 1
@@ -734,11 +735,9 @@ class ModelDeployment(DeploymentSettings):
         try:
             return ResolvedDeployment.model_validate(merged)
         except ValidationError as exc:
-            from liftdeploy.specfile import format_validation_error
-
             raise SpecError(
                 f"in environment {env!r} (base spec + environments.{env}): "
-                + format_validation_error(exc)
+                + format_validation_error(exc, (ResolvedDeployment,))
             ) from None
 
 

@@ -5,7 +5,7 @@ retries switched off, so exactly one retry policy applies: 429 and 503 answers a
 errors are retried with exponential backoff, bounded in attempts and in total time. The URL,
 credentials and model come from the environment or the spec, never from code:
 
-    MODAL_ENDPOINT_URL                       the service's base URL (see liftdeploy.endpoints)
+    MODAL_ENDPOINT_URL                       the service's base URL (see liftdeploy.client.endpoints)
     LIFTDEPLOY_API_KEY (or VLLM_API_KEY)     the server's API key, sent as a Bearer token
     MODAL_PROXY_KEY + MODAL_PROXY_SECRET     a Modal proxy token (Modal-Key / Modal-Secret)
     LIFTDEPLOY_MODEL                         the served model name (default: asked from /v1/models)
@@ -36,7 +36,7 @@ from liftdeploy.runtime.guard import CLIENT_VALIDATES_HEADER as _GUARD_VALIDATES
 from liftdeploy.runtime.guard import ERROR_TYPE as GUARD_ERROR_TYPE
 
 if TYPE_CHECKING:
-    from liftdeploy.spec import ResolvedDeployment
+    from liftdeploy.spec.model import ResolvedDeployment
 
 API_KEY_ENVS = ("LIFTDEPLOY_API_KEY", "VLLM_API_KEY")
 """Where the API key is read from, first match wins (VLLM_API_KEY is the Secret's own name)."""
@@ -223,7 +223,7 @@ class Client:
     @classmethod
     def from_env(cls, url: str | None = None, **options: Any) -> Client:
         """A client configured only from environment variables (see the module docstring)."""
-        from liftdeploy.endpoints import ENDPOINT_URL_ENV, check_url
+        from liftdeploy.client.endpoints import ENDPOINT_URL_ENV, check_url
 
         url = url or os.environ.get(ENDPOINT_URL_ENV, "").strip()
         if not url:
@@ -246,7 +246,7 @@ class Client:
     ) -> Client:
         """A client for one environment of a spec: its URL (see `resolve_url`), served model
         name, grammar backend and request timeout; credentials from the environment."""
-        from liftdeploy.endpoints import resolve_url
+        from liftdeploy.client.endpoints import resolve_url
 
         creds = _Credentials.from_env()
         options.setdefault("model", resolved.model.name_for_clients)
@@ -321,7 +321,7 @@ class Client:
                 f"{'/'.join(map(str, exc.absolute_path)) or 'the root'}); fix the schema"
             ) from None
         if self.backend:
-            from liftdeploy.schemacheck import SchemaCheckError, check_schema
+            from liftdeploy.client.schemacheck import SchemaCheckError, check_schema
 
             try:
                 support = check_schema(schema, self.backend)

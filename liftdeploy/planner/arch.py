@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from liftdeploy import catalog
+from liftdeploy.spec import catalog
 from liftdeploy.errors import PlanError
 
 # model_type values whose attention has an output gate (q_proj emits query and gate).
@@ -105,7 +105,7 @@ def from_config(config: dict[str, Any], *, model_id: str, source: str) -> Archit
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(
             f"{source} lacks {exc} needed to size {model_id}; use a complete config.json or add "
-            f"the model to liftdeploy/data/models.yaml"
+            f"the model to liftdeploy/spec/data/models.yaml"
         ) from None
     return Architecture(
         model_id=model_id,
@@ -231,7 +231,7 @@ def load_architecture(model_id: str, revision: str | None = None) -> Architectur
             f"no architecture for {model_id!r}: no config.json in a local directory or the "
             f"Hugging Face cache, and not in the catalog ({known}). Download its config.json "
             f"(`huggingface-cli download {model_id} config.json`) or add it to "
-            f"liftdeploy/data/models.yaml"
+            f"liftdeploy/spec/data/models.yaml"
         )
     return from_config(entry.config, model_id=entry.model_id, source=entry.source)
 

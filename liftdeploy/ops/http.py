@@ -1,6 +1,6 @@
 """Operations over a service's HTTP API: wait for it to be ready, smoke-test it, load-test it.
 
-Everything goes through `liftdeploy.client.Client`, so the URL, credentials and retry policy
+Everything goes through `liftdeploy.client.api.Client`, so the URL, credentials and retry policy
 are the same as any caller's. Reports are plain dataclasses with `to_dict()` for `--json`.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from liftdeploy.client import Answer, Client, Health
+from liftdeploy.client.api import Answer, Client, Health
 from liftdeploy.errors import ClientError
 
 SMOKE_PROMPT = "Report the service status as JSON."

@@ -2,7 +2,7 @@
 
 `cpu_twin` is the one visible place where the twin differs from production, and every
 difference is one the CPU forces (no GPU memory, no parallelism, no CUDA graphs, a small local
-model). The argv then comes from `liftdeploy.vllm_args.server_args` — the function whose output
+model). The argv then comes from `liftdeploy.render.vllm_args.server_args` — the function whose output
 the Modal app contains — and the process is run by `liftdeploy.runtime.server.ServerProcess`,
 the start / wait-for-health / stop code the app's enter and exit hooks use.
 """
@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from liftdeploy.errors import TwinError
-from liftdeploy.tinymodel import TINY_MODEL_MAX_LEN
+from liftdeploy.twin.tinymodel import TINY_MODEL_MAX_LEN
 
 if TYPE_CHECKING:
     import os
     from typing import TextIO
 
     from liftdeploy.runtime.server import ServerProcess
-    from liftdeploy.spec import ResolvedDeployment
+    from liftdeploy.spec.model import ResolvedDeployment
 
 TWIN_HOST = "127.0.0.1"
 """The twin listens on loopback only: it is a test rig, not a service."""
@@ -83,7 +83,7 @@ def cpu_twin(resolved: ResolvedDeployment, model_path: str | Path) -> ResolvedDe
     Kept from the spec: the served model name (clients use the same name), max concurrent
     sequences, structured-output backend and whitespace rule, CORS, extra args, environment.
     """
-    from liftdeploy.spec import ResolvedDeployment
+    from liftdeploy.spec.model import ResolvedDeployment
 
     model_path = Path(model_path).expanduser().resolve()
     data = resolved.model_dump()
@@ -111,7 +111,7 @@ def twin_env(deployment: ResolvedDeployment, api_key: str | None = None) -> dict
 
     The key goes in VLLM_API_KEY, as the Modal app gets it from a Secret: never on the argv.
     """
-    from liftdeploy.vllm_args import server_env
+    from liftdeploy.render.vllm_args import server_env
 
     env = {
         **server_env(deployment),
@@ -167,7 +167,7 @@ class LocalTwin:
         """Start the twin and wait for /health; a server that dies is a TwinError with its
         last log lines, raised as soon as the process exits."""
         from liftdeploy.runtime.server import ServerDied, ServerProcess
-        from liftdeploy.vllm_args import server_args
+        from liftdeploy.render.vllm_args import server_args
 
         require_supported()
         _check_port_free(port)

@@ -24,7 +24,7 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 
 from liftdeploy import __version__
-from liftdeploy.spec import COMPILE_CACHE_DIR, WEIGHTS_DIR, ModelDeployment, ResolvedDeployment
+from liftdeploy.spec.model import COMPILE_CACHE_DIR, WEIGHTS_DIR, ModelDeployment, ResolvedDeployment
 
 RUNTIME_PACKAGE = "liftdeploy.runtime"
 """The stdlib-only package whose files travel into the Modal image (liftdeploy_runtime/)."""
@@ -111,7 +111,7 @@ class Service:
     def container_env(self) -> str:
         """The `env=` of the containers: the library's server_env per environment, with the
         environment's own name written as ENVIRONMENT."""
-        from liftdeploy.vllm_args import server_env
+        from liftdeploy.render.vllm_args import server_env
 
         per_env = {env: server_env(resolved) for env, resolved in self.resolved.items()}
         keys = list(dict.fromkeys(key for env_vars in per_env.values() for key in env_vars))
@@ -132,7 +132,7 @@ class Service:
     def vllm_args(self) -> str:
         """`VLLM_ARGS` for the app module: each environment's argv from the library's one argv
         function, rendered literally with one flag and its value per line."""
-        from liftdeploy.vllm_args import server_args
+        from liftdeploy.render.vllm_args import server_args
 
         blocks = []
         for env, resolved in self.resolved.items():
@@ -148,7 +148,7 @@ class Service:
 
     @property
     def port(self) -> int:
-        from liftdeploy.vllm_args import SERVER_PORT
+        from liftdeploy.render.vllm_args import SERVER_PORT
 
         return SERVER_PORT
 
@@ -156,7 +156,7 @@ class Service:
     def runtime_files(self) -> list[str]:
         """Files of liftdeploy.runtime the image needs: the package, its server process wrapper
         (the enter hook) and every runtime module an environment's argv names (e.g. middleware)."""
-        from liftdeploy.vllm_args import server_args
+        from liftdeploy.render.vllm_args import server_args
 
         modules = {"server"}
         prefix = RUNTIME_PACKAGE + "."
@@ -206,7 +206,7 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
 
 
 def _server_env(resolved: ResolvedDeployment) -> dict[str, str]:
-    from liftdeploy.vllm_args import server_env
+    from liftdeploy.render.vllm_args import server_env
 
     return server_env(resolved)
 
@@ -290,7 +290,7 @@ def presets(template_root: Path) -> list[str]:
 @pass_context
 def preset_value(context: Context, preset: str, question: str) -> Any:
     """The preset's value for one question: the default `copier copy` offers."""
-    from liftdeploy.specfile import read_yaml
+    from liftdeploy.spec.specfile import read_yaml
 
     node: Any = read_yaml(preset_path(_template_root(context), preset))
     for key in QUESTION_FIELDS[question].split("."):
@@ -303,7 +303,7 @@ def spec_text_from_answers(answers: dict[str, Any], template_root: Path) -> str:
     the asked values set in place (comments and layout kept; unchanged when nothing differs)."""
     if answers.get("spec_yaml"):
         return str(answers["spec_yaml"])
-    from liftdeploy.specfile import dump_yaml, read_yaml
+    from liftdeploy.spec.specfile import dump_yaml, read_yaml
 
     preset = str(answers.get("preset") or "")
     if preset == CUSTOM_PRESET:
@@ -364,7 +364,7 @@ def _service(text: str) -> Service:
 
 def _validate(text: str, source: str) -> ModelDeployment:
     from liftdeploy.errors import SpecError
-    from liftdeploy.specfile import parse_yaml, spec_from_data
+    from liftdeploy.spec.specfile import parse_yaml, spec_from_data
 
     try:
         return spec_from_data(parse_yaml(text, source=source), source=source)

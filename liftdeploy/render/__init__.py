@@ -1,0 +1,22 @@
+"""Rendering: a spec in, a Modal service directory out, and drift checks against it.
+
+`service` drives the Copier template (render, check), `copier_ext` is the Jinja extension that
+hands the template ready-made literals, `regenerate` merges a fresh render into a service that
+has hand edits, and `vllm_args` is the one function that computes the vLLM argv and env for a
+spec. It imports the spec and planner parts; copier is imported only inside functions.
+"""
+
+from liftdeploy._lazy import lazy_exports
+
+_EXPORTS = {
+    "render": "liftdeploy.render.service",
+    "check": "liftdeploy.render.service",
+    "is_service": "liftdeploy.render.service",
+    "template_source": "liftdeploy.render.service",
+    "server_args": "liftdeploy.render.vllm_args",
+    "server_env": "liftdeploy.render.vllm_args",
+    "SPEC_FILE": "liftdeploy.render.regenerate",
+}
+
+__all__ = list(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
