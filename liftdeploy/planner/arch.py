@@ -1,19 +1,21 @@
 """Model architecture for the planner: from a local config.json, the local Hugging Face cache,
-or the shipped catalog, normalised into one small typed record.
+the shipped catalog, or the model's config.json read from the Hub (`hub`), normalised into one
+small typed record.
 
-Reading config.json is plain JSON: no transformers, no network, no weights.
+Reading config.json is plain JSON: no transformers, no weights; the network only for a model
+nothing local knows (one small file, then cached).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from liftdeploy.spec import catalog
 from liftdeploy.errors import PlanError
+from liftdeploy.planner import hub
+from liftdeploy.spec import catalog
 
 # model_type values whose attention has an output gate (q_proj emits query and gate).
 _GATED_ATTENTION_TYPES = frozenset({"qwen3_next"})
@@ -211,27 +213,31 @@ def local_config_path(model_id: str, revision: str | None = None) -> Path | None
     return None
 
 
-def load_architecture(model_id: str, revision: str | None = None) -> Architecture:
-    """The model's architecture: local config.json first (it is the truth), then the catalog."""
+def load_architecture(model_id: str, revision: str | None = None, *,
+                      fetch: bool = True) -> Architecture:
+    """The model's architecture, from the first source that has it: a local directory or the
+    Hugging Face cache (config.json is the truth), liftdeploy's cache of fetched configs, the
+    catalog, and last (with `fetch`) the model's config.json read from the Hub."""
     path = local_config_path(model_id, revision)
-    if path is not None:
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise PlanError(f"cannot read {path}: {exc}; fix or delete the file") from None
-        arch = from_config(config, model_id=model_id, source=str(path))
-        entry = catalog.model_arch(model_id)
-        if arch.params_total_b is None and entry is not None:  # keep the published count
-            arch = replace(arch, params_total_b=entry.get("params_total_b"))
-        return arch
+    where = None
+    if path is None:
+        path = hub.cached_config_path(model_id, revision)
+        where = "cached from the Hub"
     entry = catalog.model_arch(model_id)
-    if entry is None:
+    if path is None and entry is not None:
+        return from_config(entry.config, model_id=entry.model_id, source=entry.source)
+    if path is None and fetch and "/" in model_id and not Path(model_id).expanduser().exists():
+        path = hub.fetch_config(model_id, revision)
+        where = f"fetched from {hub.hub_endpoint()}/{model_id}"
+    if path is None:
         known = ", ".join(catalog.models())
         raise PlanError(
             f"no architecture for {model_id!r}: no config.json in a local directory or the "
-            f"Hugging Face cache, and not in the catalog ({known}). Download its config.json "
-            f"(`huggingface-cli download {model_id} config.json`) or add it to "
-            f"liftdeploy/spec/data/models.yaml"
+            f"Hugging Face cache, and not in the catalog ({known}). Use a directory with its "
+            f"config.json as model.id, or an `org/name` model id on the Hub"
         )
-    return from_config(entry.config, model_id=entry.model_id, source=entry.source)
-
+    arch = from_config(hub.read_config(path), model_id=model_id,
+                       source=f"{path} ({where})" if where else str(path))
+    if arch.params_total_b is None and entry is not None:  # keep the published count
+        arch = replace(arch, params_total_b=entry.get("params_total_b"))
+    return arch

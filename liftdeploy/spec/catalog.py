@@ -91,10 +91,14 @@ def _load(name: str) -> dict[str, Any]:
 
 def _cache_dir() -> Path | None:
     try:
-        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return cache_root() / "catalog"
     except RuntimeError:  # no home directory to be found
         return None
-    return Path(base) / "liftdeploy" / "catalog"
+
+
+def cache_root() -> Path:
+    """liftdeploy's per-user cache (~/.cache/liftdeploy, or under XDG_CACHE_HOME)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "liftdeploy"
 
 
 @functools.cache

@@ -30,6 +30,8 @@ MINUTES = 60
 HOURS = 60 * MINUTES
 MODAL_MAX_TIMEOUT_S = 24 * HOURS
 HOURS_PER_MONTH = 730
+HF_TOKEN_ENV = "HF_TOKEN"
+"""The variable a model.hf_token_secret Secret holds; locally, the same variable in your shell."""
 
 GpuName = Literal[catalog.gpu_names()]  # type: ignore[valid-type]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
