@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="environment to plan (default: the production environment)")
     envs.add_argument("--all-envs", action="store_true", help="plan every environment")
     common.add_json_option(p)
+    p.add_argument("--suggest", action="store_true",
+                   help="also propose settings that fit the workload (with reasons) and the "
+                        "`liftdeploy set` line that applies them")
     prices = p.add_mutually_exclusive_group()
     prices.add_argument("--price", type=float, metavar="USD", dest="price",
                         help="price of one GPU-hour, overriding the spec and the catalog")
@@ -37,7 +40,7 @@ def plan_command(args: argparse.Namespace) -> int:
         raise PlanError(f"--price {args.price} must be a positive number of dollars per GPU-hour")
     spec = common.load(args.spec)
     environments = list(spec.environments) if args.all_envs else [args.env]
-    plans = []
+    plans, advice = [], []
     for env in environments:
         resolved = spec.resolve(env)
         price, source = args.price, None
@@ -46,8 +49,36 @@ def plan_command(args: argparse.Namespace) -> int:
 
             price, source = live_gpu_hour_usd(resolved.gpu.type), "modal billing rates (live)"
         plans.append(plan(resolved, gpu_hour_usd=price, price_source=source))
+        if args.suggest:
+            advice.append(_advice(args.spec, spec, resolved, plans[-1].architecture))
     if args.json:
-        common.print_json([p.to_dict() for p in plans] if args.all_envs else plans[0].to_dict())
+        reports = [p.to_dict() for p in plans]
+        for report, (suggestions, assignments) in zip(reports, advice):
+            report["suggestions"] = [s.to_dict() for s in suggestions]
+            report["set"] = assignments
+        common.print_json(reports if args.all_envs else reports[0])
     else:
-        print("\n\n".join(format_plan(p) for p in plans))
+        blocks = [format_plan(p) for p in plans]
+        for i, (suggestions, assignments) in enumerate(advice):
+            blocks[i] += "\n" + _format_advice(args.spec, suggestions, assignments)
+        print("\n\n".join(blocks))
     return 0 if all(p.fits for p in plans) else 1
+
+
+def _advice(path: str, spec, resolved, arch):  # noqa: ANN001, ANN202 - see plan_command
+    from liftdeploy.planner.advice import set_keys, suggest
+
+    suggestions = suggest(resolved, arch)
+    overlay = spec.environments[resolved.environment].model_dump(exclude_none=True)
+    return suggestions, set_keys(resolved, overlay, suggestions)
+
+
+def _format_advice(path: str, suggestions: list, assignments: list[str]) -> str:
+    if not suggestions:
+        return "  suggestions       none: the settings fit the workload"
+    rows = ["  suggestions"]
+    for s in suggestions:
+        rows.append(f"    {s.key}: {s.current} -> {s.value}")
+        rows.append(f"      why: {s.reason}")
+    rows.append(f"  apply with: liftdeploy set {path} {' '.join(assignments)}")
+    return "\n".join(rows)

@@ -149,6 +149,11 @@ def gpu(name: str) -> GpuInfo:
     return gpus()[name]
 
 
+def has_fp8(name: str) -> bool:
+    """Whether this GPU type computes in FP8 natively (an fp8 KV cache is worth suggesting)."""
+    return name in _gpu_data().get("fp8_gpus", [])
+
+
 @functools.cache
 def models() -> dict[str, ModelArch]:
     entries = _load("models.yaml")["models"]

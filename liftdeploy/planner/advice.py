@@ -1,0 +1,118 @@
+"""`plan --suggest`: settings that fit the workload, each with its reason.
+
+From one environment's plan: an fp8 KV cache where the GPU computes FP8 natively and the KV
+cache limits concurrency, vLLM's default memory share when a lower one starves the KV cache,
+a max_concurrent_requests the KV cache serves at the typical request (workload), a target
+below it so Modal adds a container before requests meet the cap, and a max_containers ceiling
+on the bill. Each suggestion names the spec key, so `liftdeploy set` applies it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from liftdeploy.spec import catalog
+
+if TYPE_CHECKING:
+    from liftdeploy.planner.arch import Architecture
+    from liftdeploy.spec.model import ResolvedDeployment
+
+VLLM_DEFAULT_UTILIZATION = 0.90
+"""vLLM's own gpu_memory_utilization default: a lower share only shrinks the KV cache."""
+TARGET_SHARE = 0.8
+"""Modal starts another container at this share of max_concurrent_requests in flight."""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One setting to change (a dotted spec key), its value, and why."""
+
+    key: str
+    value: Any
+    current: Any
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value, "current": self.current,
+                "reason": self.reason}
+
+
+def suggest(resolved: ResolvedDeployment, arch: Architecture | None = None) -> list[Suggestion]:
+    """Settings for this environment that `plan` then accepts without a warning."""
+    from liftdeploy.planner.report import plan
+
+    found: list[Suggestion] = []
+    current = plan(resolved, arch=arch)
+    arch = current.architecture
+    wanted = resolved.runtime.max_concurrent_requests
+
+    def servable(r: ResolvedDeployment) -> int:
+        return int(plan(r, arch=arch).memory.concurrency_at(current.workload_tokens))
+
+    now = servable(resolved)
+    request = f"requests of {current.workload_tokens:,} tokens (workload)"
+    if now < wanted and resolved.model.kv_cache_dtype == "auto" \
+            and catalog.has_fp8(resolved.gpu.type):
+        trial = _with(resolved, "model", kv_cache_dtype="fp8")
+        after = servable(trial)
+        if after > now:
+            found.append(Suggestion(
+                "model.kv_cache_dtype", "fp8", "auto",
+                f"{resolved.gpu.type} computes FP8 natively: half the KV bytes per token, "
+                f"{now} -> {after} {request} at once"))
+            resolved, now = trial, after
+    util = resolved.gpu.memory_utilization
+    if now < wanted and util < VLLM_DEFAULT_UTILIZATION:
+        trial = _with(resolved, "gpu", memory_utilization=VLLM_DEFAULT_UTILIZATION)
+        after = servable(trial)
+        found.append(Suggestion(
+            "gpu.memory_utilization", VLLM_DEFAULT_UTILIZATION, util,
+            f"{util} leaves the KV cache short; vLLM's default {VLLM_DEFAULT_UTILIZATION} "
+            f"serves {now} -> {after} {request} at once"))
+        resolved, now = trial, after
+    if now < wanted:
+        new_max = max(now, 1)
+        found.append(Suggestion(
+            "runtime.max_concurrent_requests", new_max, wanted,
+            f"the KV cache holds {now} {request} at once; above that vLLM queues or preempts "
+            f"while Modal keeps routing requests to this container"))
+        wanted = new_max
+    target = resolved.runtime.target_concurrent_requests
+    good_target = max(1, math.floor(wanted * TARGET_SHARE))
+    if wanted > 1 and (target is None or target > wanted or target == wanted):
+        found.append(Suggestion(
+            "runtime.target_concurrent_requests", good_target, target,
+            f"Modal adds a container at {good_target} requests in flight, before this one "
+            f"reaches its cap of {wanted} and answers 429"))
+    if resolved.runtime.max_containers is None:
+        count = max(resolved.runtime.min_containers, 1) + 1
+        hourly = current.cost.usd_per_hour
+        found.append(Suggestion(
+            "runtime.max_containers", count, None,
+            f"caps the worst case at {count} x ${hourly:,.2f}/h = ${count * hourly:,.2f}/h; "
+            f"without it the bill has no ceiling"))
+    return found
+
+
+def set_keys(resolved: ResolvedDeployment, overlay: dict[str, Any] | None,
+             suggestions: list[Suggestion]) -> list[str]:
+    """`key=value` assignments for `liftdeploy set`: the base spec's key (every environment
+    that does not override it), or the environment overlay's key where the overlay sets it."""
+    out = []
+    for s in suggestions:
+        section, _, field = s.key.partition(".")
+        in_overlay = field in ((overlay or {}).get(section) or {})
+        prefix = f"environments.{resolved.environment}." if in_overlay else ""
+        out.append(f"{prefix}{s.key}={_yaml_scalar(s.value)}")
+    return out
+
+
+def _yaml_scalar(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _with(resolved: ResolvedDeployment, section: str, **changes: Any) -> ResolvedDeployment:
+    part = getattr(resolved, section).model_copy(update=changes)
+    return resolved.model_copy(update={section: part})
