@@ -191,13 +191,29 @@ def _kv_fix(
 
 def _suggest_gpus(resolved: ResolvedDeployment, arch: Architecture, layout: Layout) -> str:
     """The cheapest GPU types/counts on which this spec loads and holds one full sequence."""
+    fits = fitting_layouts(resolved, arch, expert_parallel=layout.expert_ranks > 1)
+    if not fits:
+        return ("no single-container GPU layout in the catalog fits; use a quantized checkpoint "
+                "(FP8 or 4-bit) or a smaller max_model_len")
+    shown = ", ".join(f"{name} x{count} (${price:.2f}/h)" for price, name, count in fits[:4])
+    return f"use a GPU layout that fits, cheapest first: {shown} (set gpu.type and gpu.count)"
+
+
+def fitting_layouts(
+    resolved: ResolvedDeployment, arch: Architecture, *, expert_parallel: bool = False,
+    gpu_types: list[str] | None = None,
+) -> list[tuple[float, str, int]]:
+    """(price per hour, GPU type, smallest count) of each type on which this spec loads and
+    holds one max_model_len sequence, cheapest first."""
     fits = []
     for info in catalog.gpus().values():
+        if gpu_types is not None and info.name not in gpu_types:
+            continue
         for count in (1, 2, 4, 8):
             if count > info.max_count:
                 continue
             candidate = Layout(gpu=info.name, count=count, tp=count,
-                               expert_ranks=count if layout.expert_ranks > 1 else 1)
+                               expert_ranks=count if expert_parallel else 1)
             if sharding_problems(arch, candidate):
                 continue
             memory = estimate_for(resolved, arch, candidate)
@@ -206,12 +222,7 @@ def _suggest_gpus(resolved: ResolvedDeployment, arch: Architecture, layout: Layo
             if memory.weights_gib <= memory.requested_gib and memory.available_kv_gib * GIB >= need:
                 fits.append((count * info.price_usd_hour, info.name, count))
                 break  # the smallest count of this type is enough
-    if not fits:
-        return ("no single-container GPU layout in the catalog fits; use a quantized checkpoint "
-                "(FP8 or 4-bit) or a smaller max_model_len")
-    fits.sort()
-    shown = ", ".join(f"{name} x{count} (${price:.2f}/h)" for price, name, count in fits[:4])
-    return f"use a GPU layout that fits, cheapest first: {shown} (set gpu.type and gpu.count)"
+    return sorted(fits)
 
 
 def concurrency_problems(

@@ -43,6 +43,8 @@ QUESTION_FIELDS: dict[str, str] = {
 }
 # Answers that stand for "not set" (None in the spec): Copier answers are typed str/int.
 UNSET_ANSWERS: dict[str, Any] = {"model_revision": "", "max_containers": 0}
+BLANK_PRESET = "blank"
+"""The clean start for a model that is not one of the examples (liftdeploy.render.presets)."""
 CUSTOM_PRESET = "custom"
 """The preset `liftdeploy render` records for a spec that is not one of the examples."""
 MODAL_MAX_EXIT_GRACE_S = 3600
@@ -50,13 +52,14 @@ MODAL_MAX_EXIT_GRACE_S = 3600
 
 
 class LiftdeployExtension(Extension):
-    """Adds `liftdeploy_service()`, `liftdeploy_preset()`, `liftdeploy_problem()` and the
-    `runtime_source` filter to Copier's Jinja environment."""
+    """Adds `liftdeploy_service()`, `liftdeploy_preset()`, `liftdeploy_default_preset()`,
+    `liftdeploy_problem()` and the `runtime_source` filter to Copier's Jinja environment."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         environment.globals["liftdeploy_service"] = _service_from_context
         environment.globals["liftdeploy_preset"] = preset_value
+        environment.globals["liftdeploy_default_preset"] = default_preset
         environment.globals["liftdeploy_problem"] = _problem_from_context
         environment.filters["runtime_source"] = runtime_source
 
@@ -288,10 +291,27 @@ def presets(template_root: Path) -> list[str]:
 
 
 @pass_context
+def default_preset(context: Context) -> str:
+    """The example whose model is the given model_id (`--data model_id=...`), else blank."""
+    from liftdeploy.spec.specfile import read_yaml
+
+    model_id = str(context.get("model_id") or "").lower()
+    root = _template_root(context)
+    for name in presets(root):
+        if model_id and str(read_yaml(preset_path(root, name))["model"]["id"]).lower() == model_id:
+            return name
+    return BLANK_PRESET
+
+
+@pass_context
 def preset_value(context: Context, preset: str, question: str) -> Any:
     """The preset's value for one question: the default `copier copy` offers."""
     from liftdeploy.spec.specfile import read_yaml
 
+    if preset == BLANK_PRESET:
+        from liftdeploy.render import presets as blank
+
+        return blank.default(question, {q: context[q] for q in blank.QUESTIONS if q in context})
     node: Any = read_yaml(preset_path(_template_root(context), preset))
     for key in QUESTION_FIELDS[question].split("."):
         node = node.get(key) if isinstance(node, dict) else None
@@ -306,13 +326,15 @@ def spec_text_from_answers(answers: dict[str, Any], template_root: Path) -> str:
     from liftdeploy.spec.specfile import dump_yaml, read_yaml
 
     preset = str(answers.get("preset") or "")
+    if preset == BLANK_PRESET:
+        return _blank_text(answers)
     if preset == CUSTOM_PRESET:
         _fail("this service was rendered by `liftdeploy render` from a spec of its own, which "
               "Copier's answers do not hold; regenerate it with `liftdeploy render .`")
     path = preset_path(template_root, preset)
     if not path.is_file():
         _fail(f"preset {preset!r} is not one of the examples; choose one of "
-              f"{', '.join(presets(template_root))}")
+              f"{', '.join([*presets(template_root), BLANK_PRESET])}")
     text = path.read_text(encoding="utf-8")
     data = read_yaml(path)
     changed = False
@@ -345,7 +367,30 @@ def answers_for_spec(text: str, source: str, template_root: Path) -> dict[str, A
         name for name in presets(template_root)
         if spec_text_from_answers({**answers, "preset": name}, template_root) == text
     ]
+    if not matching and _is_blank(text):
+        from liftdeploy.render.presets import dicts_answer
+
+        blank = {**answers, "dicts": dicts_answer(spec.name, spec.storage.dicts)}
+        if _blank_text({**blank, "preset": BLANK_PRESET}) == text:
+            return {"preset": BLANK_PRESET, **blank}
     return {"preset": matching[0] if matching else CUSTOM_PRESET, **answers}
+
+
+def _is_blank(text: str) -> bool:
+    from liftdeploy.render.presets import MARKER
+
+    return MARKER in text.splitlines()[:3]
+
+
+def _blank_text(answers: dict[str, Any]) -> str:
+    """The blank preset's spec for the answers; the planner's or the spec's message stops Copier."""
+    from liftdeploy.errors import LiftdeployError
+    from liftdeploy.render import presets as blank
+
+    try:
+        return blank.spec_text({q: answers[q] for q in blank.QUESTIONS if q in answers})
+    except LiftdeployError as exc:
+        _fail(str(exc))
 
 
 def _spec_value(question: str, value: Any) -> Any:
@@ -373,7 +418,7 @@ def _validate(text: str, source: str) -> ModelDeployment:
 
 
 def _answers(context: Context) -> dict[str, Any]:
-    keys = ["spec_yaml", "preset", *QUESTION_FIELDS]
+    keys = ["spec_yaml", "preset", *QUESTION_FIELDS, "dicts"]
     return {key: context[key] for key in keys if key in context}
 
 
@@ -387,14 +432,14 @@ def _service_from_context(context: Context) -> Service:
 
 
 @pass_context
-def _problem_from_context(context: Context) -> str:
+def _problem_from_context(context: Context, question: str = "max_concurrent_requests") -> str:
     """For the last question's validator: the spec's own message for the answers, else ''.
     Only when asking interactively (the user can correct the answer); with --defaults or
     --data the render stops with the same message as one line instead of a traceback."""
     from copier.errors import UserMessageError
 
     conf = context["_copier_conf"]
-    if conf["defaults"] or "max_concurrent_requests" in conf["data"]:
+    if conf["defaults"] or question in conf["data"]:
         return ""
     try:
         _service(spec_text_from_answers(_answers(context), _template_root(context)))

@@ -20,7 +20,7 @@ from liftdeploy.render import regenerate
 from liftdeploy.errors import RenderError
 from liftdeploy.render.regenerate import ANSWERS_FILE, SPEC_FILE
 
-__all__ = ["render", "check", "template_source", "render_to_dict", "is_service"]
+__all__ = ["render", "check", "template_source", "render_to_dict", "is_service", "scaffold"]
 
 def template_source() -> Path:
     """The template root holding copier.yml: the wheel's copy, else the checkout's root."""
@@ -228,6 +228,24 @@ def _short_diff(now: str, expected: str, limit: int = 12) -> str:
     if len(lines) > limit + 2:
         shown.append(f"    ... {len(lines) - limit - 2} more diff lines")
     return "\n".join(shown)
+
+
+def scaffold(out_dir: str | Path, answers: dict[str, object]) -> Path:
+    """A new service from Copier's questions answered in `answers` (the rest take their
+    defaults): what `copier copy --trust --defaults --data ...` writes, without prompts."""
+    from copier.errors import CopierError
+
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RenderError(f"{out} already exists and is not empty; choose a new directory "
+                          f"(or regenerate that service with `liftdeploy render {out}`)")
+    template = template_source()
+    try:
+        _run_copier(str(template), out, dict(answers),
+                    vcs_ref="HEAD" if _is_git_root(template) else None)
+    except CopierError as exc:
+        raise RenderError(str(exc)) from None
+    return out
 
 
 def _copier_render(spec_path: Path, out: Path, template: Path) -> None:
