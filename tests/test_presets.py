@@ -1,0 +1,131 @@
+"""Scaffolding a new model's service: the blank preset names everything after the new service,
+`copier copy` and `liftdeploy init` write the same files, and the result plans cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub_standin import hub_standin
+from liftdeploy.render.regenerate import rendered_files
+from liftdeploy.render.service import check, render
+
+REPO = Path(__file__).resolve().parent.parent
+STAMPS = re.compile(r"^(_src_path|_commit): .*\n", re.MULTILINE)
+# Every identity of lift-sys's services in the examples: none may reach a new service.
+LIFT_SYS_NAMES = ("lift-sys", "qwen25-coder-32b", "lift-sys-models", "lift-sys-torch-cache",
+                  "lift-sys-token-store", "lift-sys-user-prefs", "lift-sys.vercel.app",
+                  "prod-modal-secrets", "staging-modal-secrets", "localhost:3000",
+                  "qwen-vllm-models", "Qwen2.5-Coder")
+HUB_CONFIG = {"model_type": "qwen2", "hidden_size": 3584, "num_attention_heads": 28,
+              "num_key_value_heads": 4, "num_hidden_layers": 28, "vocab_size": 152064,
+              "intermediate_size": 18944, "max_position_embeddings": 32768,
+              "torch_dtype": "bfloat16"}
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment a user's shell would have: own caches, no Hub token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), HF_HOME=str(tmp_path / "hf"),
+               PYTHONPATH=str(REPO))
+    return env
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=300)
+
+
+def copier_copy(dst: Path, *data: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    pairs = [arg for item in data for arg in ("--data", item)]
+    return run("-m", "copier", "copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
+               *pairs, str(REPO), str(dst), env=env)
+
+
+def init(dst: Path, *options: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run("-m", "liftdeploy.cli.main", "init", str(dst), *options, env=env)
+
+
+def assert_clean_service(service: Path, env: dict[str, str]) -> dict[str, str]:
+    files = rendered_files(service)
+    for rel, text in files.items():
+        for name in LIFT_SYS_NAMES:
+            assert name not in text, f"{rel} carries lift-sys's {name!r}"
+    done = run("-m", "liftdeploy.cli.main", "plan", str(service), "--all-envs", "--json",
+               env=env)
+    assert done.returncode == 0, done.stderr
+    for report in json.loads(done.stdout):
+        levels = [v["level"] for v in report["verdicts"]]
+        assert levels == ["ok"], report["verdicts"]
+    return files
+
+
+def test_a_catalog_model_gets_a_service_of_its_own(tmp_path: Path, env: dict[str, str]) -> None:
+    copied = copier_copy(tmp_path / "copied", "model_id=meta-llama/Llama-3.1-8B-Instruct",
+                         "name=my-llama", "gpu_type=L4", "dicts=sessions", env=env)
+    assert copied.returncode == 0, copied.stderr
+    made = init(tmp_path / "made", "--model-id", "meta-llama/Llama-3.1-8B-Instruct",
+                "--name", "my-llama", "--gpu-type", "L4", "--dicts", "sessions", env=env)
+    assert made.returncode == 0, made.stderr
+    files = assert_clean_service(tmp_path / "made", env)
+    assert {k: STAMPS.sub("", v) for k, v in rendered_files(tmp_path / "copied").items()} == \
+        {k: STAMPS.sub("", v) for k, v in files.items()}
+    spec = files["deployment.yaml"]
+    for expected in ("served_model_name: llama-3.1-8b-instruct", "name: my-llama-weights",
+                     "name: my-llama-compile-cache", "dicts: [my-llama-sessions]",
+                     "hf_token_secret: my-llama-huggingface", "preset: blank"):
+        assert expected in spec + files[".copier-answers.yml"], expected
+    assert "cors" not in spec
+    # Costs in the comments are the planner's for this GPU (L4 at $0.80/h).
+    assert "$0.80/h while a container runs" in spec and "$584/month" in spec
+    app = files["app.py"]
+    assert '"my-llama-weights"' in app and '"llama-3.1-8b-instruct"' in app
+    # `liftdeploy render` of the scaffolded spec records the same answers: no drift.
+    render(tmp_path / "made" / "deployment.yaml", tmp_path / "rendered")
+    assert rendered_files(tmp_path / "rendered")[".copier-answers.yml"].count("preset: blank") == 1
+    assert check(tmp_path / "made") == []
+
+
+def test_a_hub_model_is_sized_from_its_config_json(tmp_path: Path, env: dict[str, str]) -> None:
+    with hub_standin() as hub:
+        hub.add("acme/coder-7b", {"config.json": HUB_CONFIG})
+        env["HF_ENDPOINT"] = hub.url
+        made = init(tmp_path / "svc", "--model-id", "acme/coder-7b", env=env)
+        assert made.returncode == 0, made.stderr
+        assert any(r.endswith("/acme/coder-7b/resolve/main/config.json") for r in hub.requests)
+    # The Hub is gone: planning reads the cached config.json.
+    files = assert_clean_service(tmp_path / "svc", env)
+    spec = files["deployment.yaml"]
+    assert "name: coder-7b\n" in spec and "served_model_name: coder-7b" in spec
+    assert "dicts" not in spec  # none unless asked
+    assert "type: L4" in spec  # the cheapest GPU that holds a 7B bf16 model
+
+
+def test_an_example_model_starts_from_its_example(tmp_path: Path, env: dict[str, str]) -> None:
+    made = init(tmp_path / "svc", "--model-id", "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8", env=env)
+    assert made.returncode == 0, made.stderr
+    assert "preset: qwen3-next-80b" in (tmp_path / "svc" / ".copier-answers.yml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ((), "model_id is empty"),
+        (("--model-id", "meta-llama/Llama-3.1-70B-Instruct", "--gpu-type", "L4", "--gpu-count", "1"),
+         "cannot load"),
+    ],
+)
+def test_init_refuses_with_one_line(
+    tmp_path: Path, env: dict[str, str], options: tuple[str, ...], message: str,
+) -> None:
+    done = init(tmp_path / "svc", *options, env=env)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "svc").exists()
