@@ -118,7 +118,8 @@ def test_an_example_model_starts_from_its_example(tmp_path: Path, env: dict[str,
     ("options", "message"),
     [
         ((), "model_id is empty"),
-        (("--model-id", "meta-llama/Llama-3.1-70B-Instruct", "--gpu-type", "L4", "--gpu-count", "1"),
+        (("--model-id", "meta-llama/Llama-3.1-70B-Instruct", "--gpu-type", "L4",
+          "--gpu-count", "1"),
          "cannot load"),
     ],
 )

@@ -3,9 +3,9 @@
 Only config.json is downloaded (with huggingface_hub, on the user's machine), plus the
 `quantize_config.json` that GPTQ/AWQ checkpoints keep beside it when config.json has no
 `quantization_config` of its own and the model's name says it is quantized. The files land in
-liftdeploy's cache beside the tiny model (`~/.cache/liftdeploy/hub-configs/<org>/<name>/<revision>/`),
-where the planner looks first next time, so a later `plan` works offline. A gated model needs
-HF_TOKEN in the environment: the local counterpart of the Modal Secret in model.hf_token_secret.
+liftdeploy's cache beside the tiny model
+(`~/.cache/liftdeploy/hub-configs/<org>/<name>/<revision>/`), where the planner looks first
+next time, so a later `plan` works offline. A gated model needs HF_TOKEN in the environment: the local counterpart of the Modal Secret in model.hf_token_secret.
 A token is never taken on the command line (it would show in `ps` and shell history).
 """
 
@@ -84,7 +84,8 @@ def _download(
     except ImportError:
         raise PlanError(
             f"{model_id} is not in liftdeploy's catalog and reading its {filename} from the Hub "
-            f"needs huggingface_hub: pip install huggingface_hub, or {_save_hint(model_id, revision)}"
+            f"needs huggingface_hub: pip install huggingface_hub, or "
+            f"{_save_hint(model_id, revision)}"
         ) from None
     # An empty HF_TOKEN means none; huggingface_hub would otherwise send a blank bearer.
     token = os.environ.get(HF_TOKEN_ENV) or None

@@ -39,7 +39,7 @@ def served_name(model_id: str) -> str:
 
 
 def service_name(model_id: str) -> str:
-    """A DNS-safe app name from the model's name: `Llama-3.1-8B-Instruct` -> llama-3-1-8b-instruct."""
+    """A DNS-safe app name from the model's name (Llama-3.1-8B-Instruct: llama-3-1-8b-instruct)."""
     name = re.sub(r"[^a-z0-9]+", "-", served_name(model_id)).strip("-")
     if not name[:1].isalpha():
         name = "svc-" + name
