@@ -6,7 +6,8 @@ Only config.json is downloaded (with huggingface_hub, on the user's machine), pl
 liftdeploy's cache beside the tiny model
 (`~/.cache/liftdeploy/hub-configs/<org>/<name>/<revision>/`), where the planner looks first
 next time, so a later `plan` works offline. A gated model needs HF_TOKEN in the environment:
-the local counterpart of the Modal Secret in model.hf_token_secret. A token is never taken on the command line (it would show in `ps` and shell history).
+the local counterpart of the Modal Secret in model.hf_token_secret. A token is never
+taken on the command line (it would show in `ps` and shell history).
 """
 
 from __future__ import annotations
