@@ -36,8 +36,13 @@ CUDA_GRAPH_GIB_BASE = 0.3
 CUDA_GRAPH_GIB_PER_LAYER = 0.006
 """CUDA graphs capture per-layer kernels at ~50 batch sizes; vLLM >= 0.21 profiles and
 subtracts this (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS). 0.52 GiB logged for 36 layers."""
-SAMPLER_COPIES = 2
-"""The dummy sampler run holds fp32 logits and a probability copy for max_num_seqs rows."""
+SAMPLER_BYTES_PER_LOGIT = 16
+"""vLLM's V1 engine (0.8 and later) profiles the sampler with top_k = vocab - 1 and top_p
+(`_dummy_sampler_run`), which sorts the logits: fp32 logits plus sorted fp32 values plus int64
+indices for max_num_seqs rows. Checked against issue 18's public logs (32B dense on an H100 at
+16k context, vLLM 0.10/0.11: 4.8-5.6 GiB activation peak) and the 1,024-sequence record."""
+SAMPLER_BYTES_PER_LOGIT_V0 = 8
+"""Releases before 0.8 (V0 engine): calibrated on the V0 records (logits and one copy)."""
 
 
 def dtype_bytes(name: str) -> int:
@@ -193,9 +198,11 @@ def state_bytes_per_sequence(arch: Architecture, *, tp: int, dtype: str) -> int:
 
 def activation_peak_bytes(
     arch: Architecture, *, tp: int, batched_tokens: int, num_seqs: int, dtype: str,
+    sampler_bytes_per_logit: int = SAMPLER_BYTES_PER_LOGIT,
 ) -> float:
     """Peak of the profiling forward pass: MLP/attention intermediates for `batched_tokens`
-    tokens plus the sampler's fp32 logits for `num_seqs` sequences."""
+    tokens plus the sampler's logits for `num_seqs` sequences (one per sequence, at most
+    one per batched token)."""
     act = dtype_bytes(dtype if dtype != "auto" else arch.torch_dtype)
     h = arch.hidden_size
     if arch.is_moe:  # fused-MoE caches: gate/up, down input and per-expert outputs
@@ -205,7 +212,7 @@ def activation_peak_bytes(
         mlp = 3 * arch.intermediate_size / tp
     attention = (arch.num_heads / tp + 2 * kv_heads_per_rank(arch, tp)) * arch.head_dim
     per_token = act * (mlp + attention + 2 * h)
-    sampler = num_seqs * arch.vocab_size * 4 * SAMPLER_COPIES
+    sampler = min(num_seqs, batched_tokens) * arch.vocab_size * sampler_bytes_per_logit
     return batched_tokens * per_token + sampler
 
 
@@ -273,18 +280,21 @@ def estimate_memory(
     kv_cache_dtype: str = "auto",
     enforce_eager: bool = False,
     count_cuda_graphs: bool = True,
+    sampler_bytes_per_logit: int = SAMPLER_BYTES_PER_LOGIT,
 ) -> MemoryEstimate:
     """Predict vLLM's memory profile for one rank.
 
     `pp` > 1 splits the layers into pipeline stages; figures are for the largest stage.
     `count_cuda_graphs` is False for vLLM releases before 0.21, which did not subtract the
-    CUDA-graph pool from the KV budget (used when comparing with older public logs).
+    CUDA-graph pool from the KV budget (used when comparing with older public logs), and
+    `sampler_bytes_per_logit` SAMPLER_BYTES_PER_LOGIT_V0 for releases before 0.8.
     """
     weights = pipeline_stage(
         weights_per_rank(arch, tp=tp, expert_ranks=expert_ranks, dtype=dtype), pp)
     requested = utilization * gpu_memory_gib
     activation = activation_peak_bytes(
         arch, tp=tp, batched_tokens=batched_tokens, num_seqs=num_seqs, dtype=dtype,
+        sampler_bytes_per_logit=sampler_bytes_per_logit,
     ) / GIB
     non_torch = non_torch_bytes(tp * pp, expert_ranks if arch.is_moe else 1) / GIB
     graphs = 0.0 if enforce_eager or not count_cuda_graphs else cuda_graph_bytes(arch) / GIB
