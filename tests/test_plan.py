@@ -271,7 +271,10 @@ def test_kv_that_cannot_hold_one_sequence_is_an_error_with_fixes() -> None:
 
 
 def test_concurrency_above_what_the_kv_cache_serves_is_a_warning() -> None:
-    p = plan(load_spec(CODER_32B).resolve())
+    data = example_data(CODER_32B)
+    data["runtime"]["max_concurrent_requests"] = 20  # the original plan's number
+    data["runtime"]["target_concurrent_requests"] = 16
+    p = plan(resolved_from(data))
     warning = next(v for v in p.verdicts if "max_concurrent_requests" in v.message)
     assert warning.level == "warning" and p.fits
     served = int(p.memory.concurrency_at(2048 + 512))

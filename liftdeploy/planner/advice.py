@@ -3,8 +3,8 @@
 From one environment's plan: an fp8 KV cache where the GPU computes FP8 natively and the KV
 cache limits concurrency, vLLM's default memory share when a lower one starves the KV cache,
 a max_concurrent_requests the KV cache serves at the typical request (workload), a target
-below it so Modal adds a container before requests meet the cap, and a max_containers ceiling
-on the bill. Each suggestion names the spec key, so `liftdeploy set` applies it.
+below it so Modal adds a container before requests meet the cap (when there is room for one),
+and a max_containers ceiling on the bill. Each suggestion names the spec key, so `liftdeploy set` applies it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def suggest(resolved: ResolvedDeployment, arch: Architecture | None = None) -> l
 
     found: list[Suggestion] = []
     current = plan(resolved, arch=arch)
+    if not current.fits:  # the plan's own fix comes first
+        return found
     arch = current.architecture
     wanted = resolved.runtime.max_concurrent_requests
 
@@ -81,7 +83,9 @@ def suggest(resolved: ResolvedDeployment, arch: Architecture | None = None) -> l
         wanted = new_max
     target = resolved.runtime.target_concurrent_requests
     good_target = max(1, math.floor(wanted * TARGET_SHARE))
-    if wanted > 1 and (target is None or target > wanted or target == wanted):
+    ceiling = resolved.runtime.max_containers
+    can_scale = ceiling is None or ceiling > max(resolved.runtime.min_containers, 1)
+    if can_scale and wanted > 1 and (target is None or target >= wanted):
         found.append(Suggestion(
             "runtime.target_concurrent_requests", good_target, target,
             f"Modal adds a container at {good_target} requests in flight, before this one "

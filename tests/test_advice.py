@@ -1,0 +1,118 @@
+"""`plan --suggest`: settings that fit the workload, each with a reason, applied by `set`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from liftdeploy.planner.advice import suggest
+from liftdeploy.planner.report import plan
+from liftdeploy.spec.specfile import load_spec, spec_from_data
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+CODER_32B = REPO / "examples" / "qwen25-coder-32b.yaml"
+
+
+def liftdeploy(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def data_of(path: Path) -> dict[str, Any]:
+    return YAML(typ="safe").load(path.read_text())
+
+
+def warnings_of(path: Path, env: str) -> list[str]:
+    p = plan(load_spec(path).resolve(env))
+    return [v.message for v in p.verdicts if v.level != "ok"]
+
+
+def test_every_example_plans_without_a_warning_and_needs_no_advice() -> None:
+    for path in EXAMPLES:
+        spec = load_spec(path)
+        for env in spec.environments:
+            assert warnings_of(path, env) == [], f"{path.name} [{env}]"
+            assert suggest(spec.resolve(env)) == [], f"{path.name} [{env}]"
+
+
+def test_suggestions_for_the_original_32b_plan_are_accepted_by_plan(tmp_path: Path) -> None:
+    original = CODER_32B.read_text().replace(
+        "max_concurrent_requests: 13", "max_concurrent_requests: 20").replace(
+        "target_concurrent_requests: 10", "target_concurrent_requests: 16")
+    spec = tmp_path / "deployment.yaml"
+    spec.write_text(original)
+    assert any("max_concurrent_requests 20" in w for w in warnings_of(spec, "production"))
+    done = liftdeploy("plan", str(spec), "--suggest", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    keys = {s["key"]: s for s in report["suggestions"]}
+    assert set(keys) == {"runtime.max_concurrent_requests", "runtime.target_concurrent_requests"}
+    assert all(s["reason"] for s in report["suggestions"])
+    assert keys["runtime.max_concurrent_requests"]["current"] == 20
+    text = liftdeploy("plan", str(spec), "--suggest").stdout
+    line = next(row for row in text.splitlines() if "apply with: liftdeploy set" in row)
+    assert line.split("liftdeploy ", 1)[1].split() == ["set", str(spec), *report["set"]]
+    applied = liftdeploy("set", str(spec), *report["set"])
+    assert applied.returncode == 0, applied.stderr
+    for env in load_spec(spec).environments:
+        assert warnings_of(spec, env) == [], env
+    assert "# The original plan's 20" in spec.read_text()  # comments kept by set
+
+
+def test_fp8_kv_cache_and_memory_share_where_the_kv_cache_is_short() -> None:
+    data = data_of(CODER_32B)
+    data["gpu"] = {"type": "H100", "count": 1, "memory_utilization": 0.85}
+    data["model"]["max_model_len"] = 8192
+    data["runtime"]["max_concurrent_requests"] = 40
+    data["runtime"]["target_concurrent_requests"] = 30
+    resolved = spec_from_data(data, source="test").resolve()
+    found = {s.key: s for s in suggest(resolved)}
+    assert found["model.kv_cache_dtype"].value == "fp8"
+    assert "H100 computes FP8 natively" in found["model.kv_cache_dtype"].reason
+    assert found["gpu.memory_utilization"].value == 0.9
+    # Applying them all leaves a plan without a warning.
+    for key, suggestion in found.items():
+        section, field = key.split(".")
+        data[section][field] = suggestion.value
+    after = plan(spec_from_data(data, source="test").resolve())
+    assert [v.level for v in after.verdicts] == ["ok"]
+
+
+def test_a_spec_that_does_not_fit_gets_the_plans_fix_not_advice() -> None:
+    data = data_of(CODER_32B)
+    data["gpu"]["type"] = "L4"
+    resolved = spec_from_data(data, source="test").resolve()
+    assert not plan(resolved).fits and suggest(resolved) == []
+
+
+def test_no_fp8_advice_on_a_gpu_without_fp8() -> None:
+    data = data_of(CODER_32B)
+    data["runtime"]["max_concurrent_requests"] = 40
+    data["runtime"]["target_concurrent_requests"] = 30
+    keys = [s.key for s in suggest(spec_from_data(data, source="test").resolve())]
+    assert "model.kv_cache_dtype" not in keys  # A100: no FP8
+    assert "runtime.max_concurrent_requests" in keys
+
+
+def test_a_bill_without_a_ceiling_gets_max_containers() -> None:
+    data = data_of(CODER_32B)
+    del data["runtime"]["max_containers"]
+    found = {s.key: s for s in suggest(spec_from_data(data, source="test").resolve())}
+    assert found["runtime.max_containers"].value == 2
+    assert "$5.00/h" in found["runtime.max_containers"].reason
+
+
+def test_an_overlay_key_is_suggested_in_the_overlay(tmp_path: Path) -> None:
+    spec = tmp_path / "deployment.yaml"
+    spec.write_text(CODER_32B.read_text().replace(
+        "runtime: {min_containers: 0, max_containers: 1}",
+        "runtime: {min_containers: 0, max_containers: 2, max_concurrent_requests: 30}"))
+    done = liftdeploy("plan", str(spec), "--env", "staging", "--suggest", "--json")
+    sets = json.loads(done.stdout)["set"]
+    assert sets == ["environments.staging.runtime.max_concurrent_requests=15"]
