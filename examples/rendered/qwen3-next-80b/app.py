@@ -168,7 +168,7 @@ BUFFER_CONTAINERS = 0
 # Modal answers 429 above MAX_CONCURRENCY (vLLM's --max-num-seqs matches it) and adds a
 # container once TARGET_CONCURRENCY requests are in flight.
 MAX_CONCURRENCY = 10
-TARGET_CONCURRENCY = 10
+TARGET_CONCURRENCY = 8
 # False: callers authenticate with Modal-Key / Modal-Secret headers (Modal proxy auth).
 UNAUTHENTICATED = False
 

@@ -167,8 +167,8 @@ MAX_CONTAINERS = {
 BUFFER_CONTAINERS = 0
 # Modal answers 429 above MAX_CONCURRENCY (vLLM's --max-num-seqs matches it) and adds a
 # container once TARGET_CONCURRENCY requests are in flight.
-MAX_CONCURRENCY = 20
-TARGET_CONCURRENCY = 16
+MAX_CONCURRENCY = 13
+TARGET_CONCURRENCY = 10
 # False: callers authenticate with Modal-Key / Modal-Secret headers (Modal proxy auth).
 UNAUTHENTICATED = False
 
@@ -183,7 +183,7 @@ VLLM_ARGS = {
         "--kv-cache-dtype", "auto",
         "--tensor-parallel-size", "1",
         "--gpu-memory-utilization", "0.9",
-        "--max-num-seqs", "20",
+        "--max-num-seqs", "13",
         "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         "--allowed-origins", '["https://lift-sys.vercel.app"]',
         "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
@@ -200,7 +200,7 @@ VLLM_ARGS = {
         "--kv-cache-dtype", "auto",
         "--tensor-parallel-size", "1",
         "--gpu-memory-utilization", "0.9",
-        "--max-num-seqs", "20",
+        "--max-num-seqs", "13",
         "--enforce-eager",
         "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
@@ -217,7 +217,7 @@ VLLM_ARGS = {
         "--kv-cache-dtype", "auto",
         "--tensor-parallel-size", "1",
         "--gpu-memory-utilization", "0.9",
-        "--max-num-seqs", "20",
+        "--max-num-seqs", "13",
         "--enforce-eager",
         "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         "--allowed-origins", '["http://localhost:3000"]',
