@@ -1,7 +1,8 @@
 """Rendering: a spec in, a Modal service directory out, and drift checks against it.
 
-`service` drives the Copier template (render, check), `copier_ext` is the Jinja extension that
-hands the template ready-made literals, `regenerate` merges a fresh render into a service that
+`service` drives the Copier template (render, check, scaffold for `init`), `copier_ext` is the
+Jinja extension that hands the template ready-made literals, `presets` writes the blank
+preset's spec from the answers, `regenerate` merges a fresh render into a service that
 has hand edits, and `vllm_args` is the one function that computes the vLLM argv and env for a
 spec. It imports the spec and planner parts; copier is imported only inside functions.
 """
@@ -13,6 +14,7 @@ _EXPORTS = {
     "check": "liftdeploy.render.service",
     "is_service": "liftdeploy.render.service",
     "template_source": "liftdeploy.render.service",
+    "scaffold": "liftdeploy.render.service",
     "server_args": "liftdeploy.render.vllm_args",
     "server_env": "liftdeploy.render.vllm_args",
     "SPEC_FILE": "liftdeploy.render.regenerate",

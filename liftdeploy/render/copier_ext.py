@@ -368,11 +368,16 @@ def answers_for_spec(text: str, source: str, template_root: Path) -> dict[str, A
         if spec_text_from_answers({**answers, "preset": name}, template_root) == text
     ]
     if not matching and _is_blank(text):
+        from copier.errors import UserMessageError
+
         from liftdeploy.render.presets import dicts_answer
 
         blank = {**answers, "dicts": dicts_answer(spec.name, spec.storage.dicts)}
-        if _blank_text({**blank, "preset": BLANK_PRESET}) == text:
-            return {"preset": BLANK_PRESET, **blank}
+        try:
+            if _blank_text({**blank, "preset": BLANK_PRESET}) == text:
+                return {"preset": BLANK_PRESET, **blank}
+        except UserMessageError:  # not sizeable here (offline, say): record the whole spec
+            pass
     return {"preset": matching[0] if matching else CUSTOM_PRESET, **answers}
 
 
