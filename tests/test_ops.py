@@ -327,8 +327,22 @@ def test_deploy_of_a_clean_rendered_service(service: Path) -> None:
     ]
     assert step.command.cwd == service and step.command.env == {"LIFTDEPLOY_ENV": "production"}
     notes = "\n".join(step.notes)
-    assert "always-on cost: $0/month" in notes and "plan: warning" in notes
-    assert "MODAL_ENDPOINT_URL" in notes
+    assert "always-on cost: $0/month" in notes and "MODAL_ENDPOINT_URL" in notes
+    assert "plan: " not in notes  # the example follows `plan --suggest`: nothing to warn about
+
+
+def test_deploy_notes_carry_the_plans_warnings(service: Path) -> None:
+    from liftdeploy.render.service import render
+
+    # The original plan's 20 concurrent requests: more than the KV cache holds at once.
+    spec_file = service / "deployment.yaml"
+    spec_file.write_text(
+        spec_file.read_text().replace("max_concurrent_requests: 13", "max_concurrent_requests: 20")
+    )
+    render(spec_file, service)
+    _git(service, "commit", "-q", "-am", "20 concurrent")
+    notes = "\n".join(ops.prepare_deploy(ops.locate_service(service), "production").notes)
+    assert "plan: warning" in notes and "20" in notes
 
 
 def test_stale_app_and_a_plan_that_does_not_fit_are_refused(service: Path) -> None:
