@@ -63,6 +63,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         _twin_outcomes[item.nodeid] = "skipped"
         if in_ci() and twin_support().platform_can_run:
             why = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+            why = str(why).removeprefix("Skipped: ")
             report.outcome = "failed"
             report.longrepr = (
                 f"CI: a twin test was skipped on a machine that can run the twin ({why}); "
@@ -84,6 +85,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         line += f", {counts['errored']} failed to set up"
     if counts["skipped"] and twin_support().reason:
         line += f" ({twin_support().reason})"
+        if in_ci() and twin_support().platform_can_run:
+            line += "; under CI each skip is a failure"
     terminalreporter.write_line(line)
 
 

@@ -34,10 +34,11 @@ PROBE_TIMEOUT_S = 300
 """Importing vLLM takes about 10 s on 2 idle cores; a loaded CI machine can take much longer."""
 
 LINUX_CONTAINER = (
-    'docker run --rm -it -v "$PWD":/src -w /src -e LIFTDEPLOY_VENV=/tmp/venv python:3.11 '
-    "./dev demo"
+    'docker run --rm -it -v "$PWD":/src -w /src -e LIFTDEPLOY_VENV=/tmp/venv '
+    "-e PIP_EXTRA_INDEX_URL python:3.11 ./dev demo"
 )
-"""A Linux container that runs the twin from a checkout (its own venv, not the host's .venv)."""
+"""A Linux container that runs the twin from a checkout: its own venv (not the host's .venv),
+and the host's PIP_EXTRA_INDEX_URL (PyTorch's CPU wheel index, for torch's CPU build)."""
 
 EVERYTHING_ELSE = "everything else in liftdeploy works here"
 
