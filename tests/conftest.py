@@ -91,8 +91,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A freshly built tiny random-init Qwen2 model directory (no download)."""
+def tiny_model_path(twin_supported: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly built tiny random-init Qwen2 model directory (no download); only where the
+    twin runs, since building it needs the twin's torch and transformers."""
     from liftdeploy.twin.tinymodel import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
