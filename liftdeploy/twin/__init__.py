@@ -1,8 +1,8 @@
 """The local twin: vLLM's real CPU server running a service's own argv on a tiny local model.
 
 `local` starts and stops the twin (the CPU adjustments live in `cpu_twin`), `support` decides
-whether it can run here (by trying vLLM in a subprocess), `tinymodel` builds a
-random-init model with no download, `demo` is what `./dev demo` runs. It may import the spec,
+whether it can run here (by trying vLLM in a subprocess), `tinymodel` builds a random-init
+model with no download, `demo` is what `./dev demo` runs. It may import the spec,
 planner, render, client and runtime parts; vllm and torch only inside functions.
 """
 

