@@ -19,7 +19,7 @@ QWEN_32B = "Qwen/Qwen2.5-Coder-32B-Instruct"  # 40 attention heads in the catalo
 QWEN_480B = "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"  # 96 attention heads
 
 BASE: dict[str, Any] = {
-    "version": 1,
+    "version": 2,
     "name": "svc",
     "model": {"id": QWEN_32B, "max_model_len": 8192},
     "gpu": {"type": "H100", "count": 1},
@@ -58,7 +58,7 @@ def test_base_is_valid() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_example_validates_in_every_environment(path: Path) -> None:
     deployment = load_spec(path)
-    assert deployment.version == 1
+    assert deployment.version == 2
     assert len(deployment.environments) >= 2
     for env in deployment.environments:
         resolved = deployment.resolve(env)
@@ -81,7 +81,7 @@ def test_examples_carry_the_design_values_in_production(stem: str) -> None:
     assert production.production and production.app_name == production.name
     assert (production.model.id, production.gpu.type, production.gpu.count) == (model, gpu, count)
     assert production.gpu.tp == tp
-    assert production.runtime.timeout_s == timeout_s
+    assert production.runtime.request_timeout_s == timeout_s
     assert production.runtime.max_concurrent_requests == max_concurrent
     assert production.runtime.scaledown_window_s == scaledown_s
 
@@ -162,8 +162,9 @@ def test_target_concurrency_above_max() -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "expected"), [
-    ("timeout_s", MODAL_MAX_TIMEOUT_S + 1, "use a value of at most 86400 s (24 h)"),
-    ("timeout_s", 0, "use a value of at least 1 s"),
+    ("request_timeout_s", MODAL_MAX_TIMEOUT_S + 1, "use a value of at most 86400 s (24 h)"),
+    ("request_timeout_s", 0, "use a value of at least 1 s"),
+    ("exit_grace_period_s", 3601, "use a value of at most 3600 s (1 h)"),
     ("startup_timeout_s", 2 * MODAL_MAX_TIMEOUT_S, "use a value of at most 86400 s (24 h)"),
     ("scaledown_window_s", 1, "use a value of at least 2 s"),
     ("scaledown_window_s", 7200, "use a value of at most 3600 s (1 h)"),
@@ -255,9 +256,9 @@ def test_passthrough_of_flags_the_spec_does_not_own_is_kept() -> None:
 # --- shape: unknown keys, types, names, versions -------------------------------------------
 
 def test_unknown_keys_are_errors_with_a_suggestion() -> None:
-    message = error_of(spec(runtime={"timeot_s": 60}, replicas=2))
-    assert ("runtime.timeot_s: unknown field 'timeot_s'; remove it or check the spelling "
-            "(did you mean 'timeout_s'?)") in message
+    message = error_of(spec(runtime={"request_timeot_s": 60}, replicas=2))
+    assert ("runtime.request_timeot_s: unknown field 'request_timeot_s'; remove it or check the spelling "
+            "(did you mean 'request_timeout_s'?)") in message
     assert "replicas: unknown field 'replicas'" in message
 
 
@@ -294,8 +295,8 @@ def test_environment_names_are_dns_safe_and_app_names_short() -> None:
 
 
 def test_newer_version_asks_for_an_upgrade() -> None:
-    message = error_of(spec(version=2))
-    assert "version 2 is newer than this liftdeploy understands (1); upgrade liftdeploy" in message
+    message = error_of(spec(version=3))
+    assert "version 3 is newer than this liftdeploy understands (2); upgrade liftdeploy" in message
 
 
 def test_python_construction_of_an_old_version_points_at_the_loader() -> None:

@@ -24,6 +24,7 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 
 from liftdeploy import __version__
+from liftdeploy.planner.timeouts import exit_grace_period_s
 from liftdeploy.spec.model import COMPILE_CACHE_DIR, WEIGHTS_DIR, ModelDeployment, ResolvedDeployment
 
 RUNTIME_PACKAGE = "liftdeploy.runtime"
@@ -45,8 +46,6 @@ QUESTION_FIELDS: dict[str, str] = {
 UNSET_ANSWERS: dict[str, Any] = {"model_revision": "", "max_containers": 0}
 CUSTOM_PRESET = "custom"
 """The preset `liftdeploy render` records for a spec that is not one of the examples."""
-MODAL_MAX_EXIT_GRACE_S = 3600
-"""Longest `exit_grace_period` modal 1.6 accepts for `@app.server`."""
 
 
 class LiftdeployExtension(Extension):
@@ -188,7 +187,7 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "secrets": lambda r: r.secret_names,
     "hf_token_secrets": lambda r: [r.model.hf_token_secret] if r.model.hf_token_secret else [],
     "gpu": lambda r: r.gpu.modal_gpu,
-    "timeout_s": lambda r: r.runtime.timeout_s,
+    "request_timeout_s": lambda r: r.runtime.request_timeout_s,
     "startup_timeout_s": lambda r: r.startup_timeout_s,
     "scaledown_window_s": lambda r: r.runtime.scaledown_window_s,
     "min_containers": lambda r: r.runtime.min_containers,
@@ -199,9 +198,7 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
         r.runtime.target_concurrent_requests or r.runtime.max_concurrent_requests
     ),
     "unauthenticated": lambda r: not r.auth.proxy_auth,
-    # In-flight requests may finish during a rolling deploy or scale-down: up to the request
-    # timeout, within Modal's limit for servers.
-    "exit_grace_period_s": lambda r: min(r.runtime.timeout_s, MODAL_MAX_EXIT_GRACE_S),
+    "exit_grace_period_s": exit_grace_period_s,
 }
 
 

@@ -23,12 +23,14 @@ from liftdeploy.errors import EnvironmentNotFound, SpecError
 from liftdeploy.spec.messages import format_validation_error
 from liftdeploy.versions import VLLM_VERSION
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 """The spec format version this liftdeploy writes and reads."""
 
 MINUTES = 60
 HOURS = 60 * MINUTES
 MODAL_MAX_TIMEOUT_S = 24 * HOURS
+MODAL_MAX_EXIT_GRACE_S = HOURS
+"""Longest `exit_grace_period` modal 1.6 accepts for `@app.server`."""
 HOURS_PER_MONTH = 730
 
 GpuName = Literal[catalog.gpu_names()]  # type: ignore[valid-type]
@@ -232,8 +234,15 @@ class GpuSection(SpecModel):
 class RuntimeSection(SpecModel):
     """How Modal runs and scales the containers."""
 
-    timeout_s: int = Field(default=20 * MINUTES, ge=1, le=MODAL_MAX_TIMEOUT_S)
-    """Longest one request (or the weights download) may run, in seconds (1 s .. 24 h)."""
+    request_timeout_s: int = Field(default=20 * MINUTES, ge=1, le=MODAL_MAX_TIMEOUT_S)
+    """Longest one request may run, in seconds (1 s .. 24 h). The service enforces it: a request
+    past it is stopped, its slot freed, and the caller gets a JSON 504. (Spec version 1 called
+    it timeout_s.)"""
+    exit_grace_period_s: int | None = Field(default=None, ge=10, le=MODAL_MAX_EXIT_GRACE_S)
+    """Seconds a stopping container (scale-down, rolling deploy) keeps serving the requests in
+    flight, refusing new ones with 503, before it is stopped (10 s .. 1 h, Modal's limit).
+    Default: the longest realistic generation, max_model_len tokens at the plan's decode speed
+    bound, within request_timeout_s; `liftdeploy plan` shows it."""
     startup_timeout_s: int | None = Field(default=None, ge=1, le=MODAL_MAX_TIMEOUT_S)
     """Seconds a new container may take to download/load weights and compile before it counts
     as failed. Default: sized from the model (10 min plus 15 s per billion parameters, at most
@@ -489,7 +498,8 @@ SPEC_OWNED_FLAGS: dict[str, str] = {
     "--allowed-origins": "cors.allowed_origins",
     "--api-key": "auth.api_key_secret",
     "--load-format": "the dummy-weights switch (LIFTDEPLOY_DUMMY_WEIGHTS=1 at deploy time)",
-    "--middleware": "liftdeploy's structured-output guard",
+    "--middleware": "liftdeploy's middleware (structured-output guard, API-key gate, request lifecycle)",
+    "--shutdown-timeout": "runtime.exit_grace_period_s",
     "--enable-request-id-headers": "liftdeploy (always on)",
     "--host": "liftdeploy (the server listens on 0.0.0.0 in the container)",
     "--port": "liftdeploy (vllm_args.SERVER_PORT)",
