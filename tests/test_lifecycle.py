@@ -66,7 +66,7 @@ def _long_request(client: openai.OpenAI, model: str, n: int) -> tuple[int, str, 
                              "json_schema": {"name": "words", "schema": LONG_SCHEMA}},
         )
     except openai.APIStatusError as error:
-        return error.status_code, str(error), time.monotonic() - started
+        return error.status_code, f"{error} {error.body}", time.monotonic() - started
     except openai.APIConnectionError as error:
         return 0, str(error), time.monotonic() - started
     choice = reply.choices[0]

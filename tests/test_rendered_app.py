@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from liftdeploy.planner.timeouts import exit_grace_period_s
 from liftdeploy.spec.specfile import load_spec
 from liftdeploy.render.vllm_args import server_args
 
@@ -33,10 +34,11 @@ CASES = [
 
 
 def import_app(
-    name: str, env: str | None, monkeypatch: pytest.MonkeyPatch, **variables: str
+    name: str | Path, env: str | None, monkeypatch: pytest.MonkeyPatch, **variables: str
 ) -> ModuleType:
-    """Import a rendered app module as `modal deploy` does, with warnings as errors, with
-    LIFTDEPLOY_ENV=env and these environment variables (and no Modal token)."""
+    """Import a rendered app module (an example's name, or a service directory) as `modal
+    deploy` does, with warnings as errors, with LIFTDEPLOY_ENV=env and these environment
+    variables (and no Modal token)."""
     import warnings
 
     for var in ("LIFTDEPLOY_ENV", "ENVIRONMENT", "LIFTDEPLOY_DUMMY_WEIGHTS"):
@@ -49,7 +51,7 @@ def import_app(
     monkeypatch.delenv("MODAL_TOKEN_ID", raising=False)
     monkeypatch.delenv("MODAL_TOKEN_SECRET", raising=False)
     spec = importlib.util.spec_from_file_location(f"app_{uuid.uuid4().hex}",
-                                                  RENDERED / name / "app.py")
+                                                  RENDERED / name / "app.py")  # absolute wins
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     with warnings.catch_warnings():
@@ -118,7 +120,7 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
         "app_name": resolved.app_name,
         "gpu": resolved.gpu.modal_gpu,
         "startup_timeout": resolved.startup_timeout_s,
-        "exit_grace_period": min(runtime.timeout_s, 3600),
+        "exit_grace_period": exit_grace_period_s(resolved),
         "port": 8000,
         "unauthenticated": not resolved.auth.proxy_auth,
         "scaledown_window": runtime.scaledown_window_s,
@@ -130,8 +132,8 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
         "volumes": volumes,
         "secrets": resolved.secret_names,
         "server_env": {"LIFTDEPLOY_ENV": env, "LIFTDEPLOY_DUMMY_WEIGHTS": "0",
-                       "VLLM_SERVED_MODEL_NAME": resolved.model.name_for_clients},
-        "download_timeout": runtime.timeout_s,
+                       "LIFTDEPLOY_REQUEST_TIMEOUT_S": str(runtime.request_timeout_s)},
+        "download_timeout": 24 * 3600,
         "download_secrets": [resolved.model.hf_token_secret] if resolved.model.hf_token_secret else [],
         "download_env": view["server_env"],
         "download_volumes": volumes,
@@ -155,8 +157,9 @@ def test_dummy_weights_switch_travels_into_the_container(monkeypatch: pytest.Mon
 
 def test_default_and_unknown_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert import_app("qwen3-next-80b", None, monkeypatch).ENVIRONMENT == "development"
-    # qwen3-coder-480b defines no development overlay: the default is production.
-    assert import_app("qwen3-coder-480b", None, monkeypatch).ENVIRONMENT == "production"
+    # qwen3-coder-480b defines no development overlay: the default is its other one, never
+    # production.
+    assert import_app("qwen3-coder-480b", None, monkeypatch).ENVIRONMENT == "staging"
     # ENVIRONMENT is the original plan's variable; LIFTDEPLOY_ENV wins over it.
     assert import_app("qwen3-next-80b", None, monkeypatch, ENVIRONMENT="staging").ENVIRONMENT == "staging"
     assert import_app("qwen3-next-80b", "production", monkeypatch,
@@ -194,6 +197,20 @@ def test_container_resolves_the_deployed_environment(env: str, monkeypatch: pyte
     seen = json.loads(proc.stdout)
     resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
     assert seen == {"env": env, "app": resolved.app_name, "argv": server_args(resolved)}
+
+
+def test_an_app_with_only_production_needs_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liftdeploy.render.service import render
+
+    spec_path = tmp_path / "solo.yaml"
+    spec_path.write_text("version: 2\nname: solo\nmodel:\n  id: Qwen/Qwen2.5-Coder-32B-Instruct\n"
+                         "  max_model_len: 8192\ngpu:\n  type: H100\n")
+    service = render(spec_path, tmp_path / "solo")
+    with pytest.raises(ValueError, match="production is never the default; set LIFTDEPLOY_ENV"):
+        import_app(service, None, monkeypatch)
+    assert import_app(service, "production", monkeypatch).ENVIRONMENT == "production"
 
 
 def test_container_without_the_environment_refuses_to_guess() -> None:

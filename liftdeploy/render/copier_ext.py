@@ -82,10 +82,12 @@ class Service:
         return self.spec.production_environment
 
     @property
-    def default_environment(self) -> str:
-        """The environment a bare `modal deploy` picks: development if defined, else production.
-        Never production when a development overlay exists, so a forgotten variable is cheap."""
-        return "development" if "development" in self.spec.environments else self.production
+    def default_environment(self) -> str | None:
+        """The environment a bare `modal deploy` picks: development if defined, else the first
+        non-production one; None when production is the only one (the variable is then
+        required). Never production, so a forgotten variable never deploys it."""
+        others = [env for env in self.spec.environments if env != self.production]
+        return "development" if "development" in others else next(iter(others), None)
 
     @property
     def staging(self) -> str | None:
@@ -164,6 +166,10 @@ class Service:
                 if arg.startswith(prefix):
                     modules.add(arg[len(prefix):].split(".")[0])
         return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
+
+    def exit_grace(self, env: str) -> int:
+        """Seconds a stopping container of `env` lets requests in flight finish."""
+        return exit_grace_period_s(self.resolved[env])
 
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
