@@ -26,7 +26,14 @@ import jsonschema
 import openai
 import pytest
 
-from liftdeploy.planner.timeouts import MIN_EXIT_GRACE_S, exit_grace_period_s
+from liftdeploy.planner.timeouts import (
+    MIN_EXIT_GRACE_S,
+    STARTUP_MARGIN_S,
+    UNKNOWN_MODEL_STARTUP_S,
+    exit_grace_period_s,
+    healthy_within_s,
+    startup_timeout_s,
+)
 from liftdeploy.render.vllm_args import SHUTDOWN_MARGIN_S, server_args, server_env
 from liftdeploy.runtime.lifecycle import REQUEST_TIMEOUT_ENV
 from liftdeploy.spec.model import ResolvedDeployment
@@ -143,6 +150,40 @@ def test_vllm_drains_within_the_grace_period_the_plan_sizes(example: Path) -> No
         assert exit_grace_period_s(explicit) == 900
         short = _with_runtime(resolved, request_timeout_s=45)
         assert exit_grace_period_s(short) == 45, "no request outlives the request limit"
+
+
+def test_startup_timeout_is_sized_from_the_weights_and_compile() -> None:
+    base = load_spec(PRIMARY).resolve()  # 32B bf16 on one GPU
+    sized = startup_timeout_s(base)
+    eager = _with_runtime(base)  # same weights, no compile
+    eager = ResolvedDeployment.model_validate(
+        {**eager.model_dump(), "engine": {**eager.engine.model_dump(), "enforce_eager": True}})
+    big = load_spec(next(p for p in EXAMPLES if "480b" in p.name)).resolve()
+    assert startup_timeout_s(eager) < sized < startup_timeout_s(big), "more to load, longer"
+    assert sized >= 10 * 60, "a 65 GB load and a compile take minutes, not Modal's 30 s"
+    assert sized % 60 == 0
+    assert startup_timeout_s(_with_runtime(base, startup_timeout_s=42)) == 42
+    unknown = ResolvedDeployment.model_validate(
+        {**base.model_dump(), "model": {**base.model.model_dump(), "id": "my-org/unknown"}})
+    assert startup_timeout_s(unknown) == UNKNOWN_MODEL_STARTUP_S
+    # The enter hook gives up before Modal does, so vLLM's last lines get reported.
+    assert healthy_within_s(sized) == sized - STARTUP_MARGIN_S
+    assert healthy_within_s(60) == 30
+
+
+def test_plan_shows_the_lifecycle_figures() -> None:
+    from liftdeploy.planner.report import format_plan, plan
+
+    resolved = load_spec(PRIMARY).resolve()
+    report = plan(resolved)
+    figures = report.to_dict()["lifecycle_s"]
+    assert figures == {"startup_timeout": startup_timeout_s(resolved),
+                       "healthy_within": healthy_within_s(startup_timeout_s(resolved)),
+                       "exit_grace_period": exit_grace_period_s(resolved),
+                       "request_timeout": resolved.runtime.request_timeout_s}
+    text = format_plan(report)
+    assert f"drains for up to {figures['exit_grace_period']:,} s" in text
+    assert f"starts within {figures['startup_timeout']:,} s" in text
 
 
 def test_the_twin_drains_for_its_cpu_grace_unless_the_spec_sets_one(tmp_path: Path) -> None:

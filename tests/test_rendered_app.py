@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from liftdeploy.planner.timeouts import exit_grace_period_s
+from liftdeploy.planner.timeouts import exit_grace_period_s, startup_timeout_s
 from liftdeploy.spec.specfile import load_spec
 from liftdeploy.render.vllm_args import server_args
 
@@ -119,7 +119,7 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
     assert view == {
         "app_name": resolved.app_name,
         "gpu": resolved.gpu.modal_gpu,
-        "startup_timeout": resolved.startup_timeout_s,
+        "startup_timeout": startup_timeout_s(resolved),
         "exit_grace_period": exit_grace_period_s(resolved),
         "port": 8000,
         "unauthenticated": not resolved.auth.proxy_auth,

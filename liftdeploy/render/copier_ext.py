@@ -24,7 +24,7 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 
 from liftdeploy import __version__
-from liftdeploy.planner.timeouts import exit_grace_period_s
+from liftdeploy.planner.timeouts import exit_grace_period_s, healthy_within_s, startup_timeout_s
 from liftdeploy.spec.model import COMPILE_CACHE_DIR, WEIGHTS_DIR, ModelDeployment, ResolvedDeployment
 
 RUNTIME_PACKAGE = "liftdeploy.runtime"
@@ -171,6 +171,10 @@ class Service:
         """Seconds a stopping container of `env` lets requests in flight finish."""
         return exit_grace_period_s(self.resolved[env])
 
+    def startup_timeout(self, env: str) -> int:
+        """Seconds a new container of `env` may take to start serving."""
+        return startup_timeout_s(self.resolved[env])
+
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
         return f"${resolved.gpu.count * resolved.gpu_hour_usd * hours:,.2f}"
@@ -194,7 +198,8 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "hf_token_secrets": lambda r: [r.model.hf_token_secret] if r.model.hf_token_secret else [],
     "gpu": lambda r: r.gpu.modal_gpu,
     "request_timeout_s": lambda r: r.runtime.request_timeout_s,
-    "startup_timeout_s": lambda r: r.startup_timeout_s,
+    "startup_timeout_s": startup_timeout_s,
+    "healthy_within_s": lambda r: healthy_within_s(startup_timeout_s(r)),
     "scaledown_window_s": lambda r: r.runtime.scaledown_window_s,
     "min_containers": lambda r: r.runtime.min_containers,
     "max_containers": lambda r: r.runtime.max_containers,

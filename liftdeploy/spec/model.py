@@ -244,9 +244,10 @@ class RuntimeSection(SpecModel):
     Default: the longest realistic generation, max_model_len tokens at the plan's decode speed
     bound, within request_timeout_s; `liftdeploy plan` shows it."""
     startup_timeout_s: int | None = Field(default=None, ge=1, le=MODAL_MAX_TIMEOUT_S)
-    """Seconds a new container may take to download/load weights and compile before it counts
-    as failed. Default: sized from the model (10 min plus 15 s per billion parameters, at most
-    1 h) — Modal's own default of 30 s fails every real model load."""
+    """Seconds a new container may take to load weights and compile before Modal counts it as
+    failed. Default: sized by the planner (the weights at a Volume's read speed, plus compile
+    unless enforce_eager, plus boot, with a margin; `liftdeploy plan` shows it) — Modal's own
+    default of 30 s fails every real model load."""
     scaledown_window_s: int = Field(default=10 * MINUTES, ge=2, le=HOURS)
     """Idle seconds before a container is stopped (2 s .. 1 h): the cost/latency dial."""
     min_containers: int = Field(default=0, ge=0, le=100)
@@ -444,15 +445,6 @@ class DeploymentSettings(SpecModel):
         _check_passthrough(self)
         _check_budget(self)
         return self
-
-    @property
-    def startup_timeout_s(self) -> int:
-        """The explicit startup timeout, or one sized from the model's parameter count."""
-        if self.runtime.startup_timeout_s is not None:
-            return self.runtime.startup_timeout_s
-        arch = catalog.model_arch(self.model.id)
-        billions = float(arch.get("params_total_b", 0)) if arch else 0.0
-        return int(min(HOURS, 10 * MINUTES + 15 * billions))
 
     @property
     def gpu_hour_usd(self) -> float:
