@@ -156,7 +156,19 @@ REQUEST_TIMEOUT_S = 30 * MINUTES
 # Downloading the weights of a large model can take hours: Modal's longest function timeout.
 DOWNLOAD_TIMEOUT_S = 24 * 60 * MINUTES
 # Loading the weights and compiling take minutes; Modal's 30 s default fails every real model.
-STARTUP_TIMEOUT_S = 1819
+# Sized by `liftdeploy plan` (weights at the Volume's read speed, compile, boot, a margin).
+STARTUP_TIMEOUT_S = {
+    "production": 15 * MINUTES,
+    "staging": 8 * MINUTES,
+    "development": 8 * MINUTES,
+}[ENVIRONMENT]
+# Modal's startup clock starts at container boot, before the enter hook: the hook stops waiting
+# this much earlier, so a slow start fails with vLLM's last log lines, not a silent kill.
+HEALTHY_WITHIN_S = {
+    "production": 14 * MINUTES,
+    "staging": 7 * MINUTES,
+    "development": 7 * MINUTES,
+}[ENVIRONMENT]
 # When a rolling deploy or a scale-down stops a container, new requests get 503 (Modal routes
 # them to other containers) and those in flight have this long to finish: the longest realistic
 # generation, from `liftdeploy plan`. vLLM's --shutdown-timeout below is a little shorter.
@@ -298,7 +310,7 @@ class Server:
         # Dummy weights still read config.json and the tokenizer from the Hub.
         offline = "0" if DUMMY_WEIGHTS else "1"
         self.server = ServerProcess(command, port=VLLM_PORT, env={"HF_HUB_OFFLINE": offline})
-        took_s = self.server.wait_healthy(STARTUP_TIMEOUT_S)
+        took_s = self.server.wait_healthy(HEALTHY_WITHIN_S)
         print(f"vLLM is healthy after {took_s:.0f} s")
 
     @modal.exit()
