@@ -146,7 +146,7 @@ HF_TOKEN_SECRETS = ["huggingface"]
 # GPU, timeouts and scaling straight from deployment.yaml. `liftdeploy plan deployment.yaml`
 # shows whether the model fits and what each setting costs.
 
-GPU = "H100:8"
+GPU = "H100!:8"
 VLLM_PORT = 8000
 # The longest one request may run: past it the service stops the request, frees its slot and
 # answers 504 (liftdeploy_runtime/lifecycle.py); `@app.server` itself has no request timeout.
