@@ -94,6 +94,8 @@ def modal_view(module: ModuleType) -> dict[str, Any]:
         "exit_grace_period": http.exit_grace_period,
         "port": http.port,
         "unauthenticated": http.unauthenticated,
+        "nonpreemptible": bool(server["scheduler_placement"]
+                               and server["scheduler_placement"].nonpreemptible),
         "scaledown_window": autoscaler.scaledown_window,
         "min_containers": autoscaler.min_containers,
         "max_containers": autoscaler.max_containers if autoscaler.HasField("max_containers") else None,
@@ -123,6 +125,7 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
         "exit_grace_period": exit_grace_period_s(resolved),
         "port": 8000,
         "unauthenticated": not resolved.auth.proxy_auth,
+        "nonpreemptible": runtime.nonpreemptible,
         "scaledown_window": runtime.scaledown_window_s,
         "min_containers": runtime.min_containers,
         "max_containers": runtime.max_containers,
@@ -199,18 +202,21 @@ def test_container_resolves_the_deployed_environment(env: str, monkeypatch: pyte
     assert seen == {"env": env, "app": resolved.app_name, "argv": server_args(resolved)}
 
 
-def test_an_app_with_only_production_needs_the_variable(
+def test_an_app_with_only_production_needs_the_variable_and_may_be_nonpreemptible(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from liftdeploy.render.service import render
 
     spec_path = tmp_path / "solo.yaml"
     spec_path.write_text("version: 2\nname: solo\nmodel:\n  id: Qwen/Qwen2.5-Coder-32B-Instruct\n"
-                         "  max_model_len: 8192\ngpu:\n  type: H100\n")
+                         "  max_model_len: 8192\ngpu:\n  type: H100\n"
+                         "runtime:\n  nonpreemptible: true\n")
     service = render(spec_path, tmp_path / "solo")
     with pytest.raises(ValueError, match="production is never the default; set LIFTDEPLOY_ENV"):
         import_app(service, None, monkeypatch)
-    assert import_app(service, "production", monkeypatch).ENVIRONMENT == "production"
+    module = import_app(service, "production", monkeypatch)
+    assert module.ENVIRONMENT == "production"
+    assert modal_view(module)["nonpreemptible"] is True
 
 
 def test_container_without_the_environment_refuses_to_guess() -> None:

@@ -91,6 +91,8 @@ class Plan:
     """How long a stopping container lets requests in flight finish (the spec's, or sized)."""
     request_timeout_s: int = 0
     """The service's limit on one request (504 past it)."""
+    nonpreemptible: bool = False
+    """Whether Modal is asked never to preempt the container (CPU and memory at 3x)."""
 
     @property
     def fits(self) -> bool:
@@ -156,6 +158,7 @@ class Plan:
                 "exit_grace_period": self.exit_grace_period_s,
                 "request_timeout": self.request_timeout_s,
             },
+            "nonpreemptible": self.nonpreemptible,
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
 
@@ -211,6 +214,7 @@ def plan(
         max_concurrent_requests=resolved.runtime.max_concurrent_requests,
         speed=speed, cost=cost, verdicts=verdicts,
         request_timeout_s=resolved.runtime.request_timeout_s,
+        nonpreemptible=resolved.runtime.nonpreemptible,
     )
     result.startup_timeout_s = timeouts.startup_timeout_s(resolved, result)
     result.healthy_within_s = timeouts.healthy_within_s(result.startup_timeout_s)
@@ -327,6 +331,11 @@ def format_plan(p: Plan) -> str:
         f"log is reported after {p.healthy_within_s:,} s); a stopping container drains for up "
         f"to {p.exit_grace_period_s:,} s; a request is stopped (504) after "
         f"{p.request_timeout_s:,} s",
+        "                    " + (
+            "non-preemptible: CPU and memory at 3x Modal's list price (GPUs unchanged)"
+            if p.nonpreemptible else
+            "preemptible: Modal may preempt a container, losing requests that outlive the drain "
+            "(runtime.nonpreemptible: true prevents it; CPU and memory then cost 3x)"),
         "  verdicts",
     ]
     for v in p.verdicts:

@@ -209,6 +209,7 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
         r.runtime.target_concurrent_requests or r.runtime.max_concurrent_requests
     ),
     "unauthenticated": lambda r: not r.auth.proxy_auth,
+    "nonpreemptible": lambda r: r.runtime.nonpreemptible,
     "exit_grace_period_s": exit_grace_period_s,
 }
 

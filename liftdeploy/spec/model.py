@@ -258,6 +258,11 @@ class RuntimeSection(SpecModel):
     flight, refusing new ones with 503, before it is stopped (10 s .. 1 h, Modal's limit).
     Default: the longest realistic generation, max_model_len tokens at the plan's decode speed
     bound, within request_timeout_s; `liftdeploy plan` shows it."""
+    nonpreemptible: bool = False
+    """Ask Modal for non-preemptible capacity: a preempted container loses the requests that
+    outlive its drain. Modal bills a non-preemptible container's CPU and memory at 3x list price
+    (the GPU price is unchanged), and its preemption guide says GPU functions may not support it
+    yet; try it on staging first. Recommended for production where Modal accepts it."""
     startup_timeout_s: int | None = Field(default=None, ge=1, le=MODAL_MAX_TIMEOUT_S)
     """Seconds a new container may take to load weights and compile before Modal counts it as
     failed. Default: sized by the planner (the weights at a Volume's read speed, plus compile
