@@ -191,6 +191,9 @@ BUFFER_CONTAINERS = 0
 # container once TARGET_CONCURRENCY requests are in flight.
 MAX_CONCURRENCY = 10
 TARGET_CONCURRENCY = 10
+# True: Modal never preempts the container (a preemption loses requests that outlive the
+# drain); CPU and memory then cost 3x list price.
+NONPREEMPTIBLE = False
 # False: callers authenticate with Modal-Key / Modal-Secret headers (Modal proxy auth).
 UNAUTHENTICATED = False
 
@@ -299,6 +302,7 @@ def download_model() -> None:
     max_concurrency=MAX_CONCURRENCY,
     target_concurrency=TARGET_CONCURRENCY,
     unauthenticated=UNAUTHENTICATED,
+    nonpreemptible=NONPREEMPTIBLE,
 )
 class Server:
     @modal.enter()
