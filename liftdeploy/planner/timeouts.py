@@ -8,12 +8,11 @@ of the container's own boot. Modal's clock starts at boot, before the enter hook
 enter hook's own wait for /health ends STARTUP_MARGIN_S earlier: liftdeploy then reports vLLM's
 last log lines instead of Modal killing the container silently.
 
-Exit grace: when Modal stops a container (scale-down, rolling deploy) the requests in flight finish within
-the grace period; a longer one is cut. The longest realistic request is one generating up to
+Exit grace: when Modal stops a container (scale-down, rolling deploy) the requests in flight
+finish within the grace period; a longer one is cut. The longest realistic request generates
 max_model_len tokens at the plan's per-sequence decode speed with a full batch (with a margin:
-the speed is a bound), and no request
-outlives runtime.request_timeout_s (the service stops it there), so the default is the smaller
-of the two, within Modal's limit.
+the speed is a bound), and no request outlives runtime.request_timeout_s (the service stops it
+there), so the default is the smaller of the two, within Modal's limit.
 """
 
 from __future__ import annotations
@@ -78,7 +77,8 @@ def exit_grace_period_s(resolved: ResolvedDeployment, plan: Plan | None = None) 
     generation_s = longest_generation_s(resolved, plan)
     if generation_s is None:
         return limit  # speed unknown: as long as a request may run
-    rounded = math.ceil(SPEED_MARGIN * generation_s / MINUTES) * MINUTES  # whole minutes: readable in the app
+    # Whole minutes: readable in the app.
+    rounded = math.ceil(SPEED_MARGIN * generation_s / MINUTES) * MINUTES
     return max(MIN_EXIT_GRACE_S, min(rounded, limit))
 
 

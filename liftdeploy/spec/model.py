@@ -510,7 +510,7 @@ SPEC_OWNED_FLAGS: dict[str, str] = {
     "--allowed-origins": "cors.allowed_origins",
     "--api-key": "auth.api_key_secret",
     "--load-format": "the dummy-weights switch (LIFTDEPLOY_DUMMY_WEIGHTS=1 at deploy time)",
-    "--middleware": "liftdeploy's middleware (structured-output guard, API-key gate, request lifecycle)",
+    "--middleware": "liftdeploy's middleware (output guard, API-key gate, request lifecycle)",
     "--shutdown-timeout": "runtime.exit_grace_period_s",
     "--enable-request-id-headers": "liftdeploy (always on)",
     "--host": "liftdeploy (the server listens on 0.0.0.0 in the container)",
