@@ -29,7 +29,8 @@ Send = Callable[[Message], Awaitable[None]]
 REQUEST_TIMEOUT_ENV = "LIFTDEPLOY_REQUEST_TIMEOUT_S"
 """Seconds one request may run (the spec's runtime.request_timeout_s); unset: no limit."""
 DRAIN_FILE_ENV = "LIFTDEPLOY_DRAIN_FILE"
-"""Path whose existence means: the server is stopping, finish what is in flight, take nothing new."""
+"""Path whose existence means: the server is stopping; finish what is in flight, take nothing
+new."""
 PROBE_PATHS = frozenset({"/health", "/metrics", "/ping"})
 """Probes: never limited, never counted as requests in flight."""
 RETRY_AFTER_S = 1
