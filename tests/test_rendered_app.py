@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from liftdeploy.planner.timeouts import exit_grace_period_s, startup_timeout_s
+from liftdeploy.planner.timeouts import exit_grace_period_s, healthy_within_s, startup_timeout_s
 from liftdeploy.spec.specfile import load_spec
 from liftdeploy.render.vllm_args import server_args
 
@@ -150,6 +150,19 @@ def test_module_argv_is_the_library_argv(name: str, env: str, monkeypatch: pytes
     assert module.ENVIRONMENT == env
     assert module.VLLM_ARGS == server_args(resolved)
     assert module._server_command() == server_args(resolved)
+
+
+@pytest.mark.parametrize(("name", "env"), CASES)
+def test_enter_hook_stops_waiting_before_modal_does(
+    name: str, env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Modal's startup clock starts at boot: waiting as long as Modal would mean Modal kills the
+    # container before liftdeploy prints vLLM's last log lines.
+    resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
+    module = import_app(name, env, monkeypatch)
+    assert module.STARTUP_TIMEOUT_S == startup_timeout_s(resolved)
+    assert module.HEALTHY_WITHIN_S == healthy_within_s(module.STARTUP_TIMEOUT_S)
+    assert module.HEALTHY_WITHIN_S < module.STARTUP_TIMEOUT_S
 
 
 def test_dummy_weights_switch_travels_into_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
