@@ -32,6 +32,7 @@ DRAIN_POLL_S = 0.2
 """How often `stop` asks /health how many requests are still in flight."""
 _LOG_CONFIG_ENV = "VLLM_LOGGING_CONFIG_PATH"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_NO_ANSWER = -1  # _drain_state: /health did not answer
 
 
 class ServerDied(RuntimeError):
@@ -233,6 +234,9 @@ class ServerProcess:
             state = _drain_state(self.url)
             if state is None:
                 break  # /health is not the middleware's drain answer: nothing to wait for
+            if state == _NO_ANSWER:  # busy or slow: ask again, the grace period bounds it
+                time.sleep(DRAIN_POLL_S)
+                continue
             if in_flight is None:
                 self._note(f"draining: {state} request(s) in flight, new requests get 503")
             in_flight = state
@@ -301,7 +305,8 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def _drain_state(base_url: str) -> int | None:
     """Requests still in flight, from the lifecycle middleware's draining /health answer; None
-    when /health gives no such answer (no middleware, or the server is gone)."""
+    when /health answers otherwise (no lifecycle middleware); _NO_ANSWER when nothing answered
+    in time."""
     try:
         with urllib.request.urlopen(f"{base_url}/health", timeout=2):  # noqa: S310
             return None  # 200: not draining, so no lifecycle middleware is listening
@@ -311,7 +316,7 @@ def _drain_state(base_url: str) -> int | None:
         except (ValueError, KeyError, TypeError):
             return None
     except (urllib.error.URLError, OSError, ValueError):
-        return None
+        return _NO_ANSWER
 
 
 def _echo(line: str) -> None:
