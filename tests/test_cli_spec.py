@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from liftdeploy.planner.timeouts import exit_grace_period_s, startup_timeout_s
+from liftdeploy.spec.specfile import load_spec
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("*.yaml"))
 HEAVY = ("modal", "copier", "vllm", "torch", "transformers", "openai")
@@ -93,7 +96,9 @@ def test_show_json_carries_derived_values() -> None:
     assert data["app_name"] == "qwen3-coder-480b"
     assert data["environment"] == "production"
     assert data["gpu"]["tensor_parallel_size"] == 8
-    assert data["runtime"]["startup_timeout_s"] == 3600
+    resolved = load_spec(ROOT / "examples" / "qwen3-coder-480b.yaml").resolve()
+    assert data["runtime"]["startup_timeout_s"] == startup_timeout_s(resolved) >= 10 * 60
+    assert data["runtime"]["exit_grace_period_s"] == exit_grace_period_s(resolved)
 
 
 def test_show_unknown_environment_lists_the_valid_ones() -> None:

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "base": {"base", "spec"},  # liftdeploy.examples loads specs; the rest import nothing
     "spec": BASE,
     "planner": BASE | {"spec"},
-    "render": BASE | {"spec", "planner"},
+    "render": BASE | {"spec", "planner", "runtime"},  # runtime: the env names its middleware reads
     "client": BASE | {"spec", "runtime"},
     "ops": BASE | {"spec", "planner", "render", "client"},
     "twin": BASE | {"spec", "planner", "render", "client", "runtime"},

@@ -91,7 +91,7 @@ def test_copier_update_keeps_hand_edit_and_applies_new_value(tmp_path: Path, tem
     proc = copier("update", "--trust", "--defaults", "--quiet", "--data", "gpu_count=4", cwd=service)
     assert proc.returncode == 0, proc.stderr
     app = (service / "app.py").read_text()
-    assert 'GPU = "H100:4"' in app and '"--tensor-parallel-size", "4",' in app
+    assert 'GPU = "H100!:4"' in app and '"--tensor-parallel-size", "4",' in app
     assert HAND_EDIT in app
     assert "count: 4" in (service / "deployment.yaml").read_text()
     assert "<<<<<<<" not in app
@@ -107,7 +107,7 @@ def test_copier_update_keeps_hand_edit_and_applies_new_value(tmp_path: Path, tem
     assert proc.returncode == 0, proc.stderr
     app = (service / "app.py").read_text()
     assert "HOURS = 60 * MINUTES" in app and 'TEAM = "ml-platform"' in app
-    assert 'GPU = "H100:4"' in app
+    assert 'GPU = "H100!:4"' in app
     assert "_commit: v1.1.0" in (service / ".copier-answers.yml").read_text()
 
 
@@ -133,8 +133,8 @@ def test_render_keeps_hand_edit_and_applies_spec_change(rendered_service: Path) 
     set_values(service / "deployment.yaml", ["gpu.count=4"])  # uncommitted: the render's input
     render(service / "deployment.yaml", service)
     app = (service / "app.py").read_text()
-    assert 'GPU = "H100:4"' in app and HAND_EDIT in app
-    assert 'GPU = "H100:4"' in (service / PRISTINE_DIR / "app.py").read_text()
+    assert 'GPU = "H100!:4"' in app and HAND_EDIT in app
+    assert 'GPU = "H100!:4"' in (service / PRISTINE_DIR / "app.py").read_text()
     assert "TEAM" not in (service / PRISTINE_DIR / "app.py").read_text()
     assert check(service) == []
 
@@ -143,7 +143,7 @@ def test_conflict_is_reported_and_nothing_is_lost(rendered_service: Path) -> Non
     service = rendered_service
     app = service / "app.py"
     app.write_text(app.read_text().replace(
-        'GPU = "H100:2"\n', 'GPU = "H100:2"  # two is enough, see ticket 42\n', 1))
+        'GPU = "H100!:2"\n', 'GPU = "H100!:2"  # two is enough, see ticket 42\n', 1))
     commit_all(service, "hand edit on the GPU line")
     set_values(service / "deployment.yaml", ["gpu.count=4"])
     before = snapshot(service)
@@ -153,15 +153,15 @@ def test_conflict_is_reported_and_nothing_is_lost(rendered_service: Path) -> Non
     report = str(caught.value)
     assert "nothing was written" in report
     assert "app.py: 1 conflicting hunk(s)" in report
-    assert 'yours:      GPU = "H100:2"  # two is enough, see ticket 42' in report
-    assert 'new render: GPU = "H100:4"' in report
+    assert 'yours:      GPU = "H100!:2"  # two is enough, see ticket 42' in report
+    assert 'new render: GPU = "H100!:4"' in report
     assert snapshot(service) == before
 
     with pytest.raises(RenderError, match="wrote conflict markers"):
         render(service / "deployment.yaml", service, conflict_markers=True)
     text = app.read_text()
     assert "<<<<<<< yours" in text and ">>>>>>> new render" in text
-    assert 'GPU = "H100:2"  # two is enough, see ticket 42' in text and 'GPU = "H100:4"' in text
+    assert 'GPU = "H100!:2"  # two is enough, see ticket 42' in text and 'GPU = "H100!:4"' in text
     assert '"--tensor-parallel-size", "4",' in text  # the lines without conflict did merge
 
 
@@ -214,5 +214,5 @@ def test_render_over_a_copier_made_service_merges_against_its_recorded_answers(
     set_values(service / "deployment.yaml", ["gpu.count=4"])
     render(service / "deployment.yaml", service)
     app = (service / "app.py").read_text()
-    assert 'GPU = "H100:4"' in app and HAND_EDIT in app
+    assert 'GPU = "H100!:4"' in app and HAND_EDIT in app
     assert (service / PRISTINE_DIR / "app.py").is_file()  # from now on, merges use it

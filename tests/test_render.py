@@ -64,7 +64,7 @@ def test_copier_answers_change_the_spec_and_the_app(tmp_path: Path) -> None:
     assert "# Qwen3-Coder-480B-A35B (MoE, FP8) on eight H100s." in spec  # comments kept
     app = (tmp_path / "svc" / "app.py").read_text()
     assert '"production": "coder-big",' in app or 'APP_NAME = "coder-big"' in app
-    assert 'GPU = "H100:8"' in app
+    assert 'GPU = "H100!:8"' in app
     assert check(tmp_path / "svc") == []
 
 
@@ -132,22 +132,22 @@ def test_check_finds_spec_drift_and_allows_hand_edits(tmp_path: Path) -> None:
     assert check(service) == []  # a hand edit is not drift: regenerating keeps it
     set_values(service / "deployment.yaml", ["gpu.count=4"])
     drift = check(service)
-    assert any("app.py: differs from a fresh render" in d and 'GPU = "H100:4"' in d for d in drift)
+    assert any("app.py: differs from a fresh render" in d and 'GPU = "H100!:4"' in d for d in drift)
     assert main(["check", str(service)]) == 1
     render(service / "deployment.yaml", service)
     assert check(service) == [] and main(["check", str(service)]) == 0
     text = app.read_text()
-    assert 'GPU = "H100:4"' in text and 'TEAM = "ml-platform"' in text
+    assert 'GPU = "H100!:4"' in text and 'TEAM = "ml-platform"' in text
 
 
 def test_check_refuses_hand_edits_that_contradict_the_spec(tmp_path: Path) -> None:
     service = render(EXAMPLES / "qwen3-coder-480b.yaml", tmp_path / "svc")
     app = service / "app.py"
     text = app.read_text()
-    app.write_text(text.replace('GPU = "H100:8"', 'GPU = "A10:1"')
+    app.write_text(text.replace('GPU = "H100!:8"', 'GPU = "A10:1"')
                    .replace("MAX_CONTAINERS = 1\n", "MAX_CONTAINERS = 50\n"))
     drift = check(service)
-    assert any("GPU is 'A10:1' but deployment.yaml gives 'H100:8'" in d for d in drift), drift
+    assert any("GPU is 'A10:1' but deployment.yaml gives 'H100!:8'" in d for d in drift), drift
     assert any("MAX_CONTAINERS is 50" in d for d in drift), drift
     app.write_text(text.replace("    gpu=GPU,", '    gpu="A10",'))
     assert any("the decorator of Server" in d for d in check(service))

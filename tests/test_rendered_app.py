@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from liftdeploy.planner.timeouts import exit_grace_period_s, healthy_within_s, startup_timeout_s
 from liftdeploy.spec.specfile import load_spec
 from liftdeploy.render.vllm_args import server_args
 
@@ -33,10 +34,11 @@ CASES = [
 
 
 def import_app(
-    name: str, env: str | None, monkeypatch: pytest.MonkeyPatch, **variables: str
+    name: str | Path, env: str | None, monkeypatch: pytest.MonkeyPatch, **variables: str
 ) -> ModuleType:
-    """Import a rendered app module as `modal deploy` does, with warnings as errors, with
-    LIFTDEPLOY_ENV=env and these environment variables (and no Modal token)."""
+    """Import a rendered app module (an example's name, or a service directory) as `modal
+    deploy` does, with warnings as errors, with LIFTDEPLOY_ENV=env and these environment
+    variables (and no Modal token)."""
     import warnings
 
     for var in ("LIFTDEPLOY_ENV", "ENVIRONMENT", "LIFTDEPLOY_DUMMY_WEIGHTS"):
@@ -49,7 +51,7 @@ def import_app(
     monkeypatch.delenv("MODAL_TOKEN_ID", raising=False)
     monkeypatch.delenv("MODAL_TOKEN_SECRET", raising=False)
     spec = importlib.util.spec_from_file_location(f"app_{uuid.uuid4().hex}",
-                                                  RENDERED / name / "app.py")
+                                                  RENDERED / name / "app.py")  # absolute wins
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     with warnings.catch_warnings():
@@ -92,6 +94,8 @@ def modal_view(module: ModuleType) -> dict[str, Any]:
         "exit_grace_period": http.exit_grace_period,
         "port": http.port,
         "unauthenticated": http.unauthenticated,
+        "nonpreemptible": bool(server["scheduler_placement"]
+                               and server["scheduler_placement"].nonpreemptible),
         "scaledown_window": autoscaler.scaledown_window,
         "min_containers": autoscaler.min_containers,
         "max_containers": autoscaler.max_containers if autoscaler.HasField("max_containers") else None,
@@ -117,10 +121,11 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
     assert view == {
         "app_name": resolved.app_name,
         "gpu": resolved.gpu.modal_gpu,
-        "startup_timeout": resolved.startup_timeout_s,
-        "exit_grace_period": min(runtime.timeout_s, 3600),
+        "startup_timeout": startup_timeout_s(resolved),
+        "exit_grace_period": exit_grace_period_s(resolved),
         "port": 8000,
         "unauthenticated": not resolved.auth.proxy_auth,
+        "nonpreemptible": runtime.nonpreemptible,
         "scaledown_window": runtime.scaledown_window_s,
         "min_containers": runtime.min_containers,
         "max_containers": runtime.max_containers,
@@ -130,8 +135,8 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
         "volumes": volumes,
         "secrets": resolved.secret_names,
         "server_env": {"LIFTDEPLOY_ENV": env, "LIFTDEPLOY_DUMMY_WEIGHTS": "0",
-                       "VLLM_SERVED_MODEL_NAME": resolved.model.name_for_clients},
-        "download_timeout": runtime.timeout_s,
+                       "LIFTDEPLOY_REQUEST_TIMEOUT_S": str(runtime.request_timeout_s)},
+        "download_timeout": 24 * 3600,
         "download_secrets": [resolved.model.hf_token_secret] if resolved.model.hf_token_secret else [],
         "download_env": view["server_env"],
         "download_volumes": volumes,
@@ -147,6 +152,19 @@ def test_module_argv_is_the_library_argv(name: str, env: str, monkeypatch: pytes
     assert module._server_command() == server_args(resolved)
 
 
+@pytest.mark.parametrize(("name", "env"), CASES)
+def test_enter_hook_stops_waiting_before_modal_does(
+    name: str, env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Modal's startup clock starts at boot: waiting as long as Modal would mean Modal kills the
+    # container before liftdeploy prints vLLM's last log lines.
+    resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
+    module = import_app(name, env, monkeypatch)
+    assert module.STARTUP_TIMEOUT_S == startup_timeout_s(resolved)
+    assert module.HEALTHY_WITHIN_S == healthy_within_s(module.STARTUP_TIMEOUT_S)
+    assert module.HEALTHY_WITHIN_S < module.STARTUP_TIMEOUT_S
+
+
 def test_dummy_weights_switch_travels_into_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
     module = import_app("qwen3-next-80b", "staging", monkeypatch, LIFTDEPLOY_DUMMY_WEIGHTS="1")
     assert module._server_command()[-2:] == ["--load-format", "dummy"]
@@ -155,8 +173,9 @@ def test_dummy_weights_switch_travels_into_the_container(monkeypatch: pytest.Mon
 
 def test_default_and_unknown_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert import_app("qwen3-next-80b", None, monkeypatch).ENVIRONMENT == "development"
-    # qwen3-coder-480b defines no development overlay: the default is production.
-    assert import_app("qwen3-coder-480b", None, monkeypatch).ENVIRONMENT == "production"
+    # qwen3-coder-480b defines no development overlay: the default is its other one, never
+    # production.
+    assert import_app("qwen3-coder-480b", None, monkeypatch).ENVIRONMENT == "staging"
     # ENVIRONMENT is the original plan's variable; LIFTDEPLOY_ENV wins over it.
     assert import_app("qwen3-next-80b", None, monkeypatch, ENVIRONMENT="staging").ENVIRONMENT == "staging"
     assert import_app("qwen3-next-80b", "production", monkeypatch,
@@ -194,6 +213,23 @@ def test_container_resolves_the_deployed_environment(env: str, monkeypatch: pyte
     seen = json.loads(proc.stdout)
     resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
     assert seen == {"env": env, "app": resolved.app_name, "argv": server_args(resolved)}
+
+
+def test_an_app_with_only_production_needs_the_variable_and_may_be_nonpreemptible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liftdeploy.render.service import render
+
+    spec_path = tmp_path / "solo.yaml"
+    spec_path.write_text("version: 2\nname: solo\nmodel:\n  id: Qwen/Qwen2.5-Coder-32B-Instruct\n"
+                         "  max_model_len: 8192\ngpu:\n  type: H100\n"
+                         "runtime:\n  nonpreemptible: true\n")
+    service = render(spec_path, tmp_path / "solo")
+    with pytest.raises(ValueError, match="production is never the default; set LIFTDEPLOY_ENV"):
+        import_app(service, None, monkeypatch)
+    module = import_app(service, "production", monkeypatch)
+    assert module.ENVIRONMENT == "production"
+    assert modal_view(module)["nonpreemptible"] is True
 
 
 def test_container_without_the_environment_refuses_to_guess() -> None:

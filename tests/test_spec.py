@@ -19,7 +19,7 @@ QWEN_32B = "Qwen/Qwen2.5-Coder-32B-Instruct"  # 40 attention heads in the catalo
 QWEN_480B = "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"  # 96 attention heads
 
 BASE: dict[str, Any] = {
-    "version": 1,
+    "version": 2,
     "name": "svc",
     "model": {"id": QWEN_32B, "max_model_len": 8192},
     "gpu": {"type": "H100", "count": 1},
@@ -58,12 +58,11 @@ def test_base_is_valid() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_example_validates_in_every_environment(path: Path) -> None:
     deployment = load_spec(path)
-    assert deployment.version == 1
+    assert deployment.version == 2
     assert len(deployment.environments) >= 2
     for env in deployment.environments:
         resolved = deployment.resolve(env)
         assert resolved.model.max_model_len > 0
-        assert resolved.startup_timeout_s >= 10 * 60, "model loads take minutes, not Modal's 30 s"
 
 
 # Values from DESIGN.md's table (memory utilisation is the planner's to tune). The 32B serves
@@ -82,7 +81,7 @@ def test_examples_carry_the_design_values_in_production(stem: str) -> None:
     assert production.production and production.app_name == production.name
     assert (production.model.id, production.gpu.type, production.gpu.count) == (model, gpu, count)
     assert production.gpu.tp == tp
-    assert production.runtime.timeout_s == timeout_s
+    assert production.runtime.request_timeout_s == timeout_s
     assert production.runtime.max_concurrent_requests == max_concurrent
     assert production.runtime.scaledown_window_s == scaledown_s
 
@@ -138,7 +137,27 @@ def test_tensor_parallel_must_match_the_gpu_count() -> None:
 def test_tensor_times_pipeline_equal_to_count_is_fine() -> None:
     gpu = spec_from_data(spec(gpu={"count": 4, "pipeline_parallel_size": 2})).gpu
     assert gpu.tp == 2
-    assert gpu.modal_gpu == "H100:4"
+    assert gpu.modal_gpu == "H100!:4"
+
+
+@pytest.mark.parametrize(("gpu", "expected"), [
+    ({"type": "H100"}, "H100!"),  # exact by default: Modal may otherwise serve an H200
+    ({"type": "H100!", "count": 2}, "H100!:2"),
+    ({"type": "H100", "exact": False, "count": 8}, "H100:8"),
+    ({"type": "A100-80GB"}, "A100-80GB"),  # no substitute to pin against
+    ({"type": "H100", "fallback": ["A100-80GB", "H200"]}, ["H100!", "A100-80GB", "H200"]),
+])
+def test_gpu_types_are_exact_unless_the_spec_allows_a_substitute(
+    gpu: dict[str, Any], expected: str | list[str]
+) -> None:
+    from modal._utils.function_utils import parse_gpu_config
+
+    section = spec_from_data(spec(gpu=gpu)).gpu
+    assert section.modal_gpu == expected
+    assert section.type == gpu["type"].rstrip("!")  # the plan prices and sizes the bare type
+    first = expected if isinstance(expected, str) else expected[0]
+    parsed = parse_gpu_config(first)  # what modal sends for it
+    assert (parsed.gpu_type, parsed.count) == (first.split(":")[0], gpu.get("count", 1))
 
 
 def test_tensor_parallel_must_divide_the_attention_heads() -> None:
@@ -163,8 +182,9 @@ def test_target_concurrency_above_max() -> None:
 
 
 @pytest.mark.parametrize(("field", "value", "expected"), [
-    ("timeout_s", MODAL_MAX_TIMEOUT_S + 1, "use a value of at most 86400 s (24 h)"),
-    ("timeout_s", 0, "use a value of at least 1 s"),
+    ("request_timeout_s", MODAL_MAX_TIMEOUT_S + 1, "use a value of at most 86400 s (24 h)"),
+    ("request_timeout_s", 0, "use a value of at least 1 s"),
+    ("exit_grace_period_s", 3601, "use a value of at most 3600 s (1 h)"),
     ("startup_timeout_s", 2 * MODAL_MAX_TIMEOUT_S, "use a value of at most 86400 s (24 h)"),
     ("scaledown_window_s", 1, "use a value of at least 2 s"),
     ("scaledown_window_s", 7200, "use a value of at most 3600 s (1 h)"),
@@ -177,14 +197,6 @@ def test_timeouts_outside_modals_range(field: str, value: int, expected: str) ->
 def test_min_containers_above_max() -> None:
     message = error_of(spec(runtime={"min_containers": 3, "max_containers": 2}))
     assert "runtime.min_containers 3 is above runtime.max_containers 2" in message
-
-
-def test_startup_timeout_default_is_sized_from_the_model() -> None:
-    small = spec_from_data(spec(model={"id": "my-org/unknown-model"}))
-    large = spec_from_data(spec(model={"id": QWEN_480B}, gpu={"count": 8, "expert_parallel": True}))
-    assert small.startup_timeout_s == 600
-    assert large.startup_timeout_s == 3600
-    assert spec_from_data(spec(runtime={"startup_timeout_s": 42})).startup_timeout_s == 42
 
 
 # --- secrets, storage, CORS, passthrough ---------------------------------------------------
@@ -256,9 +268,9 @@ def test_passthrough_of_flags_the_spec_does_not_own_is_kept() -> None:
 # --- shape: unknown keys, types, names, versions -------------------------------------------
 
 def test_unknown_keys_are_errors_with_a_suggestion() -> None:
-    message = error_of(spec(runtime={"timeot_s": 60}, replicas=2))
-    assert ("runtime.timeot_s: unknown field 'timeot_s'; remove it or check the spelling "
-            "(did you mean 'timeout_s'?)") in message
+    message = error_of(spec(runtime={"request_timeot_s": 60}, replicas=2))
+    assert ("runtime.request_timeot_s: unknown field 'request_timeot_s'; remove it or check the spelling "
+            "(did you mean 'request_timeout_s'?)") in message
     assert "replicas: unknown field 'replicas'" in message
 
 
@@ -295,8 +307,8 @@ def test_environment_names_are_dns_safe_and_app_names_short() -> None:
 
 
 def test_newer_version_asks_for_an_upgrade() -> None:
-    message = error_of(spec(version=2))
-    assert "version 2 is newer than this liftdeploy understands (1); upgrade liftdeploy" in message
+    message = error_of(spec(version=3))
+    assert "version 3 is newer than this liftdeploy understands (2); upgrade liftdeploy" in message
 
 
 def test_python_construction_of_an_old_version_points_at_the_loader() -> None:

@@ -125,9 +125,9 @@ def test_deeply_nested_input_is_an_error_not_a_crash() -> None:
 
 def test_version_0_is_refused_with_the_step_to_take(tmp_path: Path) -> None:
     message = load_error(write(tmp_path, MINIMAL.replace("version: 1", "version: 0")))
-    assert ("version 0: this liftdeploy reads spec version 1 and has no migration from version 0; "
+    assert ("version 0: this liftdeploy reads spec version 2 and has no migration from version 0; "
             "rewrite the file in the current format (`liftdeploy schema`, "
-            "docs/spec-reference.md) and set version: 1") in message
+            "docs/spec-reference.md) and set version: 2") in message
 
 
 def test_a_registered_migration_upgrades_an_old_file(
@@ -141,12 +141,25 @@ def test_a_registered_migration_upgrades_an_old_file(
     monkeypatch.setitem(specfile.MIGRATIONS, 0, rename_keep_warm)
     text = MINIMAL.replace("version: 1", "version: 0") + "runtime:\n  keep_warm: 2\n"
     deployment = load_spec(write(tmp_path, text))
-    assert deployment.version == 1
+    assert deployment.version == 2  # 0 -> 1 by the registered step, then 1 -> 2
     assert deployment.runtime.min_containers == 2
 
 
 def test_a_file_without_version_is_read_as_version_1(tmp_path: Path) -> None:
-    assert load_spec(write(tmp_path, MINIMAL.replace("version: 1\n", ""))).version == 1
+    text = MINIMAL.replace("version: 1\n", "") + "runtime:\n  timeout_s: 90\n"
+    deployment = load_spec(write(tmp_path, text))
+    assert deployment.version == 2 and deployment.runtime.request_timeout_s == 90
+
+
+def test_version_1_timeout_becomes_the_request_limit_everywhere(tmp_path: Path) -> None:
+    text = (MINIMAL + "runtime:\n  timeout_s: 1200\n"
+            + "environments:\n  production:\n    production: true\n"
+            + "  staging:\n    runtime:\n      timeout_s: 300\n")
+    deployment = load_spec(write(tmp_path, text))
+    assert deployment.version == 2
+    assert deployment.runtime.request_timeout_s == 1200
+    assert deployment.resolve("staging").runtime.request_timeout_s == 300
+    assert deployment.resolve("production").runtime.request_timeout_s == 1200
 
 
 # --- set: round-trip editing ---------------------------------------------------------------
@@ -273,7 +286,7 @@ def test_set_applies_assignments_together(spec_copy: Path) -> None:
     ("runtime..x=1", "expected KEY=VALUE with a dotted key"),
     ("name.first=x", "name is 'lift-sys-inference', not a mapping or list, so it has no 'first'"),
     ("storage.volumes.7.name=x", "storage.volumes is a list of 2; use an index from 0 to 1"),
-    ("runtime.timeout_s=[1, 2", "value of runtime.timeout_s:1:"),
+    ("runtime.request_timeout_s=[1, 2", "value of runtime.request_timeout_s:1:"),
 ])
 def test_set_refuses_malformed_assignments(spec_copy: Path, assignment: str, expected: str) -> None:
     before = spec_copy.read_bytes()

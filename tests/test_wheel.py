@@ -117,5 +117,5 @@ def test_regenerate_from_the_wheel_keeps_hand_edits(installed: Installed) -> Non
     proc = installed.run("liftdeploy", "render", ".", cwd=service)
     assert proc.returncode == 0, proc.stderr
     text = app.read_text()
-    assert 'GPU = "H100:4"' in text and 'TEAM = "ml-platform"' in text
+    assert 'GPU = "H100!:4"' in text and 'TEAM = "ml-platform"' in text
     assert not re.search(r"^<<<<<<<", text, re.MULTILINE)

@@ -118,9 +118,10 @@ def health(args: argparse.Namespace) -> int:
 
 def warmup(args: argparse.Namespace) -> int:
     from liftdeploy.ops.http import warmup as run_warmup
+    from liftdeploy.planner.timeouts import startup_timeout_s
 
     client, resolved = _client(args)
-    timeout_s = args.timeout_s or resolved.startup_timeout_s + 60
+    timeout_s = args.timeout_s or startup_timeout_s(resolved) + 60
     common.note(f"waiting for {resolved.app_name} at {client.base_url} (up to {timeout_s:.0f} s)…")
 
     def on_wait(elapsed_s: float, last: Health) -> None:

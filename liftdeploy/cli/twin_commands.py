@@ -72,8 +72,7 @@ def serve(args: argparse.Namespace) -> int:
     resolved = common.resolve(args.spec, args.env)
     api_key = _api_key_from_env(args.api_key_env)
     model_path = _model_dir(args.model)
-    # SIGTERM (a supervisor, `kill`) stops the server the same way Ctrl-C does.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    _interrupt_on_stop_signals()
     common.note(
         f"starting the local twin of {resolved.app_name} ({resolved.environment}) on port "
         f"{args.port} with {model_path}"
@@ -87,20 +86,24 @@ def serve(args: argparse.Namespace) -> int:
         auth = "  (send the API key as a Bearer token)" if api_key else ""
         print(f"ready: {twin.url}  OpenAI base URL: {twin.base_url}  model: {twin.model_name}"
               + auth, flush=True)
-        common.note("Ctrl-C stops the server")
+        common.note("Ctrl-C stops the server (requests in flight finish first)")
         code = twin.server.process.wait()
-        twin.stop()  # collects the last output lines before they are shown
+        twin.server.kill()  # the rest of its group; collects the last output lines
         raise TwinError(twin.server.died_message(f"stopped unexpectedly with status {code}"))
     except KeyboardInterrupt:
-        common.note("stopping the server…")
+        _note_if_possible("draining: requests in flight finish, new ones get 503 "
+                          "(Ctrl-C again stops at once)…")
+        twin.stop()  # a second Ctrl-C interrupts the drain and kills the server at once
+        _note_if_possible("server stopped")
         return 0
     finally:
-        twin.stop()
+        twin.server.kill()  # no-op after a stop; never leaves a server behind
 
 
 def demo(args: argparse.Namespace) -> int:
     from liftdeploy.twin.demo import run_demo
 
+    _interrupt_on_stop_signals()  # the demo's own cleanup then stops its server
     return run_demo(port=args.port, model_dir=Path(args.model) if args.model else None)
 
 
@@ -131,6 +134,22 @@ def _api_key_from_env(var: str | None) -> str | None:
         raise TwinError(f"--api-key-env {var}: the environment variable {var} is not set or empty; "
                         f"export it first (export {var}=...)")
     return key
+
+
+def _note_if_possible(message: str) -> None:
+    """A note that never stops the cleanup: after SIGHUP the terminal may be gone (EIO)."""
+    try:
+        common.note(message)
+    except OSError:
+        pass
+
+
+def _interrupt_on_stop_signals() -> None:
+    """SIGTERM (a supervisor, `kill`, `timeout`) and SIGHUP (the terminal closed) stop the
+    command the way Ctrl-C does, so its cleanup stops the server; a crash or SIGKILL is
+    covered by the server's parent-death signal (`LocalTwin.start`)."""
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, _raise_keyboard_interrupt)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:

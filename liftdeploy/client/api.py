@@ -251,7 +251,8 @@ class Client:
         creds = _Credentials.from_env()
         options.setdefault("model", resolved.model.name_for_clients)
         options.setdefault("backend", resolved.engine.structured_output_backend)
-        options.setdefault("request_timeout_s", float(resolved.runtime.timeout_s))
+        # A little longer than the service's own limit, so that its JSON 504 arrives.
+        options.setdefault("request_timeout_s", float(resolved.runtime.request_timeout_s + 30))
         return cls(
             resolve_url(resolved, url),
             api_key=creds.api_key, proxy_key=creds.proxy_key, proxy_secret=creds.proxy_secret,

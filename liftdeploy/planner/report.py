@@ -23,6 +23,7 @@ from liftdeploy.planner.checks import (
     sharding_problems,
     spec_problems,
 )
+from liftdeploy.planner import timeouts
 from liftdeploy.planner.memory import MemoryEstimate
 from liftdeploy.spec.model import HOURS_PER_MONTH
 
@@ -82,6 +83,16 @@ class Plan:
     speed: Speed
     cost: Cost
     verdicts: list[Verdict] = field(default_factory=list)
+    startup_timeout_s: int = 0
+    """Modal's startup_timeout (the spec's, or sized from this plan)."""
+    healthy_within_s: int = 0
+    """How long the enter hook waits for /health: a margin under startup_timeout_s."""
+    exit_grace_period_s: int = 0
+    """How long a stopping container lets requests in flight finish (the spec's, or sized)."""
+    request_timeout_s: int = 0
+    """The service's limit on one request (504 past it)."""
+    nonpreemptible: bool = False
+    """Whether Modal is asked never to preempt the container (CPU and memory at 3x)."""
 
     @property
     def fits(self) -> bool:
@@ -141,6 +152,13 @@ class Plan:
                 "worst_case_per_hour": _round(self.cost.worst_case_usd_per_hour),
                 "per_million_output_tokens": _round(self.cost.usd_per_million_output_tokens),
             },
+            "lifecycle_s": {
+                "startup_timeout": self.startup_timeout_s,
+                "healthy_within": self.healthy_within_s,
+                "exit_grace_period": self.exit_grace_period_s,
+                "request_timeout": self.request_timeout_s,
+            },
+            "nonpreemptible": self.nonpreemptible,
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
 
@@ -189,13 +207,19 @@ def plan(
             f"KV cache per GPU, {memory.max_concurrency:.1f} sequences of "
             f"{resolved.model.max_model_len:,} tokens at once",
         ))
-    return Plan(
+    result = Plan(
         environment=resolved.environment, app_name=resolved.app_name,
         model_id=resolved.model.id, architecture=arch, layout=layout, memory=memory,
         max_model_len=resolved.model.max_model_len, workload_tokens=workload_tokens,
         max_concurrent_requests=resolved.runtime.max_concurrent_requests,
         speed=speed, cost=cost, verdicts=verdicts,
+        request_timeout_s=resolved.runtime.request_timeout_s,
+        nonpreemptible=resolved.runtime.nonpreemptible,
     )
+    result.startup_timeout_s = timeouts.startup_timeout_s(resolved, result)
+    result.healthy_within_s = timeouts.healthy_within_s(result.startup_timeout_s)
+    result.exit_grace_period_s = timeouts.exit_grace_period_s(resolved, result)
+    return result
 
 
 def _speed(
@@ -303,6 +327,15 @@ def format_plan(p: Plan) -> str:
         f"${cost.always_on_usd_per_month:,.0f}/month always-on; worst case {worst}; "
         f"{per_m} per M output tokens at the bound",
         f"                    ${cost.gpu_hour_usd:.2f}/GPU-hour from {cost.price_source}",
+        f"  lifecycle         starts within {p.startup_timeout_s:,} s (startup_timeout; vLLM's "
+        f"log is reported after {p.healthy_within_s:,} s); a stopping container drains for up "
+        f"to {p.exit_grace_period_s:,} s; a request is stopped (504) after "
+        f"{p.request_timeout_s:,} s",
+        "                    " + (
+            "non-preemptible: CPU and memory at 3x Modal's list price (GPUs unchanged)"
+            if p.nonpreemptible else
+            "preemptible: Modal may preempt a container, losing requests that outlive the drain "
+            "(runtime.nonpreemptible: true prevents it; CPU and memory then cost 3x)"),
         "  verdicts",
     ]
     for v in p.verdicts:

@@ -24,6 +24,7 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 
 from liftdeploy import __version__
+from liftdeploy.planner.timeouts import exit_grace_period_s, healthy_within_s, startup_timeout_s
 from liftdeploy.spec.model import COMPILE_CACHE_DIR, WEIGHTS_DIR, ModelDeployment, ResolvedDeployment
 
 RUNTIME_PACKAGE = "liftdeploy.runtime"
@@ -47,8 +48,6 @@ BLANK_PRESET = "blank"
 """The clean start for a model that is not one of the examples (liftdeploy.render.presets)."""
 CUSTOM_PRESET = "custom"
 """The preset `liftdeploy render` records for a spec that is not one of the examples."""
-MODAL_MAX_EXIT_GRACE_S = 3600
-"""Longest `exit_grace_period` modal 1.6 accepts for `@app.server`."""
 
 
 class LiftdeployExtension(Extension):
@@ -86,10 +85,12 @@ class Service:
         return self.spec.production_environment
 
     @property
-    def default_environment(self) -> str:
-        """The environment a bare `modal deploy` picks: development if defined, else production.
-        Never production when a development overlay exists, so a forgotten variable is cheap."""
-        return "development" if "development" in self.spec.environments else self.production
+    def default_environment(self) -> str | None:
+        """The environment a bare `modal deploy` picks: development if defined, else the first
+        non-production one; None when production is the only one (the variable is then
+        required). Never production, so a forgotten variable never deploys it."""
+        others = [env for env in self.spec.environments if env != self.production]
+        return "development" if "development" in others else next(iter(others), None)
 
     @property
     def staging(self) -> str | None:
@@ -169,6 +170,14 @@ class Service:
                     modules.add(arg[len(prefix):].split(".")[0])
         return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
 
+    def exit_grace(self, env: str) -> int:
+        """Seconds a stopping container of `env` lets requests in flight finish."""
+        return exit_grace_period_s(self.resolved[env])
+
+    def startup_timeout(self, env: str) -> int:
+        """Seconds a new container of `env` may take to start serving."""
+        return startup_timeout_s(self.resolved[env])
+
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
         return f"${resolved.gpu.count * resolved.gpu_hour_usd * hours:,.2f}"
@@ -191,8 +200,9 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "secrets": lambda r: r.secret_names,
     "hf_token_secrets": lambda r: [r.model.hf_token_secret] if r.model.hf_token_secret else [],
     "gpu": lambda r: r.gpu.modal_gpu,
-    "timeout_s": lambda r: r.runtime.timeout_s,
-    "startup_timeout_s": lambda r: r.startup_timeout_s,
+    "request_timeout_s": lambda r: r.runtime.request_timeout_s,
+    "startup_timeout_s": startup_timeout_s,
+    "healthy_within_s": lambda r: healthy_within_s(startup_timeout_s(r)),
     "scaledown_window_s": lambda r: r.runtime.scaledown_window_s,
     "min_containers": lambda r: r.runtime.min_containers,
     "max_containers": lambda r: r.runtime.max_containers,
@@ -202,9 +212,8 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
         r.runtime.target_concurrent_requests or r.runtime.max_concurrent_requests
     ),
     "unauthenticated": lambda r: not r.auth.proxy_auth,
-    # In-flight requests may finish during a rolling deploy or scale-down: up to the request
-    # timeout, within Modal's limit for servers.
-    "exit_grace_period_s": lambda r: min(r.runtime.timeout_s, MODAL_MAX_EXIT_GRACE_S),
+    "nonpreemptible": lambda r: r.runtime.nonpreemptible,
+    "exit_grace_period_s": exit_grace_period_s,
 }
 
 

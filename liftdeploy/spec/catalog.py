@@ -28,6 +28,8 @@ class GpuInfo:
     max_count: int
     aliases: tuple[str, ...] = ()
     note: str = ""
+    may_be_served_as: str = ""
+    """A type Modal may substitute unless the request pins this one (`H100!`)."""
 
     @property
     def memory_bytes(self) -> int:

@@ -23,12 +23,14 @@ from liftdeploy.errors import EnvironmentNotFound, SpecError
 from liftdeploy.spec.messages import format_validation_error
 from liftdeploy.versions import VLLM_VERSION
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 """The spec format version this liftdeploy writes and reads."""
 
 MINUTES = 60
 HOURS = 60 * MINUTES
 MODAL_MAX_TIMEOUT_S = 24 * HOURS
+MODAL_MAX_EXIT_GRACE_S = HOURS
+"""Longest `exit_grace_period` modal 1.6 accepts for `@app.server`."""
 HOURS_PER_MONTH = 730
 HF_TOKEN_ENV = "HF_TOKEN"
 """The variable a model.hf_token_secret Secret holds; locally, the same variable in your shell."""
@@ -185,6 +187,18 @@ class GpuSection(SpecModel):
     --enable-expert-parallel). Needed when FP8 block-quantised expert slices do not align."""
     memory_utilization: float = Field(default=0.90, gt=0.0, lt=1.0)
     """Share of each GPU's memory vLLM may use (weights + activations + KV cache), 0 < u < 1."""
+    exact: bool = True
+    """Run on exactly these types: Modal may otherwise serve H100 as H200, so staging and
+    production could differ from each other and from the plan's figures. Written as Modal's
+    `H100!`; `type: H100!` sets it too. false lets Modal substitute (sometimes sooner)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact_suffix(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("type"), str) \
+                and data["type"].endswith("!"):
+            return {**data, "type": data["type"][:-1], "exact": True}
+        return data
 
     @field_validator("type", mode="before")
     @classmethod
@@ -225,21 +239,37 @@ class GpuSection(SpecModel):
 
     @property
     def modal_gpu(self) -> str | list[str]:
-        """The value for Modal's `gpu=`: "H100:8", or a fallback list."""
+        """The value for Modal's `gpu=`: "H100!:8" (exact), "A100-80GB", or a fallback list."""
         suffix = f":{self.count}" if self.count > 1 else ""
-        names = [f"{name}{suffix}" for name in [self.type, *self.fallback]]
+        names = [f"{name}{self._pin(name)}{suffix}" for name in [self.type, *self.fallback]]
         return names[0] if len(names) == 1 else names
+
+    def _pin(self, name: str) -> str:
+        return "!" if self.exact and catalog.gpu(name).may_be_served_as else ""
 
 
 class RuntimeSection(SpecModel):
     """How Modal runs and scales the containers."""
 
-    timeout_s: int = Field(default=20 * MINUTES, ge=1, le=MODAL_MAX_TIMEOUT_S)
-    """Longest one request (or the weights download) may run, in seconds (1 s .. 24 h)."""
+    request_timeout_s: int = Field(default=20 * MINUTES, ge=1, le=MODAL_MAX_TIMEOUT_S)
+    """Longest one request may run, in seconds (1 s .. 24 h). The service enforces it: a request
+    past it is stopped, its slot freed, and the caller gets a JSON 504. (Spec version 1 called
+    it timeout_s.)"""
+    exit_grace_period_s: int | None = Field(default=None, ge=10, le=MODAL_MAX_EXIT_GRACE_S)
+    """Seconds a stopping container (scale-down, rolling deploy) keeps serving the requests in
+    flight, refusing new ones with 503, before it is stopped (10 s .. 1 h, Modal's limit).
+    Default: the longest realistic generation, max_model_len tokens at the plan's decode speed
+    bound, within request_timeout_s; `liftdeploy plan` shows it."""
+    nonpreemptible: bool = False
+    """Ask Modal for non-preemptible capacity: a preempted container loses the requests that
+    outlive its drain. Modal bills a non-preemptible container's CPU and memory at 3x list price
+    (the GPU price is unchanged), and its preemption guide says GPU functions may not support it
+    yet; try it on staging first. Recommended for production where Modal accepts it."""
     startup_timeout_s: int | None = Field(default=None, ge=1, le=MODAL_MAX_TIMEOUT_S)
-    """Seconds a new container may take to download/load weights and compile before it counts
-    as failed. Default: sized from the model (10 min plus 15 s per billion parameters, at most
-    1 h) — Modal's own default of 30 s fails every real model load."""
+    """Seconds a new container may take to load weights and compile before Modal counts it as
+    failed. Default: sized by the planner (the weights at a Volume's read speed, plus compile
+    unless enforce_eager, plus boot, with a margin; `liftdeploy plan` shows it) — Modal's own
+    default of 30 s fails every real model load."""
     scaledown_window_s: int = Field(default=10 * MINUTES, ge=2, le=HOURS)
     """Idle seconds before a container is stopped (2 s .. 1 h): the cost/latency dial."""
     min_containers: int = Field(default=0, ge=0, le=100)
@@ -439,15 +469,6 @@ class DeploymentSettings(SpecModel):
         return self
 
     @property
-    def startup_timeout_s(self) -> int:
-        """The explicit startup timeout, or one sized from the model's parameter count."""
-        if self.runtime.startup_timeout_s is not None:
-            return self.runtime.startup_timeout_s
-        arch = catalog.model_arch(self.model.id)
-        billions = float(arch.get("params_total_b", 0)) if arch else 0.0
-        return int(min(HOURS, 10 * MINUTES + 15 * billions))
-
-    @property
     def gpu_hour_usd(self) -> float:
         return self.pricing.gpu_hour_usd or catalog.gpu(self.gpu.type).price_usd_hour
 
@@ -491,7 +512,8 @@ SPEC_OWNED_FLAGS: dict[str, str] = {
     "--allowed-origins": "cors.allowed_origins",
     "--api-key": "auth.api_key_secret",
     "--load-format": "the dummy-weights switch (LIFTDEPLOY_DUMMY_WEIGHTS=1 at deploy time)",
-    "--middleware": "liftdeploy's structured-output guard",
+    "--middleware": "liftdeploy's middleware (output guard, API-key gate, request lifecycle)",
+    "--shutdown-timeout": "runtime.exit_grace_period_s",
     "--enable-request-id-headers": "liftdeploy (always on)",
     "--host": "liftdeploy (the server listens on 0.0.0.0 in the container)",
     "--port": "liftdeploy (vllm_args.SERVER_PORT)",

@@ -25,12 +25,28 @@ from liftdeploy.spec.model import SPEC_VERSION, ModelDeployment, ResolvedDeploym
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
-MIGRATIONS: dict[int, Migration] = {}
+
+
+def _request_timeout_from_timeout(data: dict[str, Any]) -> dict[str, Any]:
+    """1 -> 2: `runtime.timeout_s` (which limited requests, the weights download and the exit
+    grace together) becomes `runtime.request_timeout_s`, the limit the service enforces on
+    each request; in the base spec and in every environment's overlay."""
+    sections = [data.get("runtime")]
+    environments = data.get("environments")
+    if isinstance(environments, dict):
+        sections += [overlay.get("runtime") for overlay in environments.values()
+                     if isinstance(overlay, dict)]
+    for runtime in sections:
+        if isinstance(runtime, dict) and "timeout_s" in runtime:
+            runtime.setdefault("request_timeout_s", runtime.pop("timeout_s"))
+    return data
+
+
+MIGRATIONS: dict[int, Migration] = {1: _request_timeout_from_timeout}
 """Version N -> the step that turns a version-N spec mapping into version N + 1.
 
 Every change of the spec format bumps `spec.SPEC_VERSION` and registers the step from the
-previous version here, so old files keep loading. Version 1 is the first format: nothing to
-migrate from yet."""
+previous version here, so old files keep loading."""
 
 _UNVERSIONED = 1
 """The version a file without a `version` key is read as: the first format."""

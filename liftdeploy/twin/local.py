@@ -37,6 +37,10 @@ TWIN_MEMORY_UTILIZATION = 0.1
 TWIN_KVCACHE_GIB = 1
 """KV cache size on CPU (VLLM_CPU_KVCACHE_SPACE, GiB): plenty for a 2048-token tiny model."""
 
+TWIN_EXIT_GRACE_S = 60
+"""How long a stopping twin lets requests in flight finish: CPU decode is far slower than the
+GPU speed bound the planner sizes production's grace period from."""
+
 TWIN_STARTUP_TIMEOUT_S = 300
 """Ready takes about 25-60 s on 2 cores; a dying server is reported at once regardless."""
 
@@ -70,6 +74,8 @@ def cpu_twin(resolved: ResolvedDeployment, model_path: str | Path) -> ResolvedDe
         expert_parallel=False, memory_utilization=TWIN_MEMORY_UTILIZATION,
     )
     data["engine"]["enforce_eager"] = True  # CUDA graphs and torch.compile are GPU start-up work
+    if resolved.runtime.exit_grace_period_s is None:  # the planner's default assumes a GPU
+        data["runtime"]["exit_grace_period_s"] = TWIN_EXIT_GRACE_S
     return ResolvedDeployment.model_validate(data)
 
 
@@ -142,6 +148,7 @@ class LocalTwin:
         server = ServerProcess(
             server_args(deployment, port=port, host=TWIN_HOST),
             port=port, env=twin_env(deployment, api_key), echo=echo, log_path=log_path,
+            die_with_parent=True,  # a crashed or killed CLI never leaves a server behind
         )
         try:
             server.wait_healthy(timeout_s, on_wait=on_wait)
@@ -157,8 +164,11 @@ class LocalTwin:
         )
 
     def stop(self) -> int | None:
-        """Stop the server (SIGTERM, then SIGKILL after a grace period)."""
-        return self.server.stop()
+        """Drain and stop the server, as the Modal app's exit hook does (`ServerProcess.stop`),
+        within the deployment's exit grace period."""
+        from liftdeploy.planner.timeouts import exit_grace_period_s
+
+        return self.server.stop(grace_s=exit_grace_period_s(self.deployment))
 
     def __enter__(self) -> LocalTwin:
         return self

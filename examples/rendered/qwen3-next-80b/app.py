@@ -34,7 +34,7 @@ MINUTES = 60  # seconds
 # can never fall back to another environment's settings.
 
 ENVIRONMENTS = ["production", "staging", "development"]
-DEFAULT_ENVIRONMENT = "development"  # a forgotten variable deploys the cheap one
+DEFAULT_ENVIRONMENT = "development"  # a forgotten variable never deploys production
 
 
 def _choose_environment() -> str:
@@ -44,6 +44,11 @@ def _choose_environment() -> str:
             or os.environ.get("ENVIRONMENT")
             or DEFAULT_ENVIRONMENT
         )
+        if chosen is None:
+            raise ValueError(
+                "no environment chosen and production is never the default; set "
+                "LIFTDEPLOY_ENV to one of: " + ", ".join(ENVIRONMENTS)
+            )
     else:
         chosen = os.environ.get("LIFTDEPLOY_ENV", "(not passed in by the deploy)")
     if chosen not in ENVIRONMENTS:
@@ -77,7 +82,7 @@ APP_NAME = {
 # What the containers are told at deploy time (never secret values: those come from Secrets).
 CONTAINER_ENV = {
     "LIFTDEPLOY_ENV": ENVIRONMENT,
-    "VLLM_SERVED_MODEL_NAME": "qwen3-next-80b",
+    "LIFTDEPLOY_REQUEST_TIMEOUT_S": "1800",
     "LIFTDEPLOY_DUMMY_WEIGHTS": "1" if DUMMY_WEIGHTS else "0",
 }
 
@@ -95,7 +100,7 @@ WEIGHTS_DIR = "/root/.cache/huggingface"
 COMPILE_CACHE_DIR = "/root/.cache/vllm"
 
 # liftdeploy's runtime helpers travel with this service in liftdeploy_runtime/: server.py
-# runs the vLLM process below; the vLLM command line loads auth.py, guard.py from there.
+# runs the vLLM process below; the vLLM command line loads auth.py, guard.py, lifecycle.py from there.
 # They need nothing beyond vLLM's own dependencies; nothing else of liftdeploy enters the image.
 RUNTIME_DIR = Path(__file__).parent / "liftdeploy_runtime"
 RUNTIME_PATH = "/opt/liftdeploy"
@@ -143,14 +148,31 @@ HF_TOKEN_SECRETS = ["huggingface"]
 # GPU, timeouts and scaling straight from deployment.yaml. `liftdeploy plan deployment.yaml`
 # shows whether the model fits and what each setting costs.
 
-GPU = "H100:2"
+GPU = "H100!:2"
 VLLM_PORT = 8000
-# The longest request, and the longest the weights download may take.
-TIMEOUT_S = 30 * MINUTES
+# The longest one request may run: past it the service stops the request, frees its slot and
+# answers 504 (liftdeploy_runtime/lifecycle.py); `@app.server` itself has no request timeout.
+REQUEST_TIMEOUT_S = 30 * MINUTES
+# Downloading the weights of a large model can take hours: Modal's longest function timeout.
+DOWNLOAD_TIMEOUT_S = 24 * 60 * MINUTES
 # Loading the weights and compiling take minutes; Modal's 30 s default fails every real model.
-STARTUP_TIMEOUT_S = 1819
-# In-flight requests may finish when a rolling deploy or a scale-down stops a container.
-EXIT_GRACE_PERIOD_S = 30 * MINUTES
+# Sized by `liftdeploy plan` (weights at the Volume's read speed, compile, boot, a margin).
+STARTUP_TIMEOUT_S = {
+    "production": 15 * MINUTES,
+    "staging": 8 * MINUTES,
+    "development": 8 * MINUTES,
+}[ENVIRONMENT]
+# Modal's startup clock starts at container boot, before the enter hook: the hook stops waiting
+# this much earlier, so a slow start fails with vLLM's last log lines, not a silent kill.
+HEALTHY_WITHIN_S = {
+    "production": 14 * MINUTES,
+    "staging": 7 * MINUTES,
+    "development": 7 * MINUTES,
+}[ENVIRONMENT]
+# When a rolling deploy or a scale-down stops a container, new requests get 503 (Modal routes
+# them to other containers) and those in flight have this long to finish: the longest realistic
+# generation, from `liftdeploy plan`. vLLM's --shutdown-timeout below is a little shorter.
+EXIT_GRACE_PERIOD_S = 3 * MINUTES
 # Idle time before a container stops: the cost/latency dial.
 SCALEDOWN_WINDOW_S = {
     "production": 10 * MINUTES,
@@ -169,6 +191,9 @@ BUFFER_CONTAINERS = 0
 # container once TARGET_CONCURRENCY requests are in flight.
 MAX_CONCURRENCY = 10
 TARGET_CONCURRENCY = 8
+# True: Modal never preempts the container (a preemption loses requests that outlive the
+# drain); CPU and memory then cost 3x list price.
+NONPREEMPTIBLE = False
 # False: callers authenticate with Modal-Key / Modal-Secret headers (Modal proxy auth).
 UNAUTHENTICATED = False
 
@@ -188,6 +213,8 @@ VLLM_ARGS = {
         "--allowed-origins", '["https://lift-sys.vercel.app"]',
         "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
         "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
+        "--middleware", "liftdeploy.runtime.lifecycle.RequestLifecycle",
+        "--shutdown-timeout", "170",
         "--enable-request-id-headers",
         "--host", "0.0.0.0",
         "--port", "8000",
@@ -205,6 +232,8 @@ VLLM_ARGS = {
         "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
         "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
         "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
+        "--middleware", "liftdeploy.runtime.lifecycle.RequestLifecycle",
+        "--shutdown-timeout", "170",
         "--enable-request-id-headers",
         "--host", "0.0.0.0",
         "--port", "8000",
@@ -223,6 +252,8 @@ VLLM_ARGS = {
         "--allowed-origins", '["http://localhost:3000"]',
         "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
         "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
+        "--middleware", "liftdeploy.runtime.lifecycle.RequestLifecycle",
+        "--shutdown-timeout", "170",
         "--enable-request-id-headers",
         "--host", "0.0.0.0",
         "--port", "8000",
@@ -237,7 +268,7 @@ app = modal.App(APP_NAME)
     volumes=volumes,
     secrets=[modal.Secret.from_name(name) for name in HF_TOKEN_SECRETS],
     env=CONTAINER_ENV,
-    timeout=TIMEOUT_S,
+    timeout=DOWNLOAD_TIMEOUT_S,
 )
 def download_model() -> None:
     """Fill the weights Volume: `LIFTDEPLOY_ENV=<env> modal run app.py::download_model`."""
@@ -271,6 +302,7 @@ def download_model() -> None:
     max_concurrency=MAX_CONCURRENCY,
     target_concurrency=TARGET_CONCURRENCY,
     unauthenticated=UNAUTHENTICATED,
+    nonpreemptible=NONPREEMPTIBLE,
 )
 class Server:
     @modal.enter()
@@ -282,11 +314,12 @@ class Server:
         # Dummy weights still read config.json and the tokenizer from the Hub.
         offline = "0" if DUMMY_WEIGHTS else "1"
         self.server = ServerProcess(command, port=VLLM_PORT, env={"HF_HUB_OFFLINE": offline})
-        took_s = self.server.wait_healthy(STARTUP_TIMEOUT_S)
+        took_s = self.server.wait_healthy(HEALTHY_WITHIN_S)
         print(f"vLLM is healthy after {took_s:.0f} s")
 
     @modal.exit()
     def stop(self) -> None:
+        # Drain: refuse new requests, let those in flight finish, then stop vLLM and its workers.
         self.server.stop(grace_s=EXIT_GRACE_PERIOD_S)
 
 
@@ -372,5 +405,5 @@ def _post_json(url: str, body: dict) -> dict:
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", **_auth_headers()},
     )
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S + MINUTES) as response:
         return json.load(response)

@@ -1,0 +1,376 @@
+"""A container's lifecycle on the real server: drain on stop, the request time limit, and no
+server outliving the command that started it.
+
+Each twin test here starts its own short-lived vLLM CPU server (the shared `twin` fixture must
+keep running), so the tests stop, time out and kill servers freely. The drain test prints its
+figures (run with `-s` to see them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from liftdeploy.planner.timeouts import (
+    MIN_EXIT_GRACE_S,
+    STARTUP_MARGIN_S,
+    UNKNOWN_MODEL_STARTUP_S,
+    exit_grace_period_s,
+    healthy_within_s,
+    startup_timeout_s,
+)
+from liftdeploy.render.vllm_args import SHUTDOWN_MARGIN_S, server_args, server_env
+from liftdeploy.runtime.lifecycle import REQUEST_TIMEOUT_ENV
+from liftdeploy.spec.model import ResolvedDeployment
+from liftdeploy.spec.specfile import load_spec
+from liftdeploy.twin.local import TWIN_EXIT_GRACE_S, LocalTwin, cpu_twin, free_port
+
+LIFTDEPLOY = [sys.executable, "-m", "liftdeploy.cli.main"]
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
+PRIMARY = next(path for path in EXAMPLES if path.name == "qwen25-coder-32b.yaml")
+API_KEY = "lifecycle-test-key"
+
+LONG_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "string", "pattern": "^[a-z]{12}$"},
+    "minItems": 60,
+    "maxItems": 60,
+}
+"""A fixed, long answer (60 strings of 12 letters): seconds of decoding on the twin, always
+complete inside LONG_MAX_TOKENS."""
+LONG_MAX_TOKENS = 1500
+
+
+def _with_runtime(resolved: ResolvedDeployment, **runtime: Any) -> ResolvedDeployment:
+    data = resolved.model_dump()
+    data["runtime"].update(runtime)
+    return ResolvedDeployment.model_validate(data)
+
+
+def _long_request(client: openai.OpenAI, model: str, n: int) -> tuple[int, str, float]:
+    """(HTTP status, answer or error, seconds) for one long constrained request."""
+    started = time.monotonic()
+    try:
+        reply = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": f"List {n}."}],
+            max_tokens=LONG_MAX_TOKENS,
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "words", "schema": LONG_SCHEMA}},
+        )
+    except openai.APIStatusError as error:
+        return error.status_code, f"{error} {error.body}", time.monotonic() - started
+    except openai.APIConnectionError as error:
+        return 0, str(error), time.monotonic() - started
+    choice = reply.choices[0]
+    assert choice.finish_reason == "stop", choice.finish_reason
+    return 200, choice.message.content or "", time.monotonic() - started
+
+
+def _metric(url: str, name: str) -> float:
+    """One vLLM gauge from /metrics, summed over its label sets."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def _wait_until(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _api_server_on(port: int) -> int | None:
+    """The pid of the vLLM API server listening on `port`, found by its command line."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"vllm.entrypoints.openai.api_server" in argv and str(port).encode() in argv:
+            return int(cmdline.parent.name)
+    return None
+
+
+def _health(url: str) -> int:
+    """/health's status, 0 when nothing answers."""
+    try:
+        return httpx.get(f"{url}/health", timeout=5).status_code
+    except httpx.TransportError:
+        return 0
+
+
+def _port_closed(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+# -- the spec and the argv (no server) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
+def test_vllm_drains_within_the_grace_period_the_plan_sizes(example: Path) -> None:
+    for env in load_spec(example).environments:
+        resolved = load_spec(example).resolve(env)
+        grace = exit_grace_period_s(resolved)
+        assert MIN_EXIT_GRACE_S <= grace <= min(resolved.runtime.request_timeout_s, 3600)
+        argv = server_args(resolved)
+        assert argv[argv.index("--shutdown-timeout") + 1] == str(grace - SHUTDOWN_MARGIN_S)
+        assert server_env(resolved)[REQUEST_TIMEOUT_ENV] == str(resolved.runtime.request_timeout_s)
+        explicit = _with_runtime(resolved, exit_grace_period_s=900)
+        assert exit_grace_period_s(explicit) == 900
+        short = _with_runtime(resolved, request_timeout_s=45)
+        assert exit_grace_period_s(short) == 45, "no request outlives the request limit"
+
+
+def test_startup_timeout_is_sized_from_the_weights_and_compile() -> None:
+    base = load_spec(PRIMARY).resolve()  # 32B bf16 on one GPU
+    sized = startup_timeout_s(base)
+    eager = _with_runtime(base)  # same weights, no compile
+    eager = ResolvedDeployment.model_validate(
+        {**eager.model_dump(), "engine": {**eager.engine.model_dump(), "enforce_eager": True}})
+    big = load_spec(next(p for p in EXAMPLES if "480b" in p.name)).resolve()
+    assert startup_timeout_s(eager) < sized < startup_timeout_s(big), "more to load, longer"
+    assert sized >= 10 * 60, "a 65 GB load and a compile take minutes, not Modal's 30 s"
+    assert sized % 60 == 0
+    assert startup_timeout_s(_with_runtime(base, startup_timeout_s=42)) == 42
+    unknown = ResolvedDeployment.model_validate(
+        {**base.model_dump(), "model": {**base.model.model_dump(), "id": "my-org/unknown"}})
+    assert startup_timeout_s(unknown) == UNKNOWN_MODEL_STARTUP_S
+    # The enter hook gives up before Modal does, so vLLM's last lines get reported.
+    assert healthy_within_s(sized) == sized - STARTUP_MARGIN_S
+    assert healthy_within_s(60) == 30
+
+
+def test_plan_shows_the_lifecycle_figures() -> None:
+    from liftdeploy.planner.report import format_plan, plan
+
+    resolved = load_spec(PRIMARY).resolve()
+    report = plan(resolved)
+    figures = report.to_dict()["lifecycle_s"]
+    assert figures == {"startup_timeout": startup_timeout_s(resolved),
+                       "healthy_within": healthy_within_s(startup_timeout_s(resolved)),
+                       "exit_grace_period": exit_grace_period_s(resolved),
+                       "request_timeout": resolved.runtime.request_timeout_s}
+    text = format_plan(report)
+    assert f"drains for up to {figures['exit_grace_period']:,} s" in text
+    assert f"starts within {figures['startup_timeout']:,} s" in text
+
+
+def test_the_twin_drains_for_its_cpu_grace_unless_the_spec_sets_one(tmp_path: Path) -> None:
+    resolved = load_spec(PRIMARY).resolve()
+    assert cpu_twin(resolved, tmp_path).runtime.exit_grace_period_s == TWIN_EXIT_GRACE_S
+    chosen = _with_runtime(resolved, exit_grace_period_s=120)
+    assert cpu_twin(chosen, tmp_path).runtime.exit_grace_period_s == 120
+
+
+# -- the running server ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_twin(twin_supported: None, tiny_model_path: Path) -> Iterator[Any]:
+    """Starts a private twin of the primary example with runtime changes; stops it after."""
+    started: list[LocalTwin] = []
+
+    def start(**runtime: Any) -> LocalTwin:
+        resolved = _with_runtime(load_spec(PRIMARY).resolve(), **runtime)
+        started.append(LocalTwin.start(resolved, tiny_model_path, free_port(), api_key=API_KEY))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.server.kill()
+
+
+@pytest.mark.twin
+def test_stop_lets_requests_in_flight_finish_refuses_new_ones_and_ends_the_group(
+    own_twin: Any,
+) -> None:
+    twin = own_twin()
+    client = openai.OpenAI(base_url=twin.base_url, api_key=API_KEY, max_retries=0, timeout=120)
+    pgid = twin.server.process.pid
+    answered_at: list[float] = []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        in_flight = [pool.submit(_long_request, client, twin.model_name, n) for n in range(8)]
+        for future in in_flight:
+            future.add_done_callback(lambda _: answered_at.append(time.monotonic()))
+        _wait_until(lambda: _metric(twin.url, "vllm:num_requests_running") >= 8, 60,
+                    "8 requests running")
+        stop_started = time.monotonic()
+        stopping = threading.Thread(target=twin.stop)  # what the app's @modal.exit hook calls
+        stopping.start()
+        _wait_until(lambda: _health(twin.url) == 503, 10, "/health says draining")
+        late_started = time.monotonic()
+        try:
+            late = httpx.post(f"{twin.base_url}/chat/completions", timeout=10,
+                              headers={"Authorization": f"Bearer {API_KEY}"},
+                              json={"model": twin.model_name, "max_tokens": 8,
+                                    "messages": [{"role": "user", "content": "late"}]})
+            late_outcome = f"{late.status_code} {late.json()['error']['message']}"
+            assert late.status_code == 503 and late.headers["retry-after"], late_outcome
+        except httpx.ConnectError:
+            late_outcome = "refused at connect"
+        late_s = time.monotonic() - late_started
+        results = [future.result() for future in in_flight]
+        stopping.join(timeout=TWIN_EXIT_GRACE_S + 30)
+    stopped_s = time.monotonic() - stop_started
+
+    assert not stopping.is_alive(), "stop() did not return within the grace period"
+    assert [status for status, _, _ in results] == [200] * 8, results
+    for _, text, _ in results:
+        jsonschema.validate(json.loads(text), LONG_SCHEMA)
+    assert late_s < 5, f"the late request took {late_s:.1f} s: it must be refused, not held"
+    assert twin.server.process.returncode is not None
+    _wait_until(lambda: not _group_members(pgid), 10, "every process of the group ended")
+    print(f"\ndrain: 8 requests in flight when stop() began, "
+          f"{sum(s == 200 for s, _, _ in results)} completed with 200 and schema-valid JSON; "
+          f"drained (last answer) {max(answered_at) - stop_started:.1f} s after stop() began, "
+          f"which returned after {stopped_s:.1f} s (vLLM's engine teardown included); a request "
+          f"during the drain: {late_outcome} in {late_s:.2f} s; no process of the group left")
+
+
+@pytest.mark.twin
+def test_a_request_past_the_limit_gets_504_and_frees_its_slot(own_twin: Any) -> None:
+    limit_s = 2
+    twin = own_twin(request_timeout_s=limit_s)
+    client = openai.OpenAI(base_url=twin.base_url, api_key=API_KEY, max_retries=0, timeout=60)
+    status, message, took_s = _long_request(client, twin.model_name, 1)
+
+    assert status == 504, (status, message)
+    assert "request_timeout_s" in message and "RequestTimeout" in message
+    assert limit_s <= took_s < limit_s + 3, f"504 after {took_s:.1f} s"
+    _wait_until(lambda: _metric(twin.url, "vllm:num_requests_running") == 0, 10,
+                "the engine freed the request's slot")
+    assert httpx.get(f"{twin.url}/health", timeout=5).status_code == 200
+    short = client.chat.completions.create(
+        model=twin.model_name, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+    assert short.choices[0].finish_reason in ("stop", "length")
+
+
+# -- the twin dies with the command that started it ---------------------------------------------
+
+
+def _start_serve(model: Path, port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [*LIFTDEPLOY, "serve", str(PRIMARY), "--local", "--quiet", "--model", str(model),
+         "--port", str(port), "--api-key-env", "LIFECYCLE_KEY"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "LIFECYCLE_KEY": API_KEY},
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 600
+    for line in process.stdout:
+        if line.startswith("ready:"):
+            return process
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise AssertionError(f"serve never got ready: {process.stderr.read()[-3000:]}")
+
+
+@pytest.mark.twin
+def test_serve_local_drains_on_sigterm(twin_supported: None, tiny_model_path: Path) -> None:
+    port = free_port()
+    process = _start_serve(tiny_model_path, port)
+    pgid = os.getpgid(_api_server_on(port) or 0)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY,
+                           max_retries=0, timeout=120)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        in_flight: list[Future[tuple[int, str, float]]] = [
+            pool.submit(_long_request, client, "qwen25-coder-32b", n) for n in range(3)]
+        _wait_until(lambda: _metric(f"http://127.0.0.1:{port}", "vllm:num_requests_running")
+                    >= 3, 60, "3 requests running")
+        process.send_signal(signal.SIGTERM)
+        results = [future.result() for future in in_flight]
+    assert process.wait(timeout=TWIN_EXIT_GRACE_S + 30) == 0, process.stderr.read()[-3000:]
+    assert [status for status, _, _ in results] == [200] * 3, results
+    assert "draining" in process.stderr.read()
+    assert _port_closed(port) and not _group_members(pgid)
+
+
+@pytest.mark.twin
+def test_a_second_ctrl_c_stops_serve_at_once(twin_supported: None, tiny_model_path: Path) -> None:
+    port = free_port()
+    process = _start_serve(tiny_model_path, port)
+    pgid = os.getpgid(_api_server_on(port) or 0)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY,
+                           max_retries=0, timeout=120)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        in_flight = [pool.submit(_long_request, client, "qwen25-coder-32b", n) for n in range(2)]
+        _wait_until(lambda: _metric(f"http://127.0.0.1:{port}", "vllm:num_requests_running")
+                    >= 2, 60, "2 requests running")
+        process.send_signal(signal.SIGINT)
+        _wait_until(lambda: _health(f"http://127.0.0.1:{port}") == 503, 10, "draining")
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        stopped_s = time.monotonic() - interrupted
+        statuses = [future.result()[0] for future in in_flight]
+    assert stopped_s < 10, f"stopped {stopped_s:.1f} s after the second Ctrl-C"
+    assert 200 not in statuses, "the second Ctrl-C did not cut the drain short"
+    _wait_until(lambda: _port_closed(port) and not _group_members(pgid), 10, "server gone")
+
+
+@pytest.mark.twin
+@pytest.mark.parametrize("stop_signal", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL"])
+def test_serve_local_never_leaves_its_server_behind(
+    twin_supported: None, tiny_model_path: Path, stop_signal: signal.Signals
+) -> None:
+    # SIGHUP: the terminal was closed. SIGKILL: nothing of the command runs any more; only the
+    # parent-death signal the server was started with can stop it.
+    port = free_port()
+    process = _start_serve(tiny_model_path, port)
+    api_server = _api_server_on(port)
+    assert api_server is not None
+    pgid = os.getpgid(api_server)
+    process.send_signal(stop_signal)
+    process.wait(timeout=TWIN_EXIT_GRACE_S + 30)
+    _wait_until(lambda: _port_closed(port) and not _group_members(pgid), TWIN_EXIT_GRACE_S + 30,
+                f"the server's process group gone after {stop_signal.name}")
+
+
+@pytest.mark.twin
+def test_demo_stops_its_server_on_sigterm(twin_supported: None, tiny_model_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(  # as `timeout liftdeploy demo` ends it
+        [*LIFTDEPLOY, "demo", "--port", str(port), "--model", str(tiny_model_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_until(lambda: _api_server_on(port) is not None or process.poll() is not None, 300,
+                "the demo started its server")
+    api_server = _api_server_on(port)
+    assert api_server is not None, process.communicate()[1][-3000:]
+    pgid = os.getpgid(api_server)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=TWIN_EXIT_GRACE_S + 30)
+    _wait_until(lambda: _port_closed(port) and not _group_members(pgid), 30,
+                "the demo's server gone after SIGTERM")
