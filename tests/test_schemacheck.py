@@ -101,4 +101,4 @@ def test_cli_bad_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}: not valid JSON") and "Traceback" not in err
     assert main(["schema-check", str(tmp_path / "missing.json")]) == 2
-    assert "cannot read the schema file" in capsys.readouterr().err
+    assert "missing.json: no such file; check the path" in capsys.readouterr().err

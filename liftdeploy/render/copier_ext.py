@@ -359,7 +359,7 @@ def spec_text_from_answers(answers: dict[str, Any], template_root: Path) -> str:
     the asked values set in place (comments and layout kept; unchanged when nothing differs)."""
     if answers.get("spec_yaml"):
         return str(answers["spec_yaml"])
-    from liftdeploy.spec.specfile import dump_yaml, read_yaml
+    from liftdeploy.spec.specfile import dump_yaml, parse_yaml, read_text
 
     preset = str(answers.get("preset") or "")
     if preset == CUSTOM_PRESET:
@@ -369,8 +369,8 @@ def spec_text_from_answers(answers: dict[str, Any], template_root: Path) -> str:
     if not path.is_file():
         _fail(f"preset {preset!r} is not one of the examples; choose one of "
               f"{', '.join(presets(template_root))}")
-    text = path.read_text(encoding="utf-8")
-    data = read_yaml(path)
+    text = read_text(path)
+    data = parse_yaml(text, source=str(path))
     changed = False
     for question, dotted in QUESTION_FIELDS.items():
         if question not in answers:

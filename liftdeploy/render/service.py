@@ -196,9 +196,9 @@ def _base(service: Path) -> dict[str, str] | None:
     kept = regenerate.last_render(service)
     if kept is not None or not (service / ANSWERS_FILE).is_file():
         return kept
-    from liftdeploy.spec.specfile import parse_yaml
+    from liftdeploy.spec.specfile import read_yaml
 
-    answers = parse_yaml((service / ANSWERS_FILE).read_text(), source=str(service / ANSWERS_FILE))
+    answers = read_yaml(service / ANSWERS_FILE)
     if not isinstance(answers, dict) or "_src_path" not in answers:
         return None
     data = {k: v for k, v in answers.items() if not str(k).startswith("_")}
@@ -235,8 +235,9 @@ def _copier_render(spec_path: Path, out: Path, template: Path) -> None:
     from copier.errors import CopierError
 
     from liftdeploy.render.copier_ext import answers_for_spec
+    from liftdeploy.spec.specfile import read_text
 
-    text = spec_path.read_text(encoding="utf-8")
+    text = read_text(spec_path)
     # A git checkout renders its latest tag unless told HEAD (which includes uncommitted work).
     vcs_ref = "HEAD" if _is_git_root(template) else None
     try:
