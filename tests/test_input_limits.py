@@ -81,3 +81,52 @@ def test_ordinary_aliases_still_load(tmp_path: Path) -> None:
     spec = tmp_path / "aliases.yaml"
     spec.write_text(text)
     assert "*cap" in text and main(["validate", str(spec)]) == 0
+
+
+def test_nan_and_infinity_are_refused_everywhere(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["plan", str(EXAMPLE), "--json", "--price", "nan"],
+                 ["plan", str(EXAMPLE), "--price", "inf"],
+                 ["warmup", str(EXAMPLE), "--env", "staging", "--url", "http://127.0.0.1:9",
+                  "--timeout", "nan"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "is not a positive, finite number" in capsys.readouterr().err
+    spec = tmp_path / "inf.yaml"
+    spec.write_text(EXAMPLE.read_text() + "pricing: {gpu_hour_usd: .inf}\n")
+    assert main(["plan", str(spec), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert "Infinity" not in captured.out and "finite number" in captured.err
+
+
+def test_set_with_an_empty_value_keeps_the_cost_cap(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "deployment.yaml"
+    spec.write_text(EXAMPLE.read_text())
+    assert main(["set", str(spec), "runtime.max_containers="]) == 2
+    assert "has no value" in capsys.readouterr().err
+    assert spec.read_text() == EXAMPLE.read_text()
+    assert main(["set", str(spec), "runtime.max_containers=null"]) == 0  # said explicitly
+
+
+def test_unusable_paths_and_ports_are_one_line(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(EXAMPLE), "-o", "/proc/self/x"]) != 0
+    assert "cannot write the service there" in capsys.readouterr().err
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert main(["tiny-model", str(a_file)]) != 0
+    assert "is a file; give a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(EXAMPLE), "--local", "--port", "70000"])
+    assert exit_info.value.code == 2
+    assert "70000 is not a port number (1 to 65535)" in capsys.readouterr().err
+
+
+def test_a_password_in_the_url_is_refused_and_never_echoed(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["health", str(EXAMPLE), "--env", "staging", "--url",
+                 "http://user:hunter2@127.0.0.1:9"]) != 0
+    err = capsys.readouterr().err
+    assert "holds a user name or password" in err and "hunter2" not in err

@@ -87,8 +87,12 @@ def render(
             f"rerun with --conflict-markers (then fix the marked hunks), or --overwrite to drop "
             f"your edits"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    regenerate.write(out, result, fresh)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        regenerate.write(out, result, fresh)
+    except OSError as exc:
+        raise RenderError(f"{out}: cannot write the service there ({exc.strerror or exc}); "
+                          f"pass a directory you can create and write to") from None
     if result.conflicts:
         raise RenderError(
             f"{out}: wrote conflict markers; resolve these hunks, then run `liftdeploy check`:\n"

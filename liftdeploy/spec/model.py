@@ -92,6 +92,7 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
+        allow_inf_nan=False,  # `.inf` or `.nan` would turn every cost figure into nonsense
         validate_assignment=True,
         json_schema_extra=_describe_fields,
     )

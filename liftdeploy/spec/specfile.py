@@ -309,6 +309,13 @@ def _assign(data: CommentedMap, assignment: str) -> Change:
             f"expected KEY=VALUE with a dotted key, such as runtime.min_containers=1; "
             f"got {assignment!r}"
         )
+    if not raw.strip():
+        # An empty value reads as null, which unsets a field (max_containers: no cost cap):
+        # too easy to do by accident, so "unset" must be written out.
+        raise SpecError(
+            f"{dotted}= has no value; give one, or write {dotted}=null to unset it (the "
+            f"field's default then applies)"
+        )
     value = parse_yaml(raw, source=f"value of {dotted}")
     node: Any = data
     for depth, key in enumerate(keys):
