@@ -417,11 +417,12 @@ class StructuredOutputGuard:
             await response.replay(send)  # vLLM's own errors and refusals pass unchanged
             return
         request_id = response.header(b"x-request-id")
-        choices = [(_choice_text(choice), choice.get("finish_reason"))
-                   for choice in answer["choices"]]
-        judged = await _judge_off_loop([(text, reason) for (text, _), reason in choices], schema)
+        texts = [_choice_text(choice) for choice in answer["choices"]]
+        judged = await _judge_off_loop(
+            [(text, choice.get("finish_reason"))
+             for (text, _), choice in zip(texts, answer["choices"])], schema)
         verdicts, problems = [], []
-        for index, (((_, set_text), _), verdict) in enumerate(zip(choices, judged)):
+        for index, ((_, set_text), verdict) in enumerate(zip(texts, judged)):
             _count(verdict.kind, path=path, request_id=request_id, choice=index,
                    problem=verdict.problem)
             verdicts.append(verdict.kind)
