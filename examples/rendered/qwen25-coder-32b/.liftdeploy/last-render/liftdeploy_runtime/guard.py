@@ -451,9 +451,9 @@ async def _judge_off_loop(
     global _checker
     if _checker is None:
         _checker = ThreadPoolExecutor(_CHECK_THREADS, thread_name_prefix="liftdeploy-guard")
-    deadline = time.monotonic() + VALIDATION_BUDGET_S
 
     def judge_all() -> list[Verdict]:
+        deadline = time.monotonic() + VALIDATION_BUDGET_S  # from the start, not the queueing
         return [judge_answer(text, schema, reason,
                              budget_s=max(deadline - time.monotonic(), 0.001))
                 for text, reason in choices]
