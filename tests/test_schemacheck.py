@@ -40,6 +40,15 @@ def test_unsupported_schema_names_the_feature(schema: dict, backend: str, featur
     assert feature in result.reason
 
 
+@pytest.mark.parametrize("backend", ["xgrammar", "guidance"])
+def test_schema_the_guard_cannot_evaluate_is_unsupported(backend: str) -> None:
+    """Before: called supported, then every answer came back 502 "retry"."""
+    result = check_schema({"$ref": "#"}, backend)
+    assert not result.supported and "guard cannot check answers" in result.reason
+    recursive = {"type": "object", "properties": {"child": {"$ref": "#"}}}
+    assert check_schema(recursive, backend).supported  # recursion through data is fine
+
+
 def test_nested_unsupported_feature_is_found() -> None:
     schema = {"type": "object", "properties": {"tags": UNIQUE_ITEMS}}
     assert check_schema(schema, "xgrammar").reason.startswith("xgrammar does not support uniqueItems")
@@ -92,4 +101,4 @@ def test_cli_bad_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}: not valid JSON") and "Traceback" not in err
     assert main(["schema-check", str(tmp_path / "missing.json")]) == 2
-    assert "cannot read the schema file" in capsys.readouterr().err
+    assert "missing.json: no such file; check the path" in capsys.readouterr().err

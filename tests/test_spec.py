@@ -261,7 +261,7 @@ def test_passthrough_secret_flags_are_refused() -> None:
 
 
 def test_passthrough_of_flags_the_spec_does_not_own_is_kept() -> None:
-    args = ["--max-num-batched-tokens=8192", "--enable-prefix-caching", "--swap-space", "4"]
+    args = ["--max-num-batched-tokens=8192", "--enable-prefix-caching", "--block-size", "16"]
     assert spec_from_data(spec(engine={"extra_args": args})).engine.extra_args == args
 
 

@@ -80,8 +80,10 @@ def test_guard_is_on_the_server_argv_and_vllm_accepts_it(twin_supported: None) -
 
     argv = server_args(_example("guidance").resolve())
     args = make_arg_parser(FlexibleArgumentParser()).parse_args(argv)
+    # Starlette runs the last-added middleware first: lifecycle (drain, limit), then auth, then guard.
     assert args.middleware == ["liftdeploy.runtime.guard.StructuredOutputGuard",
-                               "liftdeploy.runtime.auth.ApiKeyGate"]
+                               "liftdeploy.runtime.auth.ApiKeyGate",
+                               "liftdeploy.runtime.lifecycle.RequestLifecycle"]
 
 
 # ---- the guard's decisions (pure functions, no server) -------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,12 +73,29 @@ def note(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def positive_number(value: str, unit: str = "") -> float:
+    """argparse type for an amount: a finite number above zero (never nan or inf)."""
+    what = f"number of {unit}" if unit else "number"
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a {what}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive, finite {what}")
+    return number
+
+
 def positive_seconds(value: str) -> float:
     """argparse type for a duration option: a number of seconds above zero."""
+    return positive_number(value, "seconds")
+
+
+def port_number(value: str) -> int:
+    """argparse type for a TCP port: 1..65535."""
     try:
-        seconds = float(value)
+        port = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
-    return seconds
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1 to 65535)")
+    return port

@@ -84,16 +84,11 @@ def _client(args: argparse.Namespace) -> tuple[Client, ResolvedDeployment]:
 
 
 def _request_options(args: argparse.Namespace) -> dict[str, Any]:
-    from liftdeploy.errors import ClientError
+    from liftdeploy.spec.specfile import read_json
 
     options: dict[str, Any] = {}
     if args.schema:
-        try:
-            options["schema"] = json.loads(args.schema.read_text())
-        except (OSError, ValueError) as exc:
-            raise ClientError(
-                f"--schema {args.schema}: cannot read a JSON schema ({exc}); give a JSON file"
-            ) from None
+        options["schema"] = read_json(args.schema)
     if args.prompt:
         options["prompt"] = args.prompt
     if args.max_tokens:

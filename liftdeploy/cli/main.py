@@ -71,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (`liftdeploy schema | head`): silence the flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a path the command could not use: one line, not a traceback
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; check the path and its permissions "
+              f"(--debug shows where)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

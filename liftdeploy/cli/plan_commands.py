@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also propose settings that fit the workload (with reasons) and the "
                         "`liftdeploy set` line that applies them")
     prices = p.add_mutually_exclusive_group()
-    prices.add_argument("--price", type=float, metavar="USD", dest="price",
+    prices.add_argument("--price", type=lambda v: common.positive_number(v, "dollars"),
+                        metavar="USD", dest="price",
                         help="price of one GPU-hour, overriding the spec and the catalog")
     prices.add_argument("--live-prices", action="store_true",
                         help="read prices from `modal billing rates` (needs a Modal login)")
@@ -33,11 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def plan_command(args: argparse.Namespace) -> int:
-    from liftdeploy.errors import PlanError
     from liftdeploy.planner.report import format_plan, plan
 
-    if args.price is not None and args.price <= 0:
-        raise PlanError(f"--price {args.price} must be a positive number of dollars per GPU-hour")
     spec = common.load(args.spec)
     environments = list(spec.environments) if args.all_envs else [args.env]
     plans, advice = [], []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from liftdeploy.cli.common import add_json_option, print_json
@@ -32,18 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_schema_check(args: argparse.Namespace) -> int:
-    from liftdeploy.client.schemacheck import BACKENDS, SchemaCheckError, check_schema
+    from liftdeploy.client.schemacheck import BACKENDS, check_schema
+    from liftdeploy.spec.specfile import read_json
 
     backends = BACKENDS if args.backend == "all" else (args.backend,)
     report = []
     for name in args.schemas:
         path = Path(name)
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise SchemaCheckError(f"{path}: cannot read the schema file ({err.strerror})") from None
-        except ValueError as err:
-            raise SchemaCheckError(f"{path}: not valid JSON ({err}); fix the file") from None
+        schema = read_json(path)
         report.append({
             "schema": str(path),
             "backends": [check_schema(schema, backend).to_dict() for backend in backends],

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="PATH",
                    help="local model directory (default: the tiny model, built on first use "
                         "in ~/.cache/liftdeploy/tiny-model)")
-    p.add_argument("--port", type=int, default=SERVER_PORT,
+    p.add_argument("--port", type=common.port_number, default=SERVER_PORT,
                    help=f"port on 127.0.0.1 (default {SERVER_PORT}, as in the container)")
     p.add_argument("--api-key-env", metavar="VAR",
                    help="name of an environment variable holding the API key clients must send "

@@ -44,6 +44,12 @@ def resolve_url(resolved: ResolvedDeployment, url: str | None = None) -> str:
 def check_url(url: str, *, production: bool, source: str) -> str:
     """`url` normalised (no trailing slash), or an EndpointError naming the source and fix."""
     parts = urlsplit(url.strip())
+    if "@" in parts.netloc:  # never echo it: the password would land in terminals and CI logs
+        raise EndpointError(
+            f"{source} holds a user name or password (…@{parts.netloc.rpartition('@')[2]}); "
+            f"give the base URL alone and the credentials through LIFTDEPLOY_API_KEY or "
+            f"MODAL_PROXY_KEY / MODAL_PROXY_SECRET"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EndpointError(
             f"{source} {url!r} is not an http(s) URL; give the service's base URL, "

@@ -6,7 +6,10 @@ request, so a refusal can be reported before anything is sent:
 - xgrammar: vLLM first refuses schema features that XGrammar would silently ignore or get wrong
   (its `has_xgrammar_unsupported_json_features`; the same rules are written out here because the
   client runs without vLLM), then compiles with `xgrammar.Grammar.from_json_schema`;
-- guidance: `llguidance.LLMatcher.grammar_from_json_schema` then `validate_grammar`.
+- guidance: `llguidance.LLMatcher.grammar_from_json_schema` then `validate_grammar`;
+- either way, the service's guard must be able to check answers against the schema: a schema
+  that `jsonschema` cannot evaluate (a `$ref` that loops back to itself, say) or cannot evaluate
+  within the guard's time budget would have every answer withheld, so it is unsupported too.
 
 The compilers are an optional extra (`pip install liftdeploy[schemacheck]`) imported only when a
 check runs. tests/test_schemacheck.py compares these answers with a running server's on the
@@ -64,14 +67,15 @@ def check_schema(
             schema = json.loads(schema)
         except ValueError as err:
             raise SchemaCheckError(f"the schema is not valid JSON ({err}); pass a JSON object") from err
-    if backend == "xgrammar":
-        reason = _xgrammar_refusal(schema, any_whitespace)
-    elif backend == "guidance":
-        reason = _guidance_refusal(schema, any_whitespace)
-    else:
+    if backend not in BACKENDS:
         raise SchemaCheckError(
             f"unknown structured-output backend {backend!r}; choose one of {', '.join(BACKENDS)}"
         )
+    reason = _guard_refusal(schema)
+    if reason is None and backend == "xgrammar":
+        reason = _xgrammar_refusal(schema, any_whitespace)
+    elif reason is None:
+        reason = _guidance_refusal(schema, any_whitespace)
     return SchemaSupport(backend, reason is None, reason)
 
 
@@ -92,6 +96,22 @@ def _import(module: str) -> Any:
             f"the schema check for this backend needs the {module} package; install it with "
             f"pip install 'liftdeploy[schemacheck]'"
         ) from err
+
+
+# One answer of each JSON type: a schema the guard cannot evaluate fails on some of them.
+_PROBES: tuple[str, ...] = ("null", "true", "0", "0.5", '""', "[]", "{}", '{"a": [{}]}')
+
+
+def _guard_refusal(schema: Any) -> str | None:
+    """Why the service's guard could not check answers to this schema, or None."""
+    from liftdeploy.runtime.guard import VALIDATION_BUDGET_S, judge_answer
+
+    for probe in _PROBES:
+        verdict = judge_answer(probe, schema, "stop", budget_s=VALIDATION_BUDGET_S)
+        if verdict.kind == "unchecked":
+            return (f"the service's guard cannot check answers to it ({verdict.problem}), so "
+                    f"every answer would be withheld")
+    return None
 
 
 def _xgrammar_refusal(schema: Any, any_whitespace: bool) -> str | None:

@@ -13,7 +13,6 @@ prints one line and removes the directory it was creating.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +51,8 @@ CUSTOM_PRESET = "custom"
 
 class LiftdeployExtension(Extension):
     """Adds `liftdeploy_service()`, `liftdeploy_preset()`, `liftdeploy_default_preset()`,
-    `liftdeploy_problem()` and the `runtime_source` filter to Copier's Jinja environment."""
+    `liftdeploy_problem()` and the filters the templates write values with (`py`, `docstring`,
+    `comment`, `python_module`, `runtime_source`) to Copier's Jinja environment."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -61,6 +61,10 @@ class LiftdeployExtension(Extension):
         environment.globals["liftdeploy_default_preset"] = default_preset
         environment.globals["liftdeploy_problem"] = _problem_from_context
         environment.filters["runtime_source"] = runtime_source
+        environment.filters["py"] = py
+        environment.filters["docstring"] = docstring_text
+        environment.filters["comment"] = comment_text
+        environment.filters["python_module"] = python_module
 
 
 @dataclass(frozen=True)
@@ -164,10 +168,12 @@ class Service:
 
         modules = {"server"}
         prefix = RUNTIME_PACKAGE + "."
+        shipped = {path.stem for path in _runtime_dir().glob("*.py")}
         for resolved in self.resolved.values():
             for arg in server_args(resolved):
-                if arg.startswith(prefix):
-                    modules.add(arg[len(prefix):].split(".")[0])
+                module = arg[len(prefix):].split(".")[0] if arg.startswith(prefix) else ""
+                if module in shipped:  # an argv value never names a file to copy
+                    modules.add(module)
         return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
 
     def exit_grace(self, env: str) -> int:
@@ -238,13 +244,21 @@ def _duration(seconds: Any, indent: int = 0) -> str:
     return py(seconds, indent)
 
 
+# ## The one escaping path
+#
+# `app.py` is code that `modal deploy` imports where the deploy token lives, so no spec value
+# reaches it as raw text: values become literals through `py` (repr's escaping), text in the
+# module docstring goes through `docstring_text` and text in a comment through `comment_text`.
+# `python_module` then refuses the whole file unless it compiles.
+
+
 def py(value: Any, indent: int = 0) -> str:
     """A Python literal for plain data, strings in double quotes as in Modal's examples; dicts
     and lists that would make a long line are written one item per line."""
     if isinstance(value, str):
-        if '"' in value and "'" not in value and "\\" not in value:
-            return f"'{value}'"  # JSON inside a string reads better without escapes
-        return json.dumps(value)
+        # JSON inside a string reads better without escapes
+        quote = "'" if '"' in value and "'" not in value else '"'
+        return quote + _escaped(value, quote) + quote
     if isinstance(value, bool) or value is None or isinstance(value, int | float):
         return repr(value)
     if isinstance(value, list | tuple):
@@ -262,6 +276,44 @@ def py(value: Any, indent: int = 0) -> str:
     return brackets[0] + "".join(f"\n{pad}{item}," for item in items) + f"\n{' ' * indent}" + brackets[1]
 
 
+def _escaped(text: str, quotes: str, *, keep: str = "") -> str:
+    """repr's escaping: backslashes, the given quote characters and every character that is not
+    printable (newlines, U+2028 and other line separators, controls, bidi overrides) become
+    escape sequences; characters in `keep` stay as they are."""
+    out = []
+    for char in text:
+        if char == "\\" or char in quotes:
+            out.append("\\" + char)
+        elif char.isprintable() or char in keep:
+            out.append(char)
+        else:
+            out.append(repr(char)[1:-1])
+    return "".join(out)
+
+
+def docstring_text(text: str) -> str:
+    """Text for inside a (non-raw) triple-quoted docstring: its lines stay lines, while every
+    quote and backslash is escaped, so nothing in it can end the docstring or form an escape."""
+    return _escaped(str(text), '"', keep="\n")
+
+
+def comment_text(text: str) -> str:
+    """Text for after a `#`: one line, whatever it holds (line breaks written as escapes)."""
+    return _escaped(str(text), "")
+
+
+def python_module(source: str, filename: str = "app.py") -> str:
+    """The rendered module itself, unless it does not compile: then the render stops with the
+    reason and nothing is written (Copier removes what it was creating)."""
+    try:
+        compile(source, filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        where = f", line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        _fail(f"the rendered {filename} would not be valid Python ({exc.args[0]}{where}); this is "
+              f"a liftdeploy bug, please report it with the spec. Nothing was written.")
+    return source
+
+
 def _argv_lines(argv: list[str]) -> list[str]:
     """Group a flag with the values that follow it: `"--model", "Qwen/...",` per line."""
     groups: list[list[str]] = []
@@ -275,15 +327,19 @@ def _argv_lines(argv: list[str]) -> list[str]:
 
 def runtime_source(filename: str) -> str:
     """The text of one liftdeploy.runtime file, copied verbatim into the service."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(RUNTIME_PACKAGE)
-    assert spec is not None and spec.origin is not None
-    path = Path(spec.origin).parent / filename
+    path = _runtime_dir() / filename
     try:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         _fail(f"liftdeploy.runtime has no {filename}; reinstall liftdeploy")
+
+
+def _runtime_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(RUNTIME_PACKAGE)
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin).parent
 
 
 PRESETS_DIR = "examples"
@@ -332,7 +388,7 @@ def spec_text_from_answers(answers: dict[str, Any], template_root: Path) -> str:
     the asked values set in place (comments and layout kept; unchanged when nothing differs)."""
     if answers.get("spec_yaml"):
         return str(answers["spec_yaml"])
-    from liftdeploy.spec.specfile import dump_yaml, read_yaml
+    from liftdeploy.spec.specfile import dump_yaml, parse_yaml, read_text
 
     preset = str(answers.get("preset") or "")
     if preset == BLANK_PRESET:
@@ -344,8 +400,8 @@ def spec_text_from_answers(answers: dict[str, Any], template_root: Path) -> str:
     if not path.is_file():
         _fail(f"preset {preset!r} is not one of the examples; choose one of "
               f"{', '.join([*presets(template_root), BLANK_PRESET])}")
-    text = path.read_text(encoding="utf-8")
-    data = read_yaml(path)
+    text = read_text(path)
+    data = parse_yaml(text, source=str(path))
     changed = False
     for question, dotted in QUESTION_FIELDS.items():
         if question not in answers:

@@ -87,8 +87,12 @@ def render(
             f"rerun with --conflict-markers (then fix the marked hunks), or --overwrite to drop "
             f"your edits"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    regenerate.write(out, result, fresh)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        regenerate.write(out, result, fresh)
+    except OSError as exc:
+        raise RenderError(f"{out}: cannot write the service there ({exc.strerror or exc}); "
+                          f"pass a directory you can create and write to") from None
     if result.conflicts:
         raise RenderError(
             f"{out}: wrote conflict markers; resolve these hunks, then run `liftdeploy check`:\n"
@@ -196,9 +200,9 @@ def _base(service: Path) -> dict[str, str] | None:
     kept = regenerate.last_render(service)
     if kept is not None or not (service / ANSWERS_FILE).is_file():
         return kept
-    from liftdeploy.spec.specfile import parse_yaml
+    from liftdeploy.spec.specfile import read_yaml
 
-    answers = parse_yaml((service / ANSWERS_FILE).read_text(), source=str(service / ANSWERS_FILE))
+    answers = read_yaml(service / ANSWERS_FILE)
     if not isinstance(answers, dict) or "_src_path" not in answers:
         return None
     data = {k: v for k, v in answers.items() if not str(k).startswith("_")}
@@ -253,8 +257,9 @@ def _copier_render(spec_path: Path, out: Path, template: Path) -> None:
     from copier.errors import CopierError
 
     from liftdeploy.render.copier_ext import answers_for_spec
+    from liftdeploy.spec.specfile import read_text
 
-    text = spec_path.read_text(encoding="utf-8")
+    text = read_text(spec_path)
     # A git checkout renders its latest tag unless told HEAD (which includes uncommitted work).
     vcs_ref = "HEAD" if _is_git_root(template) else None
     try:

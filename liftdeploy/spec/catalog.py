@@ -117,6 +117,13 @@ def gpus() -> dict[str, GpuInfo]:
     }
 
 
+@functools.cache
+def vllm_server_options() -> dict[str, Any]:
+    """vLLM's server option table (`vllm_version`, `options`: every option string -> the option
+    it sets), generated from vLLM's own parser by `python -m liftdeploy.render.vllm_options`."""
+    return json.loads((DATA_DIR / "vllm_server_options.json").read_text(encoding="utf-8"))
+
+
 def gpu_names() -> tuple[str, ...]:
     return tuple(gpus())
 

@@ -96,6 +96,7 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
+        allow_inf_nan=False,  # `.inf` or `.nan` would turn every cost figure into nonsense
         validate_assignment=True,
         json_schema_extra=_describe_fields,
     )
@@ -388,7 +389,9 @@ class EngineSection(SpecModel):
     disable_any_whitespace: bool = True
     """Forbid free whitespace inside constrained JSON (stops whitespace runaway)."""
     extra_args: list[str] = Field(default_factory=list)
-    """Extra vLLM server arguments, passed through. A flag the spec already sets is an error."""
+    """Extra vLLM server arguments, passed through. Each flag is read as vLLM's parser reads
+    it: a flag the spec already sets is an error in any spelling, abbreviations must be written
+    in full, and a flag vLLM's server does not have is an error."""
 
 
 class AuthSection(SpecModel):
@@ -517,29 +520,59 @@ SPEC_OWNED_FLAGS: dict[str, str] = {
     "--enable-request-id-headers": "liftdeploy (always on)",
     "--host": "liftdeploy (the server listens on 0.0.0.0 in the container)",
     "--port": "liftdeploy (vllm_args.SERVER_PORT)",
+    "--config": "the spec itself (every setting is rendered onto the command line)",
 }
-_FLAG_ALIASES = {"-tp": "--tensor-parallel-size", "-pp": "--pipeline-parallel-size", "-q": "--quantization"}
 # Flags whose value is a credential: on the command line it would show in `ps`, logs and files.
 _SECRET_FLAG_SUFFIXES = ("-token", "-key", "-password", "-secret")
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+|\d*\.\d+)$")
+_NO_SUCH_OPTION = "has no such option"
 
 
-def _flag_name(arg: str) -> str:
-    """`--max_num_seqs=8` -> `--max-num-seqs`; `--no-enforce-eager` -> `--enforce-eager`;
-    `--structured-outputs-config.backend=x` (vLLM's dotted form) -> `--structured-outputs-config`."""
-    flag = arg.split("=", 1)[0].split(".", 1)[0]
-    flag = _FLAG_ALIASES.get(flag, flag)
-    if flag.startswith("--"):
-        flag = "--" + flag[2:].replace("_", "-")
-        if flag.startswith("--no-"):  # vLLM's boolean flags also come as --no-<flag>
-            flag = "--" + flag[len("--no-"):]
-    return flag
+def server_option(token: str) -> tuple[str, bool] | None:
+    """The vLLM server option an `engine.extra_args` token sets, read the way vLLM's parser reads
+    it, as (the option's full name, whether the token spelled it out), or None for a value.
+
+    vLLM first turns `_` into `-` up to the first `.`, takes `--flag.key value` as JSON for
+    `--flag`, and `-O3` as `--optimization-level`; then argparse (allow_abbrev) takes any unique
+    prefix of an option (`--allowed-orig`) and a short option with its value attached (`-qfp8`).
+    The option table comes from vLLM's own parser (catalog.vllm_server_options). Raises
+    ValueError for a token that is no option or could be several."""
+    if not token.startswith("-") or token == "-" or _NEGATIVE_NUMBER.match(token):
+        return None
+    options: dict[str, str] = catalog.vllm_server_options()["options"]
+    if token.startswith("--"):
+        name = "--" + token.split("=", 1)[0].split(".", 1)[0][2:].replace("_", "-")
+    elif token.startswith("-O"):
+        name = "--optimization-level"
+    else:
+        name = token.split("=", 1)[0]
+    if name in options:
+        return options[name], True
+    matches = {options[o] for o in options if o.startswith(name)}
+    if not token.startswith("--") and token[:2] in options:
+        matches.add(options[token[:2]])  # `-qfp8`: the short option `-q` with its value
+    if len(matches) == 1:
+        return matches.pop(), False
+    if matches:
+        raise ValueError(f"could read it as any of {', '.join(sorted(matches))}")
+    raise ValueError(_NO_SUCH_OPTION)
 
 
 def _check_passthrough(settings: DeploymentSettings) -> None:
+    table_version = catalog.vllm_server_options()["vllm_version"]
     for arg in settings.engine.extra_args:
-        if not arg.startswith("-"):
+        try:
+            option = server_option(arg)
+        except ValueError as exc:
+            if str(exc) == _NO_SUCH_OPTION and settings.engine.vllm_version != table_version:
+                continue  # another vLLM release may have it; its own parser will tell
+            raise ValueError(
+                f"engine.extra_args passes {arg!r}: vLLM {table_version}'s server {exc}; write "
+                f"the full flag as `python -m vllm.entrypoints.openai.api_server --help` lists it"
+            ) from None
+        if option is None:
             continue  # the value of the flag before it
-        flag = _flag_name(arg)
+        flag, spelled_out = option
         if flag in SPEC_OWNED_FLAGS:
             owner = SPEC_OWNED_FLAGS[flag]
             raise ValueError(
@@ -552,6 +585,11 @@ def _check_passthrough(settings: DeploymentSettings) -> None:
                 f"engine.extra_args passes {flag}, which would put a secret on the command line; "
                 f"remove it and put the value in a Modal Secret listed in storage.secrets "
                 f"(vLLM reads VLLM_API_KEY and HF_TOKEN from the environment)"
+            )
+        if not spelled_out:
+            raise ValueError(
+                f"engine.extra_args passes {arg!r}, which vLLM reads as {flag}; write {flag} in "
+                f"full (an abbreviation can mean another flag in the next vLLM release)"
             )
 
 

@@ -7,7 +7,10 @@ comment, key order and blank line of the file; error messages point at the line 
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import UnionType
@@ -51,6 +54,12 @@ previous version here, so old files keep loading."""
 _UNVERSIONED = 1
 """The version a file without a `version` key is read as: the first format."""
 
+MAX_FILE_BYTES = 1024 * 1024
+"""Largest spec or JSON schema file read (a spec is a few KB, a large schema tens of KB)."""
+MAX_YAML_VALUES = 100_000
+"""Most values a YAML document may expand to once its aliases are followed ("billion laughs"
+stops here instead of filling the memory); a spec has a few hundred."""
+
 
 
 def _yaml(*, mapping: int = 2, sequence: int = 4, offset: int = 2) -> YAML:
@@ -63,14 +72,42 @@ def _yaml(*, mapping: int = 2, sequence: int = 4, offset: int = 2) -> YAML:
 
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file in round-trip mode; syntax errors name the file, line and column."""
-    return parse_yaml(_read_text(Path(path)), source=str(path))
+    return parse_yaml(read_text(path), source=str(path))
 
 
-def _read_text(path: Path) -> str:
-    """The file's text with its line ends as they are (set_values writes them back alike)."""
+def read_json(path: str | Path) -> Any:
+    """A JSON file (a JSON schema) read the way spec files are read, parsed strictly."""
     try:
-        with path.open(encoding="utf-8", newline="") as file:
-            return file.read()
+        return json.loads(read_text(path))
+    except ValueError as exc:
+        raise SpecFileError(f"not valid JSON ({exc}); fix the file", source=str(path)) from None
+    except RecursionError:
+        raise SpecFileError("JSON nested too deeply to read; flatten it", source=str(path)) from None
+
+
+def read_text(path: str | Path) -> str:
+    """The one way liftdeploy reads a spec or schema file: a regular file (never a FIFO, a
+    device such as /dev/zero, or a socket, which could block or never end) of at most
+    MAX_FILE_BYTES, as UTF-8 text with its line ends as they are (set_values writes them back
+    alike)."""
+    path = Path(path)
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):
+                raise SpecFileError(
+                    "is not a regular file (a FIFO, device or socket); pass the spec or schema "
+                    "file itself", source=str(path))
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise SpecFileError(
+                f"is larger than {MAX_FILE_BYTES // 1024 ** 2} MiB, far more than a spec or schema "
+                f"needs; check that this is the right file", source=str(path))
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise SpecFileError(
             f"no such file; check the path (working directory: {Path.cwd()})", source=str(path)
@@ -91,7 +128,7 @@ def _read_text(path: Path) -> str:
 def parse_yaml(text: str, *, source: str = "<string>") -> Any:
     """Parse YAML text in round-trip mode; errors name source:line:column."""
     try:
-        return _yaml().load(text)
+        data = _yaml().load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -101,6 +138,35 @@ def parse_yaml(text: str, *, source: str = "<string>") -> Any:
         ) from None
     except YAMLError as exc:
         raise SpecFileError(f"YAML error: {exc}", source=source) from None
+    except RecursionError:
+        raise SpecFileError("YAML nested too deeply to read; flatten it", source=source) from None
+    _check_expanded_size(data, source)
+    return data
+
+
+def _check_expanded_size(data: Any, source: str) -> None:
+    """Refuses a document whose aliases expand it past MAX_YAML_VALUES (the walk stops there,
+    so an alias bomb costs no more than that). Alias cycles are left to `_plain`, which names
+    them."""
+    seen = 0
+
+    def visit(node: Any, ancestors: set[int]) -> None:
+        nonlocal seen
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            raise SpecFileError(
+                f"the YAML expands to more than {MAX_YAML_VALUES:,} values once its aliases "
+                f"(*name) are followed; write the values out or use fewer nested aliases",
+                source=source)
+        if not isinstance(node, (dict, list)) or id(node) in ancestors:
+            return
+        ancestors.add(id(node))
+        for child in [*node.keys(), *node.values()] if isinstance(node, dict) else node:
+            visit(child, ancestors)
+        ancestors.discard(id(node))
+
+    try:
+        visit(data, set())
     except RecursionError:
         raise SpecFileError("YAML nested too deeply to read; flatten it", source=source) from None
 
@@ -234,7 +300,7 @@ def set_values(path: str | Path, assignments: Sequence[str]) -> list[Change]:
     validated before anything is written: an invalid result leaves the file untouched.
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path)
     data = parse_yaml(text, source=str(path))
     if not isinstance(data, CommentedMap):
         raise SpecError(f"the file holds {_kind(data)}, not a mapping; cannot set keys in it",
@@ -258,6 +324,13 @@ def _assign(data: CommentedMap, assignment: str) -> Change:
         raise SpecError(
             f"expected KEY=VALUE with a dotted key, such as runtime.min_containers=1; "
             f"got {assignment!r}"
+        )
+    if not raw.strip():
+        # An empty value reads as null, which unsets a field (max_containers: no cost cap):
+        # too easy to do by accident, so "unset" must be written out.
+        raise SpecError(
+            f"{dotted}= has no value; give one, or write {dotted}=null to unset it (the "
+            f"field's default then applies)"
         )
     value = parse_yaml(raw, source=f"value of {dotted}")
     node: Any = data

@@ -34,6 +34,10 @@ def build_tiny_model(path: str | Path, *, seed: int = 0) -> Path:
     path = Path(path)
     if (path / _MARKER).exists():
         return path
+    if path.exists() and not path.is_dir():
+        from liftdeploy.errors import TwinError
+
+        raise TwinError(f"{path} is a file; give a directory (new or empty) for the tiny model")
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = _build_tokenizer(path)
     _build_weights(path, vocab_size=len(tokenizer), seed=seed)

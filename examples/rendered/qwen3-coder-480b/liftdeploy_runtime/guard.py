@@ -25,8 +25,12 @@ POST /v1/chat/completions and /v1/completions requests that ask for JSON
   chat): refused with 400 naming the two endpoints whose answers are checked.
 
 `x-liftdeploy-structured` carries one verdict per choice, comma-separated: valid, repaired,
-or incomplete. An answer that cannot be checked (jsonschema cannot evaluate its schema) is
-withheld like an invalid one (`unchecked`, 502): unchecked output is never handed back as valid.
+or incomplete. An answer that cannot be checked (jsonschema cannot evaluate its schema, or the
+check would take longer than VALIDATION_BUDGET_S, e.g. a `pattern` with catastrophic
+backtracking) is withheld like an invalid one (`unchecked`, 502, with a message saying that a
+retry will not help and the schema must be simplified): unchecked output is never handed back
+as valid. The check runs in worker threads, off the event loop, so a costly schema never stalls
+/health or other requests.
 Counters: `liftdeploy_structured_output_total{verdict=...}` on vLLM's /metrics (prometheus
 registry) and in every guard log line.
 
@@ -36,11 +40,15 @@ vLLM itself requires, so the Modal image needs nothing beyond vLLM and this pack
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
+import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -63,6 +71,11 @@ _NON_GENERATING_SUFFIXES = ("/render", "/tokenize", "/detokenize")
 """Endpoints that accept a chat request but generate nothing: constraints there are harmless."""
 _PROBLEM_CHARS = 300
 """Longest problem text quoted back to the client (a violating value can be huge)."""
+VALIDATION_BUDGET_S = 2.0
+"""Longest the check of one response may take. A schema that needs more is too expensive to
+check: the answer is withheld (502, verdict `unchecked`), never returned unchecked."""
+_CHECK_THREADS = 4
+"""Worker threads for checks; the budget ends each check, so a costly schema holds one briefly."""
 
 logger = logging.getLogger("liftdeploy.guard")
 counts: Counter[str] = Counter()
@@ -96,6 +109,25 @@ class Verdict:
 
 class GuardRefusal(Exception):
     """A constrained request the guard refuses before it reaches vLLM (400)."""
+
+
+class TooExpensive(Exception):
+    """The check ran out of its time budget."""
+
+
+_budget = threading.local()
+
+
+def _time_left() -> float | None:
+    """Seconds left of the running check's budget (None: no budget); raises TooExpensive once
+    it is spent. Every schema keyword calls it, so a check stops soon after its deadline."""
+    deadline = getattr(_budget, "deadline", None)
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TooExpensive
+    return left
 
 
 def requested_schema(request: dict[str, Any]) -> dict[str, Any] | bool | None:
@@ -194,12 +226,18 @@ def validator_for(schema: dict[str, Any] | bool) -> Any:
 
 def _search(pattern: str, text: str) -> bool:
     """JSON Schema patterns are ECMA-262 regexes (\\p{L} and friends): the `regex` module
-    (a vLLM dependency) reads them where Python's `re` raises; `re` is the fallback."""
+    (a vLLM dependency) reads them where Python's `re` raises; `re` is the fallback. `regex`
+    stops at the check's deadline and lets other threads run meanwhile (it releases the GIL)."""
     try:
         import regex
     except ImportError:  # pragma: no cover - vLLM installs regex
-        import re as regex
-    return regex.search(pattern, text) is not None
+        import re
+
+        return re.search(pattern, text) is not None
+    try:
+        return regex.search(pattern, text, timeout=_time_left(), concurrent=True) is not None
+    except TimeoutError:
+        raise TooExpensive from None
 
 
 def _ecma_pattern(
@@ -220,13 +258,20 @@ def _ecma_pattern_properties(
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
+def _within_budget(keyword: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
+    def checked(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
+        _time_left()
+        yield from keyword(validator, value, instance, schema) or ()
+
+    return checked
+
+
 @functools.cache
 def _with_exact_multiple_of(base: type) -> Any:
-    return jsonschema.validators.extend(base, {
-        "multipleOf": _exact_multiple_of,
-        "pattern": _ecma_pattern,
-        "patternProperties": _ecma_pattern_properties,
-    })
+    keywords = {**base.VALIDATORS, "multipleOf": _exact_multiple_of,  # type: ignore[attr-defined]
+                "pattern": _ecma_pattern, "patternProperties": _ecma_pattern_properties}
+    return jsonschema.validators.extend(
+        base, {name: _within_budget(keyword) for name, keyword in keywords.items()})
 
 
 def schema_violation(value: Any, schema: dict[str, Any] | bool) -> str | None:
@@ -237,8 +282,20 @@ def schema_violation(value: Any, schema: dict[str, Any] | bool) -> str | None:
     return f"at {error.json_path}: {error.message}"
 
 
-def judge_answer(text: str | None, schema: dict[str, Any] | bool, finish_reason: str | None) -> Verdict:
-    """Decides what to return for one choice's text."""
+def judge_answer(text: str | None, schema: dict[str, Any] | bool, finish_reason: str | None,
+                 *, budget_s: float | None = None) -> Verdict:
+    """Decides what to return for one choice's text, within budget_s seconds when given."""
+    _budget.deadline = None if budget_s is None else time.monotonic() + budget_s
+    try:
+        return _judge(text, schema, finish_reason)
+    except TooExpensive:
+        return Verdict("unchecked", None, f"the schema is too expensive to check (over "
+                       f"{budget_s:g} s; a `pattern` with nested repetition is the usual cause)")
+    finally:
+        _budget.deadline = None
+
+
+def _judge(text: str | None, schema: dict[str, Any] | bool, finish_reason: str | None) -> Verdict:
     if finish_reason == "length":
         return Verdict("incomplete", text)
     if text is None:
@@ -246,17 +303,19 @@ def judge_answer(text: str | None, schema: dict[str, Any] | bool, finish_reason:
     kind, candidate = "valid", text
     try:
         value = parse_strict(text)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         candidate = escape_control_characters(text)
         if candidate == text:
             return Verdict("invalid_json", None, f"the answer is not valid JSON ({err})")
         try:
             value = parse_strict(candidate)
-        except ValueError as repaired_err:
+        except (ValueError, RecursionError) as repaired_err:
             return Verdict("invalid_json", None, f"the answer is not valid JSON ({repaired_err})")
         kind = "repaired"
     try:
         problem = schema_violation(value, schema)
+    except TooExpensive:
+        raise
     except Exception as err:  # noqa: BLE001 - a schema jsonschema cannot evaluate must not crash the server
         return Verdict("unchecked", None, f"the answer could not be checked: jsonschema cannot "
                        f"evaluate the schema ({err})")
@@ -313,21 +372,26 @@ class StructuredOutputGuard:
         body = await _read_body(receive)
         replay = _replaying(body, receive)
         try:
-            request = json.loads(body)
+            try:
+                request = json.loads(body)
+            except RecursionError:
+                raise GuardRefusal("the request body nests JSON too deeply to read; send a "
+                                   "flatter request") from None
             if not isinstance(request, dict):
                 raise ValueError("not a JSON object")
             if path not in GUARDED_PATHS and not path.endswith(_NON_GENERATING_SUFFIXES):
                 _refuse_unguarded_constraint(request)
             schema = requested_schema(request) if path in GUARDED_PATHS else None
-            if schema is not None and request.get("stream") and _client_validates(scope):
+            streaming = _true(request.get("stream"))
+            if schema is not None and streaming and _client_validates(scope):
                 schema = None  # liftdeploy.client validates the whole streamed answer itself
-            if schema is not None and request.get("stream"):
+            if schema is not None and streaming:
                 raise GuardRefusal(
                     "stream=true is refused for JSON-constrained requests: this service validates "
                     "each answer against its schema before returning it, which needs the whole "
                     "answer; send stream=false"
                 )
-            if schema is not None and request.get("echo"):
+            if schema is not None and _true(request.get("echo")):
                 raise GuardRefusal("echo=true is refused for JSON-constrained requests (the prompt "
                                "would be part of the answer); send echo=false")
         except GuardRefusal as refusal:
@@ -341,11 +405,10 @@ class StructuredOutputGuard:
             return
         response = _BufferedResponse()
         await self.app(scope, replay, response.send)
-        await self._answer(response, schema, path, send)
+        await self._answer(response, schema, path, send, _backend(scope))
 
-    async def _answer(
-        self, response: _BufferedResponse, schema: dict[str, Any] | bool, path: str, send: Send
-    ) -> None:
+    async def _answer(self, response: _BufferedResponse, schema: dict[str, Any] | bool, path: str,
+                      send: Send, backend: str | None) -> None:
         try:
             answer = json.loads(response.body) if response.status == 200 else None
         except ValueError:
@@ -354,10 +417,12 @@ class StructuredOutputGuard:
             await response.replay(send)  # vLLM's own errors and refusals pass unchanged
             return
         request_id = response.header(b"x-request-id")
+        texts = [_choice_text(choice) for choice in answer["choices"]]
+        judged = await _judge_off_loop(
+            [(text, choice.get("finish_reason"))
+             for (text, _), choice in zip(texts, answer["choices"])], schema)
         verdicts, problems = [], []
-        for index, choice in enumerate(answer["choices"]):
-            text, set_text = _choice_text(choice)
-            verdict = judge_answer(text, schema, choice.get("finish_reason"))
+        for index, ((_, set_text), verdict) in enumerate(zip(texts, judged)):
             _count(verdict.kind, path=path, request_id=request_id, choice=index,
                    problem=verdict.problem)
             verdicts.append(verdict.kind)
@@ -367,17 +432,63 @@ class StructuredOutputGuard:
                 set_text(verdict.text)
         headers = [*response.headers, (VERDICT_HEADER, ",".join(verdicts).encode())]
         if problems:
-            message = (
-                "the model's answer does not match the requested JSON schema and was withheld "
-                f"({'; '.join(problems)}); retry the request (answers are sampled); a "
-                "deployment on the xgrammar backend avoids most of these with "
-                "engine.structured_output_backend: guidance"
-            )
+            message = _withheld_message(problems, "unchecked" in verdicts, backend)
             await _send_json(send, 502, _error_body(message, 502), headers)
         elif "repaired" in verdicts:
             await _send_json(send, 200, json.dumps(answer).encode(), headers)
         else:
             await _send_json(send, 200, response.body, headers)
+
+
+_checker: ThreadPoolExecutor | None = None
+
+
+async def _judge_off_loop(
+    choices: list[tuple[str | None, str | None]], schema: dict[str, Any] | bool
+) -> list[Verdict]:
+    """Every choice's verdict, computed in a worker thread within VALIDATION_BUDGET_S in all:
+    the event loop keeps serving /health and other requests meanwhile."""
+    global _checker
+    if _checker is None:
+        _checker = ThreadPoolExecutor(_CHECK_THREADS, thread_name_prefix="liftdeploy-guard")
+
+    def judge_all() -> list[Verdict]:
+        deadline = time.monotonic() + VALIDATION_BUDGET_S  # from the start, not the queueing
+        return [judge_answer(text, schema, reason,
+                             budget_s=max(deadline - time.monotonic(), 0.001))
+                for text, reason in choices]
+
+    return await asyncio.get_running_loop().run_in_executor(_checker, judge_all)
+
+
+def _withheld_message(problems: list[str], unchecked: bool, backend: str | None) -> str:
+    """The 502 text: what was wrong, and the one next step that helps."""
+    if unchecked:
+        return ("the model's answer could not be checked against the requested JSON schema and "
+                f"was withheld ({'; '.join(problems)}); a retry will not help: simplify the "
+                "schema (`liftdeploy schema-check` names what is unsupported)")
+    advice = "retry the request (answers are sampled)"
+    if backend == "xgrammar":
+        advice += ("; the guidance backend avoids most of these "
+                   "(engine.structured_output_backend: guidance)")
+    return ("the model's answer does not match the requested JSON schema and was withheld "
+            f"({'; '.join(problems)}); {advice}")
+
+
+def _backend(scope: Scope) -> str | None:
+    """The grammar backend of the vLLM server this guard runs in (its app state's config)."""
+    state = getattr(scope.get("app"), "state", None)
+    config = getattr(getattr(state, "vllm_config", None), "structured_outputs_config", None)
+    backend = getattr(config, "backend", None)
+    return backend if isinstance(backend, str) else None
+
+
+def _true(value: Any) -> bool:
+    """A request flag as vLLM's pydantic models read it: "false", "0", "no" and "off" are
+    false, not truthy strings."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "t", "yes", "y", "on")
+    return bool(value)
 
 
 async def _read_body(receive: Receive) -> bytes:

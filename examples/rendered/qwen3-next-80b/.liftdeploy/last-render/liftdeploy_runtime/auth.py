@@ -47,10 +47,9 @@ class ApiKeyGate:
                              "client)", "AuthenticationError")
                 return
         if _declared_length(scope) > MAX_BODY_BYTES:
-            await _reply(send, 413, f"request body too large: over the limit of {MAX_BODY_BYTES} "
-                         f"bytes; send a shorter prompt", "RequestTooLarge")
+            await _too_large(send)
             return
-        await self.app(scope, _capped(receive), send)
+        await _capped_app(self.app, scope, receive, send)
 
 
 def _bearer(scope: Scope) -> str:
@@ -71,20 +70,44 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-def _capped(receive: Receive) -> Receive:
-    """Stops a body sent without content-length (chunked) at MAX_BODY_BYTES."""
-    seen = 0
+class _BodyTooLarge(Exception):
+    pass
 
-    async def wrapped() -> Message:
-        nonlocal seen
+
+async def _capped_app(app: Callable[[Scope, Receive, Send], Awaitable[None]], scope: Scope,
+                      receive: Receive, send: Send) -> None:
+    """Runs the app with a body sent without content-length (chunked) stopped at
+    MAX_BODY_BYTES; then the answer is 413, whatever the app made of the interrupted read."""
+    seen, over, started = 0, False, False
+
+    async def capped_receive() -> Message:
+        nonlocal seen, over
         message = await receive()
         if message.get("type") == "http.request":
             seen += len(message.get("body", b""))
             if seen > MAX_BODY_BYTES:
-                raise ValueError(f"request body over {MAX_BODY_BYTES} bytes")
+                over = True
+                raise _BodyTooLarge
         return message
 
-    return wrapped
+    async def checked_send(message: Message) -> None:
+        nonlocal started
+        if over:
+            return  # the app's answer to the interrupted read; 413 is sent below
+        started = True
+        await send(message)
+
+    try:
+        await app(scope, capped_receive, checked_send)
+    except _BodyTooLarge:
+        pass
+    if over and not started:
+        await _too_large(send)
+
+
+async def _too_large(send: Send) -> None:
+    await _reply(send, 413, f"request body too large: over the limit of {MAX_BODY_BYTES} bytes; "
+                 f"send a shorter prompt", "RequestTooLarge")
 
 
 async def _reply(send: Send, status: int, message: str, kind: str) -> None:
