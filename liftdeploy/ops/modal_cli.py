@@ -27,7 +27,7 @@ from liftdeploy.client.endpoints import ENDPOINT_URL_ENV as URL_VARIABLE
 from liftdeploy.client.endpoints import SERVER_CLASS_NAME
 from liftdeploy.errors import OpsError
 from liftdeploy.render.regenerate import SPEC_FILE
-from liftdeploy.spec.model import ResolvedDeployment
+from liftdeploy.spec.model import ResolvedDeployment, pinning_problem
 
 MODAL = "modal"
 """Program name in every built argv; `run_modal` resolves it to an executable."""
@@ -217,12 +217,15 @@ def prepare_deploy(
 ) -> DeployStep:
     """Check that `service` may be deployed to `environment` and build the command.
 
-    Refuses a spec with no rendered app, a rendered app that drifted from its spec, and
-    production from a dirty (or non-git) tree unless `allow_dirty`.
+    Refuses production with unpinned weights, a spec with no rendered app, a rendered app that
+    drifted from its spec, and production from a dirty (or non-git) tree unless `allow_dirty`.
     """
     from liftdeploy.spec.specfile import load_spec
 
     resolved = load_spec(service.spec_path).resolve(environment)
+    problem = pinning_problem(resolved, str(service.spec_path))
+    if problem:  # not skippable: the weights, unlike a stale render, cannot be checked later
+        raise OpsError(problem)
     if service.app_path is None:
         raise OpsError(
             f"{service.spec_path}: no rendered {APP_FILE} beside this spec; run "

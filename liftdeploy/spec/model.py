@@ -138,6 +138,10 @@ class ModelSection(SpecModel):
     """Allow the model repository's own Python code to run (only for models that need it)."""
     hf_token_secret: str | None = None
     """Name of the Modal Secret holding HF_TOKEN, for gated models. A name, never the token."""
+    unpinned_reason: str | None = None
+    """Why production may serve this model without a pinned commit hash. Unset (the default),
+    `check` and `deploy` refuse a production environment whose revision is not a commit hash
+    (`liftdeploy pin` writes one); set, they only warn and show the reason."""
 
     @field_validator("quantization", mode="before")
     @classmethod
@@ -759,6 +763,25 @@ def _suggest_name(value: str) -> str:
     return cleaned[:_MAX_APP_NAME] or "my-service"
 
 
+def pinning_problem(resolved: ResolvedDeployment, spec_path: str = "SPEC") -> str | None:
+    """Why this environment may not go to production with its weights, or None.
+
+    Production must name the exact commit it serves: a branch moves under a running service,
+    and the next cold start would silently load other weights. A local directory has no
+    revisions; `model.unpinned_reason` is the spec's explicit, visible exception.
+    """
+    model = resolved.model
+    if (not resolved.production or model.revision_is_pinned or model.unpinned_reason
+            or model.id.startswith(("/", "."))):
+        return None
+    now = f"{model.revision!r}, a branch or tag" if model.revision else "not set"
+    return (
+        f"production environment {resolved.environment!r} serves {model.id} unpinned "
+        f"(model.revision is {now}); run `liftdeploy pin {spec_path}` to write the commit hash "
+        f"into the spec, or say why in model.unpinned_reason"
+    )
+
+
 def advisories(resolved: ResolvedDeployment) -> list[str]:
     """Warnings that do not make a spec invalid but that a careful user wants to see."""
     notes = []
@@ -772,6 +795,9 @@ def advisories(resolved: ResolvedDeployment) -> list[str]:
         notes.append(
             "model.revision is not set: the weights follow the default branch; pin a commit hash"
         )
+    reason = resolved.model.unpinned_reason
+    if resolved.production and reason and not resolved.model.revision_is_pinned:
+        notes.append(f"production serves unpinned weights: {reason}")
     if resolved.engine.structured_output_backend == "xgrammar":
         notes.append(
             "engine.structured_output_backend xgrammar (0.2.8/0.2.9) emits raw control "
