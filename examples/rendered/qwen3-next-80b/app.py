@@ -120,7 +120,7 @@ image = (
 # torch.compile cache lives on a Volume too, so only the first start of a release compiles.
 
 MODEL_ID = "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8"
-MODEL_REVISION = None  # pin a commit hash: model.revision
+MODEL_REVISION = "c5f5f263bdd5cc134092897864e8905d8fe7b928"
 
 VOLUMES = {
     "/root/.cache/huggingface": "qwen-vllm-models",
@@ -177,6 +177,7 @@ UNAUTHENTICATED = False
 VLLM_ARGS = {
     "production": [
         "--model", "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8",
+        "--revision", "c5f5f263bdd5cc134092897864e8905d8fe7b928",
         "--served-model-name", "qwen3-next-80b",
         "--dtype", "auto",
         "--max-model-len", "32768",
@@ -194,6 +195,7 @@ VLLM_ARGS = {
     ],
     "staging": [
         "--model", "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8",
+        "--revision", "c5f5f263bdd5cc134092897864e8905d8fe7b928",
         "--served-model-name", "qwen3-next-80b",
         "--dtype", "auto",
         "--max-model-len", "32768",
@@ -211,6 +213,7 @@ VLLM_ARGS = {
     ],
     "development": [
         "--model", "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8",
+        "--revision", "c5f5f263bdd5cc134092897864e8905d8fe7b928",
         "--served-model-name", "qwen3-next-80b",
         "--dtype", "auto",
         "--max-model-len", "32768",

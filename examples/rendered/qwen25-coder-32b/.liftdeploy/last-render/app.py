@@ -120,7 +120,7 @@ image = (
 # torch.compile cache lives on a Volume too, so only the first start of a release compiles.
 
 MODEL_ID = "Qwen/Qwen2.5-Coder-32B-Instruct"
-MODEL_REVISION = None  # pin a commit hash: model.revision
+MODEL_REVISION = "b47205940b83b5b484577359f71ee7b88472df67"
 
 VOLUMES = {
     "/root/.cache/huggingface": "lift-sys-models",
@@ -177,6 +177,7 @@ UNAUTHENTICATED = False
 VLLM_ARGS = {
     "production": [
         "--model", "Qwen/Qwen2.5-Coder-32B-Instruct",
+        "--revision", "b47205940b83b5b484577359f71ee7b88472df67",
         "--served-model-name", "qwen25-coder-32b",
         "--dtype", "bfloat16",
         "--max-model-len", "16384",
@@ -194,6 +195,7 @@ VLLM_ARGS = {
     ],
     "staging": [
         "--model", "Qwen/Qwen2.5-Coder-32B-Instruct",
+        "--revision", "b47205940b83b5b484577359f71ee7b88472df67",
         "--served-model-name", "qwen25-coder-32b",
         "--dtype", "bfloat16",
         "--max-model-len", "16384",
@@ -211,6 +213,7 @@ VLLM_ARGS = {
     ],
     "development": [
         "--model", "Qwen/Qwen2.5-Coder-32B-Instruct",
+        "--revision", "b47205940b83b5b484577359f71ee7b88472df67",
         "--served-model-name", "qwen25-coder-32b",
         "--dtype", "bfloat16",
         "--max-model-len", "16384",
