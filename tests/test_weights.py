@@ -233,3 +233,220 @@ def test_check_and_deploy_dry_run_refuse_unpinned_production(
     assert "Traceback" not in err
     # Other environments deploy unpinned weights (with the spec's warning).
     assert main(["deploy", str(service), "--env", "staging", "--dry-run"]) == 0
+
+
+# --- the completeness check: the tiny model laid out as a Hub cache snapshot --------------------
+
+TINY_REPO = "liftdeploy/tiny"
+TINY_SHA = "1111111111111111111111111111111111111111"
+OTHER_SHA = "2222222222222222222222222222222222222222"
+
+
+def _hub_cache(tiny_model_path: Path, root: Path, *, shards: int = 2) -> Path:
+    """The tiny model as huggingface_hub caches it: blobs by content hash, a snapshot of
+    links for one commit, refs/main naming that commit; its weights split into `shards`
+    safetensors files with the index vLLM and transformers read."""
+    import hashlib
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    staged = root / "staged"
+    shutil.copytree(tiny_model_path, staged)
+    tensors = load_file(staged / "model.safetensors")
+    (staged / "model.safetensors").unlink()
+    names = sorted(tensors)
+    weight_map = {}
+    for number in range(shards):
+        shard = f"model-{number + 1:05d}-of-{shards:05d}.safetensors"
+        part = {name: tensors[name] for name in names[number::shards]}
+        save_file(part, staged / shard, metadata={"format": "pt"})
+        weight_map |= {name: shard for name in part}
+    (staged / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+    hub = root / "hub"
+    repo = hub / ("models--" + TINY_REPO.replace("/", "--"))
+    (repo / "blobs").mkdir(parents=True)
+    snapshot = repo / "snapshots" / TINY_SHA
+    snapshot.mkdir(parents=True)
+    for file in staged.iterdir():
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        shutil.copyfile(file, repo / "blobs" / digest)
+        (snapshot / file.name).symlink_to(Path("..", "..", "blobs", digest))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(TINY_SHA)
+    return hub
+
+
+@pytest.fixture
+def hub_cache(tiny_model_path: Path, tmp_path: Path) -> Path:
+    return _hub_cache(tiny_model_path, tmp_path)
+
+
+def test_the_layout_is_a_real_hub_cache_and_it_is_complete(
+    hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import snapshot_download
+
+    from liftdeploy.runtime.weights import require_snapshot, snapshot_problem
+
+    # huggingface_hub itself, offline, finds the snapshot where the check looks.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    found = snapshot_download(TINY_REPO, revision=TINY_SHA, cache_dir=hub_cache,
+                              local_files_only=True)
+    assert Path(found).name == TINY_SHA
+    assert snapshot_problem(hub_cache, TINY_REPO, TINY_SHA) is None
+    assert snapshot_problem(hub_cache, TINY_REPO, None) is None  # refs/main
+    require_snapshot(hub_cache, TINY_REPO, TINY_SHA, volume="w", fix="liftdeploy download ...")
+
+
+def test_one_shard_missing_names_it_the_volume_and_the_fix(hub_cache: Path) -> None:
+    from liftdeploy.runtime.weights import WeightsMissing, require_snapshot, snapshot_problem
+
+    snapshot = hub_cache / "models--liftdeploy--tiny" / "snapshots" / TINY_SHA
+    (snapshot / "model-00002-of-00002.safetensors").unlink()
+    problem = snapshot_problem(hub_cache, TINY_REPO, TINY_SHA)
+    assert problem is not None and "1 of the 2 shards" in problem
+    assert "model-00002-of-00002.safetensors" in problem
+    fix = "liftdeploy download deployment.yaml --env staging"
+    with pytest.raises(WeightsMissing) as caught:
+        require_snapshot(hub_cache, TINY_REPO, TINY_SHA, volume="lift-sys-models", fix=fix)
+    message = str(caught.value)
+    assert message.startswith(f"weights for {TINY_REPO} at {TINY_SHA} are not on Volume "
+                              "lift-sys-models")
+    assert message.endswith(f"run `{fix}`")
+
+
+def test_a_link_to_a_missing_blob_and_a_missing_tokenizer_are_incomplete(hub_cache: Path) -> None:
+    from liftdeploy.runtime.weights import snapshot_problem
+
+    repo = hub_cache / "models--liftdeploy--tiny"
+    shard = repo / "snapshots" / TINY_SHA / "model-00001-of-00002.safetensors"
+    shard.resolve().unlink()  # an interrupted download: the link without its blob
+    (repo / "snapshots" / TINY_SHA / "tokenizer.json").unlink()
+    problem = snapshot_problem(hub_cache, TINY_REPO, TINY_SHA)
+    assert problem is not None
+    assert "model-00001-of-00002.safetensors" in problem and "a tokenizer" in problem
+
+
+def test_wrong_revision_says_which_revisions_the_volume_holds(hub_cache: Path) -> None:
+    from liftdeploy.runtime.weights import snapshot_problem
+
+    problem = snapshot_problem(hub_cache, TINY_REPO, OTHER_SHA)
+    assert problem == f"no snapshot for revision {OTHER_SHA} (the cache holds {TINY_SHA})"
+    assert snapshot_problem(hub_cache, TINY_REPO, "v2") == (
+        "the cache has no ref 'v2' for liftdeploy/tiny")
+    assert snapshot_problem(hub_cache, "org/other", None) == (
+        f"nothing of org/other is in {hub_cache}")
+
+
+def test_vllm_reads_the_complete_snapshot_offline(
+    hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The layout the check accepts is the one the server loads: transformers (which vLLM
+    uses for config and tokenizer) resolves the pinned revision from it with the Hub offline."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = AutoConfig.from_pretrained(TINY_REPO, revision=TINY_SHA, cache_dir=hub_cache)
+    tokenizer = AutoTokenizer.from_pretrained(TINY_REPO, revision=TINY_SHA, cache_dir=hub_cache)
+    assert config.model_type == "qwen2" and len(tokenizer) > 0
+
+
+# --- the download -------------------------------------------------------------------------------
+
+
+def test_download_limit_comes_from_the_checkpoint_size_not_the_request_limit() -> None:
+    from liftdeploy.planner.download import DOWNLOAD_MB_PER_S, download_estimate
+
+    for name, env in (("qwen3-coder-480b", "production"), ("qwen25-coder-32b", "staging")):
+        resolved = load_spec(REPO_ROOT / "examples" / f"{name}.yaml").resolve(env)
+        estimate = download_estimate(resolved)
+        assert estimate.checkpoint_bytes is not None
+        assert estimate.timeout_s >= estimate.checkpoint_bytes / (DOWNLOAD_MB_PER_S * 1e6)
+        assert estimate.timeout_s != resolved.runtime.timeout_s
+    big = download_estimate(load_spec(REPO_ROOT / "examples" / "qwen3-coder-480b.yaml").resolve())
+    assert 450e9 < big.checkpoint_bytes < 520e9  # type: ignore[operator]
+    assert big.timeout_s > 3600  # the old request-timeout limit needed 134 MB/s
+
+
+def test_plan_shows_the_download(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", str(REPO_ROOT / "examples" / "qwen3-coder-480b.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "weights download  482 GB" in out and "assumed 50 MB/s" in out
+
+
+def _modal_run_params(argv: list[str]) -> tuple[dict[str, object], list[str]]:
+    """modal's own click parser for `modal run`: its options and the function reference."""
+    import warnings
+
+    from modal.cli.entry_point import entrypoint_cli
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx = entrypoint_cli.make_context("modal", argv[1:])
+        name, command, rest = entrypoint_cli.resolve_command(ctx, [*ctx.protected_args, *ctx.args])
+        sub = command.make_context(name, rest, parent=ctx)
+        return sub.params, [*sub.protected_args, *sub.args]
+
+
+def test_download_command_parses_with_modals_cli(tmp_path: Path) -> None:
+    from liftdeploy.ops.modal_cli import download_command
+    from liftdeploy.spec.specfile import read_yaml, spec_from_data
+
+    data = read_yaml(EXAMPLE_32B)
+    data["environments"]["staging"]["modal_environment"] = "inference-staging"
+    resolved = spec_from_data(data).resolve("staging")
+    command = download_command(resolved, tmp_path / "app.py")
+    assert command.env == {"LIFTDEPLOY_ENV": "staging"} and command.cwd == tmp_path
+    params, rest = _modal_run_params(command.argv)
+    assert params["detach"] is True and params["env"] == "inference-staging"
+    assert rest == ["app.py::download_model"]
+
+
+@pytest.fixture(scope="module")
+def rendered_80b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from liftdeploy.render.service import render
+
+    return render(REPO_ROOT / "examples" / "qwen3-next-80b.yaml",
+                  tmp_path_factory.mktemp("svc") / "qwen80b")
+
+
+def test_cli_download_dry_run_and_the_real_modal_run(
+    rendered_80b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from liftdeploy.ops.modal_cli import (
+        ModalCommandError, locate_service, prepare_download, run_modal,
+    )
+
+    assert main(["download", str(rendered_80b), "--env", "staging", "--dry-run"]) == 0
+    assert capsys.readouterr().out == (
+        f"cd {rendered_80b} && LIFTDEPLOY_ENV=staging modal run --detach app.py::download_model\n")
+    # The real modal CLI, logged out: it imports app.py and finds download_model, then stops at
+    # the token check (a wrong function reference would fail before it).
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "modal.toml"))
+    for name in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_PROFILE", "MODAL_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ModalCommandError) as caught:
+        run_modal(prepare_download(locate_service(rendered_80b), "staging"), capture=True)
+    assert "Token missing" in caught.value.stderr_tail
+    assert "download_model" not in caught.value.stderr_tail
+
+
+def test_download_refuses_a_stale_app_without_suggesting_skip_check(
+    rendered_80b: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    service = tmp_path / "svc"
+    shutil.copytree(rendered_80b, service)
+    spec = service / "deployment.yaml"
+    spec.write_text(spec.read_text().replace(
+        "c5f5f263bdd5cc134092897864e8905d8fe7b928", "d" * 40))
+    from liftdeploy.ops.modal_cli import locate_service, prepare_download
+
+    with pytest.raises(OpsError, match="stale") as caught:
+        prepare_download(locate_service(service), "staging")
+    assert "then download" in str(caught.value) and "--skip-check" not in str(caught.value)

@@ -24,6 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_env_option(p)
     p.set_defaults(handler=pin)
 
+    p = subparsers.add_parser(
+        "download", help="fill the weights Volume for an environment (`modal run` of the app's "
+        "download_model)",
+        description="Run the rendered app's download_model for one environment: its pinned "
+        "revision into the shared weights Volume, with the time limit `liftdeploy plan` shows "
+        "and retries. A snapshot already complete on the Volume is not fetched again.",
+    )
+    p.add_argument("spec", metavar="SERVICE",
+                   help="a rendered service directory (or its deployment.yaml)")
+    common.add_env_option(p, required=True)
+    p.add_argument("--dry-run", action="store_true", help="print the exact command and run nothing")
+    p.set_defaults(handler=download)
+
 
 def pin(args: argparse.Namespace) -> int:
     from liftdeploy.ops.hub import pin as pin_revisions
@@ -34,4 +47,16 @@ def pin(args: argparse.Namespace) -> int:
         common.note(text)
     for change in changes:
         print(f"{path}: {change.key}: {change.old or 'unset'} -> {change.new}")
+    return 0
+
+
+def download(args: argparse.Namespace) -> int:
+    from liftdeploy.ops.modal_cli import locate_service, prepare_download, run_modal
+
+    command = prepare_download(locate_service(args.spec), args.env)
+    if args.dry_run:
+        print(command.shell())
+        return 0
+    common.note(f"$ {command.shell()}")
+    run_modal(command)
     return 0

@@ -23,6 +23,7 @@ from liftdeploy.planner.checks import (
     sharding_problems,
     spec_problems,
 )
+from liftdeploy.planner.download import DownloadEstimate, estimate_download
 from liftdeploy.planner.memory import MemoryEstimate
 from liftdeploy.spec.model import HOURS_PER_MONTH
 
@@ -82,6 +83,8 @@ class Plan:
     speed: Speed
     cost: Cost
     verdicts: list[Verdict] = field(default_factory=list)
+    download: DownloadEstimate | None = None
+    """The weights download: checkpoint size, assumed throughput, its time limit."""
 
     @property
     def fits(self) -> bool:
@@ -142,6 +145,7 @@ class Plan:
                 "per_million_output_tokens": _round(self.cost.usd_per_million_output_tokens),
             },
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "weights_download": self.download.to_dict() if self.download else None,
         }
 
 
@@ -162,10 +166,8 @@ def plan(
     by `price_source`); else the spec's pricing.gpu_hour_usd; else the catalog. `arch` skips
     the config.json/catalog lookup.
     """
-    arch = with_spec_quantization(
-        arch or load_architecture(resolved.model.id, resolved.model.revision),
-        resolved.model.quantization,
-    )
+    checkpoint = arch or load_architecture(resolved.model.id, resolved.model.revision)
+    arch = with_spec_quantization(checkpoint, resolved.model.quantization)
     layout = layout_of(resolved)
     verdicts = sharding_problems(arch, layout)
     memory = estimate_for(resolved, arch, layout)
@@ -194,7 +196,7 @@ def plan(
         model_id=resolved.model.id, architecture=arch, layout=layout, memory=memory,
         max_model_len=resolved.model.max_model_len, workload_tokens=workload_tokens,
         max_concurrent_requests=resolved.runtime.max_concurrent_requests,
-        speed=speed, cost=cost, verdicts=verdicts,
+        speed=speed, cost=cost, verdicts=verdicts, download=estimate_download(checkpoint),
     )
 
 
@@ -303,6 +305,7 @@ def format_plan(p: Plan) -> str:
         f"${cost.always_on_usd_per_month:,.0f}/month always-on; worst case {worst}; "
         f"{per_m} per M output tokens at the bound",
         f"                    ${cost.gpu_hour_usd:.2f}/GPU-hour from {cost.price_source}",
+        *_download_rows(p.download),
         "  verdicts",
     ]
     for v in p.verdicts:
@@ -311,3 +314,13 @@ def format_plan(p: Plan) -> str:
             rows.append(f"      fix: {v.fix}")
     return "\n".join(rows)
 
+
+
+def _download_rows(download: DownloadEstimate | None) -> list[str]:
+    if download is None or download.expected_s is None or download.checkpoint_bytes is None:
+        return []
+    return [
+        f"  weights download  {download.checkpoint_bytes / 1e9:,.0f} GB: about "
+        f"{download.expected_s / 60:,.0f} min at an assumed {download.throughput_mb_s} MB/s; "
+        f"limit {download.timeout_s / 60:,.0f} min per attempt, {download.retries} retries",
+    ]

@@ -45,6 +45,8 @@ QUESTION_FIELDS: dict[str, str] = {
 UNSET_ANSWERS: dict[str, Any] = {"model_revision": "", "max_containers": 0}
 CUSTOM_PRESET = "custom"
 """The preset `liftdeploy render` records for a spec that is not one of the examples."""
+HOOK_MODULES = ("server", "weights")
+"""liftdeploy.runtime modules the app itself imports (the others are named by the argv)."""
 MODAL_MAX_EXIT_GRACE_S = 3600
 """Longest `exit_grace_period` modal 1.6 accepts for `@app.server`."""
 
@@ -127,7 +129,8 @@ class Service:
     @property
     def extra_runtime_files(self) -> list[str]:
         """Runtime modules the vLLM command line loads (besides the server wrapper)."""
-        return [f for f in self.runtime_files if f not in ("__init__.py", "server.py")]
+        hooks = {f"{module}.py" for module in HOOK_MODULES}
+        return [f for f in self.runtime_files if f != "__init__.py" and f not in hooks]
 
     def vllm_args(self) -> str:
         """`VLLM_ARGS` for the app module: each environment's argv from the library's one argv
@@ -154,17 +157,30 @@ class Service:
 
     @property
     def runtime_files(self) -> list[str]:
-        """Files of liftdeploy.runtime the image needs: the package, its server process wrapper
-        (the enter hook) and every runtime module an environment's argv names (e.g. middleware)."""
+        """Files of liftdeploy.runtime the image needs: the package, the modules the enter hook
+        imports (HOOK_MODULES) and every runtime module an environment's argv names (e.g.
+        middleware)."""
         from liftdeploy.render.vllm_args import server_args
 
-        modules = {"server"}
+        modules = set(HOOK_MODULES)
         prefix = RUNTIME_PACKAGE + "."
         for resolved in self.resolved.values():
             for arg in server_args(resolved):
                 if arg.startswith(prefix):
                     modules.add(arg[len(prefix):].split(".")[0])
         return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
+
+    @property
+    def download_mb_per_s(self) -> int:
+        from liftdeploy.planner.download import DOWNLOAD_MB_PER_S
+
+        return DOWNLOAD_MB_PER_S
+
+    @property
+    def download_retries(self) -> int:
+        from liftdeploy.planner.download import DOWNLOAD_RETRIES
+
+        return DOWNLOAD_RETRIES
 
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
@@ -189,6 +205,7 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "hf_token_secrets": lambda r: [r.model.hf_token_secret] if r.model.hf_token_secret else [],
     "gpu": lambda r: r.gpu.modal_gpu,
     "timeout_s": lambda r: r.runtime.timeout_s,
+    "download_timeout_s": lambda r: _download_timeout_s(r),
     "startup_timeout_s": lambda r: r.startup_timeout_s,
     "scaledown_window_s": lambda r: r.runtime.scaledown_window_s,
     "min_containers": lambda r: r.runtime.min_containers,
@@ -203,6 +220,12 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     # timeout, within Modal's limit for servers.
     "exit_grace_period_s": lambda r: min(r.runtime.timeout_s, MODAL_MAX_EXIT_GRACE_S),
 }
+
+
+def _download_timeout_s(resolved: ResolvedDeployment) -> int:
+    from liftdeploy.planner.download import download_estimate
+
+    return download_estimate(resolved).timeout_s
 
 
 def _server_env(resolved: ResolvedDeployment) -> dict[str, str]:
