@@ -450,3 +450,85 @@ def test_download_refuses_a_stale_app_without_suggesting_skip_check(
     with pytest.raises(OpsError, match="stale") as caught:
         prepare_download(locate_service(service), "staging")
     assert "then download" in str(caught.value) and "--skip-check" not in str(caught.value)
+
+
+# --- isolation ------------------------------------------------------------------------------------
+
+
+def _names(resolved: object) -> set[tuple[str, str]]:
+    return set(resolved.named_resources)  # type: ignore[attr-defined]
+
+
+def test_environments_share_only_the_weights_volume() -> None:
+    spec = load_spec(EXAMPLE_32B)
+    production, staging, development = (spec.resolve(env) for env in spec.environments)
+    assert _names(production) & _names(staging) == {("volume", "lift-sys-models")}
+    assert _names(staging) & _names(development) == {("volume", "lift-sys-models")}
+    # Inherited names get the suffix; the overlay's own Secret keeps its name.
+    assert staging.storage.dicts == ["lift-sys-token-store-staging", "lift-sys-user-prefs-staging"]
+    assert staging.secret_names == ["staging-modal-secrets", "huggingface-staging"]
+    assert production.storage.dicts == ["lift-sys-token-store", "lift-sys-user-prefs"]
+    assert spec.shared_resources("staging") == {
+        "volume lift-sys-models": ["production", "development"]}
+
+
+def test_sharing_a_dict_is_explicit_and_visible_in_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from liftdeploy.spec.specfile import set_values
+
+    path = tmp_path / "deployment.yaml"
+    path.write_text(EXAMPLE_32B.read_text())
+    set_values(path, ["storage.shared=[lift-sys-user-prefs]"])
+    spec = load_spec(path)
+    assert spec.resolve("staging").storage.dicts == [
+        "lift-sys-token-store-staging", "lift-sys-user-prefs"]
+    assert main(["show", str(path), "--env", "staging", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["shared_with_other_environments"] == {
+        "volume lift-sys-models": ["production", "development"],
+        "dict lift-sys-user-prefs": ["production", "development"],
+    }
+    with pytest.raises(Exception, match="storage.shared names 'lift-sys-typo'"):
+        set_values(path, ["storage.shared=[lift-sys-typo]"])
+
+
+def test_bootstrap_of_one_environment_touches_nothing_of_another_and_writes_no_settings() -> None:
+    from liftdeploy.ops.modal_sdk import creation_calls, required_resources
+
+    spec = load_spec(EXAMPLE_32B)
+    production = {(r.kind, r.name) for r in required_resources(spec.resolve("production"))}
+    staging = required_resources(spec.resolve("staging"))
+    assert {(r.kind, r.name) for r in staging} & production == {("volume", "lift-sys-models")}
+    calls = creation_calls([r for r in staging if not r.user_created], None,
+                           environ={"HF_TOKEN": TOKEN})
+    contents = [call.env_dict for call in calls if call.env_dict is not None]
+    assert contents == [{"HF_TOKEN": TOKEN}]  # no ENVIRONMENT / VLLM_EAGER keys nobody reads
+
+
+def test_a_users_own_secret_is_listed_with_a_command_modal_accepts() -> None:
+    import warnings
+
+    import click
+    from modal.cli.entry_point import entrypoint_cli
+
+    from liftdeploy.ops.modal_sdk import BootstrapRow, required_resources
+    from liftdeploy.spec.specfile import read_yaml, spec_from_data
+
+    data = read_yaml(EXAMPLE_32B)
+    data["environments"]["staging"]["modal_environment"] = "ml-staging"
+    [own] = [r for r in required_resources(spec_from_data(data).resolve("staging"))
+             if r.user_created]
+    line = BootstrapRow(own, "missing").format()
+    assert "staging-modal-secrets: missing, yours to create: modal secret create" in line
+    argv = own.create_hint.replace(" ...", "").split()
+    command: click.Command = entrypoint_cli
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # click's protected_args
+        ctx = command.make_context("modal", argv[1:])
+        while isinstance(command, click.Group):
+            name, command, rest = command.resolve_command(ctx, [*ctx.protected_args, *ctx.args])
+            ctx = command.make_context(name, rest, parent=ctx)
+    assert ctx.command.name == "create"
+    assert ctx.params["secret_name"] == "staging-modal-secrets"
+    assert ctx.params["env"] == "ml-staging"

@@ -61,12 +61,15 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    resolved = common.resolve(args.spec, args.env)
+    spec = common.load(args.spec)
+    resolved = spec.resolve(args.env)
     data = resolved.model_dump(mode="json")
     data["app_name"] = resolved.app_name
     data["gpu"]["tensor_parallel_size"] = resolved.gpu.tp
     data["runtime"]["startup_timeout_s"] = resolved.startup_timeout_s
     data["storage"]["volumes"] = [v.model_dump(mode="json") for v in resolved.volumes]
+    # What this environment does not have to itself: another environment reads the same object.
+    data["shared_with_other_environments"] = spec.shared_resources(resolved.environment)
     if args.json:
         common.print_json(data)
     else:

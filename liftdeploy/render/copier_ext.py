@@ -182,6 +182,16 @@ class Service:
 
         return DOWNLOAD_RETRIES
 
+    def download(self, resolved: ResolvedDeployment) -> Any:
+        """The weights download of one environment (size, limit, retries) from the planner."""
+        from liftdeploy.planner.download import download_estimate
+
+        return download_estimate(resolved)
+
+    def shared(self, env: str) -> dict[str, list[str]]:
+        """`"<kind> <name>"` -> other environments using the same Modal object."""
+        return self.spec.shared_resources(env)
+
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
         return f"${resolved.gpu.count * resolved.gpu_hour_usd * hours:,.2f}"
