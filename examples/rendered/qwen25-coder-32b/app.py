@@ -128,10 +128,23 @@ image = (
 MODEL_ID = "Qwen/Qwen2.5-Coder-32B-Instruct"
 MODEL_REVISION = "b47205940b83b5b484577359f71ee7b88472df67"
 
+# Each environment has its own Volumes, Dicts and Secrets (`<name>-<env>` outside production)
+# except the weights Volume, which all share (the Hub cache inside keys files by commit), and
+# names the spec shares on purpose (storage.shared).
 VOLUMES = {
-    "/root/.cache/huggingface": "lift-sys-models",
-    "/root/.cache/vllm": "lift-sys-torch-cache",
-}
+    "production": {
+        "/root/.cache/huggingface": "lift-sys-models",
+        "/root/.cache/vllm": "lift-sys-torch-cache",
+    },
+    "staging": {
+        "/root/.cache/huggingface": "lift-sys-models",
+        "/root/.cache/vllm": "lift-sys-torch-cache-staging",
+    },
+    "development": {
+        "/root/.cache/huggingface": "lift-sys-models",
+        "/root/.cache/vllm": "lift-sys-torch-cache-development",
+    },
+}[ENVIRONMENT]
 volumes = {
     path: modal.Volume.from_name(name, create_if_missing=True) for path, name in VOLUMES.items()
 }
@@ -140,10 +153,14 @@ WEIGHTS_VOLUME = VOLUMES[WEIGHTS_DIR]
 # Secrets are referenced by name only; their values stay in Modal.
 SECRETS = {
     "production": ["prod-modal-secrets", "huggingface"],
-    "staging": ["staging-modal-secrets", "huggingface"],
-    "development": ["huggingface"],
+    "staging": ["staging-modal-secrets", "huggingface-staging"],
+    "development": ["huggingface-development"],
 }[ENVIRONMENT]
-HF_TOKEN_SECRETS = ["huggingface"]
+HF_TOKEN_SECRETS = {
+    "production": ["huggingface"],
+    "staging": ["huggingface-staging"],
+    "development": ["huggingface-development"],
+}[ENVIRONMENT]
 
 # ## Serving settings
 #

@@ -127,10 +127,19 @@ image = (
 MODEL_ID = "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"
 MODEL_REVISION = None  # pin a commit hash: model.revision
 
+# Each environment has its own Volumes, Dicts and Secrets (`<name>-<env>` outside production)
+# except the weights Volume, which all share (the Hub cache inside keys files by commit), and
+# names the spec shares on purpose (storage.shared).
 VOLUMES = {
-    "/root/.cache/huggingface": "qwen-vllm-models",
-    "/root/.cache/vllm": "qwen-vllm-torch-cache",
-}
+    "production": {
+        "/root/.cache/huggingface": "qwen-vllm-models",
+        "/root/.cache/vllm": "qwen-vllm-torch-cache",
+    },
+    "staging": {
+        "/root/.cache/huggingface": "qwen-vllm-models",
+        "/root/.cache/vllm": "qwen-vllm-torch-cache-staging",
+    },
+}[ENVIRONMENT]
 volumes = {
     path: modal.Volume.from_name(name, create_if_missing=True) for path, name in VOLUMES.items()
 }
@@ -139,9 +148,12 @@ WEIGHTS_VOLUME = VOLUMES[WEIGHTS_DIR]
 # Secrets are referenced by name only; their values stay in Modal.
 SECRETS = {
     "production": ["prod-modal-secrets", "huggingface"],
-    "staging": ["staging-modal-secrets", "huggingface"],
+    "staging": ["staging-modal-secrets", "huggingface-staging"],
 }[ENVIRONMENT]
-HF_TOKEN_SECRETS = ["huggingface"]
+HF_TOKEN_SECRETS = {
+    "production": ["huggingface"],
+    "staging": ["huggingface-staging"],
+}[ENVIRONMENT]
 
 # ## Serving settings
 #

@@ -128,10 +128,23 @@ image = (
 MODEL_ID = "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8"
 MODEL_REVISION = "c5f5f263bdd5cc134092897864e8905d8fe7b928"
 
+# Each environment has its own Volumes, Dicts and Secrets (`<name>-<env>` outside production)
+# except the weights Volume, which all share (the Hub cache inside keys files by commit), and
+# names the spec shares on purpose (storage.shared).
 VOLUMES = {
-    "/root/.cache/huggingface": "qwen-vllm-models",
-    "/root/.cache/vllm": "qwen-vllm-torch-cache",
-}
+    "production": {
+        "/root/.cache/huggingface": "qwen-vllm-models",
+        "/root/.cache/vllm": "qwen-vllm-torch-cache",
+    },
+    "staging": {
+        "/root/.cache/huggingface": "qwen-vllm-models",
+        "/root/.cache/vllm": "qwen-vllm-torch-cache-staging",
+    },
+    "development": {
+        "/root/.cache/huggingface": "qwen-vllm-models",
+        "/root/.cache/vllm": "qwen-vllm-torch-cache-development",
+    },
+}[ENVIRONMENT]
 volumes = {
     path: modal.Volume.from_name(name, create_if_missing=True) for path, name in VOLUMES.items()
 }
@@ -140,10 +153,14 @@ WEIGHTS_VOLUME = VOLUMES[WEIGHTS_DIR]
 # Secrets are referenced by name only; their values stay in Modal.
 SECRETS = {
     "production": ["prod-modal-secrets", "huggingface"],
-    "staging": ["staging-modal-secrets", "huggingface"],
-    "development": ["huggingface"],
+    "staging": ["staging-modal-secrets", "huggingface-staging"],
+    "development": ["huggingface-development"],
 }[ENVIRONMENT]
-HF_TOKEN_SECRETS = ["huggingface"]
+HF_TOKEN_SECRETS = {
+    "production": ["huggingface"],
+    "staging": ["huggingface-staging"],
+    "development": ["huggingface-development"],
+}[ENVIRONMENT]
 
 # ## Serving settings
 #
