@@ -6,6 +6,7 @@ The Hub is a local HTTP server answering like huggingface.co's model-info endpoi
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import json
 import threading
@@ -39,6 +40,8 @@ class FakeHub(http.server.ThreadingHTTPServer):
             ("Qwen/Qwen2.5-Coder-32B-Instruct", STAGING_SHA): STAGING_SHA,
         }
         self.gated = {"org/gated-model"}
+        self.files: dict[tuple[str, str], dict[str, bytes]] = {}
+        """(repo, commit) -> path -> content, served by the tree and resolve endpoints."""
         self.requests: list[tuple[str, str | None]] = []
 
     @property
@@ -49,9 +52,22 @@ class FakeHub(http.server.ThreadingHTTPServer):
 class _HubHandler(http.server.BaseHTTPRequestHandler):
     server: FakeHub
 
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's name
+        self.server.requests.append((f"HEAD {self.path}", self.headers.get("Authorization")))
+        self._file(body=False)
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         self.server.requests.append((self.path, self.headers.get("Authorization")))
-        path = self.path.split("?")[0].removeprefix("/api/models/")
+        path = self.path.split("?")[0]
+        if "/resolve/" in path:
+            return self._file(body=True)
+        if "/tree/" in path:  # list_repo_tree: every file of a commit
+            repo, _, commit = path.removeprefix("/api/models/").partition("/tree/")
+            files = self.server.files.get((repo, commit.strip("/")), {})
+            return self._json([{"type": "file", "path": name, "size": len(data),
+                                "oid": hashlib.sha1(data).hexdigest()}
+                               for name, data in files.items()])
+        path = path.removeprefix("/api/models/")
         repo, _, revision = path.partition("/revision/")
         revision = revision or "main"
         if repo in self.server.gated:
@@ -61,13 +77,31 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
         sha = self.server.refs.get((repo, revision))
         if sha is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        body = json.dumps({"_id": "x", "id": repo, "modelId": repo, "sha": sha,
-                           "private": False, "tags": []}).encode()
+        self._json({"_id": "x", "id": repo, "modelId": repo, "sha": sha, "private": False,
+                    "tags": []})
+
+    def _json(self, data: object) -> None:
+        body = json.dumps(data).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _file(self, *, body: bool) -> None:
+        """/{repo}/resolve/{commit}/{path}, with the headers huggingface_hub caches by."""
+        repo, _, rest = self.path.split("?")[0].lstrip("/").partition("/resolve/")
+        commit, _, name = rest.partition("/")
+        data = self.server.files.get((repo, commit), {}).get(name)
+        if data is None:
+            return self._error(404, "EntryNotFound", f"{name} not found")
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", commit)
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
 
     def _error(self, status: int, code: str, message: str) -> None:
         body = json.dumps({"error": message}).encode()
@@ -231,8 +265,13 @@ def test_check_and_deploy_dry_run_refuse_unpinned_production(
     err = capsys.readouterr().err
     assert f"run `liftdeploy pin {service / 'deployment.yaml'}`" in err
     assert "Traceback" not in err
-    # Other environments deploy unpinned weights (with the spec's warning).
+    # Other environments deploy (and download) unpinned weights, with a warning.
     assert main(["deploy", str(service), "--env", "staging", "--dry-run"]) == 0
+    assert "model.revision is not set" in capsys.readouterr().err
+    assert main(["download", str(service), "--env", "staging", "--dry-run"]) == 0
+    assert "model.revision is not set" in capsys.readouterr().err
+    assert main(["download", str(service), "--env", "production", "--dry-run"]) == 1
+    assert "liftdeploy pin" in capsys.readouterr().err
 
 
 # --- the completeness check: the tiny model laid out as a Hub cache snapshot --------------------
@@ -532,3 +571,54 @@ def test_a_users_own_secret_is_listed_with_a_command_modal_accepts() -> None:
     assert ctx.command.name == "create"
     assert ctx.params["secret_name"] == "staging-modal-secrets"
     assert ctx.params["env"] == "ml-staging"
+
+
+_RUN_DOWNLOAD = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("service_app", sys.argv[1])
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+# The rendered function, pointed at the tiny model and a local Hub cache instead of the Volume.
+app.HUB_CACHE, app.MODEL_ID, app.MODEL_REVISION = sys.argv[2:5]
+app.download_model.local()
+"""
+
+
+def _run_download_model(app: Path, hub_cache: Path, hub: FakeHub, tmp_path: Path) -> object:
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("MODAL_", "HF_"))}
+    env.update(HF_ENDPOINT=hub.url, LIFTDEPLOY_ENV="staging", HF_HOME=str(tmp_path / "hf-home"),
+               MODAL_CONFIG_PATH=str(tmp_path / "modal.toml"), PYTHONPATH=str(REPO_ROOT))
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_DOWNLOAD, str(app), str(hub_cache), TINY_REPO, TINY_SHA],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_download_model_fetches_only_what_is_missing_and_nothing_when_complete(
+    rendered_80b: Path, hub_cache: Path, hub: FakeHub, tmp_path: Path
+) -> None:
+    from liftdeploy.runtime.weights import snapshot_problem
+
+    snapshot = hub_cache / "models--liftdeploy--tiny" / "snapshots" / TINY_SHA
+    hub.files[(TINY_REPO, TINY_SHA)] = {p.name: p.read_bytes() for p in snapshot.iterdir()}
+    app = rendered_80b / "app.py"
+
+    complete = _run_download_model(app, hub_cache, hub, tmp_path)
+    assert complete.returncode == 0, complete.stderr
+    assert "already complete" in complete.stdout and hub.requests == []
+
+    shard = snapshot / "model-00002-of-00002.safetensors"
+    shard.resolve().unlink()  # an attempt cut off mid-download: link without its blob
+    shard.unlink()
+    cut_off = _run_download_model(app, hub_cache, hub, tmp_path)
+    assert "fetching liftdeploy/tiny at " + TINY_SHA in cut_off.stdout
+    fetched = [path for path, _ in hub.requests if "/resolve/" in path and "HEAD" not in path]
+    assert fetched == [f"/{TINY_REPO}/resolve/{TINY_SHA}/model-00002-of-00002.safetensors"]
+    assert snapshot_problem(hub_cache, TINY_REPO, TINY_SHA) is None
+    # Then it commits the Volume, where a local run meets Modal's login: the boundary.
+    assert cut_off.returncode != 0 and "Token missing" in cut_off.stderr, cut_off.stderr[-2000:]

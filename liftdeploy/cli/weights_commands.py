@@ -53,7 +53,12 @@ def pin(args: argparse.Namespace) -> int:
 def download(args: argparse.Namespace) -> int:
     from liftdeploy.ops.modal_cli import locate_service, prepare_download, run_modal
 
-    command = prepare_download(locate_service(args.spec), args.env)
+    from liftdeploy.spec.model import revision_warnings
+
+    service = locate_service(args.spec)
+    command = prepare_download(service, args.env)
+    for text in revision_warnings(common.load(str(service.spec_path)).resolve(args.env)):
+        common.note(f"warning: {text}")
     if args.dry_run:
         print(command.shell())
         return 0

@@ -27,7 +27,7 @@ from liftdeploy.client.endpoints import ENDPOINT_URL_ENV as URL_VARIABLE
 from liftdeploy.client.endpoints import SERVER_CLASS_NAME
 from liftdeploy.errors import OpsError
 from liftdeploy.render.regenerate import SPEC_FILE
-from liftdeploy.spec.model import ResolvedDeployment, pinning_problem
+from liftdeploy.spec.model import ResolvedDeployment, pinning_problem, revision_warnings
 
 MODAL = "modal"
 """Program name in every built argv; `run_modal` resolves it to an executable."""
@@ -249,7 +249,8 @@ def prepare_deploy(
                 f"the git tree of {service.directory} has uncommitted changes; commit them so "
                 f"production runs a known commit ({git.short}), or pass --allow-dirty"
             )
-    notes = production_notes(resolved, plan_lines) if resolved.production else []
+    notes = revision_warnings(resolved)
+    notes += production_notes(resolved, plan_lines) if resolved.production else []
     command = deploy_command(resolved, service.app_path, tag=git.tag if git else None)
     return DeployStep(command=command, resolved=resolved, git=git, notes=notes)
 

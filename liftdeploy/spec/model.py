@@ -851,22 +851,29 @@ def pinning_problem(resolved: ResolvedDeployment, spec_path: str = "SPEC") -> st
     )
 
 
-def advisories(resolved: ResolvedDeployment) -> list[str]:
-    """Warnings that do not make a spec invalid but that a careful user wants to see."""
+def revision_warnings(resolved: ResolvedDeployment) -> list[str]:
+    """Why this environment's weights may change under it (`pin` fixes it), if they may."""
     notes = []
     revision = resolved.model.revision
     if revision is not None and not resolved.model.revision_is_pinned:
         notes.append(
             f"model.revision {revision!r} is a branch or tag name, which can move under a running "
-            f"deployment; pin the 40-character commit hash instead"
+            f"deployment; pin the 40-character commit hash instead (`liftdeploy pin`)"
         )
     if resolved.model.revision is None and not resolved.model.id.startswith(("/", ".")):
         notes.append(
-            "model.revision is not set: the weights follow the default branch; pin a commit hash"
+            "model.revision is not set: the weights follow the default branch; pin a commit hash "
+            "(`liftdeploy pin`)"
         )
     reason = resolved.model.unpinned_reason
     if resolved.production and reason and not resolved.model.revision_is_pinned:
         notes.append(f"production serves unpinned weights: {reason}")
+    return notes
+
+
+def advisories(resolved: ResolvedDeployment) -> list[str]:
+    """Warnings that do not make a spec invalid but that a careful user wants to see."""
+    notes = revision_warnings(resolved)
     if resolved.engine.structured_output_backend == "xgrammar":
         notes.append(
             "engine.structured_output_backend xgrammar (0.2.8/0.2.9) emits raw control "
