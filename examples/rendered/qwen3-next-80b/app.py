@@ -274,7 +274,8 @@ DOWNLOAD_COMMAND = f"liftdeploy download deployment.yaml --env {ENVIRONMENT}"
     image=image,
     volumes={WEIGHTS_DIR: volumes[WEIGHTS_DIR]},
     secrets=[modal.Secret.from_name(name) for name in HF_TOKEN_SECRETS],
-    # Xet's parallel high-throughput mode: the download is the container's only job.
+    # Xet's high-throughput mode (huggingface_hub's successor to HF_HUB_ENABLE_HF_TRANSFER,
+    # which it now ignores): the download is the container's only job.
     env={**CONTAINER_ENV, "HF_XET_HIGH_PERFORMANCE": "1"},
     timeout=DOWNLOAD_TIMEOUT_S,
     retries=modal.Retries(
@@ -293,7 +294,7 @@ def download_model() -> None:
         print(f"{where} is already complete on Volume {WEIGHTS_VOLUME}; nothing to fetch")
         return
     print(f"fetching {where} ({problem})")
-    snapshot_download(MODEL_ID, revision=MODEL_REVISION)
+    snapshot_download(MODEL_ID, revision=MODEL_REVISION, cache_dir=HUB_CACHE)
     volumes[WEIGHTS_DIR].commit()
     problem = snapshot_problem(HUB_CACHE, MODEL_ID, MODEL_REVISION)
     if problem is not None:
