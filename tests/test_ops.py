@@ -480,43 +480,45 @@ def test_required_resources_per_environment() -> None:
         ("dict", "lift-sys-token-store"), ("dict", "lift-sys-user-prefs"),
         ("secret", "prod-modal-secrets"), ("secret", "huggingface"),
     ]
-    settings = {r.name: (r.settings, r.secret_keys) for r in production if r.kind == "secret"}
-    assert settings == {
-        "prod-modal-secrets": ({"ENVIRONMENT": "production", "VLLM_EAGER": "0"}, ()),
-        "huggingface": ({}, ("HF_TOKEN",)),
-    }
-    staging = {r.name: r.settings for r in required_resources(_resolve("80b", "staging"))}
-    assert staging["staging-modal-secrets"] == {"ENVIRONMENT": "staging", "VLLM_EAGER": "1"}
+    keys = {r.name: (r.secret_keys, r.user_created) for r in production if r.kind == "secret"}
+    # The settings Secret is the user's own: bootstrap writes no keys of its own into it.
+    assert keys == {"prod-modal-secrets": ((), True), "huggingface": (("HF_TOKEN",), False)}
+    # Staging has its own Dicts, Secrets and compile cache; only the weights Volume is shared.
+    staging = required_resources(_resolve("32b", "staging"))
+    assert [(r.kind, r.name) for r in staging] == [
+        ("volume", "lift-sys-models"), ("volume", "lift-sys-torch-cache-staging"),
+        ("dict", "lift-sys-token-store-staging"), ("dict", "lift-sys-user-prefs-staging"),
+        ("secret", "staging-modal-secrets"), ("secret", "huggingface-staging"),
+    ]
     # Default volumes when the spec names none, and the API key secret.
     data = read_yaml(EXAMPLES["80b"])
     del data["storage"]["volumes"]
     data["auth"] = {"api_key_secret": "qwen-api-key"}
     resources = required_resources(spec_from_data(data).resolve("development"))
     assert [r.name for r in resources if r.kind == "volume"] == [
-        "qwen3-next-80b-weights", "qwen3-next-80b-compile-cache",
+        "qwen3-next-80b-weights", "qwen3-next-80b-compile-cache-development",
     ]
-    assert [r.secret_keys for r in resources if r.name == "qwen-api-key"] == [("VLLM_API_KEY",)]
+    assert [r.secret_keys for r in resources if r.name == "qwen-api-key-development"] == [
+        ("VLLM_API_KEY",)]
 
 
 def test_creation_calls_carry_values_to_the_sdk_and_hide_them_elsewhere() -> None:
     resolved = _resolve("32b", "staging")
-    missing = [r for r in required_resources(resolved) if r.name != "lift-sys-models"]
+    missing = [r for r in required_resources(resolved)
+               if r.name != "lift-sys-models" and not r.user_created]
     calls = creation_calls(missing, "ml-staging", environ={"HF_TOKEN": SECRET_VALUE})
     described = [c.describe() for c in calls]
     assert described == [
-        "modal.Volume.objects.create('lift-sys-torch-cache', allow_existing=True, "
+        "modal.Volume.objects.create('lift-sys-torch-cache-staging', allow_existing=True, "
         "environment_name='ml-staging')",
-        "modal.Dict.objects.create('lift-sys-token-store', allow_existing=True, "
+        "modal.Dict.objects.create('lift-sys-token-store-staging', allow_existing=True, "
         "environment_name='ml-staging')",
-        "modal.Dict.objects.create('lift-sys-user-prefs', allow_existing=True, "
+        "modal.Dict.objects.create('lift-sys-user-prefs-staging', allow_existing=True, "
         "environment_name='ml-staging')",
-        "modal.Secret.objects.create('staging-modal-secrets', {'ENVIRONMENT': ..., "
-        "'VLLM_EAGER': ...}, allow_existing=True, environment_name='ml-staging')",
-        "modal.Secret.objects.create('huggingface', {'HF_TOKEN': ...}, allow_existing=True, "
-        "environment_name='ml-staging')",
+        "modal.Secret.objects.create('huggingface-staging', {'HF_TOKEN': ...}, "
+        "allow_existing=True, environment_name='ml-staging')",
     ]
     assert calls[-1].env_dict == {"HF_TOKEN": SECRET_VALUE}
-    assert calls[-2].env_dict == {"ENVIRONMENT": "staging", "VLLM_EAGER": "1"}
     assert SECRET_VALUE not in repr(calls) and SECRET_VALUE not in "".join(described)
 
 

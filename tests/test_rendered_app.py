@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from liftdeploy.planner.timeouts import exit_grace_period_s, healthy_within_s, startup_timeout_s
+from liftdeploy.planner.download import DOWNLOAD_RETRIES, download_estimate
 from liftdeploy.spec.specfile import load_spec
 from liftdeploy.render.vllm_args import server_args
 
@@ -106,6 +107,7 @@ def modal_view(module: ModuleType) -> dict[str, Any]:
         "secrets": secret_names,
         "server_env": server_env,
         "download_timeout": download["timeout"],
+        "download_retries": download["retry_policy"].retries,
         "download_secrets": download_secrets,
         "download_env": download_env,
         "download_volumes": {str(p): v._name for p, v in download["validated_volumes_no_cloud_buckets"]},
@@ -136,10 +138,13 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
         "secrets": resolved.secret_names,
         "server_env": {"LIFTDEPLOY_ENV": env, "LIFTDEPLOY_DUMMY_WEIGHTS": "0",
                        "LIFTDEPLOY_REQUEST_TIMEOUT_S": str(runtime.request_timeout_s)},
-        "download_timeout": 24 * 3600,
+        "download_timeout": download_estimate(resolved).timeout_s,
+        "download_retries": DOWNLOAD_RETRIES,
         "download_secrets": [resolved.model.hf_token_secret] if resolved.model.hf_token_secret else [],
-        "download_env": view["server_env"],
-        "download_volumes": volumes,
+        "download_env": {**view["server_env"], "HF_XET_HIGH_PERFORMANCE": "1"},
+        # The download mounts the weights Volume only, never the compile cache.
+        "download_volumes": {v.mount_path: v.name for v in resolved.volumes
+                             if v.purpose == "weights"},
     }
 
 
@@ -288,7 +293,7 @@ def test_image_carries_exactly_the_runtime_files_the_app_needs(
     shipped = {p.name for p in (RENDERED / name / "liftdeploy_runtime").glob("*.py")}
     named = {arg.split(".")[2] + ".py" for arg in module.VLLM_ARGS
              if arg.startswith("liftdeploy.runtime.")}
-    assert shipped == {"__init__.py", "server.py", *named}
+    assert shipped == {"__init__.py", "server.py", "weights.py", *named}
     assert module.RUNTIME_DIR == RENDERED / name / "liftdeploy_runtime"
 
 

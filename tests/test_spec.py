@@ -379,10 +379,11 @@ def test_overlays_resolve_app_names_and_deep_merge() -> None:
     assert staging.engine.enforce_eager and not live.engine.enforce_eager
     # lists replace, they do not append
     assert staging.storage.secrets == ["staging-only"]
-    assert staging.storage.dicts == ["tokens"]
+    assert staging.storage.dicts == ["tokens-staging"]  # inherited: the environment's own name
     assert live.storage.secrets == ["base-a", "base-b"]
-    assert dev.model_dump(exclude={"environment", "production", "modal_environment"}) == \
-        live.model_dump(exclude={"environment", "production", "modal_environment"})
+    assert dev.storage.secrets == ["base-a-dev", "base-b-dev"]
+    assert dev.model_dump(exclude={"environment", "production", "modal_environment", "storage"}) \
+        == live.model_dump(exclude={"environment", "production", "modal_environment", "storage"})
 
 
 def test_overlay_errors_name_the_environment() -> None:

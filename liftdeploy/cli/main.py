@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "liftdeploy.cli.http_commands",    # health, warmup, smoke, loadtest
     "liftdeploy.cli.ops_commands",     # bootstrap, deploy, status, rollback, logs, audit-endpoints
     "liftdeploy.cli.init_commands",    # init
+    "liftdeploy.cli.weights_commands", # pin, download
 )
 
 

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bootstrap", help="create the Volumes, Dicts and Secrets an environment needs",
-        description="Create what the environment needs and is missing. Secret values are read "
-        "from environment variables of the key's name (HF_TOKEN, VLLM_API_KEY) or a hidden "
-        "prompt, never from the command line.",
+        description="Create what the environment needs and is missing, under the environment's "
+        "own names. Secret values are read from environment variables of the key's name "
+        "(HF_TOKEN, VLLM_API_KEY) or a hidden prompt, never from the command line. A missing "
+        "storage.secrets Secret is yours to create (its keys are yours); exit 1 until it exists.",
     )
     common.add_spec_argument(p)
     common.add_env_option(p, required=True)
@@ -89,6 +90,10 @@ def bootstrap(args: argparse.Namespace) -> int:
         common.note(f"cannot check what exists: {report.offline_reason}")
     for row in report.rows:
         print(f"  {row.format()}")
+    if report.left_to_user and not report.dry_run:
+        names = ", ".join(row.resource.name for row in report.left_to_user)
+        common.note(f"not complete: create {names} as shown above, then deploy")
+        return 1
     return 0
 
 

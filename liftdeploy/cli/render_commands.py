@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=render)
 
     p = subparsers.add_parser(
-        "check", help="exit 1 when a rendered service no longer matches its spec (for CI)"
+        "check", help="exit 1 when a rendered service no longer matches its spec, or its "
+        "production serves unpinned weights (for CI)"
     )
     p.add_argument("path", nargs="?", default=".", metavar="PATH",
                    help="a rendered service, or a folder of them such as examples/ (default: .)")
@@ -73,8 +74,9 @@ def _warn_about_fit(spec: Path) -> None:
 
 def check(args: argparse.Namespace) -> int:
     from liftdeploy.render.service import check as check_services
+    from liftdeploy.render.service import unpinned_production
 
-    drift = check_services(args.path)
+    drift = check_services(args.path) + unpinned_production(args.path)
     if args.json:
         common.print_json({"path": args.path, "in_sync": not drift, "drift": drift})
     elif drift:

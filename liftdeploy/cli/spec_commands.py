@@ -63,13 +63,16 @@ def validate(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     from liftdeploy.planner.timeouts import exit_grace_period_s, startup_timeout_s
 
-    resolved = common.resolve(args.spec, args.env)
+    spec = common.load(args.spec)
+    resolved = spec.resolve(args.env)
     data = resolved.model_dump(mode="json")
     data["app_name"] = resolved.app_name
     data["gpu"]["tensor_parallel_size"] = resolved.gpu.tp
     data["runtime"]["startup_timeout_s"] = startup_timeout_s(resolved)
     data["runtime"]["exit_grace_period_s"] = exit_grace_period_s(resolved)
     data["storage"]["volumes"] = [v.model_dump(mode="json") for v in resolved.volumes]
+    # What this environment does not have to itself: another environment reads the same object.
+    data["shared_with_other_environments"] = spec.shared_resources(resolved.environment)
     if args.json:
         common.print_json(data)
     else:

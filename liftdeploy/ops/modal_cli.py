@@ -1,9 +1,9 @@
-"""Modal-side operations through the `modal` CLI: deploy, status, rollback, logs.
+"""Modal-side operations through the `modal` CLI: deploy, download, status, rollback, logs.
 
-Every command is computed by a pure function (`deploy_command`, `history_command`,
-`rollback_command`, `logs_command`), so tests and `--dry-run` see the exact argv, and run by one
-runner (`run_modal`), which turns any failure (modal not installed, not logged in, non-zero exit)
-into an `OpsError` carrying the command's last stderr lines. Secrets never appear in an argv:
+Every command is computed by a pure function (`deploy_command`, `download_command`,
+`history_command`, `rollback_command`, `logs_command`), so tests and `--dry-run` see the exact
+argv, and run by one runner (`run_modal`), which turns any failure (modal not installed, not
+logged in, non-zero exit) into an `OpsError` carrying the command's last stderr lines. Secrets never appear in an argv:
 deploy passes only the environment name (LIFTDEPLOY_ENV); secret values live in Modal Secrets,
 created by `liftdeploy.ops.modal_sdk.bootstrap`. Flags are those of modal 1.6.4's CLI.
 """
@@ -27,12 +27,14 @@ from liftdeploy.client.endpoints import ENDPOINT_URL_ENV as URL_VARIABLE
 from liftdeploy.client.endpoints import SERVER_CLASS_NAME
 from liftdeploy.errors import OpsError
 from liftdeploy.render.regenerate import SPEC_FILE
-from liftdeploy.spec.model import ResolvedDeployment
+from liftdeploy.spec.model import ResolvedDeployment, pinning_problem, revision_warnings
 
 MODAL = "modal"
 """Program name in every built argv; `run_modal` resolves it to an executable."""
 
 APP_FILE = "app.py"
+DOWNLOAD_FUNCTION = "download_model"
+"""The rendered app's function that fills the weights Volume."""
 STDERR_TAIL_LINES = 12
 """How many of a failed command's last stderr lines an OpsError quotes."""
 
@@ -108,6 +110,15 @@ def deploy_command(resolved: ResolvedDeployment, app_path: Path, *, tag: str | N
     if tag:
         argv += ["--tag", tag]
     argv += ["--strategy", resolved.runtime.deploy_strategy, app_path.name]
+    return Command(argv, env={"LIFTDEPLOY_ENV": resolved.environment}, cwd=app_path.parent)
+
+
+def download_command(resolved: ResolvedDeployment, app_path: Path) -> Command:
+    """`modal run --detach app.py::download_model`: the app's own download function, with its
+    time limit and retries, for one environment's pinned revision. `--detach` keeps a long
+    download going when this terminal closes (`liftdeploy logs` shows how it ends)."""
+    function_ref = f"{app_path.name}::{DOWNLOAD_FUNCTION}"
+    argv = [MODAL, "run", "--detach", *_env_args(resolved), function_ref]
     return Command(argv, env={"LIFTDEPLOY_ENV": resolved.environment}, cwd=app_path.parent)
 
 
@@ -217,17 +228,11 @@ def prepare_deploy(
 ) -> DeployStep:
     """Check that `service` may be deployed to `environment` and build the command.
 
-    Refuses a spec with no rendered app, a rendered app that drifted from its spec, and
-    production from a dirty (or non-git) tree unless `allow_dirty`.
+    Refuses production with unpinned weights, a spec with no rendered app, a rendered app that
+    drifted from its spec, and production from a dirty (or non-git) tree unless `allow_dirty`.
     """
-    from liftdeploy.spec.specfile import load_spec
-
-    resolved = load_spec(service.spec_path).resolve(environment)
-    if service.app_path is None:
-        raise OpsError(
-            f"{service.spec_path}: no rendered {APP_FILE} beside this spec; run "
-            f"`liftdeploy render {service.spec_path} -o DIR` and deploy DIR"
-        )
+    resolved = _pinned_and_rendered(service, environment)
+    assert service.app_path is not None
     plan_lines: list[str] = []
     if not skip_check:
         _refuse_stale(service)
@@ -244,12 +249,37 @@ def prepare_deploy(
                 f"the git tree of {service.directory} has uncommitted changes; commit them so "
                 f"production runs a known commit ({git.short}), or pass --allow-dirty"
             )
-    notes = production_notes(resolved, plan_lines) if resolved.production else []
+    notes = revision_warnings(resolved)
+    notes += production_notes(resolved, plan_lines) if resolved.production else []
     command = deploy_command(resolved, service.app_path, tag=git.tag if git else None)
     return DeployStep(command=command, resolved=resolved, git=git, notes=notes)
 
 
-def _refuse_stale(service: Service) -> None:
+def prepare_download(service: Service, environment: str) -> Command:
+    """The download of `environment`'s weights, refused for an unpinned production or a
+    rendered app that no longer matches its spec (it would fetch another revision)."""
+    resolved = _pinned_and_rendered(service, environment)
+    assert service.app_path is not None
+    _refuse_stale(service, then="download")
+    return download_command(resolved, service.app_path)
+
+
+def _pinned_and_rendered(service: Service, environment: str) -> ResolvedDeployment:
+    from liftdeploy.spec.specfile import load_spec
+
+    resolved = load_spec(service.spec_path).resolve(environment)
+    problem = pinning_problem(resolved, str(service.spec_path))
+    if problem:  # never skippable: production must name the weights it serves
+        raise OpsError(problem)
+    if service.app_path is None:
+        raise OpsError(
+            f"{service.spec_path}: no rendered {APP_FILE} beside this spec; run "
+            f"`liftdeploy render {service.spec_path} -o DIR` and use DIR"
+        )
+    return resolved
+
+
+def _refuse_stale(service: Service, *, then: str = "deploy") -> None:
     from liftdeploy.render.service import check
 
     drift = check(service.directory)
@@ -259,9 +289,9 @@ def _refuse_stale(service: Service) -> None:
         more = f"; and {len(drift) - 3} more" if len(drift) > 3 else ""
         raise OpsError(
             f"{service.directory}: the rendered app is stale ({shown}{more}); re-render it with "
-            f"`liftdeploy render {service.directory}`, review and commit, then deploy "
-            f"(`liftdeploy check {service.directory}` shows the drift; --skip-check deploys "
-            f"it as it is)"
+            f"`liftdeploy render {service.directory}`, review and commit, then {then} "
+            f"(`liftdeploy check {service.directory}` shows the drift"
+            + ("; --skip-check deploys it as it is)" if then == "deploy" else ")")
         )
 
 

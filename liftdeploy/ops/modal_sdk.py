@@ -4,8 +4,10 @@ Idempotent: it lists what exists in the environment's Modal environment and crea
 is missing (`allow_existing=True` as well, so a race with another bootstrap is harmless); it
 never changes an existing object. Secret values come only from the user's environment
 variables or a hidden prompt and go straight into `modal.Secret.objects.create`: never onto a
-command line, into a report, a log or a file. Non-secret settings (ENVIRONMENT, VLLM_EAGER)
-come from the spec.
+command line, into a report, a log or a file. The Secrets in storage.secrets hold keys only
+their owner knows: bootstrap lists a missing one with the command to create it, and creates
+nothing in its place. Every name is the environment's own (the spec resolves the
+`-<env>` suffixes), so bootstrapping staging creates nothing production uses, and the reverse.
 """
 
 from __future__ import annotations
@@ -33,15 +35,25 @@ API_KEY = "VLLM_API_KEY"
 class Resource:
     """One named Modal object the environment needs.
 
-    For a Secret, `settings` are non-secret values taken from the spec (safe to show) and
-    `secret_keys` are keys whose values the user supplies (environment variable of the same
-    name, or a prompt).
+    For a Secret, `secret_keys` are keys whose values the user supplies (environment variable
+    of the same name, or a prompt); a Secret of storage.secrets with no such key is the user's
+    own to create (`user_created`).
     """
 
     kind: Kind
     name: str
-    settings: dict[str, str] = field(default_factory=dict)
     secret_keys: tuple[str, ...] = ()
+    modal_environment: str | None = None
+
+    @property
+    def user_created(self) -> bool:
+        return self.kind == "secret" and not self.secret_keys
+
+    @property
+    def create_hint(self) -> str:
+        """The command that creates a user's own Secret."""
+        where = f" --env {self.modal_environment}" if self.modal_environment else ""
+        return f"modal secret create {self.name} KEY=VALUE ...{where}"
 
     @property
     def label(self) -> str:
@@ -49,29 +61,18 @@ class Resource:
 
 
 def required_resources(resolved: ResolvedDeployment) -> list[Resource]:
-    """Everything `resolved` mounts or injects, in a stable order.
+    """Everything `resolved` mounts or injects, in a stable order, by the environment's own names.
 
-    storage.secrets are the environment's settings Secrets (as in the original plan's
-    prod-modal-secrets: ENVIRONMENT and VLLM_EAGER); model.hf_token_secret holds HF_TOKEN and
-    auth.api_key_secret VLLM_API_KEY. A name used for several purposes gets all their keys.
+    model.hf_token_secret holds HF_TOKEN and auth.api_key_secret VLLM_API_KEY (a name used for
+    both gets both keys); the other storage.secrets are the user's own.
     """
-    resources = [Resource("volume", v.name) for v in resolved.volumes]
-    resources += [Resource("dict", name) for name in resolved.storage.dicts]
-    settings = {
-        "ENVIRONMENT": resolved.environment,
-        "VLLM_EAGER": "1" if resolved.engine.enforce_eager else "0",
-    }
-    for name in resolved.secret_names:
-        keys = []
-        if name == resolved.model.hf_token_secret:
-            keys.append(HF_TOKEN)
-        if name == resolved.auth.api_key_secret:
-            keys.append(API_KEY)
-        in_storage = name in resolved.storage.secrets
-        resources.append(Resource(
-            "secret", name, settings=dict(settings) if in_storage else {}, secret_keys=tuple(keys),
-        ))
-    return resources
+    keys_of = {resolved.model.hf_token_secret: HF_TOKEN, resolved.auth.api_key_secret: API_KEY}
+    modal_env = resolved.modal_environment
+    return [
+        Resource(kind, name, modal_environment=modal_env, secret_keys=tuple(
+            key for owner, key in keys_of.items() if kind == "secret" and owner == name))
+        for kind, name in resolved.named_resources
+    ]
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class BootstrapRow:
             "kind": self.resource.kind,
             "name": self.resource.name,
             "state": self.state,
-            "settings": self.resource.settings,
+            "user_created": self.resource.user_created,
             "secret_keys": {
                 key: self.value_sources.get(key, "") for key in self.resource.secret_keys
             },
@@ -100,11 +101,13 @@ class BootstrapRow:
             "unknown": "would check, and create if missing",
             "created": "created",
         }[self.state]
+        if self.resource.user_created and self.state != "exists":
+            action = ("missing" if self.state == "missing" else "if missing") + (
+                f", yours to create: {self.resource.create_hint}")
         line = f"{self.resource.label}: {action}"
         if self.state != "exists":
-            keys = [f"{k}={v}" for k, v in self.resource.settings.items()]
-            keys += [f"{k} ({self.value_sources.get(k, 'value supplied')})"
-                     for k in self.resource.secret_keys]
+            keys = [f"{k} ({self.value_sources.get(k, 'value supplied')})"
+                    for k in self.resource.secret_keys]
             if keys:
                 line += f" [{', '.join(keys)}]"
         return line
@@ -112,12 +115,19 @@ class BootstrapRow:
 
 @dataclass(frozen=True)
 class BootstrapReport:
+    """What bootstrap found and did for one environment."""
+
     environment: str
     modal_environment: str | None
     rows: list[BootstrapRow]
     dry_run: bool
     offline_reason: str | None = None
     """Why existence could not be checked (no Modal token), in a dry run."""
+
+    @property
+    def left_to_user(self) -> list[BootstrapRow]:
+        """Missing Secrets whose keys only the user knows (bootstrap does not invent them)."""
+        return [row for row in self.rows if row.state == "missing" and row.resource.user_created]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,12 +168,13 @@ def bootstrap(
 
     missing = [r for r in resources if r.name not in existing[r.kind]]
     if not dry_run:
-        for call in creation_calls(missing, modal_env, environ=environ, prompt=prompt):
+        creatable = [r for r in missing if not r.user_created]
+        for call in creation_calls(creatable, modal_env, environ=environ, prompt=prompt):
             call.run()
     done: Literal["missing", "created"] = "missing" if dry_run else "created"
     rows = [
-        BootstrapRow(r, done, _value_sources(r, environ)) if r in missing
-        else BootstrapRow(r, "exists")
+        BootstrapRow(r, "missing" if r.user_created else done, _value_sources(r, environ))
+        if r in missing else BootstrapRow(r, "exists")
         for r in resources
     ]
     return BootstrapReport(resolved.environment, modal_env, rows, dry_run)
@@ -177,7 +188,7 @@ class CreateCall:
     name: str
     environment_name: str | None
     env_dict: dict[str, str] | None = field(default=None, repr=False)
-    """Secret contents (settings and secret values); None for Volumes and Dicts."""
+    """Secret contents (the secret values); None for Volumes and Dicts."""
 
     def describe(self) -> str:
         """The call as Python, with Secret keys but not their values."""
@@ -231,7 +242,7 @@ def _value_sources(resource: Resource, environ: dict[str, str]) -> dict[str, str
 def _secret_contents(
     resource: Resource, environ: dict[str, str], prompt: Prompt | None
 ) -> dict[str, str]:
-    contents = dict(resource.settings)
+    contents = {}
     for key in resource.secret_keys:
         value = environ.get(key) or _ask(key, resource.name, prompt)
         contents[key] = value

@@ -24,6 +24,7 @@ from liftdeploy.planner.checks import (
     spec_problems,
 )
 from liftdeploy.planner import timeouts
+from liftdeploy.planner.download import DownloadEstimate, estimate_download
 from liftdeploy.planner.memory import MemoryEstimate
 from liftdeploy.spec.model import HOURS_PER_MONTH
 
@@ -93,6 +94,8 @@ class Plan:
     """The service's limit on one request (504 past it)."""
     nonpreemptible: bool = False
     """Whether Modal is asked never to preempt the container (CPU and memory at 3x)."""
+    download: DownloadEstimate | None = None
+    """The weights download: checkpoint size, assumed throughput, its time limit."""
 
     @property
     def fits(self) -> bool:
@@ -160,6 +163,7 @@ class Plan:
             },
             "nonpreemptible": self.nonpreemptible,
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "weights_download": self.download.to_dict() if self.download else None,
         }
 
 
@@ -180,10 +184,8 @@ def plan(
     by `price_source`); else the spec's pricing.gpu_hour_usd; else the catalog. `arch` skips
     the config.json/catalog lookup.
     """
-    arch = with_spec_quantization(
-        arch or load_architecture(resolved.model.id, resolved.model.revision),
-        resolved.model.quantization,
-    )
+    checkpoint = arch or load_architecture(resolved.model.id, resolved.model.revision)
+    arch = with_spec_quantization(checkpoint, resolved.model.quantization)
     layout = layout_of(resolved)
     verdicts = sharding_problems(arch, layout)
     memory = estimate_for(resolved, arch, layout)
@@ -212,7 +214,7 @@ def plan(
         model_id=resolved.model.id, architecture=arch, layout=layout, memory=memory,
         max_model_len=resolved.model.max_model_len, workload_tokens=workload_tokens,
         max_concurrent_requests=resolved.runtime.max_concurrent_requests,
-        speed=speed, cost=cost, verdicts=verdicts,
+        speed=speed, cost=cost, verdicts=verdicts, download=estimate_download(checkpoint),
         request_timeout_s=resolved.runtime.request_timeout_s,
         nonpreemptible=resolved.runtime.nonpreemptible,
     )
@@ -336,6 +338,7 @@ def format_plan(p: Plan) -> str:
             if p.nonpreemptible else
             "preemptible: Modal may preempt a container, losing requests that outlive the drain "
             "(runtime.nonpreemptible: true prevents it; CPU and memory then cost 3x)"),
+        *_download_rows(p.download),
         "  verdicts",
     ]
     for v in p.verdicts:
@@ -344,3 +347,13 @@ def format_plan(p: Plan) -> str:
             rows.append(f"      fix: {v.fix}")
     return "\n".join(rows)
 
+
+
+def _download_rows(download: DownloadEstimate | None) -> list[str]:
+    if download is None or download.expected_s is None or download.checkpoint_bytes is None:
+        return []
+    return [
+        f"  weights download  {download.checkpoint_bytes / 1e9:,.0f} GB: about "
+        f"{download.expected_s / 60:,.0f} min at an assumed {download.throughput_mb_s} MB/s; "
+        f"limit {download.timeout_s / 60:,.0f} min per attempt, {download.retries} retries",
+    ]

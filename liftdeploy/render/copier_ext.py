@@ -47,6 +47,8 @@ BLANK_PRESET = "blank"
 """The clean start for a model that is not one of the examples (liftdeploy.render.presets)."""
 CUSTOM_PRESET = "custom"
 """The preset `liftdeploy render` records for a spec that is not one of the examples."""
+HOOK_MODULES = ("server", "weights")
+"""liftdeploy.runtime modules the app itself imports (the others are named by the argv)."""
 
 
 class LiftdeployExtension(Extension):
@@ -135,7 +137,8 @@ class Service:
     @property
     def extra_runtime_files(self) -> list[str]:
         """Runtime modules the vLLM command line loads (besides the server wrapper)."""
-        return [f for f in self.runtime_files if f not in ("__init__.py", "server.py")]
+        hooks = {f"{module}.py" for module in HOOK_MODULES}
+        return [f for f in self.runtime_files if f != "__init__.py" and f not in hooks]
 
     def vllm_args(self) -> str:
         """`VLLM_ARGS` for the app module: each environment's argv from the library's one argv
@@ -162,11 +165,12 @@ class Service:
 
     @property
     def runtime_files(self) -> list[str]:
-        """Files of liftdeploy.runtime the image needs: the package, its server process wrapper
-        (the enter hook) and every runtime module an environment's argv names (e.g. middleware)."""
+        """Files of liftdeploy.runtime the image needs: the package, the modules the enter hook
+        imports (HOOK_MODULES) and every runtime module an environment's argv names (e.g.
+        middleware)."""
         from liftdeploy.render.vllm_args import server_args
 
-        modules = {"server"}
+        modules = set(HOOK_MODULES)
         prefix = RUNTIME_PACKAGE + "."
         shipped = {path.stem for path in _runtime_dir().glob("*.py")}
         for resolved in self.resolved.values():
@@ -183,6 +187,27 @@ class Service:
     def startup_timeout(self, env: str) -> int:
         """Seconds a new container of `env` may take to start serving."""
         return startup_timeout_s(self.resolved[env])
+    @property
+    def download_mb_per_s(self) -> int:
+        from liftdeploy.planner.download import DOWNLOAD_MB_PER_S
+
+        return DOWNLOAD_MB_PER_S
+
+    @property
+    def download_retries(self) -> int:
+        from liftdeploy.planner.download import DOWNLOAD_RETRIES
+
+        return DOWNLOAD_RETRIES
+
+    def download(self, resolved: ResolvedDeployment) -> Any:
+        """The weights download of one environment (size, limit, retries) from the planner."""
+        from liftdeploy.planner.download import download_estimate
+
+        return download_estimate(resolved)
+
+    def shared(self, env: str) -> dict[str, list[str]]:
+        """`"<kind> <name>"` -> other environments using the same Modal object."""
+        return self.spec.shared_resources(env)
 
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
@@ -209,6 +234,7 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "request_timeout_s": lambda r: r.runtime.request_timeout_s,
     "startup_timeout_s": startup_timeout_s,
     "healthy_within_s": lambda r: healthy_within_s(startup_timeout_s(r)),
+    "download_timeout_s": lambda r: _download_timeout_s(r),
     "scaledown_window_s": lambda r: r.runtime.scaledown_window_s,
     "min_containers": lambda r: r.runtime.min_containers,
     "max_containers": lambda r: r.runtime.max_containers,
@@ -221,6 +247,12 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "nonpreemptible": lambda r: r.runtime.nonpreemptible,
     "exit_grace_period_s": exit_grace_period_s,
 }
+
+
+def _download_timeout_s(resolved: ResolvedDeployment) -> int:
+    from liftdeploy.planner.download import download_estimate
+
+    return download_estimate(resolved).timeout_s
 
 
 def _server_env(resolved: ResolvedDeployment) -> dict[str, str]:

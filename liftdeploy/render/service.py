@@ -20,7 +20,10 @@ from liftdeploy.render import regenerate
 from liftdeploy.errors import RenderError
 from liftdeploy.render.regenerate import ANSWERS_FILE, SPEC_FILE
 
-__all__ = ["render", "check", "template_source", "render_to_dict", "is_service", "scaffold"]
+__all__ = [
+    "render", "check", "unpinned_production", "template_source", "render_to_dict", "is_service",
+    "scaffold",
+]
 
 def template_source() -> Path:
     """The template root holding copier.yml: the wheel's copy, else the checkout's root."""
@@ -110,6 +113,33 @@ def check(path: str | Path) -> list[str]:
     services (`<dir>/<service>.yaml`, as in examples/) must equal that service's deployment.yaml.
     """
     root = Path(path)
+    drift = []
+    for service in _services(root):
+        drift += _service_drift(service)
+        source = root / f"{service.name}.yaml"
+        if source.is_file() and source.read_text() != (service / SPEC_FILE).read_text():
+            drift.append(f"{service / SPEC_FILE}: differs from {source}; run "
+                         f"`liftdeploy render {source} -o {service}`")
+    return drift
+
+
+def unpinned_production(path: str | Path) -> list[str]:
+    """For a service dir or a directory of services: each whose production serves unpinned
+    weights (`check` fails on these as on drift; deploying another environment does not)."""
+    from liftdeploy.spec.model import pinning_problem
+    from liftdeploy.spec.specfile import load_spec
+
+    problems = []
+    for service in _services(Path(path)):
+        spec = load_spec(service / SPEC_FILE)
+        problem = pinning_problem(spec.resolve(spec.production_environment),
+                                  str(service / SPEC_FILE))
+        if problem:
+            problems.append(f"{service / SPEC_FILE}: {problem}")
+    return problems
+
+
+def _services(root: Path) -> list[Path]:
     if (root / SPEC_FILE).is_file():
         services = [root]
     elif root.is_dir():
@@ -119,14 +149,7 @@ def check(path: str | Path) -> list[str]:
     if not services:
         raise RenderError(f"{root}: no rendered service found (a folder with {SPEC_FILE} and "
                           f"{ANSWERS_FILE}); render one with `liftdeploy render SPEC -o DIR`")
-    drift = []
-    for service in services:
-        drift += _service_drift(service)
-        source = root / f"{service.name}.yaml"
-        if source.is_file() and source.read_text() != (service / SPEC_FILE).read_text():
-            drift.append(f"{service / SPEC_FILE}: differs from {source}; run "
-                         f"`liftdeploy render {source} -o {service}`")
-    return drift
+    return services
 
 
 def _service_drift(service: Path) -> list[str]:

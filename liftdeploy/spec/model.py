@@ -143,6 +143,10 @@ class ModelSection(SpecModel):
     """Allow the model repository's own Python code to run (only for models that need it)."""
     hf_token_secret: str | None = None
     """Name of the Modal Secret holding HF_TOKEN, for gated models. A name, never the token."""
+    unpinned_reason: str | None = None
+    """Why production may serve this model without a pinned commit hash. Unset (the default),
+    `check` and `deploy` refuse a production environment whose revision is not a commit hash
+    (`liftdeploy pin` writes one); set, they only warn and show the reason."""
 
     @field_validator("quantization", mode="before")
     @classmethod
@@ -320,11 +324,20 @@ class StorageSection(SpecModel):
 
     volumes: list[VolumeMount] | None = None
     """Volumes to mount. Default: `<name>-weights` at /root/.cache/huggingface and
-    `<name>-compile-cache` at /root/.cache/vllm."""
+    `<name>-compile-cache` at /root/.cache/vllm. Outside production, a name inherited from the
+    base spec gets the environment as a suffix (`-staging`), except the weights Volume: every
+    environment shares it, safely, because the Hub cache keeps each pinned revision apart."""
     dicts: list[str] = Field(default_factory=list)
-    """Modal Dict names the service or its callers use (created by bootstrap)."""
+    """Modal Dict names the service or its callers use (created by bootstrap). Outside
+    production, a name inherited from the base spec gets the environment as a suffix, so
+    staging never reads production's data; list it in `shared` to share it on purpose."""
     secrets: list[str] = Field(default_factory=list)
-    """Modal Secret names injected as environment variables. Names, never values."""
+    """Modal Secret names injected as environment variables. Names, never values. Outside
+    production, a name inherited from the base spec gets the environment as a suffix (as do
+    model.hf_token_secret and auth.api_key_secret); an overlay's own names are used as written."""
+    shared: list[str] = Field(default_factory=list)
+    """Dict, Secret or Volume names that every environment uses as written, without the
+    environment suffix: an explicit choice to share data or credentials across environments."""
 
     @field_validator("secrets")
     @classmethod
@@ -650,6 +663,17 @@ class ResolvedDeployment(DeploymentSettings):
     modal_environment: str | None = None
     """Modal environment to deploy into, if the overlay names one."""
 
+    @model_validator(mode="after")
+    def _shared_names_exist(self) -> ResolvedDeployment:
+        used = {name for _, name in self.named_resources}
+        for name in self.storage.shared:
+            if name not in used:
+                raise ValueError(
+                    f"storage.shared names {name!r}, which no Dict, Secret or Volume of this "
+                    f"spec uses ({', '.join(sorted(used))}); fix the name or remove it"
+                )
+        return self
+
     @property
     def app_name(self) -> str:
         """Modal app name: the bare name in production, `name-<env>` elsewhere."""
@@ -657,16 +681,24 @@ class ResolvedDeployment(DeploymentSettings):
 
     @property
     def volumes(self) -> list[VolumeMount]:
-        """Explicit volumes, or the default weights and compile-cache volumes."""
+        """Explicit volumes, or the default weights and compile-cache volumes (the compile
+        cache with the environment suffix outside production)."""
         if self.storage.volumes is not None:
             return self.storage.volumes
+        compile_cache = f"{self.name}-compile-cache"
+        if not self.production and compile_cache not in self.storage.shared:
+            compile_cache = environment_name(compile_cache, self.environment)
         return [
             VolumeMount(name=f"{self.name}-weights", mount_path=WEIGHTS_DIR, purpose="weights"),
-            VolumeMount(
-                name=f"{self.name}-compile-cache", mount_path=COMPILE_CACHE_DIR,
-                purpose="compile-cache",
-            ),
+            VolumeMount(name=compile_cache, mount_path=COMPILE_CACHE_DIR, purpose="compile-cache"),
         ]
+
+    @property
+    def named_resources(self) -> list[tuple[str, str]]:
+        """(kind, name) of every Modal Volume, Dict and Secret this environment uses."""
+        return ([("volume", v.name) for v in self.volumes]
+                + [("dict", name) for name in self.storage.dicts]
+                + [("secret", name) for name in self.secret_names])
 
     @property
     def secret_names(self) -> list[str]:
@@ -766,6 +798,16 @@ class ModelDeployment(DeploymentSettings):
                 raise ValueError(str(exc)) from None
         return self
 
+    def shared_resources(self, environment: str) -> dict[str, list[str]]:
+        """`"<kind> <name>"` -> the other environments that use the same Modal object, for
+        each object of `environment` that is not its own (the weights Volume, `shared`)."""
+        mine = self.resolve(environment).named_resources
+        others = {env: set(self.resolve(env).named_resources)
+                  for env in self.environments if env != environment}
+        shared = {f"{kind} {name}": [env for env, used in others.items() if (kind, name) in used]
+                  for kind, name in mine}
+        return {label: envs for label, envs in shared.items() if envs}
+
     @property
     def production_environment(self) -> str:
         return next(env for env, overlay in self.environments.items() if overlay.production)
@@ -790,6 +832,8 @@ class ModelDeployment(DeploymentSettings):
             changes = getattr(overlay, section)
             if changes:
                 merged[section] = _deep_merge(merged[section], changes)
+        if not overlay.production:
+            _own_names(merged, overlay, env)
         merged.update(
             name=self.name, description=self.description, environment=env,
             production=overlay.production, modal_environment=overlay.modal_environment,
@@ -801,6 +845,35 @@ class ModelDeployment(DeploymentSettings):
                 f"in environment {env!r} (base spec + environments.{env}): "
                 + format_validation_error(exc, (ResolvedDeployment,))
             ) from None
+
+
+def environment_name(name: str, environment: str) -> str:
+    """A Dict, Secret or Volume name of a non-production environment: `<name>-<env>`, the
+    suffix its app name has."""
+    return f"{name}-{environment}"
+
+
+def _own_names(merged: dict[str, Any], overlay: EnvironmentOverlay, env: str) -> None:
+    """Give every Dict, Secret and Volume name the environment inherits from the base spec its
+    own `-<env>` name, in place; names the overlay sets, names in storage.shared and the
+    weights Volume (keyed by revision inside) stay as they are."""
+    storage, shared = merged["storage"], set(merged["storage"].get("shared") or ())
+    own = overlay.storage or {}
+
+    def rename(name: str | None) -> str | None:
+        return name if name is None or name in shared else environment_name(name, env)
+
+    for key in ("dicts", "secrets"):
+        if key not in own:
+            storage[key] = [rename(name) for name in storage[key]]
+    if storage.get("volumes") is not None and "volumes" not in own:
+        storage["volumes"] = [
+            volume if volume["purpose"] == "weights" else {**volume, "name": rename(volume["name"])}
+            for volume in storage["volumes"]
+        ]
+    for section, key in (("model", "hf_token_secret"), ("auth", "api_key_secret")):
+        if key not in (getattr(overlay, section) or {}):
+            merged[section][key] = rename(merged[section][key])
 
 
 def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -821,19 +894,48 @@ def _suggest_name(value: str) -> str:
     return cleaned[:_MAX_APP_NAME] or "my-service"
 
 
-def advisories(resolved: ResolvedDeployment) -> list[str]:
-    """Warnings that do not make a spec invalid but that a careful user wants to see."""
+def pinning_problem(resolved: ResolvedDeployment, spec_path: str = "SPEC") -> str | None:
+    """Why this environment may not go to production with its weights, or None.
+
+    Production must name the exact commit it serves: a branch moves under a running service,
+    and the next cold start would silently load other weights. A local directory has no
+    revisions; `model.unpinned_reason` is the spec's explicit, visible exception.
+    """
+    model = resolved.model
+    if (not resolved.production or model.revision_is_pinned or model.unpinned_reason
+            or model.id.startswith(("/", "."))):
+        return None
+    now = f"{model.revision!r}, a branch or tag" if model.revision else "not set"
+    return (
+        f"production environment {resolved.environment!r} serves {model.id} unpinned "
+        f"(model.revision is {now}); run `liftdeploy pin {spec_path}` to write the commit hash "
+        f"into the spec, or say why in model.unpinned_reason"
+    )
+
+
+def revision_warnings(resolved: ResolvedDeployment) -> list[str]:
+    """Why this environment's weights may change under it (`pin` fixes it), if they may."""
     notes = []
     revision = resolved.model.revision
     if revision is not None and not resolved.model.revision_is_pinned:
         notes.append(
             f"model.revision {revision!r} is a branch or tag name, which can move under a running "
-            f"deployment; pin the 40-character commit hash instead"
+            f"deployment; pin the 40-character commit hash instead (`liftdeploy pin`)"
         )
     if resolved.model.revision is None and not resolved.model.id.startswith(("/", ".")):
         notes.append(
-            "model.revision is not set: the weights follow the default branch; pin a commit hash"
+            "model.revision is not set: the weights follow the default branch; pin a commit hash "
+            "(`liftdeploy pin`)"
         )
+    reason = resolved.model.unpinned_reason
+    if resolved.production and reason and not resolved.model.revision_is_pinned:
+        notes.append(f"production serves unpinned weights: {reason}")
+    return notes
+
+
+def advisories(resolved: ResolvedDeployment) -> list[str]:
+    """Warnings that do not make a spec invalid but that a careful user wants to see."""
+    notes = revision_warnings(resolved)
     if resolved.engine.structured_output_backend == "xgrammar":
         notes.append(
             "engine.structured_output_backend xgrammar (0.2.8/0.2.9) emits raw control "

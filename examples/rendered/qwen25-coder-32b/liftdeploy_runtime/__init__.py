@@ -2,6 +2,6 @@
 dependencies) only, no pydantic.
 
 A rendered service carries copies of these modules in `liftdeploy_runtime/` (the server process
-wrapper and every middleware its argv names) and its image adds them on PYTHONPATH, so deploying
-needs only `modal`, not liftdeploy.
+wrapper, the weights check and every middleware its argv names) and its image adds them on
+PYTHONPATH, so deploying needs only `modal`, not liftdeploy.
 """

@@ -98,9 +98,14 @@ PYTHON_VERSION = "3.12"
 # Weights (the Hugging Face cache) and vLLM's compile cache live on the Volumes mounted below.
 WEIGHTS_DIR = "/root/.cache/huggingface"
 COMPILE_CACHE_DIR = "/root/.cache/vllm"
+# Only the Hub's cache goes on the weights Volume (HF_HUB_CACHE, not HF_HOME): tokens and Xet's
+# chunk cache stay in the container. The Hub's layout keys every file by commit, so
+# environments pinned to different revisions share the Volume without touching each other.
+HUB_CACHE = f"{WEIGHTS_DIR}/hub"
 
 # liftdeploy's runtime helpers travel with this service in liftdeploy_runtime/: server.py
 # runs the vLLM process below; the vLLM command line loads auth.py, guard.py, lifecycle.py from there.
+# weights.py checks the weights on the Volume before vLLM starts.
 # They need nothing beyond vLLM's own dependencies; nothing else of liftdeploy enters the image.
 RUNTIME_DIR = Path(__file__).parent / "liftdeploy_runtime"
 RUNTIME_PATH = "/opt/liftdeploy"
@@ -110,7 +115,8 @@ image = (
     .uv_pip_install(f"vllm=={VLLM_VERSION}")
     .env(
         {
-            "HF_HOME": WEIGHTS_DIR,
+            "HF_HUB_CACHE": HUB_CACHE,
+            "HF_XET_CACHE": "/tmp/hf-xet-cache",
             "VLLM_CACHE_ROOT": COMPILE_CACHE_DIR,
             "PYTHONPATH": RUNTIME_PATH,  # liftdeploy.runtime, for this module and for vLLM
         }
@@ -125,23 +131,41 @@ image = (
 # torch.compile cache lives on a Volume too, so only the first start of a release compiles.
 
 MODEL_ID = "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8"
-MODEL_REVISION = None  # pin a commit hash: model.revision
+MODEL_REVISION = "c5f5f263bdd5cc134092897864e8905d8fe7b928"
 
+# Each environment has its own Volumes, Dicts and Secrets (`<name>-<env>` outside production)
+# except the weights Volume, which all share (the Hub cache inside keys files by commit), and
+# names the spec shares on purpose (storage.shared).
 VOLUMES = {
-    "/root/.cache/huggingface": "qwen-vllm-models",
-    "/root/.cache/vllm": "qwen-vllm-torch-cache",
-}
+    "production": {
+        "/root/.cache/huggingface": "qwen-vllm-models",
+        "/root/.cache/vllm": "qwen-vllm-torch-cache",
+    },
+    "staging": {
+        "/root/.cache/huggingface": "qwen-vllm-models",
+        "/root/.cache/vllm": "qwen-vllm-torch-cache-staging",
+    },
+    "development": {
+        "/root/.cache/huggingface": "qwen-vllm-models",
+        "/root/.cache/vllm": "qwen-vllm-torch-cache-development",
+    },
+}[ENVIRONMENT]
 volumes = {
     path: modal.Volume.from_name(name, create_if_missing=True) for path, name in VOLUMES.items()
 }
+WEIGHTS_VOLUME = VOLUMES[WEIGHTS_DIR]
 
 # Secrets are referenced by name only; their values stay in Modal.
 SECRETS = {
     "production": ["prod-modal-secrets", "huggingface"],
-    "staging": ["staging-modal-secrets", "huggingface"],
-    "development": ["huggingface"],
+    "staging": ["staging-modal-secrets", "huggingface-staging"],
+    "development": ["huggingface-development"],
 }[ENVIRONMENT]
-HF_TOKEN_SECRETS = ["huggingface"]
+HF_TOKEN_SECRETS = {
+    "production": ["huggingface"],
+    "staging": ["huggingface-staging"],
+    "development": ["huggingface-development"],
+}[ENVIRONMENT]
 
 # ## Serving settings
 #
@@ -153,8 +177,6 @@ VLLM_PORT = 8000
 # The longest one request may run: past it the service stops the request, frees its slot and
 # answers 504 (liftdeploy_runtime/lifecycle.py); `@app.server` itself has no request timeout.
 REQUEST_TIMEOUT_S = 30 * MINUTES
-# Downloading the weights of a large model can take hours: Modal's longest function timeout.
-DOWNLOAD_TIMEOUT_S = 24 * 60 * MINUTES
 # Loading the weights and compiling take minutes; Modal's 30 s default fails every real model.
 # Sized by `liftdeploy plan` (weights at the Volume's read speed, compile, boot, a margin).
 STARTUP_TIMEOUT_S = {
@@ -202,6 +224,7 @@ UNAUTHENTICATED = False
 VLLM_ARGS = {
     "production": [
         "--model", "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8",
+        "--revision", "c5f5f263bdd5cc134092897864e8905d8fe7b928",
         "--served-model-name", "qwen3-next-80b",
         "--dtype", "auto",
         "--max-model-len", "32768",
@@ -221,6 +244,7 @@ VLLM_ARGS = {
     ],
     "staging": [
         "--model", "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8",
+        "--revision", "c5f5f263bdd5cc134092897864e8905d8fe7b928",
         "--served-model-name", "qwen3-next-80b",
         "--dtype", "auto",
         "--max-model-len", "32768",
@@ -240,6 +264,7 @@ VLLM_ARGS = {
     ],
     "development": [
         "--model", "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8",
+        "--revision", "c5f5f263bdd5cc134092897864e8905d8fe7b928",
         "--served-model-name", "qwen3-next-80b",
         "--dtype", "auto",
         "--max-model-len", "32768",
@@ -263,19 +288,47 @@ VLLM_ARGS = {
 app = modal.App(APP_NAME)
 
 
+# ## Download the weights
+#
+# `liftdeploy download deployment.yaml --env <env>` runs this once per pinned revision. It has
+# its own time limit, sized by `liftdeploy plan` from the checkpoint's size at a conservative
+# 50 MB/s, and retries: each attempt skips the files already complete.
+# A complete snapshot is not fetched again. Only the weights Volume is mounted.
+DOWNLOAD_TIMEOUT_S = 37 * MINUTES
+DOWNLOAD_RETRIES = 3
+DOWNLOAD_COMMAND = f"liftdeploy download deployment.yaml --env {ENVIRONMENT}"
+
+
 @app.function(
     image=image,
-    volumes=volumes,
+    volumes={WEIGHTS_DIR: volumes[WEIGHTS_DIR]},
     secrets=[modal.Secret.from_name(name) for name in HF_TOKEN_SECRETS],
-    env=CONTAINER_ENV,
+    # Xet's high-throughput mode (huggingface_hub's successor to HF_HUB_ENABLE_HF_TRANSFER,
+    # which it now ignores): the download is the container's only job.
+    env={**CONTAINER_ENV, "HF_XET_HIGH_PERFORMANCE": "1"},
     timeout=DOWNLOAD_TIMEOUT_S,
+    retries=modal.Retries(
+        max_retries=DOWNLOAD_RETRIES, initial_delay=30.0, backoff_coefficient=2.0
+    ),
 )
 def download_model() -> None:
-    """Fill the weights Volume: `LIFTDEPLOY_ENV=<env> modal run app.py::download_model`."""
+    """Fill the weights Volume with MODEL_ID at MODEL_REVISION, unless it is already there."""
     from huggingface_hub import snapshot_download
 
-    path = snapshot_download(MODEL_ID, revision=MODEL_REVISION)
-    print(f"{MODEL_ID} is in {path}")
+    from liftdeploy.runtime.weights import snapshot_problem
+
+    where = f"{MODEL_ID} at {MODEL_REVISION or 'the default branch'}"
+    problem = snapshot_problem(HUB_CACHE, MODEL_ID, MODEL_REVISION)
+    if problem is None:
+        print(f"{where} is already complete on Volume {WEIGHTS_VOLUME}; nothing to fetch")
+        return
+    print(f"fetching {where} ({problem})")
+    snapshot_download(MODEL_ID, revision=MODEL_REVISION, cache_dir=HUB_CACHE)
+    volumes[WEIGHTS_DIR].commit()
+    problem = snapshot_problem(HUB_CACHE, MODEL_ID, MODEL_REVISION)
+    if problem is not None:
+        raise RuntimeError(f"{where} is still incomplete after the download: {problem}")
+    print(f"{where} is complete on Volume {WEIGHTS_VOLUME}")
 
 
 # ## The server
@@ -309,6 +362,11 @@ class Server:
     def start(self) -> None:
         from liftdeploy.runtime.server import ServerProcess
 
+        if not DUMMY_WEIGHTS:  # fail now with the fix, not later with vLLM's offline error
+            from liftdeploy.runtime.weights import require_snapshot
+
+            require_snapshot(HUB_CACHE, MODEL_ID, MODEL_REVISION,
+                             volume=WEIGHTS_VOLUME, fix=DOWNLOAD_COMMAND)
         command = _server_command()
         print("starting vLLM:", " ".join(command))
         # Dummy weights still read config.json and the tokenizer from the Hub.
