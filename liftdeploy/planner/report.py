@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from liftdeploy.spec import catalog
 from liftdeploy.planner.arch import Architecture, load_architecture, with_spec_quantization
+from liftdeploy.planner.ci import cold_start_usd
 from liftdeploy.planner.checks import (
     Layout,
     Verdict,
@@ -64,6 +65,9 @@ class Cost:
     """All max_containers running; None when max_containers is not set (no ceiling)."""
     usd_per_million_output_tokens: float | None
     """At the aggregate speed bound: real cost per token is at least this."""
+    cold_start_usd: float
+    """One container started from zero, at most: loading plus the idle window (what one CI
+    check after a deploy costs; liftdeploy.planner.ci)."""
 
 
 @dataclass
@@ -140,6 +144,7 @@ class Plan:
                 "always_on_per_month": round(self.cost.always_on_usd_per_month, 2),
                 "worst_case_per_hour": _round(self.cost.worst_case_usd_per_hour),
                 "per_million_output_tokens": _round(self.cost.usd_per_million_output_tokens),
+                "cold_start": round(self.cost.cold_start_usd, 2),
             },
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
@@ -256,6 +261,7 @@ def _cost(
         gpu_hour_usd=price, price_source=where, usd_per_hour=hourly,
         always_on_usd_per_month=hourly * runtime.min_containers * HOURS_PER_MONTH,
         worst_case_usd_per_hour=worst, usd_per_million_output_tokens=per_million,
+        cold_start_usd=cold_start_usd(resolved, hourly),
     )
 
 
@@ -301,7 +307,7 @@ def format_plan(p: Plan) -> str:
         f"({speed.bandwidth_gb_s:,.0f} GB/s HBM)",
         f"  cost              ${cost.usd_per_hour:,.2f}/h running; "
         f"${cost.always_on_usd_per_month:,.0f}/month always-on; worst case {worst}; "
-        f"{per_m} per M output tokens at the bound",
+        f"{per_m} per M output tokens at the bound; ${cost.cold_start_usd:,.2f} per cold start",
         f"                    ${cost.gpu_hour_usd:.2f}/GPU-hour from {cost.price_source}",
         "  verdicts",
     ]

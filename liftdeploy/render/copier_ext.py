@@ -166,6 +166,13 @@ class Service:
                     modules.add(arg[len(prefix):].split(".")[0])
         return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
 
+    def ci_warmup(self, name: str) -> Any:
+        """Whether a push's CI run starts a container of `name` to check it, what that costs
+        (the plan's cold start) and why: a `liftdeploy.planner.ci.CiWarmup`."""
+        from liftdeploy.planner.ci import ci_warmup
+
+        return ci_warmup(self.resolved[name])
+
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
         return f"${resolved.gpu.count * resolved.gpu_hour_usd * hours:,.2f}"
