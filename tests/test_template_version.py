@@ -120,3 +120,24 @@ def test_comment_edit_on_the_installed_release_is_not_drift_offline(
     notes: list[str] = []
     assert check(service, notes=notes) == []
     assert notes == []
+
+
+def test_unreadable_development_commit_says_so_instead_of_blaming_hand_edits(
+    tmp_path: Path, template_repo: Path
+) -> None:
+    # A template at an untagged commit (Copier records a hash), then gone.
+    (template_repo / "template" / "app.py.jinja").write_text(
+        (template_repo / "template" / "app.py.jinja").read_text() + "# development line\n")
+    commit_all(template_repo, "work in progress")
+    proc = copier("copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
+                  "--data", "preset=qwen3-next-80b", str(template_repo), "dev", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    service = tmp_path / "dev"
+    assert "_commit: v0.1.0-1-g" in (service / ".copier-answers.yml").read_text()
+    git(service, "init", "-q", "-b", "main")
+    commit_all(service, "copier copy")
+    shutil.rmtree(template_repo)
+    drift = check(service)
+    assert [entry.split(":")[0] for entry in drift] == [str(service / "app.py")]
+    assert "cannot be read to tell your edits from template changes" in drift[0]
+    assert "hand edits conflict" not in drift[0]

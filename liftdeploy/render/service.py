@@ -53,7 +53,7 @@ def _template(template: str | Path | Template | None) -> Template:
         return template
     if template is None:
         return template_version.installed()
-    return Template(str(template), "HEAD" if template_version.is_git_root(Path(template)) else None)
+    return template_version.at_root(Path(template))
 
 
 def render(
@@ -157,8 +157,9 @@ def _service_drift(service: Path, notes: list[str] | None) -> list[str]:
     if base is None and record and result.conflicts:
         # A copier-made service whose recorded template cannot be rendered here: its files
         # differ from the installed template's render, and nothing says whether by your edits.
+        where = record[0] + (f" at {record[1]}" if record[1] else "")
         return [f"{service / c.path}: differs from a render of the installed template, and the "
-                f"template it was rendered from ({record[0]} at {record[1]}) cannot be read to "
+                f"template it was rendered from ({where}) cannot be read to "
                 f"tell your edits from template changes; make it readable, or run {command} to "
                 f"move to the installed template" for c in result.conflicts]
     drift = [f"{service / c.path}: hand edits conflict with the spec; run {command}"

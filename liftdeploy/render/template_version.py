@@ -24,8 +24,8 @@ from liftdeploy import __version__
 from liftdeploy.errors import RenderError
 from liftdeploy.render.regenerate import ANSWERS_FILE
 
-__all__ = ["Template", "checkout", "for_service", "installed", "is_git_root", "is_release",
-           "pip_requirement", "recorded"]
+__all__ = ["Template", "at_root", "checkout", "for_service", "installed", "is_git_root",
+           "is_release", "pip_requirement", "recorded"]
 
 _RELEASE = re.compile(r"^v?\d+\.\d+(\.\d+)*([abc]|rc|\.post|\.dev)?\d*$")
 _LS_REMOTE_TIMEOUT_S = 60
@@ -47,21 +47,27 @@ def installed() -> Template:
     uncommitted work), not its latest tag."""
     from liftdeploy.render.service import template_source
 
-    root = template_source()
+    return at_root(template_source())
+
+
+def at_root(root: Path) -> Template:
+    """The template in directory `root`; a git checkout renders its working tree."""
     return Template(str(root), "HEAD" if is_git_root(root) else None)
 
 
-def recorded(service: Path) -> tuple[str, str] | None:
-    """The template source and version a service's answers file records, if both are there."""
+def recorded(service: Path) -> tuple[str, str | None] | None:
+    """The template source and version (None: not a git template) a service's answers file
+    records; None without a recorded source."""
     from liftdeploy.spec.specfile import parse_yaml
 
     path = service / ANSWERS_FILE
     if not path.is_file():
         return None
     answers = parse_yaml(path.read_text(encoding="utf-8"), source=str(path))
-    if not isinstance(answers, dict) or not answers.get("_src_path") or not answers.get("_commit"):
+    if not isinstance(answers, dict) or not answers.get("_src_path"):
         return None
-    return str(answers["_src_path"]), str(answers["_commit"])
+    commit = answers.get("_commit")
+    return str(answers["_src_path"]), str(commit) if commit else None
 
 
 def for_service(service: Path) -> Template:
@@ -69,7 +75,7 @@ def for_service(service: Path) -> Template:
     record = recorded(service)
     if record is None or not is_release(record[1]) or same_release(record[1], __version__):
         return installed()
-    source, version = record
+    source, version = record[0], str(record[1])
     fix = (f"install that version (pip install '{pip_requirement(source, version)}') or move "
            f"the service to the installed one (copier update --trust --vcs-ref v{__version__})")
     unreadable = _unreadable(source, version)
@@ -96,9 +102,9 @@ def checkout(template: Template, into: Path) -> Path:
     return into
 
 
-def is_release(version: str) -> bool:
+def is_release(version: str | None) -> bool:
     """Whether Copier's `_commit` names a release tag rather than a development commit."""
-    return bool(_RELEASE.match(version))
+    return bool(version and _RELEASE.match(version))
 
 
 def same_release(tag: str, version: str) -> bool:
