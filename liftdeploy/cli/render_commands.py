@@ -46,8 +46,11 @@ def render(args: argparse.Namespace) -> int:
     if not args.output and not is_service(out):
         raise RenderError(f"{spec} is not part of a rendered service; pass the directory to "
                           f"render into with -o DIR")
+    notes: list[str] = []
     render_service(spec, out, force=args.force, overwrite=args.overwrite,
-                   conflict_markers=args.conflict_markers)
+                   conflict_markers=args.conflict_markers, notes=notes)
+    for text in notes:
+        common.note(f"note: {text}")
     common.note(f"rendered {out} from {spec}")
     _warn_about_fit(spec)
     return 0
@@ -76,10 +79,15 @@ def check(args: argparse.Namespace) -> int:
     from liftdeploy.render.service import check as check_services
     from liftdeploy.render.service import unpinned_production
 
-    drift = check_services(args.path) + unpinned_production(args.path)
+    notes: list[str] = []
+    drift = check_services(args.path, notes=notes) + unpinned_production(args.path)
     if args.json:
-        common.print_json({"path": args.path, "in_sync": not drift, "drift": drift})
-    elif drift:
+        common.print_json({"path": args.path, "in_sync": not drift, "drift": drift,
+                           "notes": notes})
+        return 1 if drift else 0
+    for text in notes:
+        common.note(f"note: {text}")
+    if drift:
         common.note("out of date:\n" + "\n".join(drift))
     else:
         common.note(f"{args.path}: every rendered service matches its spec")

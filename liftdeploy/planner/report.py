@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from liftdeploy.spec import catalog
 from liftdeploy.planner.arch import Architecture, load_architecture, with_spec_quantization
+from liftdeploy.planner.ci import cold_start_usd
 from liftdeploy.planner.checks import (
     Layout,
     Verdict,
@@ -66,6 +67,9 @@ class Cost:
     """All max_containers running; None when max_containers is not set (no ceiling)."""
     usd_per_million_output_tokens: float | None
     """At the aggregate speed bound: real cost per token is at least this."""
+    cold_start_usd: float
+    """One container started from zero, at most: loading plus the idle window (what one CI
+    check after a deploy costs; liftdeploy.planner.ci)."""
 
 
 @dataclass
@@ -154,6 +158,7 @@ class Plan:
                 "always_on_per_month": round(self.cost.always_on_usd_per_month, 2),
                 "worst_case_per_hour": _round(self.cost.worst_case_usd_per_hour),
                 "per_million_output_tokens": _round(self.cost.usd_per_million_output_tokens),
+                "cold_start": round(self.cost.cold_start_usd, 2),
             },
             "lifecycle_s": {
                 "startup_timeout": self.startup_timeout_s,
@@ -201,7 +206,8 @@ def plan(
     workload_tokens = min(workload.prompt_tokens + workload.completion_tokens,
                           resolved.model.max_model_len)
     speed = _speed(resolved, arch, layout, memory)
-    cost = _cost(resolved, speed, gpu_hour_usd, price_source)
+    startup_s = timeouts.sized_startup_timeout_s(resolved, memory, layout)
+    cost = _cost(resolved, speed, gpu_hour_usd, price_source, startup_s)
     if not any(v.level == "error" for v in verdicts):
         verdicts.insert(0, Verdict(
             "ok",
@@ -218,7 +224,7 @@ def plan(
         request_timeout_s=resolved.runtime.request_timeout_s,
         nonpreemptible=resolved.runtime.nonpreemptible,
     )
-    result.startup_timeout_s = timeouts.startup_timeout_s(resolved, result)
+    result.startup_timeout_s = startup_s
     result.healthy_within_s = timeouts.healthy_within_s(result.startup_timeout_s)
     result.exit_grace_period_s = timeouts.exit_grace_period_s(resolved, result)
     return result
@@ -264,6 +270,7 @@ def _weights_read(arch: Architecture, active_bytes: float, per_expert: float, ba
 
 def _cost(
     resolved: ResolvedDeployment, speed: Speed, override_usd: float | None, source: str | None,
+    startup_s: int,
 ) -> Cost:
     if override_usd is not None:
         price, where = override_usd, source or "command line (--price)"
@@ -282,6 +289,7 @@ def _cost(
         gpu_hour_usd=price, price_source=where, usd_per_hour=hourly,
         always_on_usd_per_month=hourly * runtime.min_containers * HOURS_PER_MONTH,
         worst_case_usd_per_hour=worst, usd_per_million_output_tokens=per_million,
+        cold_start_usd=cold_start_usd(resolved, hourly, startup_s),
     )
 
 
@@ -327,7 +335,7 @@ def format_plan(p: Plan) -> str:
         f"({speed.bandwidth_gb_s:,.0f} GB/s HBM)",
         f"  cost              ${cost.usd_per_hour:,.2f}/h running; "
         f"${cost.always_on_usd_per_month:,.0f}/month always-on; worst case {worst}; "
-        f"{per_m} per M output tokens at the bound",
+        f"{per_m} per M output tokens at the bound; ${cost.cold_start_usd:,.2f} per cold start",
         f"                    ${cost.gpu_hour_usd:.2f}/GPU-hour from {cost.price_source}",
         f"  lifecycle         starts within {p.startup_timeout_s:,} s (startup_timeout; vLLM's "
         f"log is reported after {p.healthy_within_s:,} s); a stopping container drains for up "

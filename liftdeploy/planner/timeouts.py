@@ -24,6 +24,8 @@ from liftdeploy.errors import PlanError
 from liftdeploy.spec.model import MINUTES, MODAL_MAX_EXIT_GRACE_S, MODAL_MAX_TIMEOUT_S
 
 if TYPE_CHECKING:
+    from liftdeploy.planner.checks import Layout
+    from liftdeploy.planner.memory import MemoryEstimate
     from liftdeploy.planner.report import Plan
     from liftdeploy.spec.model import ResolvedDeployment
 
@@ -55,7 +57,16 @@ def startup_timeout_s(resolved: ResolvedDeployment, plan: Plan | None = None) ->
     plan = plan or _plan_or_none(resolved)
     if plan is None:
         return UNKNOWN_MODEL_STARTUP_S
-    weights_gb = plan.memory.weights.total_bytes * plan.layout.count / 1e9
+    return sized_startup_timeout_s(resolved, plan.memory, plan.layout)
+
+
+def sized_startup_timeout_s(resolved: ResolvedDeployment, memory: MemoryEstimate,
+                            layout: Layout) -> int:
+    """startup_timeout_s from the planner's memory estimate and layout (the planner calls this
+    while it builds the plan, whose cold-start cost needs it)."""
+    if resolved.runtime.startup_timeout_s is not None:
+        return resolved.runtime.startup_timeout_s
+    weights_gb = memory.weights.total_bytes * layout.count / 1e9
     estimate_s = BOOT_S + weights_gb / VOLUME_READ_GB_S
     if not resolved.engine.enforce_eager:
         estimate_s += COMPILE_S

@@ -187,6 +187,7 @@ class Service:
     def startup_timeout(self, env: str) -> int:
         """Seconds a new container of `env` may take to start serving."""
         return startup_timeout_s(self.resolved[env])
+
     @property
     def download_mb_per_s(self) -> int:
         from liftdeploy.planner.download import DOWNLOAD_MB_PER_S
@@ -208,6 +209,13 @@ class Service:
     def shared(self, env: str) -> dict[str, list[str]]:
         """`"<kind> <name>"` -> other environments using the same Modal object."""
         return self.spec.shared_resources(env)
+
+    def ci_warmup(self, name: str) -> Any:
+        """Whether a push's CI run starts a container of `name` to check it, what that costs
+        (the plan's cold start) and why: a `liftdeploy.planner.ci.CiWarmup`."""
+        from liftdeploy.planner.ci import ci_warmup
+
+        return ci_warmup(self.resolved[name])
 
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""

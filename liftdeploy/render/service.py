@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import ast
 import difflib
-import subprocess
 import tempfile
 import warnings
 from pathlib import Path
 
-from liftdeploy.render import regenerate
+from liftdeploy import __version__
+from liftdeploy.render import regenerate, template_version
 from liftdeploy.errors import RenderError
 from liftdeploy.render.regenerate import ANSWERS_FILE, SPEC_FILE
+from liftdeploy.render.template_version import Template
 
 __all__ = [
     "render", "check", "unpinned_production", "template_source", "render_to_dict", "is_service",
@@ -39,12 +40,23 @@ def template_source() -> Path:
     )
 
 
-def render_to_dict(spec_path: str | Path, *, template: str | Path | None = None) -> dict[str, str]:
-    """Render a spec file with Copier into a temporary directory; relative path -> text."""
+def render_to_dict(
+    spec_path: str | Path, *, template: str | Path | Template | None = None
+) -> dict[str, str]:
+    """Render a spec file with Copier into a temporary directory; relative path -> text.
+    `template`: a template root (default: the installed one) or a Template at a version."""
     with tempfile.TemporaryDirectory(prefix="liftdeploy-render-") as tmp:
         out = Path(tmp) / "service"
-        _copier_render(Path(spec_path), out, Path(template) if template else template_source())
+        _copier_render(Path(spec_path), out, _template(template))
         return regenerate.rendered_files(out)
+
+
+def _template(template: str | Path | Template | None) -> Template:
+    if isinstance(template, Template):
+        return template
+    if template is None:
+        return template_version.installed()
+    return template_version.at_root(Path(template))
 
 
 def render(
@@ -55,6 +67,7 @@ def render(
     overwrite: bool = False,
     force: bool = False,
     conflict_markers: bool = False,
+    notes: list[str] | None = None,
 ) -> Path:
     """Render (or regenerate) the service for a spec file into out_dir; returns out_dir.
 
@@ -62,16 +75,21 @@ def render(
     `overwrite` replaces rendered files instead (hand edits dropped); `force` allows a service
     whose rendered files have uncommitted changes; `conflict_markers` writes conflicting files
     with standard markers instead of leaving the service unchanged. Invalid specs raise the
-    spec's own SpecError before anything is written.
+    spec's own SpecError before anything is written. An existing service is rendered with the
+    template version it records (`template_version.for_service`); what to tell the user about
+    that choice is appended to `notes`.
     """
     from liftdeploy.spec.specfile import load_spec
 
     spec_path, out = Path(spec_path), Path(out_dir)
     load_spec(spec_path)  # the spec's own message, before Copier runs
-    fresh = render_to_dict(spec_path, template=template)
     if out.exists() and not out.is_dir():
         raise RenderError(f"{out} is a file; pass a directory to render the service into")
     existing = out.is_dir() and any(out.iterdir())
+    chosen = _template(template) if template or not existing else template_version.for_service(out)
+    if chosen.note and notes is not None:
+        notes.append(chosen.note)
+    fresh = render_to_dict(spec_path, template=chosen)
     if existing and not force:
         # The spec may carry your uncommitted change: it is the render's input.
         rendered = sorted(set(fresh) - {SPEC_FILE, ANSWERS_FILE} | _pristine_names(out))
@@ -81,7 +99,7 @@ def render(
                 f"{out}: uncommitted changes in {', '.join(dirty)}; regenerating would mix its "
                 f"changes with yours. Commit (or stash) them first, or pass --force"
             )
-    base = _base(out) if existing and not overwrite else None
+    base = _base(out, chosen) if existing and not overwrite else None
     result = regenerate.merge(out, fresh, base=base, overwrite=overwrite or not existing)
     if result.conflicts and not conflict_markers:
         raise RenderError(
@@ -104,18 +122,20 @@ def render(
     return out
 
 
-def check(path: str | Path) -> list[str]:
+def check(path: str | Path, *, notes: list[str] | None = None) -> list[str]:
     """Drift descriptions for a service dir or a directory of services (empty when in sync).
 
     A service is in sync when regenerating it would change nothing: with a last render kept in
     the service that means a three-way merge of a fresh render leaves every file as it is (hand
     edits allowed); without one, the files equal a fresh render. A spec file beside the
     services (`<dir>/<service>.yaml`, as in examples/) must equal that service's deployment.yaml.
+    Each service is rendered with the template version it records; notes about that choice (a
+    version other than the installed one) are appended to `notes`, never reported as drift.
     """
     root = Path(path)
     drift = []
     for service in _services(root):
-        drift += _service_drift(service)
+        drift += _service_drift(service, notes)
         source = root / f"{service.name}.yaml"
         if source.is_file() and source.read_text() != (service / SPEC_FILE).read_text():
             drift.append(f"{service / SPEC_FILE}: differs from {source}; run "
@@ -152,10 +172,23 @@ def _services(root: Path) -> list[Path]:
     return services
 
 
-def _service_drift(service: Path) -> list[str]:
-    fresh = render_to_dict(service / SPEC_FILE)
-    result = regenerate.merge(service, fresh, base=_base(service))
+def _service_drift(service: Path, notes: list[str] | None) -> list[str]:
+    chosen = template_version.for_service(service)
+    if chosen.note and notes is not None:
+        notes.append(chosen.note)
+    fresh = render_to_dict(service / SPEC_FILE, template=chosen)
+    base = _base(service, chosen)
+    result = regenerate.merge(service, fresh, base=base)
     command = f"`liftdeploy render {service}`"
+    record = template_version.recorded(service)
+    if base is None and record and result.conflicts:
+        # A copier-made service whose recorded template cannot be rendered here: its files
+        # differ from the installed template's render, and nothing says whether by your edits.
+        where = record[0] + (f" at {record[1]}" if record[1] else "")
+        return [f"{service / c.path}: differs from a render of the installed template, and the "
+                f"template it was rendered from ({where}) cannot be read to "
+                f"tell your edits from template changes; make it readable, or run {command} to "
+                f"move to the installed template" for c in result.conflicts]
     drift = [f"{service / c.path}: hand edits conflict with the spec; run {command}"
              for c in result.conflicts]
     for rel, text in result.files.items():
@@ -217,22 +250,25 @@ def _clip(code: str, limit: int = 70) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _base(service: Path) -> dict[str, str] | None:
+def _base(service: Path, chosen: Template) -> dict[str, str] | None:
     """What the service's files were rendered as: the last render it keeps, else (a service
-    made by `copier copy`) Copier's render of the recorded answers at the recorded commit."""
+    made by `copier copy`) Copier's render of the recorded answers with the recorded template:
+    `chosen` for a release (the installed template when it is that release), else the recorded
+    commit."""
     kept = regenerate.last_render(service)
-    if kept is not None or not (service / ANSWERS_FILE).is_file():
+    record = template_version.recorded(service)
+    if kept is not None or record is None:
         return kept
     from liftdeploy.spec.specfile import read_yaml
 
     answers = read_yaml(service / ANSWERS_FILE)
-    if not isinstance(answers, dict) or "_src_path" not in answers:
+    if not isinstance(answers, dict):
         return None
     data = {k: v for k, v in answers.items() if not str(k).startswith("_")}
+    template = chosen if template_version.is_release(record[1]) else Template(*record)
     with tempfile.TemporaryDirectory(prefix="liftdeploy-base-") as tmp:
         try:
-            _run_copier(str(answers["_src_path"]), Path(tmp) / "service", data,
-                        vcs_ref=answers.get("_commit"))
+            _run_copier(template.source, Path(tmp) / "service", data, vcs_ref=template.vcs_ref)
         except Exception:  # noqa: BLE001 - the source may be gone; merge then reports conflicts
             return None
         return regenerate.rendered_files(Path(tmp) / "service")
@@ -266,16 +302,15 @@ def scaffold(out_dir: str | Path, answers: dict[str, object]) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RenderError(f"{out} already exists and is not empty; choose a new directory "
                           f"(or regenerate that service with `liftdeploy render {out}`)")
-    template = template_source()
+    template = template_version.installed()
     try:
-        _run_copier(str(template), out, dict(answers),
-                    vcs_ref="HEAD" if _is_git_root(template) else None)
+        _run_copier(template.source, out, dict(answers), vcs_ref=template.vcs_ref)
     except CopierError as exc:
         raise RenderError(str(exc)) from None
     return out
 
 
-def _copier_render(spec_path: Path, out: Path, template: Path) -> None:
+def _copier_render(spec_path: Path, out: Path, template: Template) -> None:
     """Run Copier's copy with the spec text and the answers `copier copy` would record."""
     from copier.errors import CopierError
 
@@ -283,13 +318,22 @@ def _copier_render(spec_path: Path, out: Path, template: Path) -> None:
     from liftdeploy.spec.specfile import read_text
 
     text = read_text(spec_path)
-    # A git checkout renders its latest tag unless told HEAD (which includes uncommitted work).
-    vcs_ref = "HEAD" if _is_git_root(template) else None
-    try:
-        data = {"spec_yaml": text, **answers_for_spec(text, str(spec_path), template)}
-        _run_copier(str(template), out, data, vcs_ref=vcs_ref)
-    except CopierError as exc:
-        raise RenderError(f"{spec_path}: {exc}") from None
+    with tempfile.TemporaryDirectory(prefix="liftdeploy-template-") as tmp:
+        root = Path(template.source)
+        if template.vcs_ref not in (None, "HEAD"):  # a release: its presets decide the answers
+            root = template_version.checkout(template, Path(tmp) / "template")
+        try:
+            data = {"spec_yaml": text, **answers_for_spec(text, str(spec_path), root)}
+            _run_copier(template.source, out, data, vcs_ref=template.vcs_ref)
+        except CopierError as exc:
+            raise RenderError(f"{spec_path}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - another release's template, this extension
+            if template.fix is None:
+                raise
+            raise RenderError(
+                f"{spec_path}: liftdeploy {__version__} cannot render template "
+                f"{template.vcs_ref} ({type(exc).__name__}: {exc}); {template.fix}"
+            ) from None
 
 
 def _run_copier(source: str, out: Path, data: dict[str, object], *, vcs_ref: str | None) -> None:
@@ -301,10 +345,3 @@ def _run_copier(source: str, out: Path, data: dict[str, object], *, vcs_ref: str
                         unsafe=True, quiet=True, vcs_ref=vcs_ref)
 
 
-def _is_git_root(path: Path) -> bool:
-    try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path,
-                             capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    return Path(top).resolve() == path.resolve()

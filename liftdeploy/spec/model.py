@@ -426,6 +426,11 @@ class BudgetSection(SpecModel):
 
     max_monthly_always_on_usd: float | None = Field(default=None, ge=0)
     """Most the always-on capacity (min_containers) may cost per month, in US dollars."""
+    ci_warmup_max_usd: float | None = Field(default=None, ge=0)
+    """Most a push's CI run may spend starting a container to check the deploy (warmup,
+    health, smoke), in US dollars, compared with the plan's cold-start cost (loading within
+    the startup timeout plus the idle window). Above it a push deploys without starting one.
+    None: check single-GPU services, skip multi-GPU ones. Manual runs always check."""
 
 
 class PricingSection(SpecModel):
