@@ -16,6 +16,7 @@ from liftdeploy.planner.arch import Architecture, load_architecture, with_spec_q
 from liftdeploy.planner.checks import (
     Layout,
     Verdict,
+    budget_problems,
     concurrency_problems,
     estimate_for,
     layout_of,
@@ -82,6 +83,8 @@ class Plan:
     speed: Speed
     cost: Cost
     verdicts: list[Verdict] = field(default_factory=list)
+    monthly_budget_usd: float | None = None
+    """budget.max_monthly_usd, which the worst case was checked against."""
 
     @property
     def fits(self) -> bool:
@@ -140,6 +143,7 @@ class Plan:
                 "always_on_per_month": round(self.cost.always_on_usd_per_month, 2),
                 "worst_case_per_hour": _round(self.cost.worst_case_usd_per_hour),
                 "per_million_output_tokens": _round(self.cost.usd_per_million_output_tokens),
+                "monthly_budget": self.monthly_budget_usd,
             },
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
@@ -182,6 +186,7 @@ def plan(
                           resolved.model.max_model_len)
     speed = _speed(resolved, arch, layout, memory)
     cost = _cost(resolved, speed, gpu_hour_usd, price_source)
+    verdicts += budget_problems(resolved, cost.usd_per_hour, cost.always_on_usd_per_month)
     if not any(v.level == "error" for v in verdicts):
         verdicts.insert(0, Verdict(
             "ok",
@@ -195,6 +200,7 @@ def plan(
         max_model_len=resolved.model.max_model_len, workload_tokens=workload_tokens,
         max_concurrent_requests=resolved.runtime.max_concurrent_requests,
         speed=speed, cost=cost, verdicts=verdicts,
+        monthly_budget_usd=resolved.budget.max_monthly_usd,
     )
 
 

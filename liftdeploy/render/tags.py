@@ -18,7 +18,8 @@ TAG_NAMES = (SERVICE_TAG, ENVIRONMENT_TAG, VERSION_TAG)
 """Tag keys, in the order the app lists them; the billing report is asked for exactly these."""
 
 _MODAL_TAG_MAX = 63
-"""modal 1.6 tags: letters, digits, '-', '.', '_', at most 63 characters (name_utils.check_tag_dict)."""
+"""modal 1.6 tags: letters, digits, '-', '.', '_', at most 63 characters
+(modal._utils.name_utils.check_tag_dict)."""
 
 
 def app_tags(resolved: ResolvedDeployment) -> dict[str, str]:

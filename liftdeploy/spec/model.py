@@ -378,6 +378,11 @@ class BudgetSection(SpecModel):
 
     max_monthly_always_on_usd: float | None = Field(default=None, ge=0)
     """Most the always-on capacity (min_containers) may cost per month, in US dollars."""
+    max_monthly_usd: float | None = Field(default=None, gt=0)
+    """Most this environment may cost per month, in US dollars, everything included (always-on
+    and scaled-up containers). `plan` checks the worst case (max_containers busy all month)
+    against it; `liftdeploy spend` holds the real bill against it (month to date, projected
+    month end, each day against its share). Set it per environment in the overlays."""
 
 
 class PricingSection(SpecModel):
