@@ -79,7 +79,7 @@ def spend(args: argparse.Namespace) -> int:
     for env in environments:
         resolved = spec.resolve(env)
         log = ops.ReadingLog.for_app(resolved.app_name, args.readings)
-        if window.live and not args.report:
+        if window.live:
             notes[env] = _take_reading(resolved, args, log)
         readings[env] = log.load()
     report = ops.spend_report(spec, environments, items, window, source=source,

@@ -237,10 +237,12 @@ def split_by_environment(items: Iterable[BillingRow], spec: ModelDeployment) -> 
             continue
         hour = _hour_floor(_utc(item.interval_start))
         found[env].total[hour] += float(item.cost)
+        # A report without the per-resource breakdown is taken as all GPU: for a GPU service
+        # the CPU and memory share is small, and the plan's figures can still be compared.
         found[env].gpu[hour] += sum(
             float(cost) for resource, cost in item.cost_by_resource.items()
             if any(word in resource.lower() for word in gpu_words)
-        )
+        ) if item.cost_by_resource else float(item.cost)
     return found
 
 
@@ -519,27 +521,28 @@ def day_verdicts(resolved: ResolvedDeployment, d: DaySpend) -> list[Verdict]:
             f"{when}: over budget, ${d.cost_usd:,.2f} against its ${d.budget_usd:,.2f} share of "
             f"budget.max_monthly_usd ${resolved.budget.max_monthly_usd:,.0f}; {cause}", fix,
         ))
+    # The plan prices GPUs only, so its figures are held against the GPU cost.
     worst = d.plan_worst_case_usd
-    if worst is not None and d.cost_usd > worst * 1.05:
+    if worst is not None and d.gpu_usd > worst * 1.05:
         found.append(Verdict(
             "warning",
-            f"{when}: far above the plan, ${d.cost_usd:,.2f} is more than its worst case "
+            f"{when}: far above the plan, GPUs cost ${d.gpu_usd:,.2f}, more than its worst case "
             f"${worst:,.2f} (max_containers {resolved.runtime.max_containers} all day at "
             f"${_container_hour_usd(resolved):.2f}/h)",
             "the real price is above the plan's (`liftdeploy plan --live-prices`), or the app "
             "ran with other settings than the spec (`liftdeploy status`, `liftdeploy check`)",
         ))
-    elif d.plan_always_on_usd and d.cost_usd > FAR_ABOVE_PLAN * d.plan_always_on_usd:
+    elif d.plan_always_on_usd and d.gpu_usd > FAR_ABOVE_PLAN * d.plan_always_on_usd:
         found.append(Verdict(
             "warning",
-            f"{when}: far above the plan, ${d.cost_usd:,.2f} is "
-            f"{d.cost_usd / d.plan_always_on_usd:.1f}x the always-on "
+            f"{when}: far above the plan, GPUs cost ${d.gpu_usd:,.2f}, "
+            f"{d.gpu_usd / d.plan_always_on_usd:.1f}x the always-on "
             f"${d.plan_always_on_usd:,.2f}; {cause}", fix,
         ))
-    elif d.plan_always_on_usd and d.hours == 24 and d.cost_usd < d.plan_always_on_usd / 2:
+    elif d.plan_always_on_usd and d.hours == 24 and d.gpu_usd < d.plan_always_on_usd / 2:
         found.append(Verdict(
             "warning",
-            f"{when}: ${d.cost_usd:,.2f}, under half the always-on ${d.plan_always_on_usd:,.2f} "
+            f"{when}: GPUs cost ${d.gpu_usd:,.2f}, under half the always-on ${d.plan_always_on_usd:,.2f} "
             f"the plan expects: the app was not running with min_containers "
             f"{resolved.runtime.min_containers}",
             "check that it is deployed (`liftdeploy status`); Modal's report can also lag a few "
@@ -551,14 +554,15 @@ def day_verdicts(resolved: ResolvedDeployment, d: DaySpend) -> list[Verdict]:
 def _likely_cause(resolved: ResolvedDeployment, d: DaySpend) -> tuple[str, str]:
     """The cause of a costly day that the hourly bill shows, and what to change."""
     runtime = resolved.runtime
-    if d.hours_at_cap:
+    # With one container allowed, every busy hour is "at the cap": it says nothing there.
+    if d.hours_at_cap and (runtime.max_containers or 0) > max(1, runtime.min_containers):
         return (
             f"the max_containers cap ({runtime.max_containers}) was reached in {d.hours_at_cap} "
             f"of {d.hours} hours: demand kept every allowed container busy",
             "lower runtime.max_containers to cap the bill (callers then wait or get 429), or "
             "raise the budget if the traffic is wanted",
         )
-    if runtime.min_containers and d.plan_always_on_usd >= d.cost_usd / 2:
+    if runtime.min_containers and d.plan_always_on_usd >= d.gpu_usd / 2:
         return (
             f"containers kept warm: min_containers {runtime.min_containers} costs "
             f"${d.plan_always_on_usd:,.2f} of it",
@@ -574,7 +578,8 @@ def _likely_cause(resolved: ResolvedDeployment, d: DaySpend) -> tuple[str, str]:
         )
     return (
         f"traffic: ≈{d.container_hours:.1f} container-hours in {d.busy_hours} busy hours",
-        "lower runtime.max_containers or runtime.scaledown_window_s, or raise the budget",
+        "shorten runtime.scaledown_window_s (each burst keeps a container up that long "
+        "after it), lower runtime.max_containers, or raise the budget",
     )
 
 
