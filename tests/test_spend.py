@@ -26,8 +26,9 @@ import pytest
 
 from liftdeploy.client.api import Client
 from liftdeploy.errors import OpsError
-from liftdeploy.ops import spend
-from liftdeploy.ops.spend import ReadingLog, TokenReading, Window
+from liftdeploy.ops import billing, spend, tokens
+from liftdeploy.ops.spend import Window
+from liftdeploy.ops.tokens import ReadingLog, TokenReading
 from liftdeploy.spec.specfile import load_spec, read_yaml, spec_from_data
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +74,8 @@ def recorded_report() -> list[Any]:
     production from before the tags; and rows of another service that must not count."""
     rows = []
     rows += [billing_item("lift-sys-inference", h, 1, env="production") for h in hours(1, 8, 17)]
-    rows += [billing_item("lift-sys-inference", h, 1, tagged=False, env=None) for h in hours(2, 9, 9)]
+    rows += [billing_item("lift-sys-inference", h, 1, tagged=False, env=None)
+             for h in hours(2, 9, 9)]
     rows += [billing_item("lift-sys-inference", h, 1, env="production") for h in hours(2, 10, 19)]
     rows += [billing_item("lift-sys-inference", h, 2 if 12 <= h.hour < 18 else 1,
                           env="production") for h in hours(3, 6, 21)]
@@ -89,7 +91,7 @@ def recorded_report() -> list[Any]:
 @pytest.fixture()
 def report_file(tmp_path: Path) -> Path:
     path = tmp_path / "report.json"
-    spend.save_report(recorded_report(), path)
+    billing.save_report(recorded_report(), path)
     return path
 
 
@@ -243,7 +245,7 @@ def test_modal_cli_json_report_reads_the_same(tmp_path: Path) -> None:
             for i in items for resource, cost in i.cost_by_resource.items()]
     path = tmp_path / "modal-cli.json"
     path.write_text(json.dumps(rows))
-    assert spend.load_report(path) == items
+    assert billing.load_report(path) == items
 
 
 # --- verdicts the example cannot show -----------------------------------------------------
@@ -366,7 +368,8 @@ class _MetricsServer(http.server.ThreadingHTTPServer):
 
 class _MetricsHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        body = self.server.text.encode() if self.path == "/metrics" else b""  # type: ignore[attr-defined]
+        text = self.server.text  # type: ignore[attr-defined]
+        body = text.encode() if self.path == "/metrics" else b""
         self.send_response(200 if body else 404)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.end_headers()
@@ -398,18 +401,18 @@ def _vllm_text(tokens: float) -> str:
 
 def test_generation_tokens_from_real_vllm_metrics_text() -> None:
     text = METRICS_TEXT.read_text()
-    assert spend.generation_tokens(text) == 24.0
+    assert tokens.generation_tokens(text) == 24.0
     # Two engines (data parallel) report one line each; both count.
     second = 'vllm:generation_tokens_total{engine="1",model_name="qwen25-coder-32b"} 100.0\n'
-    assert spend.generation_tokens(text + second) == 124.0
-    assert spend.generation_tokens("vllm:generation_tokens_created 5.0\n") is None
+    assert tokens.generation_tokens(text + second) == 124.0
+    assert tokens.generation_tokens("vllm:generation_tokens_created 5.0\n") is None
 
 
 def test_counter_restarts_count_the_new_container_from_zero() -> None:
     at = [START + timedelta(hours=h) for h in range(4)]
     readings = [TokenReading(at[0], 1000), TokenReading(at[1], 1500), TokenReading(at[2], 200),
                 TokenReading(at[3], 700)]
-    assert spend.tokens_between(readings) == 500 + 200 + 500
+    assert tokens.tokens_between(readings) == 500 + 200 + 500
 
 
 def test_real_cost_per_million_tokens_from_two_readings_of_a_served_counter(
@@ -419,17 +422,17 @@ def test_real_cost_per_million_tokens_from_two_readings_of_a_served_counter(
     client = Client(f"http://127.0.0.1:{metrics_server.server_address[1]}")
     log = ReadingLog.for_app("lift-sys-inference-staging", tmp_path)
     metrics_server.text = _vllm_text(1_000_000)
-    log.append(spend.read_tokens(client, now=START + timedelta(days=1, hours=6, minutes=10)))
+    log.append(tokens.read_tokens(client, now=START + timedelta(days=1, hours=6, minutes=10)))
     metrics_server.text = _vllm_text(3_500_000)
-    log.append(spend.read_tokens(client, now=START + timedelta(days=2, hours=6, minutes=20)))
+    log.append(tokens.read_tokens(client, now=START + timedelta(days=2, hours=6, minutes=20)))
     report = spend.spend_report(spec, ["staging"], recorded_report(), WINDOW, source="test",
                                 readings={"staging": log.load()})
-    tokens = report.environments[0].tokens
-    assert tokens.output_tokens == 2_500_000
+    cost = report.environments[0].tokens
+    assert cost.output_tokens == 2_500_000
     # Staging ran all 24 hours between 06:00 on day 2 and 06:00 on day 3.
-    assert tokens.cost_usd == pytest.approx(24 * (A100_HOUR + CPU_MEMORY_HOUR))
-    assert tokens.usd_per_million == pytest.approx(24 * 2.9 / 2.5)
-    assert tokens.plan_usd_per_million is not None and tokens.plan_usd_per_million > 0
+    assert cost.cost_usd == pytest.approx(24 * (A100_HOUR + CPU_MEMORY_HOUR))
+    assert cost.usd_per_million == pytest.approx(24 * 2.9 / 2.5)
+    assert cost.plan_usd_per_million is not None and cost.plan_usd_per_million > 0
     assert "per M output tokens (2,500,000 tokens" in spend.format_spend(report)
 
 
@@ -449,8 +452,9 @@ def test_spend_records_a_reading_from_url(
     assert result.returncode in (0, 1), result.stderr
     [line] = (readings / "lift-sys-inference-development.jsonl").read_text().splitlines()
     assert json.loads(line)["generation_tokens"] == 24.0
-    tokens = json.loads(result.stdout)["environments"][0]["tokens"]
-    assert tokens["start"]["generation_tokens"] == 24.0 and "1 token-counter reading" in tokens["reason"]
+    found = json.loads(result.stdout)["environments"][0]["tokens"]
+    assert found["start"]["generation_tokens"] == 24.0
+    assert "1 token-counter reading" in found["reason"]
 
 
 def test_an_unreachable_service_leaves_a_reason_not_an_error(report_file: Path,
@@ -468,7 +472,7 @@ def test_twin_counter_counts_the_tokens_the_api_reported(twin: Any) -> None:
     import openai
 
     client = Client(twin.url)
-    before = spend.read_tokens(client)
+    before = tokens.read_tokens(client)
     sdk = openai.OpenAI(base_url=twin.base_url, api_key=twin.api_key)
     generated = 0
     for n in (5, 9):
@@ -476,5 +480,5 @@ def test_twin_counter_counts_the_tokens_the_api_reported(twin: Any) -> None:
             model=twin.model_name, messages=[{"role": "user", "content": "count"}], max_tokens=n)
         assert answer.usage is not None
         generated += answer.usage.completion_tokens
-    after = spend.read_tokens(client)
-    assert spend.tokens_between([before, after]) == generated
+    after = tokens.read_tokens(client)
+    assert tokens.tokens_between([before, after]) == generated

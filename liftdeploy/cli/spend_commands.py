@@ -1,8 +1,9 @@
 """spend: what each environment really cost, per day, against the plan and the budget.
 
-The work is in liftdeploy.ops.spend; this handler picks the window and environments, reads the
-report (Modal's, or a saved one), takes a token-counter reading where it costs nothing, prints
-and picks the exit code (1 when something is over budget).
+The work is in liftdeploy.ops.spend (with ops.billing and ops.tokens); this handler picks the
+window and environments, reads the report (Modal's, or a saved one), takes a token-counter
+reading where it costs nothing, prints and picks the exit code (1 when something is over
+budget).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from liftdeploy.cli import common
 
 if TYPE_CHECKING:
-    from liftdeploy.ops.spend import ReadingLog
+    from liftdeploy.ops.tokens import ReadingLog
     from liftdeploy.spec.model import ResolvedDeployment
 
 
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def spend(args: argparse.Namespace) -> int:
     from liftdeploy.errors import OpsError
+    from liftdeploy.ops import billing, tokens
     from liftdeploy.ops import spend as ops
 
     spec = common.load(args.spec)
@@ -70,15 +72,15 @@ def spend(args: argparse.Namespace) -> int:
         raise OpsError("--url names one environment's service; pick it with --env ENV")
     window = ops.window_for(args.period, args.since, args.until)
     if args.report:
-        items, source = ops.load_report(args.report), f"the saved report {args.report}"
+        items, source = billing.load_report(args.report), f"the saved report {args.report}"
     else:
-        items, source = ops.fetch_report(*ops.report_span(window)), "Modal's billing report"
+        items, source = billing.fetch_report(*ops.report_span(window)), "Modal's billing report"
         if args.save_report:
-            ops.save_report(items, args.save_report)
+            billing.save_report(items, args.save_report)
     readings, notes = {}, {}
     for env in environments:
         resolved = spec.resolve(env)
-        log = ops.ReadingLog.for_app(resolved.app_name, args.readings)
+        log = tokens.ReadingLog.for_app(resolved.app_name, args.readings)
         if window.live:
             notes[env] = _take_reading(resolved, args, log)
         readings[env] = log.load()
@@ -97,7 +99,7 @@ def _take_reading(
     """Record one reading of the token counter; the reason when none was taken."""
     from liftdeploy.client.api import Client
     from liftdeploy.errors import LiftdeployError
-    from liftdeploy.ops.spend import read_tokens
+    from liftdeploy.ops.tokens import read_tokens
 
     if not (args.url or args.read_metrics or resolved.runtime.min_containers):
         return ("not read: with min_containers 0 a /metrics request would start a container; "

@@ -1,41 +1,31 @@
 """`spend`: what a service really cost, per environment and day, held against the plan and budget.
 
-The bill comes from Modal's billing report (`modal.Workspace.billing.report`, modal 1.6): one
-`modal.types.BillingReportItem` per billed object and interval, with its cost, its cost by
-resource (CPU, memory, GPU types) and the tags asked for. Every rendered app carries the tags of
-`liftdeploy.render.tags`, so a row belongs to an environment when its tags name this service and
-that environment; rows of untagged apps (deployed before the tags) are matched by app name.
-
-The report is read hour by hour, because the hours show what a day's total hides: a container
-that never scaled down, or the max_containers cap reached. Beside each day stand the plan's
-figures for the same hours (always-on floor and worst-case ceiling at the plan's price) and the
-day's share of `budget.max_monthly_usd`; verdicts say when a day is over budget or far above the
-plan and name the cause they can see. Real $ per million output tokens divides the cost between
-two readings of vLLM's `generation_tokens` counter (from /metrics) by the tokens counted between
-them; the readings are kept in a small log so that the next run has a start to count from.
+The bill is Modal's billing report, split per environment by the apps' tags
+(`liftdeploy.ops.billing`). It is read hour by hour, because the hours show what a day's total
+hides: a container that never scaled down, or the max_containers cap reached. Beside each day
+stand the plan's figures for the same hours (always-on floor and worst-case ceiling at the
+plan's price) and the day's share of `budget.max_monthly_usd`; verdicts say when a day is over
+budget or far above the plan and name the cause they can see. Real $ per million output tokens
+divides the cost between two readings of vLLM's `generation_tokens` counter
+(`liftdeploy.ops.tokens`) by the tokens counted between them.
 """
 
 from __future__ import annotations
 
 import calendar
-import json
-import os
 import re
-from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from liftdeploy.errors import OpsError
+from liftdeploy.ops.billing import BillingRow, Hourly, hour_floor, split_by_environment, utc
+from liftdeploy.ops.tokens import TokenReading, tokens_between
 from liftdeploy.planner.checks import Verdict
-from liftdeploy.render.tags import ENVIRONMENT_TAG, SERVICE_TAG, TAG_NAMES
 from liftdeploy.spec import catalog
 
 if TYPE_CHECKING:
-    from liftdeploy.client.api import Client
     from liftdeploy.spec.model import ModelDeployment, ResolvedDeployment
 
 HOUR = timedelta(hours=1)
@@ -47,8 +37,6 @@ CAP_SHARE = 0.95
 at the cap."""
 UP_ALL_DAY_HOURS = 20
 """Hours of a day with GPU cost from which a min_containers 0 environment never scaled down."""
-METRIC = "vllm:generation_tokens_total"
-"""vLLM's counter of generated (output) tokens, summed over its label sets."""
 PERIODS = ("today", "yesterday", "this-week", "last-week", "this-month", "last-month", "<N>d")
 
 
@@ -64,7 +52,7 @@ class Window:
     @property
     def live(self) -> bool:
         """Whether the window ends now (a fresh /metrics reading marks its end)."""
-        return self.end >= _hour_floor(_utcnow())
+        return self.end >= hour_floor(_utcnow())
 
 
 def window_for(period: str | None = None, since: str | None = None, until: str | None = None,
@@ -72,7 +60,7 @@ def window_for(period: str | None = None, since: str | None = None, until: str |
     """The window of `--for PERIOD` or `--since DATE [--until DATE]` (default: this month),
     ending at the last whole hour before `now` unless the period ends earlier. Calendar periods
     are UTC days, the way Modal's daily intervals are aligned."""
-    now = _hour_floor(now or _utcnow())
+    now = hour_floor(now or _utcnow())
     today = now.replace(hour=0)
     month = today.replace(day=1)
     if until is not None and since is None:
@@ -109,149 +97,9 @@ def window_for(period: str | None = None, since: str | None = None, until: str |
 
 def _parse_date(text: str, option: str) -> datetime:
     try:
-        return _hour_floor(_utc(datetime.fromisoformat(text)))
+        return hour_floor(utc(datetime.fromisoformat(text)))
     except ValueError:
         raise OpsError(f"{option} {text!r} is not a date; write YYYY-MM-DD (UTC)") from None
-
-
-# --- the report ------------------------------------------------------------------------------
-
-class BillingRow(Protocol):
-    """What liftdeploy reads of a `modal.types.BillingReportItem`."""
-
-    object_id: str
-    description: str
-    environment_name: str
-    interval_start: datetime
-    cost: Decimal
-    cost_by_resource: dict[str, Decimal]
-    tags: dict[str, str]
-
-
-def fetch_report(start: datetime, end: datetime) -> list[Any]:
-    """Modal's hourly billing report for [start, end), with liftdeploy's tags on each row."""
-    import modal
-
-    from liftdeploy.ops.modal_sdk import _modal_call
-
-    return _modal_call(
-        "reading Modal's billing report",
-        lambda: modal.Workspace.from_context().billing.report(
-            start=start, end=end, resolution="h", tag_names=list(TAG_NAMES),
-        ),
-    )
-
-
-def load_report(path: Path) -> list[Any]:
-    """A saved report as modal's own `BillingReportItem`s: JSON rows with its field names (as
-    `spend --save-report` writes), or the output of `modal billing report --json`
-    (`environment` for environment_name, `tags` as JSON text, with `--show-resources` one row
-    per resource)."""
-    from modal.types import BillingReportItem
-
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise OpsError(f"{path}: cannot read a billing report ({exc}); pass the file "
-                       f"`liftdeploy spend --save-report` or `modal billing report --json` "
-                       f"wrote") from None
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise OpsError(f"{path}: a billing report is a JSON list of rows; pass the file "
-                       f"`liftdeploy spend --save-report` or `modal billing report --json` wrote")
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
-    try:
-        for row in rows:
-            key = (str(row["object_id"]), str(row["interval_start"]))
-            item = merged.setdefault(key, {
-                "object_id": key[0],
-                "description": str(row.get("description", "")),
-                "environment_name": str(row.get("environment_name", row.get("environment", ""))),
-                "interval_start": _utc(datetime.fromisoformat(key[1])),
-                "cost": Decimal(0),
-                "cost_by_resource": {},
-                "tags": _tags(row.get("tags")),
-            })
-            if "resource" in row:  # `modal billing report --show-resources`: one resource a row
-                item["cost_by_resource"][str(row["resource"])] = Decimal(str(row["cost"]))
-                item["cost"] += Decimal(str(row["cost"]))
-            else:
-                item["cost"] = Decimal(str(row["cost"]))
-                item["cost_by_resource"] = {
-                    str(k): Decimal(str(v)) for k, v in (row.get("cost_by_resource") or {}).items()
-                }
-    except (KeyError, ValueError, ArithmeticError, TypeError) as exc:
-        raise OpsError(f"{path}: a row lacks or garbles {exc}; each row needs object_id, "
-                       f"interval_start (ISO time) and cost") from None
-    return [BillingReportItem(**item) for item in merged.values()]
-
-
-def save_report(items: Iterable[BillingRow], path: Path) -> None:
-    """Write report rows with modal's field names, so `--report` can replay them."""
-    rows = [{
-        "object_id": item.object_id, "description": item.description,
-        "environment_name": item.environment_name,
-        "interval_start": item.interval_start.isoformat(), "cost": str(item.cost),
-        "cost_by_resource": {k: str(v) for k, v in item.cost_by_resource.items()},
-        "tags": dict(item.tags),
-    } for item in items]
-    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-
-
-def _tags(value: Any) -> dict[str, str]:
-    if isinstance(value, str):  # `modal billing report --json` writes the tags as JSON text
-        value = json.loads(value) if value.strip() else {}
-    return {str(k): str(v) for k, v in (value or {}).items()}
-
-
-# --- matching rows to environments -------------------------------------------------------------
-
-@dataclass
-class Hourly:
-    """One environment's bill, hour by hour (hour start -> dollars)."""
-
-    total: dict[datetime, float] = field(default_factory=lambda: defaultdict(float))
-    gpu: dict[datetime, float] = field(default_factory=lambda: defaultdict(float))
-    matched_by_name: set[str] = field(default_factory=set)
-    """App names of untagged rows counted for this environment."""
-
-
-def split_by_environment(items: Iterable[BillingRow], spec: ModelDeployment) -> dict[str, Hourly]:
-    """Each environment's hourly cost: rows tagged with this service and the environment, plus
-    untagged rows of the environment's app (same app name and Modal environment)."""
-    by_app = {}
-    for env in spec.environments:
-        resolved = spec.resolve(env)
-        by_app[resolved.app_name] = (env, resolved.modal_environment)
-    gpu_words = _gpu_words()
-    found: dict[str, Hourly] = {env: Hourly() for env in spec.environments}
-    for item in items:
-        tags = item.tags
-        if tags.get(SERVICE_TAG) == spec.name and tags.get(ENVIRONMENT_TAG) in found:
-            env = tags[ENVIRONMENT_TAG]
-        elif SERVICE_TAG not in tags and item.description in by_app:
-            env, modal_env = by_app[item.description]
-            if modal_env and item.environment_name != modal_env:
-                continue
-            found[env].matched_by_name.add(item.description)
-        else:
-            continue
-        hour = _hour_floor(_utc(item.interval_start))
-        found[env].total[hour] += float(item.cost)
-        # A report without the per-resource breakdown is taken as all GPU: for a GPU service
-        # the CPU and memory share is small, and the plan's figures can still be compared.
-        found[env].gpu[hour] += sum(
-            float(cost) for resource, cost in item.cost_by_resource.items()
-            if any(word in resource.lower() for word in gpu_words)
-        ) if item.cost_by_resource else float(item.cost)
-    return found
-
-
-def _gpu_words() -> set[str]:
-    """Lower-case words that mark a GPU resource in cost_by_resource ("GPU", or a GPU name)."""
-    words = {"gpu"}
-    for info in catalog.gpus().values():
-        words |= {info.name.lower(), *(alias.lower() for alias in info.aliases)}
-    return words
 
 
 # --- the comparison ----------------------------------------------------------------------------
@@ -314,17 +162,6 @@ class MonthToDate:
             "projected_usd": _money(self.projected_usd),
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
-
-
-@dataclass(frozen=True)
-class TokenReading:
-    """vLLM's generation-token counter at one moment, summed over the label sets it reports."""
-
-    at: datetime
-    generation_tokens: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at.isoformat(), "generation_tokens": self.generation_tokens}
 
 
 @dataclass(frozen=True)
@@ -542,9 +379,9 @@ def day_verdicts(resolved: ResolvedDeployment, d: DaySpend) -> list[Verdict]:
     elif d.plan_always_on_usd and d.hours == 24 and d.gpu_usd < d.plan_always_on_usd / 2:
         found.append(Verdict(
             "warning",
-            f"{when}: GPUs cost ${d.gpu_usd:,.2f}, under half the always-on ${d.plan_always_on_usd:,.2f} "
-            f"the plan expects: the app was not running with min_containers "
-            f"{resolved.runtime.min_containers}",
+            f"{when}: GPUs cost ${d.gpu_usd:,.2f}, under half the always-on "
+            f"${d.plan_always_on_usd:,.2f} the plan expects: the app was not running with "
+            f"min_containers {resolved.runtime.min_containers}",
             "check that it is deployed (`liftdeploy status`); Modal's report can also lag a few "
             "hours behind",
         ))
@@ -613,44 +450,6 @@ def _month_to_date(resolved: ResolvedDeployment, bill: Hourly, window: Window) -
 
 # --- tokens ------------------------------------------------------------------------------------
 
-def generation_tokens(metrics_text: str) -> float | None:
-    """The sum of vLLM's generation-token counter over its label sets (engines, models), from
-    Prometheus text; None when the text has no such counter."""
-    total, seen = 0.0, False
-    for line in metrics_text.splitlines():
-        if not line.startswith(METRIC):
-            continue
-        rest = line[len(METRIC):]
-        if rest[:1] == "{":
-            rest = rest[rest.rindex("}") + 1:]
-        elif rest[:1] not in (" ", "\t"):
-            continue  # another metric sharing the prefix
-        fields = rest.split()
-        if fields:
-            total += float(fields[0])
-            seen = True
-    return total if seen else None
-
-
-def read_tokens(client: Client, *, now: datetime | None = None) -> TokenReading:
-    """Read the counter from the service's /metrics."""
-    text = client.metrics()
-    value = generation_tokens(text)
-    if value is None:
-        raise OpsError(f"{client.base_url}/metrics has no {METRIC}; is this a vLLM server?")
-    return TokenReading(now or _utcnow(), value)
-
-
-def tokens_between(readings: list[TokenReading]) -> float:
-    """Tokens generated across consecutive readings. A lower value than the one before means
-    the counter restarted (a new container), so its whole value is new."""
-    total = 0.0
-    for before, after in zip(readings, readings[1:]):
-        grown = after.generation_tokens - before.generation_tokens
-        total += grown if grown >= 0 else after.generation_tokens
-    return total
-
-
 def token_cost(
     resolved: ResolvedDeployment, bill: Hourly, readings: list[TokenReading], window: Window,
     *, note: str | None = None,
@@ -668,7 +467,7 @@ def token_cost(
         return TokenCost(start=inside[0] if inside else None, plan_usd_per_million=plan_figure,
                          reason=reason)
     first, last = inside[0], inside[-1]
-    hours = [h for h in bill.total if _hour_floor(first.at) <= h < _hour_floor(last.at)]
+    hours = [h for h in bill.total if hour_floor(first.at) <= h < hour_floor(last.at)]
     cost = sum(bill.total[h] for h in hours)
     tokens = tokens_between(inside)
     reason = None if tokens else "no output tokens were generated between the readings"
@@ -683,51 +482,6 @@ def _plan_usd_per_million(resolved: ResolvedDeployment) -> float | None:
         return plan(resolved).cost.usd_per_million_output_tokens
     except PlanError:
         return None
-
-
-class ReadingLog:
-    """Token-counter readings of one app, one JSON line each, kept between runs."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @classmethod
-    def for_app(cls, app_name: str, folder: Path | None = None) -> ReadingLog:
-        """`<folder>/<app>.jsonl`; the folder defaults to liftdeploy's state directory
-        ($XDG_STATE_HOME/liftdeploy/token-readings, else ~/.local/state/...)."""
-        if folder is None:
-            state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-            folder = Path(state) / "liftdeploy" / "token-readings"
-        return cls(folder / f"{app_name}.jsonl")
-
-    def load(self) -> list[TokenReading]:
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            raise OpsError(f"cannot read token readings {self.path} ({exc}); pass --readings "
-                           f"with a file you can read") from None
-        readings = []
-        for number, line in enumerate(lines, 1):
-            try:
-                data = json.loads(line)
-                readings.append(TokenReading(_utc(datetime.fromisoformat(data["at"])),
-                                             float(data["generation_tokens"])))
-            except (ValueError, KeyError, TypeError):
-                raise OpsError(f"{self.path}:{number} is not a token reading; remove the line "
-                               f"(each line is {{\"at\": ISO time, \"generation_tokens\": N}})"
-                               ) from None
-        return sorted(readings, key=lambda r: r.at)
-
-    def append(self, reading: TokenReading) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as out:
-                out.write(json.dumps(reading.to_dict()) + "\n")
-        except OSError as exc:
-            raise OpsError(f"cannot record the token reading in {self.path} ({exc}); pass "
-                           f"--readings with a writable file") from None
 
 
 # --- text ----------------------------------------------------------------------------------------
@@ -792,15 +546,6 @@ def _usd(value: float | None) -> str:
 
 def _money(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None \
-        else moment.astimezone(timezone.utc)
-
-
-def _hour_floor(moment: datetime) -> datetime:
-    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def _utcnow() -> datetime:
