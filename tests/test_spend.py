@@ -360,6 +360,20 @@ def test_app_tags_are_valid_modal_tags_even_for_a_local_version(
     assert found["liftdeploy-version"] == "0.2.0.dev3-g1a2b3c"
 
 
+def test_check_sees_the_tags_drift(tmp_path: Path) -> None:
+    from liftdeploy.render.service import check, render
+
+    service = render(SPEC_32B, tmp_path / "svc")
+    app = service / "app.py"
+    text = app.read_text()
+    app.write_text(text.replace('"liftdeploy-service": "lift-sys-inference"',
+                                '"liftdeploy-service": "someone-else"'))
+    assert any("TAGS is" in d for d in check(service))
+    app.write_text(text.replace("modal.App(APP_NAME, tags=TAGS)", "modal.App(APP_NAME)"))
+    assert any("the app is modal.App(APP_NAME) but deployment.yaml gives "
+               "modal.App(APP_NAME, tags=TAGS)" in d for d in check(service))
+
+
 # --- tokens ---------------------------------------------------------------------------------
 
 class _MetricsServer(http.server.ThreadingHTTPServer):
