@@ -422,6 +422,17 @@ def test_generation_tokens_from_real_vllm_metrics_text() -> None:
     assert tokens.generation_tokens("vllm:generation_tokens_created 5.0\n") is None
 
 
+def test_garbled_metrics_and_readings_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(OpsError, match="has no value; is this vLLM's Prometheus text"):
+        tokens.generation_tokens("vllm:generation_tokens_total{engine=\"0\"} lots\n")
+    log = ReadingLog.for_app("lift-sys-inference", tmp_path)
+    log.append(TokenReading(START, 5.0))
+    with log.path.open("a") as out:
+        out.write("not json\n")
+    with pytest.raises(OpsError, match=r"lift-sys-inference.jsonl:2 is not a token reading"):
+        log.load()
+
+
 def test_counter_restarts_count_the_new_container_from_zero() -> None:
     at = [START + timedelta(hours=h) for h in range(4)]
     readings = [TokenReading(at[0], 1000), TokenReading(at[1], 1500), TokenReading(at[2], 200),

@@ -47,10 +47,12 @@ def generation_tokens(metrics_text: str) -> float | None:
             rest = rest[rest.rindex("}") + 1:]
         elif rest[:1] not in (" ", "\t"):
             continue  # another metric sharing the prefix
-        fields = rest.split()
-        if fields:
-            total += float(fields[0])
-            seen = True
+        try:
+            total += float(rest.split()[0])
+        except (IndexError, ValueError):
+            raise OpsError(f"/metrics line {line[:80]!r} has no value; is this vLLM's "
+                           f"Prometheus text?") from None
+        seen = True
     return total if seen else None
 
 
