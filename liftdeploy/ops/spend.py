@@ -23,7 +23,7 @@ from liftdeploy.errors import OpsError
 from liftdeploy.ops.billing import BillingRow, Hourly, hour_floor, split_by_environment, utc
 from liftdeploy.ops.tokens import TokenReading, tokens_between
 from liftdeploy.planner.checks import Verdict
-from liftdeploy.spec import catalog
+from liftdeploy.planner.report import gpu_hour_price
 
 if TYPE_CHECKING:
     from liftdeploy.spec.model import ModelDeployment, ResolvedDeployment
@@ -288,7 +288,8 @@ def spend_report(
         days = [_day(resolved, bill, day, window) for day in _days(window)]
         result.append(EnvironmentSpend(
             environment=env, app_name=resolved.app_name,
-            container_hour_usd=_container_hour_usd(resolved), price_source=_price_source(resolved),
+            container_hour_usd=_container_hour_usd(resolved),
+            price_source=gpu_hour_price(resolved)[1],
             min_containers=resolved.runtime.min_containers,
             max_containers=resolved.runtime.max_containers,
             monthly_budget_usd=resolved.budget.max_monthly_usd,
@@ -301,14 +302,8 @@ def spend_report(
 
 
 def _container_hour_usd(resolved: ResolvedDeployment) -> float:
-    """The plan's price of one container-hour: all its GPUs (pricing.gpu_hour_usd or catalog)."""
-    return resolved.gpu.count * resolved.gpu_hour_usd
-
-
-def _price_source(resolved: ResolvedDeployment) -> str:
-    if resolved.pricing.gpu_hour_usd is not None:
-        return "spec (pricing.gpu_hour_usd)"
-    return f"catalog: {catalog.prices_source()}"
+    """The plan's price of one container-hour: all its GPUs."""
+    return resolved.gpu.count * gpu_hour_price(resolved)[0]
 
 
 def _days(window: Window) -> list[date]:

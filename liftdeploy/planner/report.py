@@ -30,7 +30,7 @@ from liftdeploy.spec.model import HOURS_PER_MONTH
 if TYPE_CHECKING:
     from liftdeploy.spec.model import ResolvedDeployment
 
-__all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "plan"]
+__all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "gpu_hour_price", "plan"]
 
 
 @dataclass(frozen=True)
@@ -242,16 +242,22 @@ def _weights_read(arch: Architecture, active_bytes: float, per_expert: float, ba
     return active_bytes - k * per_expert + distinct * per_expert
 
 
+def gpu_hour_price(
+    resolved: ResolvedDeployment, override_usd: float | None = None, source: str | None = None,
+) -> tuple[float, str]:
+    """One GPU-hour's price and where it comes from: the override (--price, live rates), else
+    the spec's pricing.gpu_hour_usd, else the catalog."""
+    if override_usd is not None:
+        return override_usd, source or "command line (--price)"
+    if resolved.pricing.gpu_hour_usd is not None:
+        return resolved.pricing.gpu_hour_usd, "spec (pricing.gpu_hour_usd)"
+    return catalog.gpu(resolved.gpu.type).price_usd_hour, f"catalog: {catalog.prices_source()}"
+
+
 def _cost(
     resolved: ResolvedDeployment, speed: Speed, override_usd: float | None, source: str | None,
 ) -> Cost:
-    if override_usd is not None:
-        price, where = override_usd, source or "command line (--price)"
-    elif resolved.pricing.gpu_hour_usd is not None:
-        price, where = resolved.pricing.gpu_hour_usd, "spec (pricing.gpu_hour_usd)"
-    else:
-        price, where = catalog.gpu(resolved.gpu.type).price_usd_hour, \
-            f"catalog: {catalog.prices_source()}"
+    price, where = gpu_hour_price(resolved, override_usd, source)
     hourly = price * resolved.gpu.count
     runtime = resolved.runtime
     worst = None if runtime.max_containers is None else hourly * runtime.max_containers
