@@ -9,6 +9,7 @@ budget).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def spend(args: argparse.Namespace) -> int:
+    from liftdeploy.client.endpoints import ENDPOINT_URL_ENV
     from liftdeploy.errors import OpsError
     from liftdeploy.ops import billing, tokens
     from liftdeploy.ops import spend as ops
@@ -81,7 +83,9 @@ def spend(args: argparse.Namespace) -> int:
     for env in environments:
         resolved = spec.resolve(env)
         log = tokens.ReadingLog.for_app(resolved.app_name, args.readings)
-        if window.live:
+        if window.live and len(environments) > 1 and os.environ.get(ENDPOINT_URL_ENV):
+            notes[env] = f"not read: {ENDPOINT_URL_ENV} names one service; read it with --env"
+        elif window.live:
             notes[env] = _take_reading(resolved, args, log)
         readings[env] = log.load()
     report = ops.spend_report(spec, environments, items, window, source=source,
