@@ -149,6 +149,22 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize(("name", "env"), CASES)
+def test_app_carries_the_billing_tags(name: str, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Modal's billing report splits cost by these tags; `liftdeploy spend` matches on them."""
+    from modal._utils.async_utils import synchronizer
+
+    from liftdeploy import __version__
+
+    resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
+    app = synchronizer._translate_in(import_app(name, env, monkeypatch).app)
+    assert app._local_state.tags == {
+        "liftdeploy-service": resolved.name,
+        "liftdeploy-environment": env,
+        "liftdeploy-version": __version__,
+    }
+
+
+@pytest.mark.parametrize(("name", "env"), CASES)
 def test_module_argv_is_the_library_argv(name: str, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
     module = import_app(name, env, monkeypatch)

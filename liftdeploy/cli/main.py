@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "liftdeploy.cli.init_commands",    # init
     "liftdeploy.cli.weights_commands", # pin, download
     "liftdeploy.cli.ci_commands",      # ci-warmup
+    "liftdeploy.cli.spend_commands",   # spend
 )
 
 

@@ -353,6 +353,26 @@ class Client:
         )
         return Health(response.status_code == 200, response.status_code, detail, elapsed)
 
+    def metrics(self, timeout_s: float = 10.0) -> str:
+        """One GET /metrics: vLLM's Prometheus text. On Modal this request is routed like any
+        other, so it starts a container when none is running."""
+        try:
+            response = httpx.get(
+                f"{self.base_url}/metrics", headers=self._proxy_headers, timeout=timeout_s,
+            )
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"{self.base_url}/metrics did not answer ({_describe_transport(exc)})"
+            ) from None
+        if response.status_code in (401, 403):
+            raise self._auth_error(response.status_code, response.text)
+        if response.status_code != 200:
+            raise ServerError(
+                f"{self.base_url}/metrics answered HTTP {response.status_code} "
+                f"{response.reason_phrase}".rstrip()
+            )
+        return response.text
+
     def close(self) -> None:
         self._openai.close()
 

@@ -2,7 +2,9 @@
 
 `modal_cli` builds and runs `modal` CLI commands (deploy, rollback, logs, history, status),
 `modal_sdk` uses modal's SDK (bootstrap of Volumes, Dicts and Secrets), `http` runs warmup, smoke
-and load tests through the client, `audit` finds hard-coded endpoint URLs in a codebase. It may
+and load tests through the client, `audit` finds hard-coded endpoint URLs in a codebase. `spend`
+holds Modal's billing report (`billing`) and vLLM's token counter (`tokens`) against the plan
+and the budget. It may
 import the spec, planner, render and client parts; modal only inside functions.
 """
 
@@ -18,6 +20,7 @@ _EXPORTS = {
     "smoke": "liftdeploy.ops.http",
     "loadtest": "liftdeploy.ops.http",
     "audit": "liftdeploy.ops.audit",
+    "spend_report": "liftdeploy.ops.spend",
 }
 
 __all__ = list(_EXPORTS)

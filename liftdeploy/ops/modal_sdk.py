@@ -203,10 +203,10 @@ class CreateCall:
         manager = _sdk_class(self.kind).objects
         options = {"allow_existing": True, "environment_name": self.environment_name}
         if self.env_dict is None:
-            _modal_call(f"creating {self.kind} {self.name}",
+            modal_call(f"creating {self.kind} {self.name}",
                         lambda: manager.create(self.name, **options))
         else:
-            _modal_call(f"creating {self.kind} {self.name}",
+            modal_call(f"creating {self.kind} {self.name}",
                         lambda: manager.create(self.name, self.env_dict, **options))
 
 
@@ -264,7 +264,7 @@ def _ask(key: str, secret_name: str, prompt: Prompt | None) -> str:
     return value
 
 
-def _modal_call(what: str, call: Callable[[], Any]) -> Any:
+def modal_call(what: str, call: Callable[[], Any]) -> Any:
     """Run one SDK call; Modal's errors become an OpsError naming the call and the fix."""
     import modal.exception
 
@@ -295,7 +295,7 @@ def _existing_names(modal_env: str | None) -> dict[Kind, set[str]]:
     where = f"Modal environment {modal_env!r}" if modal_env else "the default Modal environment"
     names: dict[Kind, set[str]] = {}
     for kind in KINDS:
-        objects = _modal_call(
+        objects = modal_call(
             f"listing {kind}s in {where}",
             lambda kind=kind: _sdk_class(kind).objects.list(environment_name=modal_env or ""),
         )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from liftdeploy.spec import catalog
 from liftdeploy.planner.arch import Architecture
+from liftdeploy.spec.model import HOURS_PER_MONTH
 from liftdeploy.planner.memory import (
     BLOCK_TOKENS,
     GIB,
@@ -270,3 +271,47 @@ def spec_problems(resolved: ResolvedDeployment, arch: Architecture) -> list[Verd
             f"use a GPU count that divides {experts}",
         ))
     return found
+
+
+def budget_problems(
+    resolved: ResolvedDeployment, usd_per_hour: float, always_on_usd_per_month: float,
+) -> list[Verdict]:
+    """The month's certain cost (always-on) and worst case (max_containers busy all month)
+    against budget.max_monthly_usd."""
+    limit = resolved.budget.max_monthly_usd
+    if limit is None:
+        return []
+    runtime = resolved.runtime
+    if always_on_usd_per_month > limit:
+        return [Verdict(
+            "error",
+            f"always-on capacity alone costs ${always_on_usd_per_month:,.0f}/month "
+            f"(runtime.min_containers {runtime.min_containers}), above budget.max_monthly_usd "
+            f"${limit:,.0f}",
+            "lower runtime.min_containers or raise budget.max_monthly_usd",
+        )]
+    affordable = int(limit // (usd_per_hour * HOURS_PER_MONTH))
+    cap_fix = (f"runtime.max_containers {affordable} (worst case "
+               f"${affordable * usd_per_hour * HOURS_PER_MONTH:,.0f}/month) stays within it"
+               if affordable else
+               f"the budget pays for {limit / usd_per_hour:,.0f} container-hours a month, less "
+               f"than one container all month: keep the scaledown window short and watch "
+               f"`liftdeploy spend`")
+    if runtime.max_containers is None:
+        return [Verdict(
+            "warning",
+            f"budget.max_monthly_usd ${limit:,.0f} has no ceiling to hold it: "
+            f"runtime.max_containers is not set",
+            cap_fix,
+        )]
+    worst = runtime.max_containers * usd_per_hour * HOURS_PER_MONTH
+    if worst > limit:
+        return [Verdict(
+            "warning",
+            f"worst case ${worst:,.0f}/month (runtime.max_containers {runtime.max_containers} "
+            f"busy all month) is above budget.max_monthly_usd ${limit:,.0f}",
+            f"{cap_fix}; or raise budget.max_monthly_usd",
+        )]
+    return [Verdict("ok", f"worst case ${worst:,.0f}/month is within budget.max_monthly_usd "
+                          f"${limit:,.0f}")]
+

@@ -17,6 +17,7 @@ from liftdeploy.planner.ci import cold_start_usd
 from liftdeploy.planner.checks import (
     Layout,
     Verdict,
+    budget_problems,
     concurrency_problems,
     estimate_for,
     layout_of,
@@ -32,7 +33,7 @@ from liftdeploy.spec.model import HOURS_PER_MONTH
 if TYPE_CHECKING:
     from liftdeploy.spec.model import ResolvedDeployment
 
-__all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "plan"]
+__all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "gpu_hour_price", "plan"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class Plan:
     """Whether Modal is asked never to preempt the container (CPU and memory at 3x)."""
     download: DownloadEstimate | None = None
     """The weights download: checkpoint size, assumed throughput, its time limit."""
+    monthly_budget_usd: float | None = None
+    """budget.max_monthly_usd, which the worst case was checked against."""
 
     @property
     def fits(self) -> bool:
@@ -159,6 +162,7 @@ class Plan:
                 "worst_case_per_hour": _round(self.cost.worst_case_usd_per_hour),
                 "per_million_output_tokens": _round(self.cost.usd_per_million_output_tokens),
                 "cold_start": round(self.cost.cold_start_usd, 2),
+                "monthly_budget": self.monthly_budget_usd,
             },
             "lifecycle_s": {
                 "startup_timeout": self.startup_timeout_s,
@@ -208,6 +212,7 @@ def plan(
     speed = _speed(resolved, arch, layout, memory)
     startup_s = timeouts.sized_startup_timeout_s(resolved, memory, layout)
     cost = _cost(resolved, speed, gpu_hour_usd, price_source, startup_s)
+    verdicts += budget_problems(resolved, cost.usd_per_hour, cost.always_on_usd_per_month)
     if not any(v.level == "error" for v in verdicts):
         verdicts.insert(0, Verdict(
             "ok",
@@ -223,6 +228,7 @@ def plan(
         speed=speed, cost=cost, verdicts=verdicts, download=estimate_download(checkpoint),
         request_timeout_s=resolved.runtime.request_timeout_s,
         nonpreemptible=resolved.runtime.nonpreemptible,
+        monthly_budget_usd=resolved.budget.max_monthly_usd,
     )
     result.startup_timeout_s = startup_s
     result.healthy_within_s = timeouts.healthy_within_s(result.startup_timeout_s)
@@ -268,17 +274,23 @@ def _weights_read(arch: Architecture, active_bytes: float, per_expert: float, ba
     return active_bytes - k * per_expert + distinct * per_expert
 
 
+def gpu_hour_price(
+    resolved: ResolvedDeployment, override_usd: float | None = None, source: str | None = None,
+) -> tuple[float, str]:
+    """One GPU-hour's price and where it comes from: the override (--price, live rates), else
+    the spec's pricing.gpu_hour_usd, else the catalog."""
+    if override_usd is not None:
+        return override_usd, source or "command line (--price)"
+    if resolved.pricing.gpu_hour_usd is not None:
+        return resolved.pricing.gpu_hour_usd, "spec (pricing.gpu_hour_usd)"
+    return catalog.gpu(resolved.gpu.type).price_usd_hour, f"catalog: {catalog.prices_source()}"
+
+
 def _cost(
     resolved: ResolvedDeployment, speed: Speed, override_usd: float | None, source: str | None,
     startup_s: int,
 ) -> Cost:
-    if override_usd is not None:
-        price, where = override_usd, source or "command line (--price)"
-    elif resolved.pricing.gpu_hour_usd is not None:
-        price, where = resolved.pricing.gpu_hour_usd, "spec (pricing.gpu_hour_usd)"
-    else:
-        price, where = catalog.gpu(resolved.gpu.type).price_usd_hour, \
-            f"catalog: {catalog.prices_source()}"
+    price, where = gpu_hour_price(resolved, override_usd, source)
     hourly = price * resolved.gpu.count
     runtime = resolved.runtime
     worst = None if runtime.max_containers is None else hourly * runtime.max_containers

@@ -123,16 +123,14 @@ class Service:
         environment's own name written as ENVIRONMENT."""
         from liftdeploy.render.vllm_args import server_env
 
-        per_env = {env: server_env(resolved) for env, resolved in self.resolved.items()}
-        keys = list(dict.fromkeys(key for env_vars in per_env.values() for key in env_vars))
-        lines = []
-        for key in keys:
-            values = {env: env_vars.get(key) for env, env_vars in per_env.items()}
-            if all(v == env for env, v in values.items()):
-                lines.append(f"    {py(key)}: ENVIRONMENT,")
-            else:
-                lines.append(f"    {py(key)}: {_by_environment(values, py, 4)},")
-        return "\n".join(lines)
+        return _dict_items({env: server_env(resolved) for env, resolved in self.resolved.items()})
+
+    def tags(self) -> str:
+        """The items of `TAGS` (`modal.App(tags=...)`): service, environment, liftdeploy release,
+        from `liftdeploy.render.tags`, so billing can be split by them."""
+        from liftdeploy.render.tags import app_tags
+
+        return _dict_items({env: app_tags(resolved) for env, resolved in self.resolved.items()})
 
     @property
     def extra_runtime_files(self) -> list[str]:
@@ -267,6 +265,20 @@ def _server_env(resolved: ResolvedDeployment) -> dict[str, str]:
     from liftdeploy.render.vllm_args import server_env
 
     return server_env(resolved)
+
+
+def _dict_items(per_env: dict[str, dict[str, str]]) -> str:
+    """Items of a dict literal whose values may differ by environment: one line per key, the
+    environment's own name written as ENVIRONMENT."""
+    keys = list(dict.fromkeys(key for items in per_env.values() for key in items))
+    lines = []
+    for key in keys:
+        values = {env: items.get(key) for env, items in per_env.items()}
+        if all(v == env for env, v in values.items()):
+            lines.append(f"    {py(key)}: ENVIRONMENT,")
+        else:
+            lines.append(f"    {py(key)}: {_by_environment(values, py, 4)},")
+    return "\n".join(lines)
 
 
 def _by_environment(values: dict[str, Any], literal: Callable[..., str], indent: int) -> str:

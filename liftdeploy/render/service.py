@@ -232,12 +232,16 @@ def _spec_value_drift(current: Path, now: str, fresh: str, command: str) -> list
 
 
 def _spec_values(source: str) -> dict[str, str]:
-    """Top-level UPPER_CASE constants and each definition's decorators, as normalised code."""
+    """Top-level UPPER_CASE constants, the `app = modal.App(...)` line (its tags split the bill)
+    and each definition's decorators, as normalised code."""
     values = {}
     for node in ast.parse(source).body:
         if (isinstance(node, ast.Assign) and len(node.targets) == 1
                 and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()):
             values[node.targets[0].id] = ast.unparse(node.value)
+        elif (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "app"):
+            values["the app"] = ast.unparse(node.value)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             if node.decorator_list:
                 values[f"the decorator of {node.name}"] = "; ".join(

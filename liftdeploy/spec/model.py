@@ -431,6 +431,11 @@ class BudgetSection(SpecModel):
     health, smoke), in US dollars, compared with the plan's cold-start cost (loading within
     the startup timeout plus the idle window). Above it a push deploys without starting one.
     None: check single-GPU services, skip multi-GPU ones. Manual runs always check."""
+    max_monthly_usd: float | None = Field(default=None, gt=0)
+    """Most this environment may cost per month, in US dollars, everything included (always-on
+    and scaled-up containers). `plan` checks the worst case (max_containers busy all month)
+    against it; `liftdeploy spend` holds the real bill against it (month to date, projected
+    month end, each day against its share). Set it per environment in the overlays."""
 
 
 class PricingSection(SpecModel):
