@@ -127,7 +127,28 @@ class Service:
     @property
     def extra_runtime_files(self) -> list[str]:
         """Runtime modules the vLLM command line loads (besides the server wrapper)."""
-        return [f for f in self.runtime_files if f not in ("__init__.py", "server.py")]
+        return sorted(f"{m}.py" for m in self._argv_runtime_modules())
+
+    @property
+    def error_tracking(self) -> bool:
+        """Whether any environment reports errors to Sentry (the image then has sentry-sdk)."""
+        return any(r.observability.sentry_dsn_secret for r in self.resolved.values())
+
+    @property
+    def alerts(self) -> bool:
+        """Whether any environment has alerts (the app then has the scheduled monitor)."""
+        return any(r.observability.alerts for r in self.resolved.values())
+
+    @property
+    def alerts_everywhere(self) -> bool:
+        """Whether every environment has alerts (else the monitor is defined only where)."""
+        return all(r.observability.alerts for r in self.resolved.values())
+
+    @property
+    def sentry_sdk_version(self) -> str:
+        from liftdeploy.versions import SENTRY_SDK_VERSION
+
+        return SENTRY_SDK_VERSION
 
     def vllm_args(self) -> str:
         """`VLLM_ARGS` for the app module: each environment's argv from the library's one argv
@@ -155,16 +176,25 @@ class Service:
     @property
     def runtime_files(self) -> list[str]:
         """Files of liftdeploy.runtime the image needs: the package, its server process wrapper
-        (the enter hook) and every runtime module an environment's argv names (e.g. middleware)."""
+        (the enter hook), every runtime module an environment's argv names (e.g. middleware)
+        and the observability modules the spec turns on."""
+        modules = {"server", *self._argv_runtime_modules()}
+        if self.error_tracking:
+            modules.add("errortracking")
+        if self.alerts:
+            modules.add("monitor")
+        return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
+
+    def _argv_runtime_modules(self) -> set[str]:
         from liftdeploy.render.vllm_args import server_args
 
-        modules = {"server"}
+        modules = set()
         prefix = RUNTIME_PACKAGE + "."
         for resolved in self.resolved.values():
             for arg in server_args(resolved):
                 if arg.startswith(prefix):
                     modules.add(arg[len(prefix):].split(".")[0])
-        return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
+        return modules
 
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
@@ -202,7 +232,19 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     # In-flight requests may finish during a rolling deploy or scale-down: up to the request
     # timeout, within Modal's limit for servers.
     "exit_grace_period_s": lambda r: min(r.runtime.timeout_s, MODAL_MAX_EXIT_GRACE_S),
+    "alerts": lambda r: _alerts(r),
 }
+
+
+def _alerts(resolved: ResolvedDeployment) -> dict[str, Any] | None:
+    """The monitor's settings: the webhook Secret's name, the period and the thresholds
+    (liftdeploy.runtime.monitor.Thresholds' fields)."""
+    alerts = resolved.observability.alerts
+    if alerts is None:
+        return None
+    thresholds = alerts.model_dump(exclude={"webhook_secret", "check_every_s"})
+    return {"webhook_secret": alerts.webhook_secret, "check_every_s": alerts.check_every_s,
+            "thresholds": thresholds}
 
 
 def _server_env(resolved: ResolvedDeployment) -> dict[str, str]:

@@ -81,6 +81,10 @@ def server_args(
     ]
     if deployment.cors.allowed_origins:
         args += ["--allowed-origins", json.dumps(deployment.cors.allowed_origins)]
+    if deployment.observability.otlp_traces_endpoint:
+        # Headers (credentials) reach vLLM's exporter as OTEL_EXPORTER_OTLP_TRACES_HEADERS from
+        # observability.otlp_headers_secret, never on the command line.
+        args += ["--otlp-traces-endpoint", deployment.observability.otlp_traces_endpoint]
     if load_format:
         args += ["--load-format", load_format]
     args += ["--middleware", GUARD_MIDDLEWARE, "--middleware", AUTH_MIDDLEWARE]
