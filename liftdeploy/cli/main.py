@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "liftdeploy.cli.schema_commands",  # schema-check
     "liftdeploy.cli.http_commands",    # health, warmup, smoke, loadtest
     "liftdeploy.cli.ops_commands",     # bootstrap, deploy, status, rollback, logs, audit-endpoints
+    "liftdeploy.cli.alerts_commands",  # alerts test
 )
 
 

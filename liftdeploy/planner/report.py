@@ -82,6 +82,8 @@ class Plan:
     speed: Speed
     cost: Cost
     verdicts: list[Verdict] = field(default_factory=list)
+    observability: list[str] = field(default_factory=list)
+    """What the service will send where (errors, traces, alerts), one line each."""
 
     @property
     def fits(self) -> bool:
@@ -142,6 +144,7 @@ class Plan:
                 "per_million_output_tokens": _round(self.cost.usd_per_million_output_tokens),
             },
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "observability": self.observability,
         }
 
 
@@ -195,6 +198,7 @@ def plan(
         max_model_len=resolved.model.max_model_len, workload_tokens=workload_tokens,
         max_concurrent_requests=resolved.runtime.max_concurrent_requests,
         speed=speed, cost=cost, verdicts=verdicts,
+        observability=resolved.observability.summary(),
     )
 
 
@@ -309,5 +313,8 @@ def format_plan(p: Plan) -> str:
         rows.append(f"    {_MARKS[v.level]} {v.level}: {v.message}")
         if v.fix:
             rows.append(f"      fix: {v.fix}")
+    if p.observability:
+        rows.append("  observability")
+        rows += [f"    {line}" for line in p.observability]
     return "\n".join(rows)
 

@@ -43,7 +43,9 @@ def reporting_start_failure(server: ServerProcess) -> Iterator[None]:
 
         with sentry_sdk.new_scope() as scope:
             scope.set_tag("liftdeploy.phase", "startup")
-            scope.set_context("vllm", {"command": server.command, "log_tail": server.log_tail})
+            # One string: Sentry trims lists in contexts to their first items.
+            scope.set_context("vllm", {"command": " ".join(server.command),
+                                       "log_tail": "\n".join(server.log_tail)})
             sentry_sdk.capture_exception(exc)
         sentry_sdk.flush(timeout=FLUSH_TIMEOUT_S)
         raise

@@ -282,6 +282,9 @@ class Monitor:
 
 def post_alert(webhook_url: str, text: str, *, timeout_s: float = 10.0) -> None:
     """POST `{"text": ...}` (Slack's incoming-webhook shape) to the webhook."""
+    if not webhook_url.startswith(("https://", "http://")):
+        raise AlertNotSent(f"{ALERT_WEBHOOK_ENV} is not an http(s) URL; store the webhook's "
+                           f"full https://... address in the alerts Secret")
     request = urllib.request.Request(
         webhook_url, data=json.dumps({"text": text}).encode(),
         headers={"Content-Type": "application/json"}, method="POST",
