@@ -68,6 +68,7 @@ def send_test_event(resolved: ResolvedDeployment, dsn: str) -> str:
         client.close(timeout=FLUSH_TIMEOUT_S)
     if RecordingTransport.dropped or not event_id:
         reason = RecordingTransport.dropped[0] if RecordingTransport.dropped else "not captured"
-        raise OpsError(f"Sentry did not accept the test event ({reason.replace('_', ' ')}); "
+        reason = "could not reach it" if reason == "network" else reason.replace("_", " ")
+        raise OpsError(f"Sentry did not accept the test event ({reason}); "
                        f"check {DSN_ENV} and the project's rate limits")
     return event_id
