@@ -257,3 +257,15 @@ def test_alerts_test_reports_an_unreachable_sentry_and_missing_values(
     plain.write_text(BASE)
     assert main(["alerts", "test", str(plain), "--env", "production"]) == 1
     assert "neither observability.alerts nor" in capsys.readouterr().err
+
+
+def test_bootstrap_creates_each_observability_secret_with_its_key(tmp_path: Path) -> None:
+    from liftdeploy.ops.modal_sdk import required_resources
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(PER_ENVIRONMENT)
+    secrets = {r.name: r.secret_keys for r in required_resources(load_spec(spec).resolve())
+               if r.kind == "secret"}
+    assert secrets == {"watched-sentry": ("SENTRY_DSN",),
+                       "watched-otlp": ("OTEL_EXPORTER_OTLP_TRACES_HEADERS",),
+                       "watched-alerts": ("LIFTDEPLOY_ALERT_WEBHOOK_URL",)}

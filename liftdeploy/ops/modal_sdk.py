@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from liftdeploy.errors import OpsError, first_line
+from liftdeploy.render.vllm_args import OTLP_HEADERS_ENV
+from liftdeploy.runtime.errortracking import DSN_ENV
+from liftdeploy.runtime.monitor import ALERT_WEBHOOK_ENV
 from liftdeploy.spec.model import ResolvedDeployment
 
 Kind = Literal["volume", "dict", "secret"]
@@ -53,7 +56,9 @@ def required_resources(resolved: ResolvedDeployment) -> list[Resource]:
 
     storage.secrets are the environment's settings Secrets (as in the original plan's
     prod-modal-secrets: ENVIRONMENT and VLLM_EAGER); model.hf_token_secret holds HF_TOKEN and
-    auth.api_key_secret VLLM_API_KEY. A name used for several purposes gets all their keys.
+    auth.api_key_secret VLLM_API_KEY; observability's Secrets SENTRY_DSN,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS and LIFTDEPLOY_ALERT_WEBHOOK_URL. A name used for several
+    purposes gets all their keys.
     """
     resources = [Resource("volume", v.name) for v in resolved.volumes]
     resources += [Resource("dict", name) for name in resolved.storage.dicts]
@@ -67,10 +72,17 @@ def required_resources(resolved: ResolvedDeployment) -> list[Resource]:
             keys.append(HF_TOKEN)
         if name == resolved.auth.api_key_secret:
             keys.append(API_KEY)
+        if name == resolved.observability.sentry_dsn_secret:
+            keys.append(DSN_ENV)
+        if name == resolved.observability.otlp_headers_secret:
+            keys.append(OTLP_HEADERS_ENV)
         in_storage = name in resolved.storage.secrets
         resources.append(Resource(
             "secret", name, settings=dict(settings) if in_storage else {}, secret_keys=tuple(keys),
         ))
+    if alerts := resolved.observability.alerts:  # the monitor's own Secret, not the server's
+        resources.append(Resource("secret", alerts.webhook_secret,
+                                  secret_keys=(ALERT_WEBHOOK_ENV,)))
     return resources
 
 

@@ -27,6 +27,10 @@ AUTH_MIDDLEWARE = "liftdeploy.runtime.auth.ApiKeyGate"
 """ASGI middleware (always on) that asks for the API key on every route, not only /v1, and caps
 request bodies. Listed after the guard: Starlette runs the last-added middleware first."""
 
+OTLP_HEADERS_ENV = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+"""OpenTelemetry's own variable for the traces exporter's headers, set by
+observability.otlp_headers_secret (credentials stay off the command line)."""
+
 
 def structured_outputs_config(deployment: ResolvedDeployment) -> dict[str, object]:
     """vLLM's --structured-outputs-config for the spec's backend."""
@@ -82,8 +86,7 @@ def server_args(
     if deployment.cors.allowed_origins:
         args += ["--allowed-origins", json.dumps(deployment.cors.allowed_origins)]
     if deployment.observability.otlp_traces_endpoint:
-        # Headers (credentials) reach vLLM's exporter as OTEL_EXPORTER_OTLP_TRACES_HEADERS from
-        # observability.otlp_headers_secret, never on the command line.
+        # Headers (credentials) reach vLLM's exporter as OTLP_HEADERS_ENV from a Secret.
         args += ["--otlp-traces-endpoint", deployment.observability.otlp_traces_endpoint]
     if load_format:
         args += ["--load-format", load_format]
