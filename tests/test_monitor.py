@@ -55,7 +55,8 @@ def test_metrics_text_is_read_as_prometheus_writes_it() -> None:
     samples = parse_metrics(exposition(3, 2, 1, [0.2, 3.0]))
     assert ("http_requests_total", {"handler": "/v1/models", "method": "GET", "status": "5xx"},
             1.0) in samples
-    buckets = {s[1]["le"]: s[2] for s in samples if s[0] == "vllm:e2e_request_latency_seconds_bucket"}
+    buckets = {labels["le"]: value for name, labels, value in samples
+               if name == "vllm:e2e_request_latency_seconds_bucket"}
     assert buckets == {"0.5": 1.0, "1.0": 1.0, "5.0": 2.0, "20.0": 2.0, "+Inf": 2.0}
     assert {s[1]["model_name"] for s in samples if "model_name" in s[1]} == {'a "quoted" model'}
     counters = engine_counters(exposition(3, 2, 1, []))
@@ -134,6 +135,14 @@ def test_scrape_only_a_container_that_others_keep_busy() -> None:
     watch.engine_window(exposition(1, 0, 0, []))
     assert not watch.should_scrape(1, 1)  # the one request was our own last scrape
     assert watch.should_scrape(1, 2)
+
+
+def test_each_window_starts_at_the_last_check_at_most_an_hour_back() -> None:
+    state: dict[str, Any] = {}
+    assert Monitor("svc", Thresholds(), state).since(10_000.0, 300) == 9_700.0
+    Monitor("svc", Thresholds(), state).check([], print, now=10_000.0)
+    assert Monitor("svc", Thresholds(), state).since(10_300.0, 300) == 10_000.0
+    assert Monitor("svc", Thresholds(), state).since(90_000.0, 300) == 90_000.0 - 3600
 
 
 def test_an_incident_is_posted_once_and_resolved_across_runs() -> None:

@@ -28,6 +28,8 @@ LATENCY_HISTOGRAM = "vllm:e2e_request_latency_seconds"
 """vLLM's end-to-end request latency histogram (its `_bucket` series give the p95)."""
 REQUESTS_COUNTER = "http_requests_total"
 """Responses by handler and status class, counted by vLLM's Prometheus instrumentator."""
+MAX_WINDOW_S = 3600
+"""The longest window a check looks back over."""
 THROTTLED = 429
 """Modal's answer when every container is at its concurrency cap: counted apart from errors."""
 
@@ -68,9 +70,10 @@ def evaluate(window: Window, thresholds: Thresholds) -> dict[str, str]:
     breaches = {}
     busy = window.requests >= thresholds.min_requests
     if busy and window.errors / window.requests > thresholds.error_rate:
+        share = window.errors / window.requests
         breaches["error_rate"] = (
             f"{window.errors} of {window.requests} requests failed "
-            f"({window.errors / window.requests:.0%} > {thresholds.error_rate:.0%}, {window.source})"
+            f"({share:.0%} > {thresholds.error_rate:.0%}, {window.source})"
         )
     if busy and window.throttled / window.requests > thresholds.throttled_rate:
         breaches["throttled_rate"] = (
@@ -91,7 +94,9 @@ def evaluate(window: Window, thresholds: Thresholds) -> dict[str, str]:
         )
     spend, budget = window.spend_today_usd, thresholds.daily_spend_usd
     if spend is not None and budget is not None and spend > budget:
-        breaches["daily_spend"] = f"spent ${spend:,.2f} today, above the ${budget:,.2f} daily budget"
+        breaches["daily_spend"] = (
+            f"spent ${spend:,.2f} today, above the ${budget:,.2f} daily budget"
+        )
     return breaches
 
 
@@ -123,14 +128,17 @@ def _unescape(value: str) -> str:
     return value.replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
 
 
+_ZERO_COUNTERS: dict[str, Any] = {"requests": 0.0, "errors": 0.0, "throttled": 0.0, "buckets": {}}
+
+
 def engine_counters(text: str) -> dict[str, Any]:
     """The counters a window is computed from, as plain JSON data (kept between runs)."""
-    counters: dict[str, Any] = {"requests": 0.0, "errors": 0.0, "throttled": 0.0, "buckets": {}}
+    counters: dict[str, Any] = {**_ZERO_COUNTERS, "buckets": {}}
     for name, labels, value in parse_metrics(text):
         if name == REQUESTS_COUNTER:
             status = labels.get("status", "")
             counters["requests"] += value
-            if status in ("429",):
+            if status == str(THROTTLED):
                 counters["throttled"] += value
             elif status[:1] in ("4", "5"):  # "4xx"/"5xx" (grouped) or exact codes
                 counters["errors"] += value
@@ -144,7 +152,7 @@ def window_between(previous: dict[str, Any], current: dict[str, Any]) -> Window:
     """What happened between two scrapes. A counter that went down means the server restarted:
     then everything since the restart is the window."""
     restarted = current["requests"] < previous["requests"]
-    base = {"requests": 0.0, "errors": 0.0, "throttled": 0.0, "buckets": {}} if restarted else previous
+    base = _ZERO_COUNTERS if restarted else previous
 
     def delta(key: str) -> int:
         return int(current[key] - base[key])
@@ -213,8 +221,9 @@ class Monitor:
         self.record: dict[str, Any] = dict(state.get(STATE_KEY) or {})
 
     def since(self, now: float, every_s: float) -> float:
-        """Start of this check's window: the last check, or one period ago on the first run."""
-        return float(self.record.get("last_check", now - every_s))
+        """Start of this check's window: the last check (at most MAX_WINDOW_S back, so a monitor
+        that was off does not report old news), or one period ago on the first run."""
+        return max(float(self.record.get("last_check", now - every_s)), now - MAX_WINDOW_S)
 
     def should_scrape(self, running_containers: int, requests_since_last_check: int) -> bool:
         """A request to a container resets its idle timer, so scraping an idle one would keep a

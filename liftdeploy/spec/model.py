@@ -442,7 +442,8 @@ class ObservabilitySection(SpecModel):
     @field_validator("sentry_dsn_secret", "otlp_headers_secret")
     @classmethod
     def _secrets_are_names(cls, value: str | None, info: Any) -> str | None:
-        return None if value is None else _check_secret_name(value, f"observability.{info.field_name}")
+        field = f"observability.{info.field_name}"
+        return None if value is None else _check_secret_name(value, field)
 
     @field_validator("otlp_traces_endpoint")
     @classmethod
@@ -450,8 +451,8 @@ class ObservabilitySection(SpecModel):
         if value is not None and not re.match(r"^(https?|grpc)://[^\s/@]+(/\S*)?$", value):
             raise ValueError(
                 f"observability.otlp_traces_endpoint {value!r} is not a URL; write "
-                f"http(s)://host[:port][/path] (or grpc://host:port), no user:password@, with credentials in "
-                f"observability.otlp_headers_secret"
+                f"http(s)://host[:port][/path] (or grpc://host:port) without user:password@, "
+                f"and put credentials in observability.otlp_headers_secret"
             )
         return value
 
@@ -483,7 +484,9 @@ class ObservabilitySection(SpecModel):
         if self.otlp_traces_endpoint:
             headers = (f", headers from Secret {self.otlp_headers_secret}"
                        if self.otlp_headers_secret else "")
-            lines.append(f"traces: vLLM request spans (OTLP) to {self.otlp_traces_endpoint}{headers}")
+            lines.append(
+                f"traces: vLLM request spans (OTLP) to {self.otlp_traces_endpoint}{headers}"
+            )
         if alerts := self.alerts:
             lines.append(
                 f"alerts: every {alerts.check_every_s} s to the webhook in Secret "
