@@ -141,7 +141,8 @@ class Service:
 
     @property
     def alerts_everywhere(self) -> bool:
-        """Whether every environment has alerts (else the monitor is defined only where)."""
+        """Whether every environment has alerts (else the app guards the monitor with
+        `if ALERTS is not None`)."""
         return all(r.observability.alerts for r in self.resolved.values())
 
     @property
