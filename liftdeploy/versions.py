@@ -16,3 +16,6 @@ MODAL_VERSION = "1.6.4"
 
 PYTHON_VERSION = "3.12"
 """Python of the rendered image."""
+
+SENTRY_SDK_VERSION = "2.75.0"
+"""sentry-sdk release the image installs when the spec turns on error tracking (tested here)."""

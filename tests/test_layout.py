@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "planner": BASE | {"spec"},
     "render": BASE | {"spec", "planner", "runtime"},  # runtime: the env names its middleware reads
     "client": BASE | {"spec", "runtime"},
-    "ops": BASE | {"spec", "planner", "render", "client"},
+    "ops": BASE | {"spec", "planner", "render", "client", "runtime"},  # runtime: the alert post
     "twin": BASE | {"spec", "planner", "render", "client", "runtime"},
     "runtime": set(),  # ships into containers: standard library (and jsonschema) only
     "cli": BASE | set(PARTS),

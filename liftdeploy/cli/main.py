@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "liftdeploy.cli.weights_commands", # pin, download
     "liftdeploy.cli.ci_commands",      # ci-warmup
     "liftdeploy.cli.spend_commands",   # spend
+    "liftdeploy.cli.alerts_commands",  # alerts test
 )
 
 

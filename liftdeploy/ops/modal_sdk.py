@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from liftdeploy.errors import OpsError, first_line
+from liftdeploy.render.vllm_args import OTLP_HEADERS_ENV
+from liftdeploy.runtime.errortracking import DSN_ENV
+from liftdeploy.runtime.monitor import ALERT_WEBHOOK_ENV
 from liftdeploy.spec.model import ResolvedDeployment
 
 Kind = Literal["volume", "dict", "secret"]
@@ -63,16 +66,29 @@ class Resource:
 def required_resources(resolved: ResolvedDeployment) -> list[Resource]:
     """Everything `resolved` mounts or injects, in a stable order, by the environment's own names.
 
-    model.hf_token_secret holds HF_TOKEN and auth.api_key_secret VLLM_API_KEY (a name used for
-    both gets both keys); the other storage.secrets are the user's own.
+    model.hf_token_secret holds HF_TOKEN and auth.api_key_secret VLLM_API_KEY; observability's
+    Secrets SENTRY_DSN, OTEL_EXPORTER_OTLP_TRACES_HEADERS and (the monitor's own)
+    LIFTDEPLOY_ALERT_WEBHOOK_URL. A name used for several purposes gets all their keys; the
+    other storage.secrets are the user's own.
     """
-    keys_of = {resolved.model.hf_token_secret: HF_TOKEN, resolved.auth.api_key_secret: API_KEY}
+    observability = resolved.observability
+    keys_of: dict[str, list[str]] = {}
+    for owner, key in ((resolved.model.hf_token_secret, HF_TOKEN),
+                       (resolved.auth.api_key_secret, API_KEY),
+                       (observability.sentry_dsn_secret, DSN_ENV),
+                       (observability.otlp_headers_secret, OTLP_HEADERS_ENV)):
+        if owner:
+            keys_of.setdefault(owner, []).append(key)
     modal_env = resolved.modal_environment
-    return [
-        Resource(kind, name, modal_environment=modal_env, secret_keys=tuple(
-            key for owner, key in keys_of.items() if kind == "secret" and owner == name))
+    resources = [
+        Resource(kind, name, modal_environment=modal_env,
+                 secret_keys=tuple(keys_of.get(name, ())) if kind == "secret" else ())
         for kind, name in resolved.named_resources
     ]
+    if alerts := observability.alerts:  # the monitor's own Secret, not the server's
+        resources.append(Resource("secret", alerts.webhook_secret, modal_environment=modal_env,
+                                  secret_keys=(ALERT_WEBHOOK_ENV,)))
+    return resources
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,8 @@ class Plan:
     """The weights download: checkpoint size, assumed throughput, its time limit."""
     monthly_budget_usd: float | None = None
     """budget.max_monthly_usd, which the worst case was checked against."""
+    observability: list[str] = field(default_factory=list)
+    """What the service will send where (errors, traces, alerts), one line each."""
 
     @property
     def fits(self) -> bool:
@@ -173,6 +175,7 @@ class Plan:
             "nonpreemptible": self.nonpreemptible,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "weights_download": self.download.to_dict() if self.download else None,
+            "observability": self.observability,
         }
 
 
@@ -229,6 +232,7 @@ def plan(
         request_timeout_s=resolved.runtime.request_timeout_s,
         nonpreemptible=resolved.runtime.nonpreemptible,
         monthly_budget_usd=resolved.budget.max_monthly_usd,
+        observability=resolved.observability.summary(),
     )
     result.startup_timeout_s = startup_s
     result.healthy_within_s = timeouts.healthy_within_s(result.startup_timeout_s)
@@ -365,6 +369,9 @@ def format_plan(p: Plan) -> str:
         rows.append(f"    {_MARKS[v.level]} {v.level}: {v.message}")
         if v.fix:
             rows.append(f"      fix: {v.fix}")
+    if p.observability:
+        rows.append("  observability")
+        rows += [f"    {line}" for line in p.observability]
     return "\n".join(rows)
 
 

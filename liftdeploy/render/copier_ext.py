@@ -135,8 +135,29 @@ class Service:
     @property
     def extra_runtime_files(self) -> list[str]:
         """Runtime modules the vLLM command line loads (besides the server wrapper)."""
-        hooks = {f"{module}.py" for module in HOOK_MODULES}
-        return [f for f in self.runtime_files if f != "__init__.py" and f not in hooks]
+        return sorted(f"{m}.py" for m in self._argv_runtime_modules())
+
+    @property
+    def error_tracking(self) -> bool:
+        """Whether any environment reports errors to Sentry (the image then has sentry-sdk)."""
+        return any(r.observability.sentry_dsn_secret for r in self.resolved.values())
+
+    @property
+    def alerts(self) -> bool:
+        """Whether any environment has alerts (the app then has the scheduled monitor)."""
+        return any(r.observability.alerts for r in self.resolved.values())
+
+    @property
+    def alerts_everywhere(self) -> bool:
+        """Whether every environment has alerts (else the app guards the monitor with
+        `if ALERTS is not None`)."""
+        return all(r.observability.alerts for r in self.resolved.values())
+
+    @property
+    def sentry_sdk_version(self) -> str:
+        from liftdeploy.versions import SENTRY_SDK_VERSION
+
+        return SENTRY_SDK_VERSION
 
     def vllm_args(self) -> str:
         """`VLLM_ARGS` for the app module: each environment's argv from the library's one argv
@@ -164,11 +185,19 @@ class Service:
     @property
     def runtime_files(self) -> list[str]:
         """Files of liftdeploy.runtime the image needs: the package, the modules the enter hook
-        imports (HOOK_MODULES) and every runtime module an environment's argv names (e.g.
-        middleware)."""
+        imports (HOOK_MODULES), every runtime module an environment's argv names (e.g.
+        middleware) and the observability modules the spec turns on."""
+        modules = {*HOOK_MODULES, *self._argv_runtime_modules()}
+        if self.error_tracking:
+            modules.add("errortracking")
+        if self.alerts:
+            modules.add("monitor")
+        return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
+
+    def _argv_runtime_modules(self) -> set[str]:
         from liftdeploy.render.vllm_args import server_args
 
-        modules = set(HOOK_MODULES)
+        modules = set()
         prefix = RUNTIME_PACKAGE + "."
         shipped = {path.stem for path in _runtime_dir().glob("*.py")}
         for resolved in self.resolved.values():
@@ -176,7 +205,7 @@ class Service:
                 module = arg[len(prefix):].split(".")[0] if arg.startswith(prefix) else ""
                 if module in shipped:  # an argv value never names a file to copy
                     modules.add(module)
-        return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
+        return modules
 
     def exit_grace(self, env: str) -> int:
         """Seconds a stopping container of `env` lets requests in flight finish."""
@@ -252,6 +281,7 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "unauthenticated": lambda r: not r.auth.proxy_auth,
     "nonpreemptible": lambda r: r.runtime.nonpreemptible,
     "exit_grace_period_s": exit_grace_period_s,
+    "alerts": lambda r: _alerts(r),
 }
 
 
@@ -259,6 +289,17 @@ def _download_timeout_s(resolved: ResolvedDeployment) -> int:
     from liftdeploy.planner.download import download_estimate
 
     return download_estimate(resolved).timeout_s
+
+
+def _alerts(resolved: ResolvedDeployment) -> dict[str, Any] | None:
+    """The monitor's settings: the webhook Secret's name, the period and the thresholds
+    (liftdeploy.runtime.monitor.Thresholds' fields)."""
+    alerts = resolved.observability.alerts
+    if alerts is None:
+        return None
+    thresholds = alerts.model_dump(exclude={"webhook_secret", "check_every_s"})
+    return {"webhook_secret": alerts.webhook_secret, "check_every_s": alerts.check_every_s,
+            "thresholds": thresholds}
 
 
 def _server_env(resolved: ResolvedDeployment) -> dict[str, str]:

@@ -41,6 +41,10 @@ SHUTDOWN_MARGIN_S = 10
 """Of the exit grace period, what vLLM's own --shutdown-timeout drain leaves for stopping the
 engine and its workers before Modal's deadline."""
 
+OTLP_HEADERS_ENV = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
+"""OpenTelemetry's own variable for the traces exporter's headers, set by
+observability.otlp_headers_secret (credentials stay off the command line)."""
+
 
 def structured_outputs_config(deployment: ResolvedDeployment) -> dict[str, object]:
     """vLLM's --structured-outputs-config for the spec's backend."""
@@ -95,6 +99,9 @@ def server_args(
     ]
     if deployment.cors.allowed_origins:
         args += ["--allowed-origins", json.dumps(deployment.cors.allowed_origins)]
+    if deployment.observability.otlp_traces_endpoint:
+        # Headers (credentials) reach vLLM's exporter as OTLP_HEADERS_ENV from a Secret.
+        args += ["--otlp-traces-endpoint", deployment.observability.otlp_traces_endpoint]
     if load_format:
         args += ["--load-format", load_format]
     args += ["--middleware", GUARD_MIDDLEWARE, "--middleware", AUTH_MIDDLEWARE,

@@ -454,9 +454,111 @@ class WorkloadSection(SpecModel):
     """Typical completion length in tokens (default 512)."""
 
 
+class AlertsSection(SpecModel):
+    """Thresholds the scheduled monitor checks, and where it posts when one is crossed."""
+
+    webhook_secret: str
+    """Name of a Modal Secret holding LIFTDEPLOY_ALERT_WEBHOOK_URL, a Slack-compatible incoming
+    webhook (JSON `{"text": ...}`). A name, never the URL."""
+    check_every_s: int = Field(default=5 * MINUTES, ge=MINUTES, le=HOURS)
+    """Seconds between two checks (1 min .. 1 h). Each check is a short CPU-only run."""
+    min_requests: int = Field(default=10, ge=1)
+    """Rates are judged only over at least this many requests in a check's window (fewer is
+    noise: one failure in two requests is not a 50 % incident)."""
+    error_rate: float = Field(default=0.05, gt=0.0, le=1.0)
+    """Alert when more than this share of requests fail (status 4xx or 5xx, 429 excepted)."""
+    p95_latency_s: float = Field(default=120.0, gt=0.0)
+    """Alert when the 95th-percentile request latency in a window is above this many seconds."""
+    throttled_rate: float = Field(default=0.05, gt=0.0, le=1.0)
+    """Alert when more than this share of requests get 429 (the concurrency cap was reached at
+    max_containers)."""
+    start_failures: int = Field(default=1, ge=1)
+    """Alert when at least this many containers fail to start within a window."""
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_is_a_name(cls, value: str) -> str:
+        return _check_secret_name(value, "observability.alerts.webhook_secret")
+
+
+class ObservabilitySection(SpecModel):
+    """Error tracking, traces and alerts. All optional; secrets by name only."""
+
+    sentry_dsn_secret: str | None = None
+    """Name of a Modal Secret holding SENTRY_DSN. The server container then reports start-up
+    failures (with vLLM's last log lines) to Sentry through sentry-sdk."""
+    otlp_traces_endpoint: str | None = None
+    """OpenTelemetry collector URL that vLLM sends request traces to (vLLM
+    --otlp-traces-endpoint), e.g. https://otlp.example.com/v1/traces."""
+    otlp_headers_secret: str | None = None
+    """Name of a Modal Secret holding OTEL_EXPORTER_OTLP_TRACES_HEADERS (e.g. the collector's
+    API key header) for the traces endpoint."""
+    alerts: AlertsSection | None = None
+    """Scheduled checks of error rate, p95 latency, 429 rate and start failures, posted to a
+    webhook once per incident and again when it clears. None: no monitor."""
+
+    @field_validator("sentry_dsn_secret", "otlp_headers_secret")
+    @classmethod
+    def _secrets_are_names(cls, value: str | None, info: Any) -> str | None:
+        field = f"observability.{info.field_name}"
+        return None if value is None else _check_secret_name(value, field)
+
+    @field_validator("otlp_traces_endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?|grpc)://[^\s/@]+(/\S*)?$", value):
+            raise ValueError(
+                f"observability.otlp_traces_endpoint {value!r} is not a URL; write "
+                f"http(s)://host[:port][/path] (or grpc://host:port) without user:password@, "
+                f"and put credentials in observability.otlp_headers_secret"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _headers_need_an_endpoint(self) -> ObservabilitySection:
+        if self.otlp_headers_secret and not self.otlp_traces_endpoint:
+            raise ValueError(
+                "observability.otlp_headers_secret is set but otlp_traces_endpoint is not; "
+                "add the endpoint or remove the headers secret"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is tracked, traced or alerted (off: the rendered app is unchanged)."""
+        return bool(self.sentry_dsn_secret or self.otlp_traces_endpoint or self.alerts)
+
+    @property
+    def secret_names(self) -> list[str]:
+        """Secrets the server container needs for error tracking and traces."""
+        return [name for name in (self.sentry_dsn_secret, self.otlp_headers_secret) if name]
+
+    def summary(self) -> list[str]:
+        """What will be sent where, one line each (for `plan`)."""
+        lines = []
+        if self.sentry_dsn_secret:
+            lines.append(f"errors: start-up failures with vLLM's last log lines to Sentry "
+                         f"(DSN from Secret {self.sentry_dsn_secret})")
+        if self.otlp_traces_endpoint:
+            headers = (f", headers from Secret {self.otlp_headers_secret}"
+                       if self.otlp_headers_secret else "")
+            lines.append(
+                f"traces: vLLM request spans (OTLP) to {self.otlp_traces_endpoint}{headers}"
+            )
+        if alerts := self.alerts:
+            lines.append(
+                f"alerts: every {alerts.check_every_s} s to the webhook in Secret "
+                f"{alerts.webhook_secret} when errors > {alerts.error_rate:.0%}, p95 latency > "
+                f"{alerts.p95_latency_s:g} s, 429s > {alerts.throttled_rate:.0%} (of at least "
+                f"{alerts.min_requests} requests) or start failures >= {alerts.start_failures}"
+            )
+        return lines
+
+
 # Sections an environment overlay may change; their order is the YAML order.
 SECTIONS: tuple[str, ...] = (
     "model", "gpu", "runtime", "storage", "cors", "engine", "auth", "budget", "pricing", "workload",
+    "observability",
 )
 
 
@@ -486,6 +588,8 @@ class DeploymentSettings(SpecModel):
     """Price overrides."""
     workload: WorkloadSection = Field(default_factory=WorkloadSection)
     """Typical request size."""
+    observability: ObservabilitySection = Field(default_factory=ObservabilitySection)
+    """Error tracking, traces and alerts (all off by default)."""
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> DeploymentSettings:
@@ -544,6 +648,7 @@ SPEC_OWNED_FLAGS: dict[str, str] = {
     "--host": "liftdeploy (the server listens on 0.0.0.0 in the container)",
     "--port": "liftdeploy (vllm_args.SERVER_PORT)",
     "--config": "the spec itself (every setting is rendered onto the command line)",
+    "--otlp-traces-endpoint": "observability.otlp_traces_endpoint",
 }
 # Flags whose value is a credential: on the command line it would show in `ps`, logs and files.
 _SECRET_FLAG_SUFFIXES = ("-token", "-key", "-password", "-secret")
@@ -655,6 +760,8 @@ class EnvironmentOverlay(SpecModel):
     """Overrides for `pricing`."""
     workload: dict[str, Any] | None = None
     """Overrides for `workload`."""
+    observability: dict[str, Any] | None = None
+    """Overrides for `observability`."""
 
 
 class ResolvedDeployment(DeploymentSettings):
@@ -714,7 +821,8 @@ class ResolvedDeployment(DeploymentSettings):
     def secret_names(self) -> list[str]:
         """Every Modal Secret the container needs, in a stable order."""
         names = list(self.storage.secrets)
-        for extra in (self.model.hf_token_secret, self.auth.api_key_secret):
+        for extra in (self.model.hf_token_secret, self.auth.api_key_secret,
+                      *self.observability.secret_names):
             if extra and extra not in names:
                 names.append(extra)
         return names
