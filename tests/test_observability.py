@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 from receivers import Receiver
+from test_rendered_app import _closure
+from test_rendered_app import import_app as import_service_app
 
 from liftdeploy.cli.main import main
 from liftdeploy.errors import SpecError
@@ -59,29 +61,13 @@ observability:
 """
 
 
-def _closure(function: Any) -> dict[str, Any]:
-    code = function.__code__
-    return dict(zip(code.co_freevars, (cell.cell_contents for cell in function.__closure__ or ())))
-
-
 def _secret_names(secrets: list[Any]) -> list[str]:
     return [_closure(s._load)["name"] for s in secrets if "name" in _closure(s._load)]
 
 
 def import_app(app_py: Path, env: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """Import a rendered app as `modal deploy` does: LIFTDEPLOY_ENV set, no Modal token,
-    warnings as errors."""
-    for var in ("ENVIRONMENT", "LIFTDEPLOY_DUMMY_WEIGHTS", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("LIFTDEPLOY_ENV", env)
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    spec = importlib.util.spec_from_file_location(f"app_{uuid.uuid4().hex}", app_py)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        spec.loader.exec_module(module)
-    return module
+    """Import a rendered app as `modal deploy` does (test_rendered_app's import)."""
+    return import_service_app(app_py.parent, env, monkeypatch)
 
 
 def monitor_view(module: ModuleType) -> dict[str, Any]:

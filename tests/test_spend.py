@@ -519,3 +519,49 @@ def test_twin_counter_counts_the_tokens_the_api_reported(twin: Any) -> None:
         generated += answer.usage.completion_tokens
     after = tokens.read_tokens(client)
     assert tokens.tokens_between([before, after]) == generated
+
+
+# --- spend --alert: the daily-spend alert the in-container monitor cannot raise -------------
+
+def test_spend_alert_posts_each_environment_over_budget(report_file: Path) -> None:
+    from receivers import Receiver
+
+    receiver = Receiver()
+    try:
+        result = _cli("spend", str(SPEC_32B), "--all-envs", "--report", str(report_file),
+                      "--since", "2026-11-01", "--until", "2026-11-04", "--alert",
+                      env={"LIFTDEPLOY_ALERT_WEBHOOK_URL": receiver.url + "/hook"})
+        texts = receiver.texts()
+    finally:
+        receiver.close()
+    assert result.returncode == 1, result.stderr
+    # Staging and development are over budget in the recording; production is not.
+    assert len(texts) == 2, texts
+    assert texts[0].startswith("[lift-sys-inference-staging] ALERT spend over budget: ")
+    assert "2026-11-02 staging: over budget" in texts[0]
+    assert texts[1].startswith("[lift-sys-inference-development] ALERT spend over budget: ")
+    assert result.stderr.count("alert sent: ") == 2
+
+
+def test_spend_alert_without_the_webhook_is_one_line_before_modal_is_asked(tmp_path: Path) -> None:
+    result = _cli("spend", str(SPEC_32B), "--for", "yesterday", "--alert",
+                  env={"LIFTDEPLOY_ALERT_WEBHOOK_URL": "", "MODAL_TOKEN_ID": "",
+                       "MODAL_TOKEN_SECRET": "", "MODAL_CONFIG_PATH": str(tmp_path / "none")})
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "export LIFTDEPLOY_ALERT_WEBHOOK_URL=" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_spend_alert_refused_by_the_webhook_is_a_clean_error(report_file: Path) -> None:
+    from receivers import Receiver
+
+    receiver = Receiver(status=404)
+    try:
+        result = _cli("spend", str(SPEC_32B), "--env", "staging", "--report", str(report_file),
+                      "--since", "2026-11-01", "--until", "2026-11-04", "--alert",
+                      env={"LIFTDEPLOY_ALERT_WEBHOOK_URL": receiver.url})
+    finally:
+        receiver.close()
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "the alert webhook answered 404" in result.stderr

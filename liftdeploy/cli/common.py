@@ -32,6 +32,14 @@ def add_env_option(parser: argparse.ArgumentParser, *, required: bool = False) -
     )
 
 
+def add_env_or_all_option(parser: argparse.ArgumentParser, *, verb: str) -> None:
+    """--env ENV or --all-envs, for read-only commands (default: the production environment)."""
+    envs = parser.add_mutually_exclusive_group()
+    envs.add_argument("--env", "-e", dest="env", metavar="ENV",
+                      help=f"environment to {verb} (default: the production environment)")
+    envs.add_argument("--all-envs", action="store_true", help=f"{verb} every environment")
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
 

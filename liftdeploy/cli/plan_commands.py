@@ -16,10 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "verdicts and fixes. Exit status 1 if any verdict is an error.",
     )
     common.add_spec_argument(p)
-    envs = p.add_mutually_exclusive_group()
-    envs.add_argument("--env", "-e", dest="env", metavar="ENV",
-                      help="environment to plan (default: the production environment)")
-    envs.add_argument("--all-envs", action="store_true", help="plan every environment")
+    common.add_env_or_all_option(p, verb="plan")
     common.add_json_option(p)
     p.add_argument("--suggest", action="store_true",
                    help="also propose settings that fit the workload (with reasons) and the "

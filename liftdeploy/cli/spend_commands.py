@@ -31,10 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "per million output tokens. Exit status 1 when something is over budget.",
     )
     common.add_spec_argument(p)
-    envs = p.add_mutually_exclusive_group()
-    envs.add_argument("--env", "-e", dest="env", metavar="ENV",
-                      help="environment to report (default: the production environment)")
-    envs.add_argument("--all-envs", action="store_true", help="report every environment")
+    common.add_env_or_all_option(p, verb="report")
     period = p.add_mutually_exclusive_group()
     period.add_argument("--for", dest="period", metavar="PERIOD",
                         help="today, yesterday, this-week, last-week, this-month, last-month or "
@@ -58,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--readings", metavar="DIR", type=Path,
                    help="folder of token-counter readings (default: "
                         "~/.local/state/liftdeploy/token-readings)")
+    p.add_argument("--alert", action="store_true",
+                   help="post each environment that is over budget to the alert webhook "
+                        "(LIFTDEPLOY_ALERT_WEBHOOK_URL, the value the alerts Secret holds)")
     p.set_defaults(handler=spend)
 
 
@@ -70,6 +70,7 @@ def spend(args: argparse.Namespace) -> int:
     spec = common.load(args.spec)
     environments = (list(spec.environments) if args.all_envs
                     else [spec.resolve(args.env).environment])
+    webhook_url = _alert_webhook() if args.alert else None
     if args.url and len(environments) > 1:
         raise OpsError("--url names one environment's service; pick it with --env ENV")
     window = ops.window_for(args.period, args.since, args.until)
@@ -94,7 +95,24 @@ def spend(args: argparse.Namespace) -> int:
         common.print_json(report.to_dict())
     else:
         print(ops.format_spend(report))
+    if webhook_url:
+        from liftdeploy.ops.alerts import send_spend_alerts
+
+        for text in send_spend_alerts(report, webhook_url):
+            common.note(f"alert sent: {text}")
     return 1 if report.over_budget else 0
+
+
+def _alert_webhook() -> str:
+    """The webhook URL for --alert, checked before Modal is asked for the bill."""
+    from liftdeploy.errors import OpsError
+    from liftdeploy.runtime.monitor import ALERT_WEBHOOK_ENV
+
+    url = os.environ.get(ALERT_WEBHOOK_ENV, "").strip()
+    if not url:
+        raise OpsError(f"--alert posts to the alert webhook: export {ALERT_WEBHOOK_ENV}=https://... "
+                       f"(the value in the spec's observability.alerts.webhook_secret)")
+    return url
 
 
 def _take_reading(

@@ -14,6 +14,7 @@ from liftdeploy.runtime.errortracking import DSN_ENV, FLUSH_TIMEOUT_S
 from liftdeploy.runtime.monitor import AlertNotSent, post_alert
 
 if TYPE_CHECKING:
+    from liftdeploy.ops.spend import SpendReport
     from liftdeploy.spec.model import ResolvedDeployment
 
 
@@ -72,3 +73,22 @@ def send_test_event(resolved: ResolvedDeployment, dsn: str) -> str:
         raise OpsError(f"Sentry did not accept the test event ({reason}); "
                        f"check {DSN_ENV} and the project's rate limits")
     return event_id
+
+
+def send_spend_alerts(report: SpendReport, webhook_url: str) -> list[str]:
+    """Post one message per environment whose spend has an error verdict (a day over its
+    share of budget.max_monthly_usd, or the month over it); returns the texts sent. The
+    monitor in the container cannot read the bill (Modal's billing report needs a workspace
+    token), so `liftdeploy spend --alert`, run daily where that token is, raises this alert."""
+    sent = []
+    for env in report.environments:
+        errors = [v.message for v in env.verdicts if v.level == "error"]
+        if not errors:
+            continue
+        text = f"[{env.app_name}] ALERT spend over budget: " + "; ".join(errors)
+        try:
+            post_alert(webhook_url, text)
+        except AlertNotSent as exc:
+            raise OpsError(str(exc)) from None
+        sent.append(text)
+    return sent

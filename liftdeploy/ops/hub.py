@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liftdeploy.errors import OpsError, first_line
+from liftdeploy.spec.model import HF_TOKEN_ENV as TOKEN_VARIABLE
 from liftdeploy.spec.specfile import Change, load_spec, read_yaml, set_values
 
-TOKEN_VARIABLE = "HF_TOKEN"
 ENDPOINT_VARIABLE = "HF_ENDPOINT"
 
 

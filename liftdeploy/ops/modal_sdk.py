@@ -23,12 +23,12 @@ from liftdeploy.errors import OpsError, first_line
 from liftdeploy.render.vllm_args import OTLP_HEADERS_ENV
 from liftdeploy.runtime.errortracking import DSN_ENV
 from liftdeploy.runtime.monitor import ALERT_WEBHOOK_ENV
-from liftdeploy.spec.model import ResolvedDeployment
+from liftdeploy.spec.model import HF_TOKEN_ENV, ResolvedDeployment
 
 Kind = Literal["volume", "dict", "secret"]
 KINDS: tuple[Kind, ...] = ("volume", "dict", "secret")
 
-HF_TOKEN = "HF_TOKEN"
+HF_TOKEN = HF_TOKEN_ENV
 """Key of the Hugging Face token in model.hf_token_secret (read by huggingface_hub)."""
 API_KEY = "VLLM_API_KEY"
 """Key of the API key in auth.api_key_secret (read by vLLM's server)."""
