@@ -7,6 +7,7 @@ through the `openai` SDK, liftdeploy's client or plain httpx, and check the answ
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from liftdeploy.errors import TwinError
 from liftdeploy.spec.specfile import load_spec
 from liftdeploy.twin.tinymodel import TINY_MODEL_MAX_LEN
 from liftdeploy.twin.local import (
+    TWIN_EXIT_GRACE_S,
     TWIN_HOST,
     TWIN_KVCACHE_GIB,
     TWIN_MEMORY_UTILIZATION,
@@ -185,8 +187,13 @@ def test_cpu_twin_changes_only_what_the_cpu_forces(example: Path, tmp_path: Path
     assert twin.engine.enforce_eager
     assert twin.gpu.memory_utilization == TWIN_MEMORY_UTILIZATION
     # Everything a client or the grammar sees is production's.
-    for section in ("runtime", "cors", "auth", "storage", "workload"):
+    for section in ("cors", "auth", "storage", "workload"):
         assert getattr(twin, section) == getattr(resolved, section), section
+    # ... but the drain: the planner's default grace period assumes GPU decode speed.
+    assert twin.runtime.model_dump(exclude={"exit_grace_period_s"}) == resolved.runtime.model_dump(
+        exclude={"exit_grace_period_s"})
+    assert twin.runtime.exit_grace_period_s == (
+        resolved.runtime.exit_grace_period_s or TWIN_EXIT_GRACE_S)
     assert twin.engine.model_dump(exclude={"enforce_eager"}) == resolved.engine.model_dump(
         exclude={"enforce_eager"})
     assert (twin.name, twin.environment, twin.production) == (
@@ -245,15 +252,20 @@ def test_where_vllm_cpu_cannot_run_serve_and_demo_say_so_and_the_rest_works(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from liftdeploy.cli.main import main
+    from liftdeploy.twin import support
 
-    monkeypatch.setattr("platform.machine", lambda: "arm64")  # as on an Apple-silicon Mac
+    monkeypatch.setattr("platform.system", lambda: "Darwin")  # as on an Apple-silicon Mac
+    monkeypatch.setattr("platform.machine", lambda: "arm64")
+    # A fresh decision for this "machine", not the one this process cached for the real one.
+    monkeypatch.setattr(support, "twin_support", functools.cache(support.twin_support.__wrapped__))
     assert main(["serve", str(PRIMARY), "--local"]) == 1
-    assert "Linux x86-64" in capsys.readouterr().err
+    assert "no macOS wheel" in capsys.readouterr().err
 
     assert main(["demo"]) == 1
     out, err = capsys.readouterr()
     assert "qwen3-coder-480b.yaml" in out and "app.py" in out  # planned and rendered first
-    assert "error: the local twin needs vllm-cpu" in err and "Traceback" not in err
+    assert "error: the local twin needs vLLM's CPU build" in err and "Traceback" not in err
+    assert "everything else in liftdeploy works here" in err
 
 
 def test_tiny_model_command_builds_a_loadable_model(tmp_path: Path) -> None:
