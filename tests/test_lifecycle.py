@@ -8,6 +8,7 @@ figures (run with `-s` to see them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -54,6 +55,11 @@ LONG_SCHEMA: dict[str, Any] = {
 """A fixed, long answer (60 strings of 12 letters): seconds of decoding on the twin, always
 complete inside LONG_MAX_TOKENS."""
 LONG_MAX_TOKENS = 1500
+VERY_LONG_SCHEMA = {**LONG_SCHEMA, "minItems": 110, "maxItems": 110}
+"""About twice LONG_SCHEMA's decoding, still inside LONG_MAX_TOKENS (110 random 12-letter strings
+are about 1,450 tokens of the tiny model's vocabulary): long enough to be mid-answer when a
+signal comes ARRIVAL_S after sending."""
+ARRIVAL_S = 1.0
 
 
 def _with_runtime(resolved: ResolvedDeployment, **runtime: Any) -> ResolvedDeployment:
@@ -62,7 +68,8 @@ def _with_runtime(resolved: ResolvedDeployment, **runtime: Any) -> ResolvedDeplo
     return ResolvedDeployment.model_validate(data)
 
 
-def _long_request(client: openai.OpenAI, model: str, n: int) -> tuple[int, str, float]:
+def _long_request(client: openai.OpenAI, model: str, n: int,
+                  schema: dict[str, Any] | None = None) -> tuple[int, str, float]:
     """(HTTP status, answer or error, seconds) for one long constrained request."""
     started = time.monotonic()
     try:
@@ -70,7 +77,7 @@ def _long_request(client: openai.OpenAI, model: str, n: int) -> tuple[int, str, 
             model=model, messages=[{"role": "user", "content": f"List {n}."}],
             max_tokens=LONG_MAX_TOKENS,
             response_format={"type": "json_schema",
-                             "json_schema": {"name": "words", "schema": LONG_SCHEMA}},
+                             "json_schema": {"name": "words", "schema": schema or LONG_SCHEMA}},
         )
     except openai.APIStatusError as error:
         return error.status_code, f"{error} {error.body}", time.monotonic() - started
@@ -279,57 +286,80 @@ def test_a_request_past_the_limit_gets_504_and_frees_its_slot(own_twin: Any) -> 
 # -- the twin dies with the command that started it ---------------------------------------------
 
 
-def _start_serve(model: Path, port: int) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [*LIFTDEPLOY, "serve", str(PRIMARY), "--local", "--quiet", "--model", str(model),
-         "--port", str(port), "--api-key-env", "LIFECYCLE_KEY"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "LIFECYCLE_KEY": API_KEY},
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 600
-    for line in process.stdout:
-        if line.startswith("ready:"):
-            return process
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise AssertionError(f"serve never got ready: {process.stderr.read()[-3000:]}")
+@pytest.fixture
+def serve(tiny_model_path: Path) -> Iterator[Any]:
+    """Starts `liftdeploy serve --local` on a free port; whatever a test leaves running, the
+    command and its server's process group, is killed after it (a failed test must not leave a
+    server eating the CPU the next tests need)."""
+    started: list[tuple[subprocess.Popen[str], int]] = []
+
+    def start() -> tuple[subprocess.Popen[str], int]:
+        port = free_port()
+        process = subprocess.Popen(
+            [*LIFTDEPLOY, "serve", str(PRIMARY), "--local", "--quiet", "--model",
+             str(tiny_model_path), "--port", str(port), "--api-key-env", "LIFECYCLE_KEY"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "LIFECYCLE_KEY": API_KEY},
+        )
+        started.append((process, port))
+        assert process.stdout is not None
+        deadline = time.monotonic() + 600
+        for line in process.stdout:
+            if line.startswith("ready:"):
+                return process, port
+            if time.monotonic() > deadline:
+                break
+        raise AssertionError(f"serve never got ready: {process.stderr.read()[-3000:]}")
+
+    yield start
+    for process, port in started:
+        api_server = _api_server_on(port)
+        process.kill()
+        if api_server is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(api_server, signal.SIGKILL)
+
+
+def _signal_with_requests_in_flight(
+    process: subprocess.Popen[str], port: int, stop_signal: signal.Signals, n: int,
+    pool: ThreadPoolExecutor,
+) -> tuple[list[Future[tuple[int, str, float]]], float]:
+    """Sends `n` very long requests, then `stop_signal` while they run; (the requests, when the
+    signal went). On 2 cores a busy twin answers /metrics only between bursts of decoding, so the
+    test cannot poll "n running"; it gives them time to arrive, and each request's end, after
+    the signal, proves it was in flight (one arriving late would get 503, not 200)."""
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY,
+                           max_retries=0, timeout=300)
+    in_flight = [pool.submit(_long_request, client, "qwen25-coder-32b", i, VERY_LONG_SCHEMA)
+                 for i in range(n)]
+    time.sleep(ARRIVAL_S)
+    process.send_signal(stop_signal)
+    return in_flight, time.monotonic()
 
 
 @pytest.mark.twin
-def test_serve_local_drains_on_sigterm(twin_supported: None, tiny_model_path: Path) -> None:
-    port = free_port()
-    process = _start_serve(tiny_model_path, port)
+def test_serve_local_drains_on_sigterm(twin_supported: None, serve: Any) -> None:
+    process, port = serve()
     pgid = os.getpgid(_api_server_on(port) or 0)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY,
-                           max_retries=0, timeout=120)
+    submitted = time.monotonic()
     with ThreadPoolExecutor(max_workers=3) as pool:
-        in_flight: list[Future[tuple[int, str, float]]] = [
-            pool.submit(_long_request, client, "qwen25-coder-32b", n) for n in range(3)]
-        _wait_until(lambda: _metric(f"http://127.0.0.1:{port}", "vllm:num_requests_running")
-                    >= 3, 60, "3 requests running")
-        process.send_signal(signal.SIGTERM)
+        in_flight, signalled = _signal_with_requests_in_flight(
+            process, port, signal.SIGTERM, 3, pool)
         results = [future.result() for future in in_flight]
     assert process.wait(timeout=TWIN_EXIT_GRACE_S + 30) == 0, process.stderr.read()[-3000:]
     assert [status for status, _, _ in results] == [200] * 3, results
+    assert all(submitted + took > signalled for _, _, took in results), "done before the signal"
     assert "draining" in process.stderr.read()
     assert _port_closed(port) and not _group_members(pgid)
 
 
 @pytest.mark.twin
-def test_a_second_ctrl_c_stops_serve_at_once(twin_supported: None, tiny_model_path: Path) -> None:
-    port = free_port()
-    process = _start_serve(tiny_model_path, port)
+def test_a_second_ctrl_c_stops_serve_at_once(twin_supported: None, serve: Any) -> None:
+    process, port = serve()
     pgid = os.getpgid(_api_server_on(port) or 0)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY,
-                           max_retries=0, timeout=120)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        in_flight = [pool.submit(_long_request, client, "qwen25-coder-32b", n) for n in range(2)]
-        _wait_until(lambda: _metric(f"http://127.0.0.1:{port}", "vllm:num_requests_running")
-                    >= 2, 60, "2 requests running")
-        process.send_signal(signal.SIGINT)
-        _wait_until(lambda: _health(f"http://127.0.0.1:{port}") == 503, 10, "draining")
+        in_flight, _ = _signal_with_requests_in_flight(process, port, signal.SIGINT, 2, pool)
+        _wait_until(lambda: _health(f"http://127.0.0.1:{port}") == 503, 30, "draining")
         interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
@@ -343,12 +373,11 @@ def test_a_second_ctrl_c_stops_serve_at_once(twin_supported: None, tiny_model_pa
 @pytest.mark.twin
 @pytest.mark.parametrize("stop_signal", [signal.SIGHUP, signal.SIGKILL], ids=["SIGHUP", "SIGKILL"])
 def test_serve_local_never_leaves_its_server_behind(
-    twin_supported: None, tiny_model_path: Path, stop_signal: signal.Signals
+    twin_supported: None, serve: Any, stop_signal: signal.Signals
 ) -> None:
     # SIGHUP: the terminal was closed. SIGKILL: nothing of the command runs any more; only the
     # parent-death signal the server was started with can stop it.
-    port = free_port()
-    process = _start_serve(tiny_model_path, port)
+    process, port = serve()
     api_server = _api_server_on(port)
     assert api_server is not None
     pgid = os.getpgid(api_server)
