@@ -131,7 +131,7 @@ def _api_server_on(port: int) -> int | None:
 def _health(url: str) -> int:
     """/health's status, 0 when nothing answers."""
     try:
-        return httpx.get(f"{url}/health", timeout=5).status_code
+        return httpx.get(f"{url}/health", timeout=30).status_code  # slow while decoding
     except httpx.TransportError:
         return 0
 
@@ -227,15 +227,15 @@ def test_stop_lets_requests_in_flight_finish_refuses_new_ones_and_ends_the_group
     pgid = twin.server.process.pid
     answered_at: list[float] = []
     with ThreadPoolExecutor(max_workers=8) as pool:
-        in_flight = [pool.submit(_long_request, client, twin.model_name, n) for n in range(8)]
+        in_flight = [pool.submit(_long_request, client, twin.model_name, n, VERY_LONG_SCHEMA)
+                     for n in range(8)]
         for future in in_flight:
             future.add_done_callback(lambda _: answered_at.append(time.monotonic()))
-        _wait_until(lambda: _metric(twin.url, "vllm:num_requests_running") >= 8, 60,
-                    "8 requests running")
+        time.sleep(ARRIVAL_S)  # see _signal_with_requests_in_flight: /metrics lags on 2 cores
         stop_started = time.monotonic()
         stopping = threading.Thread(target=twin.stop)  # what the app's @modal.exit hook calls
         stopping.start()
-        _wait_until(lambda: _health(twin.url) == 503, 10, "/health says draining")
+        _wait_until(lambda: _health(twin.url) == 503, 30, "/health says draining")
         late_started = time.monotonic()
         try:
             late = httpx.post(f"{twin.base_url}/chat/completions", timeout=10,
@@ -246,16 +246,20 @@ def test_stop_lets_requests_in_flight_finish_refuses_new_ones_and_ends_the_group
             assert late.status_code == 503 and late.headers["retry-after"], late_outcome
         except httpx.ConnectError:
             late_outcome = "refused at connect"
-        late_s = time.monotonic() - late_started
+        late_answered = time.monotonic()
+        late_s = late_answered - late_started
         results = [future.result() for future in in_flight]
         stopping.join(timeout=TWIN_EXIT_GRACE_S + 30)
     stopped_s = time.monotonic() - stop_started
 
     assert not stopping.is_alive(), "stop() did not return within the grace period"
     assert [status for status, _, _ in results] == [200] * 8, results
+    assert min(answered_at) > stop_started, "an answer came before stop(): not in flight"
     for _, text, _ in results:
-        jsonschema.validate(json.loads(text), LONG_SCHEMA)
-    assert late_s < 5, f"the late request took {late_s:.1f} s: it must be refused, not held"
+        jsonschema.validate(json.loads(text), VERY_LONG_SCHEMA)
+    # Refused while the drain went on, not held until it ended (a busy 2-core twin can take
+    # seconds to answer anything, so the bound is the drain, not a fixed time).
+    assert late_answered < max(answered_at), f"the late request was held {late_s:.1f} s"
     assert twin.server.process.returncode is not None
     _wait_until(lambda: not _group_members(pgid), 10, "every process of the group ended")
     print(f"\ndrain: 8 requests in flight when stop() began, "
@@ -359,7 +363,8 @@ def test_a_second_ctrl_c_stops_serve_at_once(twin_supported: None, serve: Any) -
     pgid = os.getpgid(_api_server_on(port) or 0)
     with ThreadPoolExecutor(max_workers=2) as pool:
         in_flight, _ = _signal_with_requests_in_flight(process, port, signal.SIGINT, 2, pool)
-        _wait_until(lambda: _health(f"http://127.0.0.1:{port}") == 503, 30, "draining")
+        assert process.stderr is not None  # serve says "draining" as it starts to drain
+        assert any(line.startswith("draining") for line in process.stderr), "never drained"
         interrupted = time.monotonic()
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)
