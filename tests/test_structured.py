@@ -157,11 +157,11 @@ def _http(server: LocalTwin) -> httpx.Client:
 def _openai(server: LocalTwin) -> Any:
     import openai
 
-    # The server closes a connection idle for 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE), the client's
-    # pool keeps one for 5 s: a request sent on it as it closes gets "Server disconnected". With
-    # no retries (every answer counts), the client drops idle connections first.
-    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
-        max_connections=100, max_keepalive_connections=20, keepalive_expiry=2.0)
+    # A connection per request. The server closes one idle for 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE),
+    # and a decoding 2-core twin's event loop stalls for seconds, so its timer can close a
+    # connection the client has just reused: "Server disconnected" (seen in CI even with a 2 s
+    # client expiry). With no retries (every answer counts), no reuse is the way out.
+    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=100, max_keepalive_connections=0)
     return openai.OpenAI(base_url=server.base_url, api_key=server.api_key or "none", max_retries=0,
                          http_client=openai.DefaultHttpxClient(limits=limits))
 
