@@ -227,14 +227,11 @@ def test_stop_lets_requests_in_flight_finish_refuses_new_ones_and_ends_the_group
     pgid = twin.server.process.pid
     answered_at: list[float] = []
     with ThreadPoolExecutor(max_workers=8) as pool:
-        in_flight = [pool.submit(_long_request, client, twin.model_name, n, VERY_LONG_SCHEMA)
-                     for n in range(8)]
+        stopping = threading.Thread(target=twin.stop)  # what the app's @modal.exit hook calls
+        in_flight, stop_started = _stop_with_requests_in_flight(
+            client, twin.model_name, 8, stopping.start, pool)
         for future in in_flight:
             future.add_done_callback(lambda _: answered_at.append(time.monotonic()))
-        time.sleep(ARRIVAL_S)  # see _signal_with_requests_in_flight: /metrics lags on 2 cores
-        stop_started = time.monotonic()
-        stopping = threading.Thread(target=twin.stop)  # what the app's @modal.exit hook calls
-        stopping.start()
         _wait_until(lambda: _health(twin.url) == 503, 30, "/health says draining")
         late_started = time.monotonic()
         try:
@@ -322,21 +319,24 @@ def serve(tiny_model_path: Path) -> Iterator[Any]:
                 os.killpg(api_server, signal.SIGKILL)
 
 
-def _signal_with_requests_in_flight(
-    process: subprocess.Popen[str], port: int, stop_signal: signal.Signals, n: int,
-    pool: ThreadPoolExecutor,
+def _stop_with_requests_in_flight(
+    client: openai.OpenAI, model: str, n: int, stop: Any, pool: ThreadPoolExecutor,
 ) -> tuple[list[Future[tuple[int, str, float]]], float]:
-    """Sends `n` very long requests, then `stop_signal` while they run; (the requests, when the
-    signal went). On 2 cores a busy twin answers /metrics only between bursts of decoding, so the
-    test cannot poll "n running"; it gives them time to arrive, and each request's end, after
-    the signal, proves it was in flight (one arriving late would get 503, not 200)."""
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY,
-                           max_retries=0, timeout=300)
-    in_flight = [pool.submit(_long_request, client, "qwen25-coder-32b", i, VERY_LONG_SCHEMA)
-                 for i in range(n)]
+    """Sends `n` very long requests, then calls `stop()` while they run; (the requests, when
+    stop was called). On 2 cores a busy twin answers /metrics only between bursts of decoding, so
+    the test cannot poll "n running"; it gives them time to arrive, and each request's end, after
+    the stop, proves it was in flight (one arriving late would get 503, not 200)."""
+    in_flight = [pool.submit(_long_request, client, model, i, VERY_LONG_SCHEMA) for i in range(n)]
     time.sleep(ARRIVAL_S)
-    process.send_signal(stop_signal)
-    return in_flight, time.monotonic()
+    assert not any(future.done() for future in in_flight), "answered before the stop: too short"
+    stopped_at = time.monotonic()
+    stop()
+    return in_flight, stopped_at
+
+
+def _serve_client(port: int) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY,
+                         max_retries=0, timeout=300)
 
 
 @pytest.mark.twin
@@ -345,8 +345,9 @@ def test_serve_local_drains_on_sigterm(twin_supported: None, serve: Any) -> None
     pgid = os.getpgid(_api_server_on(port) or 0)
     submitted = time.monotonic()
     with ThreadPoolExecutor(max_workers=3) as pool:
-        in_flight, signalled = _signal_with_requests_in_flight(
-            process, port, signal.SIGTERM, 3, pool)
+        in_flight, signalled = _stop_with_requests_in_flight(
+            _serve_client(port), "qwen25-coder-32b", 3,
+            lambda: process.send_signal(signal.SIGTERM), pool)
         results = [future.result() for future in in_flight]
     assert process.wait(timeout=TWIN_EXIT_GRACE_S + 30) == 0, process.stderr.read()[-3000:]
     assert [status for status, _, _ in results] == [200] * 3, results
@@ -360,7 +361,9 @@ def test_a_second_ctrl_c_stops_serve_at_once(twin_supported: None, serve: Any) -
     process, port = serve()
     pgid = os.getpgid(_api_server_on(port) or 0)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        in_flight, _ = _signal_with_requests_in_flight(process, port, signal.SIGINT, 2, pool)
+        in_flight, _ = _stop_with_requests_in_flight(
+            _serve_client(port), "qwen25-coder-32b", 2,
+            lambda: process.send_signal(signal.SIGINT), pool)
         assert process.stderr is not None  # serve says "draining" as it starts to drain
         assert any(line.startswith("draining") for line in process.stderr), "never drained"
         interrupted = time.monotonic()
