@@ -42,7 +42,40 @@ def init(args: argparse.Namespace) -> int:
     from liftdeploy.render.service import scaffold
 
     answers = {q: getattr(args, q) for q in QUESTIONS if getattr(args, q) is not None}
+    _check_answers(answers)
     out = scaffold(args.directory, answers)
     common.note(f"wrote {out}; next: `liftdeploy plan {out}`, then "
                 f"`liftdeploy deploy {out} --env staging` (see {out}/RUNBOOK.md)")
     return 0
+
+
+def _check_answers(answers: dict[str, object]) -> None:
+    """Refuse what Copier would answer with a traceback (its question checks raise ValueError):
+    a preset that is not one, and text that cannot be written to a file (argv bytes that are
+    not UTF-8 arrive as lone surrogates)."""
+    from liftdeploy.errors import LiftdeployError
+    from liftdeploy.render.copier_ext import BLANK_PRESET, presets
+    from liftdeploy.render.service import template_source
+
+    for question, value in answers.items():
+        option = "--" + question.replace("_", "-")
+        if isinstance(value, str) and not _encodable(value):
+            raise LiftdeployError(f"{option}: the value is not valid UTF-8 text; "
+                                  f"type it again in plain text")
+    preset = answers.get("preset")
+    if preset is None:
+        return
+    choices = [BLANK_PRESET, *presets(template_source())]
+    if preset not in choices:
+        raise LiftdeployError(
+            f"--preset {preset!r} is not a preset; choose one of {', '.join(choices)} "
+            f"(for a spec of your own, use `liftdeploy render SPEC -o DIR`)"
+        )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

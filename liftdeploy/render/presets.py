@@ -154,7 +154,7 @@ def spec_text(answers: dict[str, Any]) -> str:
         f"    - {{name: {name}-weights, mount_path: /root/.cache/huggingface, purpose: weights}}",
         f"    - {{name: {name}-compile-cache, mount_path: /root/.cache/vllm, "
         f"purpose: compile-cache}}",
-        *([f"  dicts: [{', '.join(dicts)}]"] if dicts else []),
+        *([f"  dicts: [{', '.join(map(_scalar, dicts))}]"] if dicts else []),
         "",
         "environments:",
         "  production:",
@@ -202,9 +202,10 @@ def _max_model_len(arch: Any) -> int:
 
 
 def _resolved(a: dict[str, Any], name: str, max_len: int) -> Any:
-    from liftdeploy.spec.model import ModelDeployment
+    """The answers as a resolved spec; a bad answer is the spec's own one-line SpecError."""
+    from liftdeploy.spec.specfile import spec_from_data
 
-    spec = ModelDeployment.model_validate({
+    spec = spec_from_data({
         "name": name,
         "model": {"id": a["model_id"], "max_model_len": max_len,
                   "revision": a.get("model_revision") or None},
@@ -212,7 +213,7 @@ def _resolved(a: dict[str, Any], name: str, max_len: int) -> Any:
         "runtime": {"max_concurrent_requests": int(a.get("max_concurrent_requests")
                                                    or DEFAULT_MAX_CONCURRENT),
                     "max_containers": a.get("max_containers") or None},
-    })
+    }, source="deployment.yaml")
     return spec.resolve()
 
 
