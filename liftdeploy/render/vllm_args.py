@@ -46,6 +46,10 @@ OTLP_HEADERS_ENV = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
 observability.otlp_headers_secret (credentials stay off the command line)."""
 
 
+OWN_VALUE = "liftdeploy"
+"""The source of an argv value liftdeploy itself writes (a middleware, the host, the port)."""
+
+
 def structured_outputs_config(deployment: ResolvedDeployment) -> dict[str, object]:
     """vLLM's --structured-outputs-config for the spec's backend."""
     return {
@@ -66,51 +70,103 @@ def server_args(
     `load_format="dummy"` starts the server with random weights of the right shapes: the
     whole serving path without downloading anything.
     """
+    return [token for token, _ in _sourced_args(
+        deployment, port=port, host=host, load_format=load_format,
+        shutdown_timeout=shutdown_timeout_s(deployment),
+    )]
+
+
+def _sourced_args(
+    deployment: ResolvedDeployment, *, port: int, host: str, load_format: str | None,
+    shutdown_timeout: int,
+) -> list[tuple[str, str]]:
+    """The server argv, each token with where it comes from: "" for a flag liftdeploy writes,
+    OWN_VALUE for a value liftdeploy writes itself, else the spec field (`engine.extra_args[i]`
+    for a passed-through token)."""
     model, gpu, runtime, engine = (
         deployment.model, deployment.gpu, deployment.runtime, deployment.engine,
     )
-    args = ["--model", model.id]
+    args: list[tuple[str, str]] = []
+
+    def option(flag: str, value: object = None, field: str = OWN_VALUE) -> None:
+        args.append((flag, ""))
+        if value is not None:
+            args.append((str(value), field))
+
+    option("--model", model.id, "model.id")
     if model.revision:
-        args += ["--revision", model.revision]
-    args += [
-        "--served-model-name", model.name_for_clients,
-        "--dtype", model.dtype,
-        "--max-model-len", str(model.max_model_len),
-        "--kv-cache-dtype", model.kv_cache_dtype,
-    ]
+        option("--revision", model.revision, "model.revision")
+    option("--served-model-name", model.name_for_clients,
+           "model.served_model_name" if model.served_model_name else "model.id")
+    option("--dtype", model.dtype, "model.dtype")
+    option("--max-model-len", model.max_model_len, "model.max_model_len")
+    option("--kv-cache-dtype", model.kv_cache_dtype, "model.kv_cache_dtype")
     if model.quantization:
-        args += ["--quantization", model.quantization]
+        option("--quantization", model.quantization, "model.quantization")
     if model.trust_remote_code:
-        args.append("--trust-remote-code")
-    args += ["--tensor-parallel-size", str(gpu.tp)]
+        option("--trust-remote-code")
+    option("--tensor-parallel-size", gpu.tp, "gpu.tensor_parallel_size")
     if gpu.pipeline_parallel_size > 1:
-        args += ["--pipeline-parallel-size", str(gpu.pipeline_parallel_size)]
+        option("--pipeline-parallel-size", gpu.pipeline_parallel_size,
+               "gpu.pipeline_parallel_size")
     if gpu.expert_parallel:
-        args.append("--enable-expert-parallel")
-    args += [
-        "--gpu-memory-utilization", f"{gpu.memory_utilization:g}",
-        "--max-num-seqs", str(runtime.max_concurrent_requests),
-    ]
+        option("--enable-expert-parallel")
+    option("--gpu-memory-utilization", f"{gpu.memory_utilization:g}", "gpu.memory_utilization")
+    option("--max-num-seqs", runtime.max_concurrent_requests, "runtime.max_concurrent_requests")
     if engine.enforce_eager:
-        args.append("--enforce-eager")
-    args += [
-        "--structured-outputs-config",
-        json.dumps(structured_outputs_config(deployment), separators=(",", ":")),
-    ]
+        option("--enforce-eager")
+    option("--structured-outputs-config",
+           json.dumps(structured_outputs_config(deployment), separators=(",", ":")),
+           "engine.structured_output_backend")
     if deployment.cors.allowed_origins:
-        args += ["--allowed-origins", json.dumps(deployment.cors.allowed_origins)]
+        option("--allowed-origins", json.dumps(deployment.cors.allowed_origins),
+               "cors.allowed_origins")
     if deployment.observability.otlp_traces_endpoint:
         # Headers (credentials) reach vLLM's exporter as OTLP_HEADERS_ENV from a Secret.
-        args += ["--otlp-traces-endpoint", deployment.observability.otlp_traces_endpoint]
+        option("--otlp-traces-endpoint", deployment.observability.otlp_traces_endpoint,
+               "observability.otlp_traces_endpoint")
     if load_format:
-        args += ["--load-format", load_format]
-    args += ["--middleware", GUARD_MIDDLEWARE, "--middleware", AUTH_MIDDLEWARE,
-             "--middleware", LIFECYCLE_MIDDLEWARE]
+        option("--load-format", load_format)
+    for middleware in (GUARD_MIDDLEWARE, AUTH_MIDDLEWARE, LIFECYCLE_MIDDLEWARE):
+        option("--middleware", middleware)
     # A SIGTERM that reaches vLLM directly still lets the requests in flight finish.
-    args += ["--shutdown-timeout", str(shutdown_timeout_s(deployment))]
-    args += ["--enable-request-id-headers", "--host", host, "--port", str(port)]
-    args += engine.extra_args
+    option("--shutdown-timeout", shutdown_timeout, "runtime.exit_grace_period_s")
+    option("--enable-request-id-headers")
+    option("--host", host)
+    option("--port", port)
+    args += [(arg, f"engine.extra_args[{i}]") for i, arg in enumerate(engine.extra_args)]
     return args
+
+
+def argv_problem(deployment: ResolvedDeployment) -> str | None:
+    """Why vLLM's parser would not read this deployment's argv as written, or None.
+
+    The whole argv, every token mapped back to its spec field: a value vLLM would read as a
+    flag (`--allowed-origins.*` as a served model name turns on CORS for every origin), or a
+    flag the pinned vLLM's option table lacks. extra_args' own flags and values are read by
+    `spec.model.check_passthrough` with the same rules.
+    """
+    from liftdeploy.spec import catalog
+    from liftdeploy.spec.messages import shown
+    from liftdeploy.spec.model import reads_as_flag
+
+    table = catalog.vllm_server_options()
+    same_vllm = deployment.engine.vllm_version == table["vllm_version"]
+    # The plan's grace period is a whole number like this one; validation needs no plan.
+    grace = deployment.runtime.exit_grace_period_s or deployment.runtime.request_timeout_s
+    for token, field in _sourced_args(deployment, port=SERVER_PORT, host="0.0.0.0",
+                                      load_format=None, shutdown_timeout=grace):
+        if not field and same_vllm and token not in table["options"]:
+            return (f"vLLM {table['vllm_version']}'s server has no option {token}, which "
+                    f"liftdeploy writes; pin engine.vllm_version to {table['vllm_version']}")
+        if field not in ("", OWN_VALUE) and not field.startswith("engine.extra_args") \
+                and reads_as_flag(token):
+            return (
+                f"{field} {shown(token)} would reach vLLM's command line as a flag (vLLM reads "
+                f"any argument that starts with '-', other than a whole number, as an option); "
+                f"use a value that does not start with '-'"
+            )
+    return None
 
 
 def shutdown_timeout_s(deployment: ResolvedDeployment) -> int:

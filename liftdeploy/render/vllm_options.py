@@ -30,10 +30,13 @@ def server_parser() -> Any:
 def option_table(parser: Any) -> dict[str, Any]:
     """Every option string of the parser -> the option it sets, named by its first long
     spelling (`-tp` and `--tensor-parallel-size` -> `--tensor-parallel-size`,
-    `--no-enforce-eager` -> `--enforce-eager`)."""
+    `--no-enforce-eager` -> `--enforce-eager`); how many values each option takes (`values`:
+    0, 1, "?" or "+", argparse's nargs); and the options that print and exit (`exits`)."""
+    import argparse
+
     import vllm
 
-    options = {}
+    options, values, exits = {}, {}, []
     for action in parser._actions:  # argparse keeps no public list of its options
         strings = action.option_strings
         if not strings:
@@ -41,10 +44,15 @@ def option_table(parser: Any) -> dict[str, Any]:
         canonical = next((s for s in strings if s.startswith("--") and not s.startswith("--no-")),
                          strings[0])
         options.update({string: canonical for string in strings})
+        values[canonical] = 1 if action.nargs is None else action.nargs
+        if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            exits.append(canonical)
     return {
         "vllm_version": vllm.__version__.split("+")[0],
         "allow_abbrev": parser.allow_abbrev,
         "options": dict(sorted(options.items())),
+        "values": dict(sorted(values.items())),
+        "exits": sorted(exits),
     }
 
 

@@ -34,7 +34,7 @@ def format_validation_error(
             continue
         field = ".".join(str(part) for part in loc)
         line = _line_of(data, loc) if data is not None else None
-        if message.startswith(f"{field}."):  # a section's own check names its fields already
+        if message.startswith((f"{field}.", f"{field} ")):  # the check names its field already
             clauses.append(f"line {line}: {message}" if line else message)
         else:
             clauses.append(f"{field} (line {line}): {message}" if line else f"{field}: {message}")

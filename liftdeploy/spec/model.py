@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from liftdeploy.spec import catalog
 from liftdeploy.errors import EnvironmentNotFound, SpecError
-from liftdeploy.spec.messages import format_validation_error
+from liftdeploy.spec.messages import format_validation_error, shown
 from liftdeploy.versions import VLLM_VERSION
 
 SPEC_VERSION = 2
@@ -43,9 +43,16 @@ StructuredOutputBackend = Literal["xgrammar", "guidance"]
 DeployStrategy = Literal["rolling", "recreate"]
 
 _DNS_NAME = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
-_SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _MAX_APP_NAME = 64
+# Modal's own rule for Volume, Dict, Secret and App names (modal._utils.name_utils
+# .is_valid_object_name: at most 64 of [A-Za-z0-9._-], not an App ID), plus a letter or digit
+# first: Modal takes `--help` or `..x`, but such a name becomes a flag or a path in a command.
+_MODAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_MODAL_APP_ID = re.compile(r"^ap-[a-zA-Z0-9]{22}$")
+MODAL_NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# Modal's rule for environment names (name_utils.is_valid_environment_name, no periods).
+_MODAL_ENVIRONMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def _describe_fields(schema: dict[str, Any], cls: type) -> None:
@@ -88,6 +95,24 @@ def _docstrings_by_class(filename: str) -> dict[str, dict[str, str]]:
     return found
 
 
+def _lone_surrogate(data: Any, path: str) -> str | None:
+    """The dotted path of the first string (value or key) holding a lone surrogate, or None."""
+    if isinstance(data, str):
+        return path if any("\ud800" <= char <= "\udfff" for char in data) else None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            here = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _lone_surrogate(key, "") is not None:
+                return ascii(here)
+            if (found := _lone_surrogate(value, here)) is not None:
+                return found
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            if (found := _lone_surrogate(value, f"{path}[{index}]")) is not None:
+                return found
+    return None
+
+
 class SpecModel(BaseModel):
     """Base for every spec section: unknown keys are errors, docstrings describe fields."""
 
@@ -101,12 +126,39 @@ class SpecModel(BaseModel):
         json_schema_extra=_describe_fields,
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_unicode(cls, data: Any) -> Any:
+        # A YAML escape such as "\ud800" (half of a surrogate pair) is no character: it would
+        # pass every other check and then fail when a file or argv is written.
+        if (where := _lone_surrogate(data, "")) is not None:
+            raise ValueError(
+                f"{where or 'the spec'} holds a lone surrogate escape (such as \\ud800), which is "
+                f"not a character; remove it or write the whole character"
+            )
+        return data
+
+
+def is_modal_name(value: str) -> bool:
+    """Whether Modal takes `value` as a Volume, Dict, Secret or App name, and no command line
+    or path could read it as anything else."""
+    return bool(_MODAL_NAME.match(value)) and not _MODAL_APP_ID.match(value)
+
+
+def check_modal_name(value: str, field: str) -> str:
+    """The one check of every Modal object name in the spec: Modal's rule, one message."""
+    if not is_modal_name(value):
+        raise ValueError(
+            f"{field} {shown(value)} is not a Modal object name; use {MODAL_NAME_RULE} "
+            f"(and not an App ID such as ap-...)"
+        )
+    return value
+
 
 def _check_secret_name(value: str, field: str) -> str:
     """A Modal Secret *name*; values never belong in a spec (they would land in files)."""
     looks_like_value = (
-        not _SECRET_NAME.match(value)
-        or len(value) > 64
+        not is_modal_name(value)
         or value.startswith(("hf_", "sk-", "sk_", "ghp_", "ak-", "as-"))
         or (len(value) >= 32 and any(c.isdigit() for c in value) and any(c.isupper() for c in value))
     )
@@ -115,9 +167,25 @@ def _check_secret_name(value: str, field: str) -> str:
         raise ValueError(
             f"{field} {shown!r} looks like a secret value, not a secret name. Store the value "
             f"with `modal secret create NAME KEY=...` and put only NAME here "
-            f"(letters, digits, '.', '_' or '-', at most 64 characters)."
+            f"({MODAL_NAME_RULE})."
         )
     return value
+
+
+# What git's check-ref-format refuses in a ref name, and what would make it an option or a path.
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[/-]|/$|\.$|\.lock(/|$)|(^|/)\.")
+
+
+def revision_problem(revision: str) -> str | None:
+    """Why `revision` is not a commit hash, tag or branch name (git's ref-name rules), or None.
+    A revision becomes a URL part, a directory in caches and a vLLM argument: never a path."""
+    if not revision or revision == "@" or len(revision) > 255 or _BAD_REF.search(revision):
+        return (
+            f"model.revision {shown(revision)} is not a commit hash, tag or branch name; write "
+            f"the 40-character commit hash (`liftdeploy pin`) or a git ref name (no spaces, "
+            f"'..', '~^:?*[\\', leading '/' or '-', or component starting with '.')"
+        )
+    return None
 
 
 class ModelSection(SpecModel):
@@ -157,6 +225,13 @@ class ModelSection(SpecModel):
     @classmethod
     def _secret_is_a_name(cls, value: str | None) -> str | None:
         return None if value is None else _check_secret_name(value, "model.hf_token_secret")
+
+    @field_validator("revision")
+    @classmethod
+    def _revision_is_a_ref(cls, value: str | None) -> str | None:
+        if value is not None and (problem := revision_problem(value)):
+            raise ValueError(problem)
+        return value
 
     @property
     def name_for_clients(self) -> str:
@@ -290,6 +365,19 @@ class RuntimeSection(SpecModel):
     """Requests per container at which Modal starts another one; defaults to the maximum."""
     deploy_strategy: DeployStrategy = "rolling"
     """How `modal deploy` replaces running containers: rolling or recreate."""
+    cpu: float | None = Field(default=None, gt=0, le=256)
+    """CPU cores reserved for each server container (Modal's `cpu=`). Default: 4 for vLLM's
+    API server, engine core, tokenizer and grammar compiler, plus 2 per GPU (one worker process
+    each); `liftdeploy plan` shows it."""
+    memory_mib: int | None = Field(default=None, ge=1024, le=2 * 1024 * 1024)
+    """Memory in MiB reserved for each server container (Modal's `memory=`). Default: 8 GiB for
+    the API server and engine core, plus per GPU 4 GiB (its worker's CUDA context and torch)
+    and the checkpoint shard it loads at once (its share of the weights, at most 5 GiB);
+    `liftdeploy plan` shows it."""
+    cold_start_patience_s: int = Field(default=5 * MINUTES, ge=1, le=MODAL_MAX_TIMEOUT_S)
+    """The longest cold start callers will wait for when min_containers is 0. `liftdeploy plan`
+    warns when the planned start-up is longer, and the client's retry window follows the
+    plan's start-up time."""
 
     @model_validator(mode="after")
     def _check_scaling(self) -> RuntimeSection:
@@ -311,12 +399,17 @@ class RuntimeSection(SpecModel):
 class VolumeMount(SpecModel):
     """A named Modal Volume mounted into the container."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    name: str
     """Modal Volume name (created by `liftdeploy bootstrap` if missing)."""
     mount_path: str = Field(pattern=r"^/[^\s]*$")
     """Absolute path inside the container."""
     purpose: Literal["weights", "compile-cache", "other"] = "other"
     """weights (Hugging Face cache), compile-cache (vLLM's torch.compile cache) or other."""
+
+    @field_validator("name")
+    @classmethod
+    def _modal_name(cls, value: str) -> str:
+        return check_modal_name(value, "storage.volumes name")
 
 
 class StorageSection(SpecModel):
@@ -343,6 +436,11 @@ class StorageSection(SpecModel):
     @classmethod
     def _secrets_are_names(cls, value: list[str]) -> list[str]:
         return [_check_secret_name(v, "storage.secrets entry") for v in value]
+
+    @field_validator("dicts", "shared")
+    @classmethod
+    def _modal_names(cls, value: list[str], info: Any) -> list[str]:
+        return [check_modal_name(v, f"storage.{info.field_name} entry") for v in value]
 
     @field_validator("volumes")
     @classmethod
@@ -652,8 +750,18 @@ SPEC_OWNED_FLAGS: dict[str, str] = {
 }
 # Flags whose value is a credential: on the command line it would show in `ps`, logs and files.
 _SECRET_FLAG_SUFFIXES = ("-token", "-key", "-password", "-secret")
-_NEGATIVE_NUMBER = re.compile(r"^-(\d+|\d*\.\d+)$")
+_NEGATIVE_INTEGER = re.compile(r"^-\d+$")
 _NO_SUCH_OPTION = "has no such option"
+
+
+def reads_as_flag(token: str) -> bool:
+    """Whether vLLM's server reads this argv token as an option rather than a value.
+
+    Any token that starts with '-': argparse takes it as an option unless it is a negative
+    number or '-' alone, and vLLM first rewrites every token that starts with '-' and holds a
+    '.' (values included: `-1.5`, `--allowed-origins.*`) into its nested `--flag.key` form.
+    So only a whole negative number and '-' stay values."""
+    return token.startswith("-") and token != "-" and not _NEGATIVE_INTEGER.match(token)
 
 
 def server_option(token: str) -> tuple[str, bool] | None:
@@ -665,7 +773,7 @@ def server_option(token: str) -> tuple[str, bool] | None:
     prefix of an option (`--allowed-orig`) and a short option with its value attached (`-qfp8`).
     The option table comes from vLLM's own parser (catalog.vllm_server_options). Raises
     ValueError for a token that is no option or could be several."""
-    if not token.startswith("-") or token == "-" or _NEGATIVE_NUMBER.match(token):
+    if not reads_as_flag(token):
         return None
     options: dict[str, str] = catalog.vllm_server_options()["options"]
     if token.startswith("--"):
@@ -687,19 +795,53 @@ def server_option(token: str) -> tuple[str, bool] | None:
 
 
 def _check_passthrough(settings: DeploymentSettings) -> None:
-    table_version = catalog.vllm_server_options()["vllm_version"]
-    for arg in settings.engine.extra_args:
+    """Read engine.extra_args as vLLM's parser reads them: every token is a flag the pinned
+    vLLM's server has (not one the spec owns, not a credential, not one that prints and exits,
+    written in full) or a value of the flag before it; nothing else."""
+    table = catalog.vllm_server_options()
+    table_version = table["vllm_version"]
+    room: int | str = 0  # values the flag before may still take: a count, "?" or "+"
+    forced = False  # a dotted `--flag.key` takes the next token whatever it is
+    for index, arg in enumerate(settings.engine.extra_args):
+        passes = f"engine.extra_args[{index}] {shown(arg)}"
+        if arg != arg.strip():
+            raise ValueError(
+                f"{passes} has leading or trailing whitespace, which vLLM reads as a stray "
+                f"argument; write each flag and each value as its own list item without spaces"
+            )
+        if forced or not reads_as_flag(arg):
+            if not forced and room == 0:
+                raise ValueError(
+                    f"{passes} is no flag and follows no flag that takes a value (vLLM would "
+                    f"read it as the model to serve); remove it or put its flag before it"
+                )
+            room = room - 1 if isinstance(room, int) else ("+" if room.startswith("+") else 0)
+            forced = False
+            continue
+        if room not in (0, "?", "+"):
+            raise ValueError(f"engine.extra_args[{index - 1}] needs a value before {shown(arg)}; "
+                             f"add it")
+        name = arg.split("=", 1)[0]
+        if name in ("-h", "--help", "--version") or name in table.get("exits", ()):
+            raise ValueError(
+                f"{passes} makes vLLM print and exit instead of serving; remove it (run "
+                f"`python -m vllm.entrypoints.openai.api_server --help` yourself to read it)"
+            )
         try:
             option = server_option(arg)
         except ValueError as exc:
             if str(exc) == _NO_SUCH_OPTION and settings.engine.vllm_version != table_version:
-                continue  # another vLLM release may have it; its own parser will tell
+                room = "+"  # another vLLM release may have it; its own parser will tell
+                continue
+            hint = (" (a value that starts with '-' is read as a flag unless it is a whole "
+                    "number; attach it instead: --flag=VALUE)") if arg[1:2].isdigit() or \
+                arg[1:2] == "." else ""
             raise ValueError(
                 f"engine.extra_args passes {arg!r}: vLLM {table_version}'s server {exc}; write "
-                f"the full flag as `python -m vllm.entrypoints.openai.api_server --help` lists it"
+                f"the full flag as `python -m vllm.entrypoints.openai.api_server --help` lists "
+                f"it{hint}"
             ) from None
-        if option is None:
-            continue  # the value of the flag before it
+        assert option is not None  # reads_as_flag(arg)
         flag, spelled_out = option
         if flag in SPEC_OWNED_FLAGS:
             owner = SPEC_OWNED_FLAGS[flag]
@@ -719,6 +861,21 @@ def _check_passthrough(settings: DeploymentSettings) -> None:
                 f"engine.extra_args passes {arg!r}, which vLLM reads as {flag}; write {flag} in "
                 f"full (an abbreviation can mean another flag in the next vLLM release)"
             )
+        room, forced = _values_after(arg, flag, table)
+    if room not in (0, "?", "+") or forced:
+        raise ValueError(f"engine.extra_args ends with {shown(settings.engine.extra_args[-1])}, "
+                         f"which needs a value; add it")
+
+
+def _values_after(arg: str, flag: str, table: dict[str, Any]) -> tuple[int | str, bool]:
+    """How many tokens after `arg` vLLM reads as its values, and whether it takes the next one
+    whatever it is (vLLM's dotted `--flag.key value`)."""
+    if "=" in arg or (arg.startswith("-O") and arg != "-O"):
+        return 0, False  # the value is attached
+    if "." in arg:
+        return 1, True
+    takes = table.get("values", {}).get(flag, 1)
+    return ("+!" if takes == "+" else takes), False  # "+!": one or more, none yet
 
 
 def _check_budget(settings: DeploymentSettings) -> None:
@@ -740,6 +897,17 @@ class EnvironmentOverlay(SpecModel):
     """Exactly one environment is production; it gets the bare app name."""
     modal_environment: str | None = None
     """Modal environment (workspace partition) to deploy into; None uses the profile default."""
+
+    @field_validator("modal_environment")
+    @classmethod
+    def _modal_environment_name(cls, value: str | None) -> str | None:
+        if value is not None and (not _MODAL_ENVIRONMENT.match(value)
+                                  or value.lower().startswith("en-")):
+            raise ValueError(
+                f"modal_environment {shown(value)} is not a Modal environment name; use 1-64 "
+                f"letters, digits, '_' or '-', starting with a letter or digit, not 'en-'"
+            )
+        return value
     model: dict[str, Any] | None = None
     """Overrides for `model`."""
     gpu: dict[str, Any] | None = None
@@ -789,6 +957,14 @@ class ResolvedDeployment(DeploymentSettings):
                     f"storage.shared names {name!r}, which no Dict, Secret or Volume of this "
                     f"spec uses ({', '.join(sorted(used))}); fix the name or remove it"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _argv_reads_as_written(self) -> ResolvedDeployment:
+        from liftdeploy.render.vllm_args import argv_problem  # light: no vLLM import
+
+        if problem := argv_problem(self):
+            raise ValueError(problem)
         return self
 
     @property
@@ -909,6 +1085,7 @@ class ModelDeployment(DeploymentSettings):
                     f"app name {app_name!r} for environment {env!r} is longer than Modal's "
                     f"{_MAX_APP_NAME} characters; shorten name or the environment name"
                 )
+            check_modal_name(app_name, f"app name for environment {env!r}")
         for env in self.environments:
             try:
                 self.resolve(env)  # surfaces overlay errors at load time, named by environment
