@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Compile each JSON schema the way vLLM does before it accepts a request "
             "(xgrammar, llguidance) and say per backend: supported, or the unsupported feature. "
+            "A $ref outside the schema (a URL or another file) is unsupported by every backend: "
+            "the service never fetches it. "
             "Needs the optional extra: pip install 'liftdeploy[schemacheck]'. "
             "Exit status 1 when a schema is unsupported by a checked backend."
         ),

@@ -34,6 +34,7 @@ import openai
 from liftdeploy.errors import ClientError
 from liftdeploy.runtime.guard import CLIENT_VALIDATES_HEADER as _GUARD_VALIDATES_HEADER
 from liftdeploy.runtime.guard import ERROR_TYPE as GUARD_ERROR_TYPE
+from liftdeploy.runtime.guard import remote_reference_problem
 
 if TYPE_CHECKING:
     from liftdeploy.spec.model import ResolvedDeployment
@@ -309,8 +310,9 @@ class Client:
         return AnswerStream(self, request, schema)
 
     def check_schema(self, schema: dict[str, Any]) -> None:
-        """Refuse a schema locally: invalid JSON Schema always; one the grammar backend cannot
-        compile when the optional `schemacheck` extra is installed."""
+        """Refuse a schema locally: invalid JSON Schema or a reference outside the schema
+        (the service refuses it too, and nothing here fetches it) always; one the grammar
+        backend cannot compile when the optional `schemacheck` extra is installed."""
         key = json.dumps(schema, sort_keys=True)
         if key in self._checked_schemas:
             return
@@ -321,6 +323,9 @@ class Client:
                 f"the schema is not valid JSON Schema: {exc.message} (at "
                 f"{'/'.join(map(str, exc.absolute_path)) or 'the root'}); fix the schema"
             ) from None
+        remote = remote_reference_problem(schema)
+        if remote is not None:
+            raise UnsupportedSchema(remote)
         if self.backend:
             from liftdeploy.client.schemacheck import SchemaCheckError, check_schema
 

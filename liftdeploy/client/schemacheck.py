@@ -7,6 +7,8 @@ request, so a refusal can be reported before anything is sent:
   (its `has_xgrammar_unsupported_json_features`; the same rules are written out here because the
   client runs without vLLM), then compiles with `xgrammar.Grammar.from_json_schema`;
 - guidance: `llguidance.LLMatcher.grammar_from_json_schema` then `validate_grammar`;
+- either way, a reference outside the schema (`$ref`/`$dynamicRef` to a URL or another file) is
+  refused, as the service's guard refuses it (400), and nothing is ever fetched;
 - either way, the service's guard must be able to check answers against the schema: a schema
   that `jsonschema` cannot evaluate (a `$ref` that loops back to itself, say) or cannot evaluate
   within the guard's time budget would have every answer withheld, so it is unsupported too.
@@ -103,9 +105,13 @@ _PROBES: tuple[str, ...] = ("null", "true", "0", "0.5", '""', "[]", "{}", '{"a":
 
 
 def _guard_refusal(schema: Any) -> str | None:
-    """Why the service's guard could not check answers to this schema, or None."""
-    from liftdeploy.runtime.guard import VALIDATION_BUDGET_S, judge_answer
+    """Why the service's guard would refuse this schema (a reference outside it) or could not
+    check answers to it, or None."""
+    from liftdeploy.runtime.guard import VALIDATION_BUDGET_S, judge_answer, remote_reference_problem
 
+    remote = remote_reference_problem(schema)
+    if remote is not None:
+        return remote
     for probe in _PROBES:
         verdict = judge_answer(probe, schema, "stop", budget_s=VALIDATION_BUDGET_S)
         if verdict.kind == "unchecked":

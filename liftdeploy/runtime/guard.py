@@ -19,6 +19,10 @@ POST /v1/chat/completions and /v1/completions requests that ask for JSON
 - streaming constrained requests: refused with 400 (validation needs the whole answer), unless
   the request carries `x-liftdeploy-client-validates` (liftdeploy.client's streaming calls,
   which validate the whole answer themselves): such a stream passes through unbuffered;
+- a schema with a reference outside itself (`$ref`/`$dynamicRef` to a URL or another file, in
+  any position, relative ones read against the `$id`s around them): refused with 400 before
+  generation, whatever the grammar backend; every check resolves references with
+  LOCAL_REGISTRY, which retrieves nothing, so no request can make the server open a connection;
 - the removed `guided_json`-style fields: refused with 400 (vLLM 0.32 would silently ignore
   them and answer unconstrained);
 - JSON-constrained requests to other endpoints (/v1/responses, Anthropic /v1/messages, Cohere
@@ -27,7 +31,7 @@ POST /v1/chat/completions and /v1/completions requests that ask for JSON
 `x-liftdeploy-structured` carries one verdict per choice, comma-separated: valid, repaired,
 or incomplete. An answer that cannot be checked (jsonschema cannot evaluate its schema, or the
 check would take longer than VALIDATION_BUDGET_S, e.g. a `pattern` with catastrophic
-backtracking) is withheld like an invalid one (`unchecked`, 502, with a message saying that a
+backtracking; every keyword checks the deadline, uniqueItems in linear time) is withheld like an invalid one (`unchecked`, 502, with a message saying that a
 retry will not help and the schema must be simplified): unchecked output is never handed back
 as valid. The check runs in worker threads, off the event loop, so a costly schema never stalls
 /health or other requests.
@@ -54,6 +58,9 @@ from fractions import Fraction
 from typing import Any
 
 import jsonschema
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -113,6 +120,100 @@ class GuardRefusal(Exception):
 
 class TooExpensive(Exception):
     """The check ran out of its time budget."""
+
+
+class RemoteReference(Exception):
+    """A schema refers to a document outside itself, which nothing here ever fetches."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"{uri!r} is outside the schema and is never fetched")
+        self.uri = uri
+
+
+def _refuse_retrieval(uri: str) -> referencing.Resource[Any]:
+    raise RemoteReference(uri)
+
+
+LOCAL_REGISTRY: referencing.Registry[Any] = referencing.Registry(retrieve=_refuse_retrieval)
+"""The reference registry of every check (guard, client, schema-check): it retrieves nothing,
+so only the schema itself (its `#/...` pointers, anchors and embedded `$id`s) resolves and no
+`$ref` can make this process open a connection or wait on one."""
+
+_REFERENCE_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def remote_reference_problem(schema: Any) -> str | None:
+    """Why `schema` cannot be served: a reference (in any position, resolved against the `$id`s
+    around it) that points outside the schema; None when every reference is local."""
+    found = _remote_reference(schema)
+    if found is None:
+        return None
+    keyword, ref, uri = found
+    where = "" if uri == ref else f" (resolves to {uri!r})"
+    return (f'the schema refers outside itself with "{keyword}": {ref!r}{where}; schemas are '
+            'never fetched: copy the referenced schema under "$defs" and refer to it as '
+            '"#/$defs/NAME"')
+
+
+def _remote_reference(schema: Any) -> tuple[str, str, str] | None:
+    """(keyword, reference, absolute URI) of the first reference leaving `schema`, or None.
+
+    Walks what jsonschema would evaluate: every subschema of the schema's dialect and every
+    local reference's target, each with the base URI its `$id`s give it."""
+    if not isinstance(schema, dict):
+        return None
+    try:
+        base = _draft_of(schema)
+        specification = referencing.jsonschema.specification_with(
+            base.ID_OF(base.META_SCHEMA) or "urn:unknown-dialect",
+            default=referencing.Specification.OPAQUE)
+        root = specification.create_resource(schema)
+        root_uri = root.id() or ""
+        registry = LOCAL_REGISTRY.with_resource(root_uri, root)
+    except Exception:  # noqa: BLE001 - unreadable $schema/$id: the check answers `unchecked`
+        return None
+    try:
+        registry = registry.crawl()  # every embedded $id known up front: no crawl per lookup
+    except Exception:  # noqa: BLE001 - a malformed subschema; lookups then crawl as they go
+        pass
+    pending = [(registry.resolver(root_uri), root)]
+    seen = {id(schema)}
+    while pending:
+        resolver, resource = pending.pop()
+        contents = resource.contents
+        for keyword in _REFERENCE_KEYWORDS:
+            ref = contents.get(keyword) if isinstance(contents, dict) else None
+            if not isinstance(ref, str):
+                continue
+            try:
+                resolved = resolver.lookup(ref)
+            except referencing.exceptions.Unresolvable as err:
+                remote = _remote_cause(err)
+                if remote is not None:
+                    return keyword, ref, remote.uri
+                continue  # a local reference to nothing: jsonschema reports it, nothing fetched
+            except Exception:  # noqa: BLE001 - malformed target; the check reports it later
+                continue
+            if isinstance(resolved.contents, dict) and id(resolved.contents) not in seen:
+                seen.add(id(resolved.contents))
+                pending.append((resolved.resolver, referencing.Resource.from_contents(
+                    resolved.contents, default_specification=specification)))
+        try:
+            subresources = list(resource.subresources())
+        except Exception:  # noqa: BLE001 - a malformed keyword value holds no subschemas
+            continue
+        for subresource in subresources:
+            if isinstance(subresource.contents, dict) and id(subresource.contents) not in seen:
+                seen.add(id(subresource.contents))
+                pending.append((resolver.in_subresource(subresource), subresource))
+    return None
+
+
+def _remote_cause(error: BaseException) -> RemoteReference | None:
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, RemoteReference):
+        cause = cause.__cause__
+    return cause
 
 
 _budget = threading.local()
@@ -219,9 +320,15 @@ def _exact_multiple_of(
 
 def validator_for(schema: dict[str, Any] | bool) -> Any:
     """A jsonschema validator for `schema` (its declared draft, else 2020-12) with exact
-    multipleOf; format is an annotation, as jsonschema treats it by default."""
-    base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return _with_exact_multiple_of(base)(schema)
+    multipleOf, every keyword bounded by the running check's budget, and references resolved
+    only inside the schema (LOCAL_REGISTRY); format is an annotation, as jsonschema treats it
+    by default."""
+    return _with_exact_multiple_of(_draft_of(schema))(schema, registry=LOCAL_REGISTRY)
+
+
+def _draft_of(schema: dict[str, Any] | bool) -> Any:
+    """The jsonschema validator class of the schema's declared draft, else 2020-12."""
+    return jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 
 
 def _search(pattern: str, text: str) -> bool:
@@ -258,6 +365,58 @@ def _ecma_pattern_properties(
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """additionalProperties with patternProperties matched by `_search`: jsonschema matches
+    them with `re`, which no deadline stops and which holds every other thread meanwhile."""
+    if not validator.is_type(instance, "object"):
+        return
+    properties = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    extras = [key for key in instance if key not in properties
+              and not any(_search(pattern, key) for pattern in patterns)]
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        yield jsonschema.ValidationError(
+            f"additional properties are not allowed ({', '.join(map(repr, sorted(extras)))} "
+            f"unexpected)")
+
+
+def _unique_items(
+    validator: Any, unique: Any, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """uniqueItems in linear time, stopped by the deadline: jsonschema compares unhashable
+    items pairwise (18 s for 4,000 objects, in one keyword call no deadline stopped)."""
+    if not unique or not validator.is_type(instance, "array"):
+        return
+    seen: set[Any] = set()
+    for index, item in enumerate(instance):
+        key = _equality_key(item)
+        if key in seen:
+            yield jsonschema.ValidationError(f"item {index} repeats an earlier item "
+                                             f"(uniqueItems): {item!r}")
+            return
+        seen.add(key)
+
+
+def _equality_key(value: Any) -> Any:
+    """A hashable stand-in for a JSON value, equal exactly when JSON Schema finds the values
+    equal (1 == 1.0, true != 1, key order ignored); checks the deadline at every value."""
+    _time_left()
+    if isinstance(value, bool) or value is None:
+        return ("literal", value)
+    if isinstance(value, (int, float)):
+        return ("number", value)  # Python hashes 1 and 1.0 alike and finds them equal
+    if isinstance(value, str):
+        return ("string", value)
+    if isinstance(value, dict):
+        return ("object", frozenset((key, _equality_key(item)) for key, item in value.items()))
+    return ("array", tuple(_equality_key(item) for item in value))
+
+
 def _within_budget(keyword: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
     def checked(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
         _time_left()
@@ -269,7 +428,8 @@ def _within_budget(keyword: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
 @functools.cache
 def _with_exact_multiple_of(base: type) -> Any:
     keywords = {**base.VALIDATORS, "multipleOf": _exact_multiple_of,  # type: ignore[attr-defined]
-                "pattern": _ecma_pattern, "patternProperties": _ecma_pattern_properties}
+                "pattern": _ecma_pattern, "patternProperties": _ecma_pattern_properties,
+                "additionalProperties": _additional_properties, "uniqueItems": _unique_items}
     return jsonschema.validators.extend(
         base, {name: _within_budget(keyword) for name, keyword in keywords.items()})
 
@@ -317,6 +477,10 @@ def _judge(text: str | None, schema: dict[str, Any] | bool, finish_reason: str |
     except TooExpensive:
         raise
     except Exception as err:  # noqa: BLE001 - a schema jsonschema cannot evaluate must not crash the server
+        remote = _remote_cause(err)
+        if remote is not None:
+            return Verdict("unchecked", None, f"the answer could not be checked: the schema "
+                           f"refers to {remote.uri!r}, outside itself, which is never fetched")
         return Verdict("unchecked", None, f"the answer could not be checked: jsonschema cannot "
                        f"evaluate the schema ({err})")
     if problem is not None:
@@ -382,6 +546,9 @@ class StructuredOutputGuard:
             if path not in GUARDED_PATHS and not path.endswith(_NON_GENERATING_SUFFIXES):
                 _refuse_unguarded_constraint(request)
             schema = requested_schema(request) if path in GUARDED_PATHS else None
+            remote = remote_reference_problem(schema)
+            if remote is not None:  # whatever the backend: xgrammar would compile it
+                raise GuardRefusal(remote)
             streaming = _true(request.get("stream"))
             if schema is not None and streaming and _client_validates(scope):
                 schema = None  # liftdeploy.client validates the whole streamed answer itself
