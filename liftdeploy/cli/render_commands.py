@@ -52,8 +52,18 @@ def render(args: argparse.Namespace) -> int:
     for text in notes:
         common.note(f"note: {text}")
     common.note(f"rendered {out} from {spec}")
+    for text in ci_notes(out):
+        common.note(f"note: {text}")
     _warn_about_fit(spec)
     return 0
+
+
+def ci_notes(service: Path) -> list[str]:
+    """What the CI workflow of a just-rendered service needs before its first run: an install
+    source it can reach, and (in a subfolder of a repository) a place GitHub reads it from."""
+    from liftdeploy.render.template_version import local_source_note, workflow_move_note
+
+    return [text for text in (local_source_note(service), workflow_move_note(service)) if text]
 
 
 def _warn_about_fit(spec: Path) -> None:
@@ -77,16 +87,25 @@ def _warn_about_fit(spec: Path) -> None:
 
 def check(args: argparse.Namespace) -> int:
     from liftdeploy.render.service import check as check_services
-    from liftdeploy.render.service import unpinned_production
+    from liftdeploy.render.regenerate import ANSWERS_FILE
+    from liftdeploy.render.service import is_service, unpinned_production
+    from liftdeploy.render.template_version import local_source_note
 
     notes: list[str] = []
     drift = check_services(args.path, notes=notes) + unpinned_production(args.path)
+    root = Path(args.path)
+    services = [root] if is_service(root) else sorted(
+        p.parent for p in root.rglob(ANSWERS_FILE) if is_service(p.parent))
     if args.json:
         common.print_json({"path": args.path, "in_sync": not drift, "drift": drift,
-                           "notes": notes})
+                           "notes": notes + [n for s in services if (n := local_source_note(s))]})
         return 1 if drift else 0
     for text in notes:
         common.note(f"note: {text}")
+    for service in services:
+        source_note = local_source_note(service)
+        if source_note:
+            common.note(f"note: {source_note}")
     if drift:
         common.note("out of date:\n" + "\n".join(drift))
     else:

@@ -13,9 +13,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from liftdeploy.spec.model import ResolvedDeployment
 
-__all__ = ["CiWarmup", "ci_warmup", "cold_start_seconds", "cold_start_usd"]
+__all__ = ["CiTimeouts", "CiWarmup", "ci_timeouts", "ci_warmup", "cold_start_seconds",
+           "cold_start_usd"]
 
 SECONDS_PER_HOUR = 3600
+SETUP_MINUTES = 10
+"""Checkout, Python, pip install of liftdeploy, `check` and `bootstrap`."""
+DEPLOY_MINUTES = 30
+"""`modal deploy`: building the image (vLLM's wheels) and publishing the app."""
+CHECKS_MINUTES = 10
+"""health, smoke and a rollback, after the warmup's cold start."""
+SPEND_MINUTES = 15
+"""The daily spend job: install, then Modal's billing report."""
+GITHUB_JOB_LIMIT_MINUTES = 360
+"""A GitHub-hosted runner stops any job after 6 hours, whatever its timeout-minutes."""
 
 
 def cold_start_seconds(resolved: ResolvedDeployment, startup_s: int | None = None) -> int:
@@ -62,3 +73,39 @@ def ci_warmup(resolved: ResolvedDeployment) -> CiWarmup:
     warm = cost <= limit
     verdict = "within" if warm else "above"
     return CiWarmup(warm, cost, f"{what}, {verdict} budget.ci_warmup_max_usd ${limit:,.2f}")
+
+
+@dataclass(frozen=True)
+class CiTimeouts:
+    """`timeout-minutes` of the workflow's download step and deploy job, from the plan: GitHub
+    never stops a download its own limit would still let finish, nor a cold start in time."""
+
+    download_minutes: int
+    deploy_minutes: int
+    planned_download_minutes: int
+    """The download's whole limit; above download_minutes when GitHub's job limit cuts it."""
+    spend_minutes: int = SPEND_MINUTES
+
+    @property
+    def download_cut(self) -> bool:
+        """Whether a download at its limit outlasts what a GitHub job may run."""
+        return self.planned_download_minutes > self.download_minutes
+
+
+def ci_timeouts(environments: list[ResolvedDeployment]) -> CiTimeouts:
+    """The longest any of `environments` needs: the download's every attempt at its limit,
+    then setup, deploy, the cold start (within the startup timeout) and the checks."""
+    from liftdeploy.planner.download import download_estimate
+    from liftdeploy.planner.timeouts import startup_timeout_s
+
+    planned = max(_minutes(d.timeout_s * (d.retries + 1))
+                  for d in map(download_estimate, environments))
+    rest = SETUP_MINUTES + DEPLOY_MINUTES + CHECKS_MINUTES + max(
+        _minutes(startup_timeout_s(r)) for r in environments)
+    download = min(planned, GITHUB_JOB_LIMIT_MINUTES - rest)
+    return CiTimeouts(download_minutes=download, deploy_minutes=download + rest,
+                      planned_download_minutes=planned)
+
+
+def _minutes(seconds: float) -> int:
+    return -(-int(seconds) // 60)

@@ -11,10 +11,19 @@ update made by `copier update` looks like drift and `render .` would revert it.
   installed liftdeploy (its Jinja extension), with a note naming the difference and the fix.
 - Another release whose source cannot be read: a RenderError naming the fix, never a report
   of drift that is only a version difference.
+
+Where CI installs liftdeploy from is decided here too, when the answers file is rendered
+(`install_source`), and recorded there as `_liftdeploy_pip`: the template's git URL at the
+rendered commit (`copier copy` from git), pip's record of the installed package (`liftdeploy
+render`/`init`: a git URL and commit, or a release from an index), or a path of this service's
+own repository. A path on the rendering machine is recorded as nothing: the workflow then
+refuses with LOCAL_SOURCE_FIX, never installing a bare package name someone could register.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -24,11 +33,25 @@ from liftdeploy import __version__
 from liftdeploy.errors import RenderError
 from liftdeploy.render.regenerate import ANSWERS_FILE
 
-__all__ = ["Template", "at_root", "checkout", "for_service", "installed", "is_git_root",
-           "is_release", "pip_requirement", "recorded"]
+__all__ = ["INSTALL_KEY", "LOCAL_SOURCE_FIX", "PIP_VARIABLE", "InstallSource", "Template",
+           "at_root", "checkout", "for_service", "install_source", "installed", "is_git_root",
+           "is_release", "local_source_note", "package_source", "pip_requirement",
+           "portable_answers", "recorded", "recorded_install", "repository_folder",
+           "workflow_at_root", "workflow_move_note"]
 
 _RELEASE = re.compile(r"^v?\d+\.\d+(\.\d+)*([abc]|rc|\.post|\.dev)?\d*$")
 _LS_REMOTE_TIMEOUT_S = 60
+_REMOTE_PREFIXES = ("gh:", "gl:", "git+", "git@", "https://", "http://", "ssh://", "git://")
+
+INSTALL_KEY = "_liftdeploy_pip"
+"""The answers-file key recording the pip requirement CI installs liftdeploy with."""
+PIP_VARIABLE = "LIFTDEPLOY_PIP"
+"""The GitHub repository variable that overrides (or, for a local source, supplies) it."""
+LOCAL_SOURCE_FIX = (
+    f"set the GitHub repository variable {PIP_VARIABLE} to a pip requirement CI can install "
+    f"the liftdeploy that rendered this service from, e.g. "
+    f"'liftdeploy @ git+https://github.com/OWNER/liftdeploy@COMMIT' (RUNBOOK.md, CI)"
+)
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,162 @@ def pip_requirement(source: str, ref: str) -> str:
     else:
         url = Path(source).resolve().as_uri()
     return f"liftdeploy @ git+{url}@{ref}"
+
+
+@dataclass(frozen=True)
+class InstallSource:
+    """Where the rendering liftdeploy came from, and the pip requirement CI installs it with
+    (None: a path on the rendering machine, which no runner can reach)."""
+
+    requirement: str | None
+    origin: str
+
+
+def install_source(src_path: str, commit_hash: str | None) -> InstallSource:
+    """The install source for a service Copier renders from template `src_path` (as recorded
+    in `_src_path`) at `commit_hash` (None: not a git template)."""
+    if src_path.startswith(_REMOTE_PREFIXES) and not src_path.startswith("git+file:"):
+        if not commit_hash:
+            return InstallSource(None, f"the template at {src_path}, at no recorded commit")
+        return InstallSource(pip_requirement(src_path, commit_hash),
+                             f"the template's git repository {src_path} at {commit_hash}")
+    from liftdeploy.render.service import template_source
+
+    path = Path(src_path).expanduser()
+    if path.resolve() == template_source().resolve():
+        return package_source()  # `liftdeploy render`/`init`: the installed package's template
+    if not path.is_absolute() and is_git_root(path) and _in_repository(Path.cwd(), path):
+        # `copier update` run in a service of the template's own repository (the examples):
+        # CI installs the same path of the commit it checked out.
+        return InstallSource(src_path, f"{src_path} in this service's own repository")
+    return InstallSource(None, f"a path on this machine ({src_path})")
+
+
+def package_source() -> InstallSource:
+    """How the installed liftdeploy was installed, from pip's record of it (PEP 610
+    direct_url.json): from git (URL and commit), from an index (no record: a release), or from
+    a path (a wheel file, a checkout)."""
+    from importlib.metadata import distributions
+
+    for dist in distributions(name="liftdeploy"):
+        if dist.read_text("INSTALLER") is None:
+            continue  # a source tree's egg-info, not an installation
+        record = dist.read_text("direct_url.json")
+        if record is None:
+            return InstallSource(f"liftdeploy=={dist.version}",
+                                 f"liftdeploy {dist.version} from a package index")
+        info = json.loads(record)
+        url, vcs = str(info.get("url", "")), info.get("vcs_info") or {}
+        if vcs.get("vcs") == "git" and vcs.get("commit_id") and not url.startswith("file:"):
+            return InstallSource(f"liftdeploy @ git+{url}@{vcs['commit_id']}",
+                                 f"liftdeploy installed from {url} at {vcs['commit_id']}")
+        return InstallSource(None, f"liftdeploy installed from a path on this machine "
+                                   f"({url.removeprefix('file://')})")
+    return InstallSource(None, "liftdeploy run from a source tree that is not installed")
+
+
+def recorded_install(service: Path) -> str | None:
+    """The requirement a service's answers file records for CI (None: nothing reachable)."""
+    from liftdeploy.spec.specfile import parse_yaml
+
+    path = service / ANSWERS_FILE
+    if not path.is_file():
+        return None
+    answers = parse_yaml(path.read_text(encoding="utf-8"), source=str(path))
+    value = answers.get(INSTALL_KEY) if isinstance(answers, dict) else None
+    return str(value) if value else None
+
+
+def local_source_note(service: Path) -> str | None:
+    """What `render`, `init` and `check` say when CI cannot install the liftdeploy that
+    rendered `service` from what its answers file records; None when it can."""
+    if not (service / ANSWERS_FILE).is_file() or recorded_install(service):
+        return None
+    return (f"{service}: rendered by a liftdeploy CI cannot install (a path on this machine), so "
+            f"the workflow refuses to run until you {LOCAL_SOURCE_FIX}")
+
+
+def portable_answers(text: str, service: Path) -> str:
+    """The answers file of a service inside the template's own git repository (the examples)
+    with the template recorded as a path relative to the service, not this machine's absolute
+    path: `copier update` then works in any clone, and CI installs that path of its checkout."""
+    match = re.search(r"(?m)^_src_path: *(.+?) *$", text)
+    if not match or not Path(match.group(1)).is_absolute():
+        return text
+    root = Path(match.group(1))
+    try:
+        relative = os.path.relpath(service.resolve(), root.resolve())
+    except ValueError:
+        return text
+    if relative.startswith("..") or not is_git_root(root):
+        return text
+    up = os.path.relpath(root.resolve(), service.resolve())
+    text = text[:match.start(1)] + up + text[match.end(1):]
+    text = re.sub(rf"(?m)^{INSTALL_KEY}:.*\n", "", text)
+    return text + f"{INSTALL_KEY}: {up}\n"
+
+
+WORKFLOW = ".github/workflows/deploy.yml"
+
+
+def workflow_at_root(text: str, folder: str, name: str) -> str:
+    """The rendered workflow of a service in `folder` of its repository, as it runs from the
+    repository root (`.github/workflows/deploy-<name>.yml`): its steps run in `folder`, and a
+    push starts it only for that folder's files (and for itself)."""
+    text = text.replace("defaults:\n  run:\n    shell: bash\n",
+                        f"defaults:\n  run:\n    shell: bash\n    working-directory: {folder}\n", 1)
+    head, paths, tail = text.partition("    paths:\n")
+    if not paths:
+        return text  # no push trigger (no staging environment): nothing to filter
+    lines = tail.splitlines(keepends=True)
+    count = next((i for i, line in enumerate(lines) if not line.startswith("      - ")), len(lines))
+    moved = [f"      - {folder}/{line[8:]}" for line in lines[:count]]
+    moved.append(f"      - .github/workflows/deploy-{name}.yml\n")
+    return head + paths + "".join(moved) + "".join(lines[count:])
+
+
+def repository_folder(service: Path) -> tuple[Path, str] | None:
+    """The git work tree holding `service` and the service's folder in it ("." at its root);
+    None outside git."""
+    try:
+        top = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=service,
+                                  capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return top, service.resolve().relative_to(top.resolve()).as_posix()
+
+
+def workflow_move_note(service: Path) -> str | None:
+    """For a service in a subfolder of its git repository: GitHub never runs its workflow
+    there; the command that puts it at the root and the changes it needs. None otherwise."""
+    import difflib
+
+    from liftdeploy.spec.specfile import load_spec
+
+    workflow = service / WORKFLOW
+    place = repository_folder(service)
+    if not workflow.is_file() or place is None or place[1] == ".":
+        return None
+    top, folder = place
+    name = load_spec(service / "deployment.yaml").name
+    target = f".github/workflows/deploy-{name}.yml"
+    text = workflow.read_text(encoding="utf-8")
+    diff = difflib.unified_diff(text.splitlines(), workflow_at_root(text, folder, name).splitlines(),
+                                f"{folder}/{WORKFLOW}", target, n=0, lineterm="")
+    return (f"{service} is in {folder}/ of the git repository {top}; GitHub runs workflows only "
+            f"from the repository root, so this service deploys only once its workflow is "
+            f"there with its steps in {folder}. Run `liftdeploy ci-workflow {folder}` in {top} "
+            f"to write {target} (again after each render); it differs from "
+            f"{folder}/{WORKFLOW} by:\n" + "\n".join(f"    {line}" for line in diff))
+
+
+def _in_repository(path: Path, root: Path) -> bool:
+    """Whether `path` lies inside the git work tree whose root is `root`."""
+    try:
+        Path(path).resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 def _git_url(source: str) -> str:
