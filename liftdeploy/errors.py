@@ -38,6 +38,11 @@ class RenderError(LiftdeployError):
     """Rendering, checking or regenerating a service failed."""
 
 
+class FileWriteError(LiftdeployError):
+    """A file could not be written whole (full disk, permissions) or would be written through a
+    symbolic link; what was there is left as it was."""
+
+
 class DriftError(RenderError):
     """A rendered service no longer matches its spec."""
 

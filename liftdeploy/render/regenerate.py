@@ -10,13 +10,13 @@ with conflict markers), never half-updated.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from liftdeploy.errors import RenderError
+from liftdeploy.files import StagedWrites, refuse_symlinked_dirs
 
 PRISTINE_DIR = Path(".liftdeploy") / "last-render"
 """Where a service keeps its last render, the base of the next three-way merge."""
@@ -122,28 +122,31 @@ def merge(
 
 
 def write(service: Path, result: MergeResult, fresh: dict[str, str]) -> list[str]:
-    """Write merged files (each atomically) and the new pristine copy; returns changed paths."""
+    """Write merged files and the new pristine copy; returns changed paths. Whole or not at
+    all: every file is written beside its target first and renamed in only when all are (a
+    full disk leaves the service as it was), and nothing goes through a symlinked directory."""
     changed = []
-    for rel, text in result.files.items():
-        path = service / rel
-        if text is None:
-            if path.exists():
-                path.unlink()
-                changed.append(rel)
-            continue
-        if path.is_file() and path.read_text(encoding="utf-8") == text:
-            continue
-        _write_atomic(path, text)
-        changed.append(rel)
-    pristine = service / PRISTINE_DIR
-    staging = pristine.with_name(pristine.name + ".new")
-    shutil.rmtree(staging, ignore_errors=True)
-    for rel, text in fresh.items():
-        if rel not in NOT_MERGED:
-            _write_atomic(staging / rel, text)
-    shutil.rmtree(pristine, ignore_errors=True)
-    staging.rename(pristine)
+    with StagedWrites(service) as staged:
+        for rel, text in result.files.items():
+            path = service / rel
+            if text is None:
+                if path.exists() or path.is_symlink():
+                    staged.delete(rel)
+                    changed.append(rel)
+                continue
+            if path.is_file() and path.read_text(encoding="utf-8") == text:
+                continue
+            staged.write(rel, text)
+            changed.append(rel)
+        staged.replace_directory(PRISTINE_DIR.as_posix(),
+                                 {rel: text for rel, text in fresh.items() if rel not in NOT_MERGED})
     return changed
+
+
+def refuse_links(service: Path, fresh: dict[str, str]) -> None:
+    """Refuse, before anything is read or merged, a service where a directory a render writes
+    into (`.liftdeploy/`, `liftdeploy_runtime/`...) is a symbolic link."""
+    refuse_symlinked_dirs(service, [*fresh, f"{PRISTINE_DIR.as_posix()}/x"])
 
 
 def without_stamps(answers: str) -> str:
@@ -204,12 +207,3 @@ def _conflict_hunks(merged: str) -> list[tuple[int, list[str], list[str]]]:
         elif state == "new":
             new.append(line)
     return hunks
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.liftdeploy-tmp")
-    tmp.write_text(text, encoding="utf-8")
-    if path.exists():
-        shutil.copymode(path, tmp)
-    os.replace(tmp, path)

@@ -3,7 +3,8 @@
 `render` drives Copier's Python API with the same template `copier copy` uses: the checkout's
 `copier.yml` + `template/`, or the copy shipped in the wheel (`liftdeploy/_template/`). It
 renders into a temporary directory first, then merges into the service (see
-`liftdeploy.render.regenerate`), so hand edits survive and a failure leaves nothing half-written.
+`liftdeploy.render.regenerate`), so hand edits survive and a failure leaves nothing half-written:
+a new service is built beside its target and moved in whole (`liftdeploy.files`).
 `check` re-renders to a temporary place and compares what matters (not Copier's stamps).
 """
 
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from liftdeploy import __version__
 from liftdeploy.render import regenerate, template_version
-from liftdeploy.errors import RenderError
+from liftdeploy.errors import FileWriteError, RenderError
+from liftdeploy.files import new_directory
 from liftdeploy.render.regenerate import ANSWERS_FILE, SPEC_FILE
 from liftdeploy.render.template_version import Template
 
@@ -90,6 +92,11 @@ def render(
     if chosen.note and notes is not None:
         notes.append(chosen.note)
     fresh = render_to_dict(spec_path, template=chosen)
+    if existing:
+        try:
+            regenerate.refuse_links(out, fresh)
+        except FileWriteError as exc:
+            raise RenderError(str(exc)) from None
     if existing and not force:
         # The spec may carry your uncommitted change: it is the render's input.
         rendered = sorted(set(fresh) - {SPEC_FILE, ANSWERS_FILE} | _pristine_names(out))
@@ -109,8 +116,13 @@ def render(
             f"your edits"
         )
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        regenerate.write(out, result, fresh)
+        if existing:
+            regenerate.write(out, result, fresh)
+        else:  # built whole beside out and moved in: a failure leaves no half service
+            with new_directory(out) as building:
+                regenerate.write(building, result, fresh)
+    except FileWriteError as exc:
+        raise RenderError(str(exc)) from None
     except OSError as exc:
         raise RenderError(f"{out}: cannot write the service there ({exc.strerror or exc}); "
                           f"pass a directory you can create and write to") from None
@@ -308,8 +320,11 @@ def scaffold(out_dir: str | Path, answers: dict[str, object]) -> Path:
                           f"(or regenerate that service with `liftdeploy render {out}`)")
     template = template_version.installed()
     try:
-        _run_copier(template.source, out, dict(answers), vcs_ref=template.vcs_ref)
+        with new_directory(out) as building:  # a failure leaves no half-made service
+            _run_copier(template.source, building, dict(answers), vcs_ref=template.vcs_ref)
     except CopierError as exc:
+        raise RenderError(str(exc)) from None
+    except FileWriteError as exc:
         raise RenderError(str(exc)) from None
     return out
 

@@ -6,6 +6,7 @@ comment, key order and blank line of the file; error messages point at the line 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -19,10 +20,13 @@ from typing import Any, NamedTuple, Union, get_args, get_origin
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode
 from ruamel.yaml.scalarbool import ScalarBoolean
 
-from liftdeploy.errors import SpecError, SpecFileError
+from liftdeploy.errors import SpecError, SpecFileError, first_line
+from liftdeploy.files import write_atomic
 from liftdeploy.spec.messages import format_validation_error, shown
 from liftdeploy.spec.model import SPEC_VERSION, ModelDeployment, ResolvedDeployment
 
@@ -62,8 +66,30 @@ stops here instead of filling the memory); a spec has a few hundred."""
 
 
 
+class _NameKeysConstructor(RoundTripConstructor):
+    """ruamel's round-trip constructor, refusing a list or mapping as a mapping key (`? [a]`,
+    `{[1, [2]]: x}`): never a name in a spec, and ruamel fails on some with a TypeError."""
+
+    def construct_mapping(self, node: Any, maptyp: Any, deep: bool = False) -> Any:
+        _refuse_complex_keys(node)
+        return super().construct_mapping(node, maptyp, deep=deep)
+
+    def construct_setting(self, node: Any, typ: Any, deep: bool = False) -> Any:
+        _refuse_complex_keys(node)
+        return super().construct_setting(node, typ, deep=deep)
+
+
+def _refuse_complex_keys(node: Any) -> None:
+    for key_node, _ in node.value if isinstance(node, MappingNode) else ():
+        if not isinstance(key_node, ScalarNode):
+            raise ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                "a list or mapping is used as a key; keys must be plain names", key_node.start_mark)
+
+
 def _yaml(*, mapping: int = 2, sequence: int = 4, offset: int = 2) -> YAML:
     yaml = YAML(typ="rt")
+    yaml.Constructor = _NameKeysConstructor
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a user's long lines
     yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
@@ -140,6 +166,10 @@ def parse_yaml(text: str, *, source: str = "<string>") -> Any:
         raise SpecFileError(f"YAML error: {exc}", source=source) from None
     except RecursionError:
         raise SpecFileError("YAML nested too deeply to read; flatten it", source=source) from None
+    except Exception as exc:  # noqa: BLE001 - ruamel fails on some hostile documents with
+        # plain Python errors (TypeError, ValueError...): still one line, never a traceback
+        raise SpecFileError(f"cannot read this YAML ({type(exc).__name__}: {first_line(exc)}); "
+                            f"write plain names as keys and plain values", source=source) from None
     _check_expanded_size(data, source)
     return data
 
@@ -231,10 +261,10 @@ def _plain(data: Any, *, source: str, _parents: tuple[int, ...] = ()) -> Any:
             )
         parents = (*_parents, id(data))
         if isinstance(data, dict):
-            return {
-                k if isinstance(k, str) else str(k): _plain(v, source=source, _parents=parents)
-                for k, v in data.items()
-            }
+            for key in data:
+                if not isinstance(key, str):
+                    _refuse_key(data, key, source)
+            return {str(k): _plain(v, source=source, _parents=parents) for k, v in data.items()}
         return [_plain(v, source=source, _parents=parents) for v in data]
     if isinstance(data, TaggedScalar):
         raise SpecError(
@@ -248,6 +278,20 @@ def _plain(data: Any, *, source: str, _parents: tuple[int, ...] = ()) -> Any:
             if isinstance(data, plain_type):
                 return plain_type(data)
     return data
+
+
+def _refuse_key(mapping: dict[Any, Any], key: Any, source: str) -> None:
+    """A key that YAML reads as something other than text (1.5, true, null, a list as a tuple):
+    a spec's keys are names, so say where and how to write it as one."""
+    where = source
+    if isinstance(mapping, CommentedMap):
+        with contextlib.suppress(Exception):  # a key without a recorded position
+            line, column = mapping.lc.key(key)
+            where = f"{source}:{line + 1}:{column + 1}"
+    kind = ("null (no value)" if key is None else "true/false" if isinstance(key, bool)
+            else "a number" if isinstance(key, int | float) else type(key).__name__)
+    raise SpecError(f"this key is read as {kind}, not as a name; keys in a spec are names, so "
+                    f"put the key in quotes if you mean that text", source=where)
 
 
 def dump_yaml(data: Any, *, layout: tuple[int, int, int] = (2, 4, 2)) -> str:
@@ -313,7 +357,8 @@ def set_values(path: str | Path, assignments: Sequence[str]) -> list[Change]:
         raise SpecError(
             f"not changed, the result would be invalid: {problem}", source=str(path)
         ) from None
-    path.write_bytes(_keep_unchanged_lines(text, dump_yaml(data, layout=_guess_layout(text))))
+    # Whole or not at all: a full disk must not leave a truncated spec.
+    write_atomic(path, _keep_unchanged_lines(text, dump_yaml(data, layout=_guess_layout(text))))
     return changes
 
 
