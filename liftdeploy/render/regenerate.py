@@ -30,7 +30,7 @@ NOT_MERGED = (SPEC_FILE, ANSWERS_FILE)
 
 _LABELS = ("yours", "last render", "new render")
 # Answers-file keys that say where and when a service was rendered, not what.
-STAMP_KEYS = ("_src_path", "_commit")
+STAMP_KEYS = ("_src_path", "_commit", "_liftdeploy_pip")  # + where CI installs liftdeploy from
 
 
 @dataclass
