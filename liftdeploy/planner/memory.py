@@ -316,3 +316,46 @@ def estimate_memory(
         available_kv_gib=available, kv_bytes_per_token=kv_token,
         state_bytes_per_sequence=state, kv_cache_tokens=tokens, max_concurrency=concurrency,
     )
+
+
+# -- host CPU and memory reserved for a container (Modal's cpu= and memory=) ------------------
+
+RESERVED_CPU_BASE = 4.0
+"""vLLM's API server (tokenization, JSON), engine core (a busy scheduling loop) and the grammar
+compiler's threads."""
+RESERVED_CPU_PER_GPU = 2.0
+"""One worker process per GPU (tensor/pipeline parallel), busy while it launches kernels."""
+RESERVED_MEMORY_BASE_GIB = 8
+"""The API server and engine core processes: torch, the tokenizer, compiled grammars."""
+RESERVED_MEMORY_PER_GPU_GIB = 4
+"""Each worker process: torch and its CUDA context on the host."""
+LOADING_SHARD_MAX_GIB = 5
+"""A worker maps one checkpoint file at a time while it copies it to its GPU: Hub checkpoints
+are split in files of at most about 5 GB."""
+DOWNLOAD_CPU = 8.0
+"""The weights download: huggingface_hub fetches 8 files at once, Xet's high-performance mode
+hashes and decompresses on every core it gets."""
+DOWNLOAD_MEMORY_MIB = 8 * 1024
+"""The download's chunk buffers (Xet's chunk cache stays on the container's disk)."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Host CPU cores and memory (MiB) Modal reserves for one container."""
+
+    cpu: float
+    memory_mib: int
+
+
+def server_reservation(gpu_count: int, weights_gib_per_gpu: float | None) -> Reservation:
+    """What a vLLM server container needs beside its GPUs: RESERVED_* above, with each GPU's
+    loading buffer its share of the weights up to LOADING_SHARD_MAX_GIB (the maximum when the
+    model's size is unknown)."""
+    shard_gib = LOADING_SHARD_MAX_GIB if weights_gib_per_gpu is None else min(
+        LOADING_SHARD_MAX_GIB, weights_gib_per_gpu)
+    memory_gib = RESERVED_MEMORY_BASE_GIB + gpu_count * (RESERVED_MEMORY_PER_GPU_GIB + shard_gib)
+    return Reservation(cpu=RESERVED_CPU_BASE + RESERVED_CPU_PER_GPU * gpu_count,
+                       memory_mib=math.ceil(memory_gib) * 1024)
+
+
+DOWNLOAD_RESERVATION = Reservation(cpu=DOWNLOAD_CPU, memory_mib=DOWNLOAD_MEMORY_MIB)

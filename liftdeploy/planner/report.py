@@ -27,7 +27,7 @@ from liftdeploy.planner.checks import (
 )
 from liftdeploy.planner import timeouts
 from liftdeploy.planner.download import DownloadEstimate, estimate_download
-from liftdeploy.planner.memory import MemoryEstimate
+from liftdeploy.planner.memory import MemoryEstimate, Reservation, server_reservation
 from liftdeploy.spec.model import HOURS_PER_MONTH
 
 if TYPE_CHECKING:
@@ -97,6 +97,8 @@ class Plan:
     """How long a stopping container lets requests in flight finish (the spec's, or sized)."""
     request_timeout_s: int = 0
     """The service's limit on one request (504 past it)."""
+    reservation: Reservation | None = None
+    """Host CPU and memory reserved for each server container (the spec's, or sized)."""
     nonpreemptible: bool = False
     """Whether Modal is asked never to preempt the container (CPU and memory at 3x)."""
     download: DownloadEstimate | None = None
@@ -172,6 +174,9 @@ class Plan:
                 "exit_grace_period": self.exit_grace_period_s,
                 "request_timeout": self.request_timeout_s,
             },
+            "reservation": ({"cpu": self.reservation.cpu,
+                             "memory_mib": self.reservation.memory_mib}
+                            if self.reservation else None),
             "nonpreemptible": self.nonpreemptible,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "weights_download": self.download.to_dict() if self.download else None,
@@ -237,7 +242,16 @@ def plan(
     result.startup_timeout_s = startup_s
     result.healthy_within_s = timeouts.healthy_within_s(result.startup_timeout_s)
     result.exit_grace_period_s = timeouts.exit_grace_period_s(resolved, result)
+    result.reservation = reservation(resolved, memory.weights_gib)
     return result
+
+
+def reservation(resolved: ResolvedDeployment, weights_gib_per_gpu: float | None) -> Reservation:
+    """The server container's CPU and memory: runtime.cpu / runtime.memory_mib where the spec
+    sets them, else `server_reservation`'s rule."""
+    sized = server_reservation(resolved.gpu.count, weights_gib_per_gpu)
+    return Reservation(cpu=resolved.runtime.cpu or sized.cpu,
+                       memory_mib=resolved.runtime.memory_mib or sized.memory_mib)
 
 
 def _speed(
@@ -354,14 +368,17 @@ def format_plan(p: Plan) -> str:
         f"{per_m} per M output tokens at the bound; ${cost.cold_start_usd:,.2f} per cold start",
         f"                    ${cost.gpu_hour_usd:.2f}/GPU-hour from {cost.price_source}",
         f"  lifecycle         starts within {p.startup_timeout_s:,} s (startup_timeout; vLLM's "
-        f"log is reported after {p.healthy_within_s:,} s); a stopping container drains for up "
-        f"to {p.exit_grace_period_s:,} s; a request is stopped (504) after "
+        f"log is reported after {p.healthy_within_s:,} s); a request is stopped (504) after "
         f"{p.request_timeout_s:,} s",
+        f"                    a deploy or scale-down stops a busy container once its requests "
+        f"finish: it drains for up to {p.exit_grace_period_s:,} s (exit grace); an idle one "
+        f"stops at once",
         "                    " + (
             "non-preemptible: CPU and memory at 3x Modal's list price (GPUs unchanged)"
             if p.nonpreemptible else
             "preemptible: Modal may preempt a container, losing requests that outlive the drain "
             "(runtime.nonpreemptible: true prevents it; CPU and memory then cost 3x)"),
+        *_reservation_rows(p.reservation),
         *_download_rows(p.download),
         "  verdicts",
     ]
@@ -374,6 +391,13 @@ def format_plan(p: Plan) -> str:
         rows += [f"    {line}" for line in p.observability]
     return "\n".join(rows)
 
+
+
+def _reservation_rows(reserved: Reservation | None) -> list[str]:
+    if reserved is None:
+        return []
+    return [f"  host reservation  {reserved.cpu:g} CPU cores, {reserved.memory_mib / 1024:g} GiB "
+            f"memory per server container (runtime.cpu, runtime.memory_mib)"]
 
 
 def _download_rows(download: DownloadEstimate | None) -> list[str]:

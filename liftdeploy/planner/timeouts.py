@@ -9,10 +9,12 @@ enter hook's own wait for /health ends STARTUP_MARGIN_S earlier: liftdeploy then
 last log lines instead of Modal killing the container silently.
 
 Exit grace: when Modal stops a container (scale-down, rolling deploy) the requests in flight
-finish within the grace period; a longer one is cut. The longest realistic request generates
-max_model_len tokens at the plan's per-sequence decode speed with a full batch (with a margin:
-the speed is a bound), and no request outlives runtime.request_timeout_s (the service stops it
-there), so the default is the smaller of the two, within Modal's limit.
+finish within the grace period; a longer one is cut. No request outlives
+runtime.request_timeout_s (the service stops it there), so the default grace lets a request that
+began just before the stop run to its limit, plus STOP_MARGIN_S to stop vLLM and let Modal
+commit the Volumes, within Modal's 3,600 s cap. An idle container still stops at once: the
+drain ends as soon as no request is in flight. (A decode-speed estimate is an upper bound on
+speed, so a grace sized from it cut real generations on every deploy.)
 """
 
 from __future__ import annotations
@@ -42,19 +44,19 @@ UNKNOWN_MODEL_STARTUP_S = 20 * MINUTES
 """The default startup timeout when the model's size is unknown (no architecture)."""
 STARTUP_MARGIN_S = MINUTES
 """How much earlier than Modal's startup timeout the enter hook gives up waiting for /health."""
-MIN_EXIT_GRACE_S = 30
-"""The shortest default grace: stopping the engine and its workers takes seconds by itself."""
-SPEED_MARGIN = 2
-"""Real decode stays below the bandwidth bound (compute, scheduling, other requests' prefill):
-the default grace allows twice the bound's time. A long grace costs nothing when the container
-is idle: the drain ends as soon as the last request is answered."""
+VOLUME_COMMIT_S = 20
+"""Of the exit grace period, what the exit hook leaves Modal to commit the Volumes (the compile
+cache) after it returns: Modal commits only then, and cuts the commit at the deadline."""
+STOP_MARGIN_S = 5 + VOLUME_COMMIT_S
+"""Beyond the drain, the grace period's time for ending vLLM's process group (the server
+wrapper's GROUP_STOP_S) and for Modal's Volume commit."""
 
 
 def startup_timeout_s(resolved: ResolvedDeployment, plan: Plan | None = None) -> int:
     """The spec's runtime.startup_timeout_s, or the estimate (see module) in whole minutes."""
     if resolved.runtime.startup_timeout_s is not None:
         return resolved.runtime.startup_timeout_s
-    plan = plan or _plan_or_none(resolved)
+    plan = plan or planned(resolved)
     if plan is None:
         return UNKNOWN_MODEL_STARTUP_S
     return sized_startup_timeout_s(resolved, plan.memory, plan.layout)
@@ -81,32 +83,20 @@ def healthy_within_s(startup_timeout: int) -> int:
 
 
 def exit_grace_period_s(resolved: ResolvedDeployment, plan: Plan | None = None) -> int:
-    """The spec's runtime.exit_grace_period_s, or the longest realistic request (see module)."""
+    """The spec's runtime.exit_grace_period_s, or the request limit plus STOP_MARGIN_S within
+    Modal's cap (see module). `plan` is unused: the grace no longer depends on speed."""
     if resolved.runtime.exit_grace_period_s is not None:
         return resolved.runtime.exit_grace_period_s
-    limit = min(resolved.runtime.request_timeout_s, MODAL_MAX_EXIT_GRACE_S)
-    generation_s = longest_generation_s(resolved, plan)
-    if generation_s is None:
-        return limit  # speed unknown: as long as a request may run
-    # Whole minutes: readable in the app.
-    rounded = math.ceil(SPEED_MARGIN * generation_s / MINUTES) * MINUTES
-    return max(MIN_EXIT_GRACE_S, min(rounded, limit))
+    return min(resolved.runtime.request_timeout_s + STOP_MARGIN_S, MODAL_MAX_EXIT_GRACE_S)
 
 
-def longest_generation_s(resolved: ResolvedDeployment, plan: Plan | None = None) -> float | None:
-    """Seconds to decode max_model_len tokens per sequence with a full batch at the plan's speed
-    bound; None when the model's architecture is unknown or no batch fits."""
-    plan = plan or _plan_or_none(resolved)
-    if plan is None:
-        return None
-    speed = plan.speed
-    if speed.feasible_batch == 0 or speed.tokens_per_s_aggregate <= 0:
-        return None
-    per_sequence = speed.tokens_per_s_aggregate / speed.feasible_batch
-    return resolved.model.max_model_len / per_sequence
+def drain_s(exit_grace_s: int) -> int:
+    """How long the exit hook lets requests in flight finish: the grace period less the time
+    Modal needs to commit the Volumes afterwards (at least half the grace, for short ones)."""
+    return max(exit_grace_s - VOLUME_COMMIT_S, math.ceil(exit_grace_s / 2))
 
 
-def _plan_or_none(resolved: ResolvedDeployment) -> Plan | None:
+def planned(resolved: ResolvedDeployment) -> Plan | None:
     """The plan, or None when the model's architecture is unknown."""
     from liftdeploy.planner.report import plan
 

@@ -23,7 +23,12 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 
 from liftdeploy import __version__
-from liftdeploy.planner.timeouts import exit_grace_period_s, healthy_within_s, startup_timeout_s
+from liftdeploy.planner.timeouts import (
+    drain_s,
+    exit_grace_period_s,
+    healthy_within_s,
+    startup_timeout_s,
+)
 from liftdeploy.spec.model import COMPILE_CACHE_DIR, WEIGHTS_DIR, ModelDeployment, ResolvedDeployment
 
 RUNTIME_PACKAGE = "liftdeploy.runtime"
@@ -121,9 +126,7 @@ class Service:
     def container_env(self) -> str:
         """The `env=` of the containers: the library's server_env per environment, with the
         environment's own name written as ENVIRONMENT."""
-        from liftdeploy.render.vllm_args import server_env
-
-        return _dict_items({env: server_env(resolved) for env, resolved in self.resolved.items()})
+        return _dict_items({env: _container_env(resolved) for env, resolved in self.resolved.items()})
 
     def tags(self) -> str:
         """The items of `TAGS` (`modal.App(tags=...)`): service, environment, liftdeploy release,
@@ -222,6 +225,13 @@ class Service:
         return DOWNLOAD_MB_PER_S
 
     @property
+    def download_reservation(self) -> Any:
+        """The download container's CPU and memory (liftdeploy.planner.memory)."""
+        from liftdeploy.planner.memory import DOWNLOAD_RESERVATION
+
+        return DOWNLOAD_RESERVATION
+
+    @property
     def download_retries(self) -> int:
         from liftdeploy.planner.download import DOWNLOAD_RETRIES
 
@@ -281,8 +291,47 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "unauthenticated": lambda r: not r.auth.proxy_auth,
     "nonpreemptible": lambda r: r.runtime.nonpreemptible,
     "exit_grace_period_s": exit_grace_period_s,
+    "drain_s": lambda r: drain_s(exit_grace_period_s(r)),
+    "cpu": lambda r: _reservation(r).cpu,
+    "memory_mib": lambda r: _reservation(r).memory_mib,
     "alerts": lambda r: _alerts(r),
 }
+
+
+def _reservation(resolved: ResolvedDeployment) -> Any:
+    """The server container's CPU and memory from the plan (the spec's where it sets them)."""
+    from liftdeploy.planner.report import reservation
+    from liftdeploy.planner.timeouts import planned
+
+    plan = planned(resolved)
+    return plan.reservation if plan else reservation(resolved, None)
+
+
+
+OTLP_PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+"""OpenTelemetry's variable for the traces exporter's protocol; vLLM's default is grpc."""
+
+
+def otlp_traces_protocol(endpoint: str) -> str:
+    """The OTLP protocol an endpoint URL speaks: a path (`https://.../v1/traces`) or port 4318
+    is OTLP/HTTP; grpc://, port 4317 or a bare host is gRPC."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    if url.scheme == "grpc" or url.port == 4317:
+        return "grpc"
+    return "http/protobuf" if url.path not in ("", "/") or url.port == 4318 else "grpc"
+
+
+def _container_env(resolved: ResolvedDeployment) -> dict[str, str]:
+    """The library's server_env, plus the OTLP protocol the traces endpoint speaks."""
+    from liftdeploy.render.vllm_args import server_env
+
+    env = server_env(resolved)
+    endpoint = resolved.observability.otlp_traces_endpoint
+    if endpoint:
+        env[OTLP_PROTOCOL_ENV] = otlp_traces_protocol(endpoint)
+    return env
 
 
 def _download_timeout_s(resolved: ResolvedDeployment) -> int:

@@ -2,8 +2,9 @@
 
 Shipped into the image (with sentry-sdk) only when the spec names observability.sentry_dsn_secret;
 that Secret sets SENTRY_DSN, which sentry-sdk reads itself. The app's enter hook starts error
-tracking before vLLM, and a start-up failure is sent as one event carrying vLLM's last log lines
-(the part a person needs, which the exception alone would not show).
+tracking before anything else, and any start-up failure (missing weights, vLLM exiting or not
+healthy in time) is sent as one event, carrying vLLM's last log lines once vLLM runs (the part a
+person needs, which the exception alone would not show).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from liftdeploy.runtime.server import ServerDied, ServerProcess
+from liftdeploy.runtime.server import ServerProcess
 
 DSN_ENV = "SENTRY_DSN"
 """The variable the error-tracking Secret sets (sentry-sdk's own)."""
@@ -31,21 +32,26 @@ def start_error_tracking(*, environment: str, release: str) -> bool:
 
 
 @contextmanager
-def reporting_start_failure(server: ServerProcess) -> Iterator[None]:
-    """Send a ServerDied raised inside the block to Sentry, with the log tail, then re-raise
-    (sent only when SENTRY_DSN is set, as start_error_tracking initialises only then)."""
+def reporting_start_failure(owner: ServerProcess | object) -> Iterator[None]:
+    """Send any exception raised inside the block (the enter hook's start-up: missing weights,
+    vLLM exiting or not healthy in time) to Sentry, then re-raise. Once the server runs
+    (`owner` is the ServerProcess, or the enter hook's object whose `server` it is), the event
+    carries vLLM's command and last log lines. Sent only when SENTRY_DSN is set, as
+    start_error_tracking initialises only then."""
     try:
         yield
-    except ServerDied as exc:
+    except Exception as exc:
         if not os.environ.get(DSN_ENV):
             raise
         import sentry_sdk
 
+        server = owner if isinstance(owner, ServerProcess) else getattr(owner, "server", None)
         with sentry_sdk.new_scope() as scope:
             scope.set_tag("liftdeploy.phase", "startup")
-            # One string: Sentry trims lists in contexts to their first items.
-            scope.set_context("vllm", {"command": " ".join(server.command),
-                                       "log_tail": "\n".join(server.log_tail)})
+            if isinstance(server, ServerProcess):
+                # One string: Sentry trims lists in contexts to their first items.
+                scope.set_context("vllm", {"command": " ".join(server.command),
+                                           "log_tail": "\n".join(server.log_tail)})
             sentry_sdk.capture_exception(exc)
         sentry_sdk.flush(timeout=FLUSH_TIMEOUT_S)
         raise

@@ -2,9 +2,12 @@
 (an ASGI middleware loaded with vLLM's --middleware, standard library only).
 
 Time limit: vLLM has no per-request limit and Modal's `@app.server` takes no timeout, so a
-request past LIFTDEPLOY_REQUEST_TIMEOUT_S is cancelled here. vLLM aborts a cancelled request in
-the engine, which frees its slot; the caller gets a JSON 504 (or, once a stream has started, the
-stream ends).
+request past LIFTDEPLOY_REQUEST_TIMEOUT_S is stopped here. Cancelling the call would not stop
+the engine: vLLM runs each handler as its own task (`with_cancellation`) and aborts a request
+only when it sees the client leave, as an `http.disconnect` from `receive` (so does Starlette's
+streaming response). So at the limit the inner app's `receive` says the client left, vLLM aborts
+the request in the engine and frees its slot, and then the caller gets a JSON 504 (or, once a
+stream has started, an error event and `data: [DONE]`).
 
 Drain: `ServerProcess.stop` creates the file named by LIFTDEPLOY_DRAIN_FILE before it stops the
 server. From then on a new request gets a JSON 503 with `Retry-After` and `Connection: close`
@@ -35,6 +38,9 @@ PROBE_PATHS = frozenset({"/health", "/metrics", "/ping"})
 """Probes: never limited, never counted as requests in flight."""
 RETRY_AFTER_S = 1
 """What a request refused during the drain is told to wait before retrying (elsewhere)."""
+ABORT_WAIT_S = 10.0
+"""How long a request past its limit is given to abort in the engine after it is told the
+client left; a handler that ignores that is cancelled instead."""
 
 
 class RequestLifecycle:
@@ -75,24 +81,58 @@ class RequestLifecycle:
         if self.timeout_s is None:
             await self.app(scope, receive, send)
             return
-        started = False
+        started, streaming = False, False
+        timed_out = asyncio.Event()
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message.get("type") == "http.response.start"
+            nonlocal started, streaming
+            if timed_out.is_set():
+                return  # the answer past the limit is ours (504 or the error event)
+            if message.get("type") == "http.response.start":
+                started = True
+                streaming = any(name.lower() == b"content-type" and b"text/event-stream" in value
+                                for name, value in message.get("headers", []))
             await send(message)
 
+        async def receive_until_limit() -> Message:
+            if timed_out.is_set():
+                return {"type": "http.disconnect"}
+            receiving = asyncio.ensure_future(receive())
+            limit = asyncio.ensure_future(timed_out.wait())
+            await asyncio.wait({receiving, limit}, return_when=asyncio.FIRST_COMPLETED)
+            if receiving.done():
+                limit.cancel()
+                return receiving.result()
+            receiving.cancel()
+            return {"type": "http.disconnect"}  # what makes vLLM abort the request
+
+        handler = asyncio.ensure_future(self.app(scope, receive_until_limit, tracking_send))
         try:
-            # Cancelling the handler makes vLLM abort the request in the engine: its slot frees.
-            await asyncio.wait_for(self.app(scope, receive, tracking_send), self.timeout_s)
-        except asyncio.TimeoutError:
-            if started:  # a stream is under way: all that can be done is to end it
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                return
-            await _reply(send, 504, _error(
-                f"the request ran longer than the service's limit of {self.timeout_s:g} s "
-                f"(runtime.request_timeout_s) and was stopped; ask for fewer tokens "
-                f"(max_tokens) or raise the limit", "RequestTimeout", 504), [])
+            done, _ = await asyncio.wait({handler}, timeout=self.timeout_s)
+        except asyncio.CancelledError:  # the server is going away: so is the request
+            handler.cancel()
+            raise
+        if handler in done:
+            handler.result()  # the app's own exception, if any, as without a limit
+            return
+        timed_out.set()
+        try:  # vLLM sees the disconnect, aborts the request in the engine and returns
+            await asyncio.wait_for(handler, ABORT_WAIT_S)
+        except Exception:  # noqa: BLE001 - past the limit, only our answer matters
+            pass  # (wait_for cancelled a handler that ignored the disconnect)
+        message = (f"the request ran longer than the service's limit of {self.timeout_s:g} s "
+                   f"(runtime.request_timeout_s) and was stopped; ask for fewer tokens "
+                   f"(max_tokens) or raise the limit")
+        error = _error(message, "RequestTimeout", 504)
+        if not started:
+            await _reply(send, 504, error, [])
+        elif streaming:  # the stream's status is sent: it ends as vLLM ends a failed stream
+            await send({"type": "http.response.body", "more_body": True,
+                        "body": b"data: " + json.dumps(error).encode() + b"\n\n"})
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n",
+                        "more_body": False})
+        else:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _seconds(value: str | None) -> float | None:

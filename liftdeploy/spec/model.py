@@ -378,6 +378,19 @@ class RuntimeSection(SpecModel):
     """The longest cold start callers will wait for when min_containers is 0. `liftdeploy plan`
     warns when the planned start-up is longer, and the client's retry window follows the
     plan's start-up time."""
+    cpu: float | None = Field(default=None, gt=0, le=256)
+    """CPU cores reserved for each server container (Modal's `cpu=`). Default: 4 for vLLM's
+    API server, engine core, tokenizer and grammar compiler, plus 2 per GPU (one worker process
+    each); `liftdeploy plan` shows it."""
+    memory_mib: int | None = Field(default=None, ge=1024, le=2 * 1024 * 1024)
+    """Memory in MiB reserved for each server container (Modal's `memory=`). Default: 8 GiB for
+    the API server and engine core, plus per GPU 4 GiB (its worker's CUDA context and torch)
+    and the checkpoint shard it loads at once (its share of the weights, at most 5 GiB);
+    `liftdeploy plan` shows it."""
+    cold_start_patience_s: int = Field(default=5 * MINUTES, ge=1, le=MODAL_MAX_TIMEOUT_S)
+    """The longest cold start callers will wait for when min_containers is 0. `liftdeploy plan`
+    warns when the planned start-up is longer, and the client's retry window follows the
+    plan's start-up time."""
 
     @model_validator(mode="after")
     def _check_scaling(self) -> RuntimeSection:

@@ -1,0 +1,160 @@
+"""The values a server container runs with on Modal, read back from modal's SDK objects of apps
+rendered from the examples (into a temporary directory, imported offline as `modal deploy`
+does): the drain, the CPU and memory reservations, the Volumes' mount modes, the OTLP protocol,
+and start-up failures reported to Sentry (a local receiver)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from receivers import Receiver
+from test_rendered_app import _closure, import_app
+
+from liftdeploy.planner.memory import DOWNLOAD_RESERVATION, server_reservation
+from liftdeploy.planner.report import plan
+from liftdeploy.planner.timeouts import VOLUME_COMMIT_S
+from liftdeploy.render.service import render
+from liftdeploy.spec.model import MODAL_MAX_EXIT_GRACE_S, ResolvedDeployment
+from liftdeploy.spec.specfile import load_spec
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NAMES = ["qwen25-coder-32b", "qwen3-next-80b", "qwen3-coder-480b"]
+CASES = [(name, env) for name in NAMES
+         for env in load_spec(EXAMPLES / f"{name}.yaml").environments]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each example rendered once (today's template and library) into a temporary directory."""
+    out = tmp_path_factory.mktemp("rendered")
+    return {name: render(EXAMPLES / f"{name}.yaml", out / name) for name in NAMES}
+
+
+def _objects(module: ModuleType) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The server's and the download's definitions, from modal 1.6.4's private state."""
+    from modal._utils.async_utils import synchronizer
+
+    server = _closure(synchronizer._translate_in(module.Server)._service_function._load)
+    download = _closure(synchronizer._translate_in(module.download_model)._load)
+    return server, download
+
+
+def _with_runtime(resolved: ResolvedDeployment, **runtime: Any) -> ResolvedDeployment:
+    data = resolved.model_dump()
+    data["runtime"].update(runtime)
+    return ResolvedDeployment.model_validate(data)
+
+
+@pytest.mark.parametrize(("name", "env"), CASES)
+def test_a_deploy_waits_for_requests_up_to_their_limit(
+    name: str, env: str, rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolved = load_spec(EXAMPLES / f"{name}.yaml").resolve(env)
+    module = import_app(rendered[name], env, monkeypatch)
+    server, _ = _objects(module)
+    grace = server["http_config"].exit_grace_period
+    limit = resolved.runtime.request_timeout_s
+    # A request that began just before the stop may run to its limit (within Modal's cap).
+    assert grace >= min(limit, MODAL_MAX_EXIT_GRACE_S), (name, env, grace, limit)
+    assert grace <= MODAL_MAX_EXIT_GRACE_S
+    # The exit hook drains for less, so Modal has time to commit the Volumes after it returns.
+    assert module.DRAIN_S == grace - VOLUME_COMMIT_S
+    assert "self.server.stop(grace_s=DRAIN_S)" in (rendered[name] / "app.py").read_text()
+    print(f"\n{name} [{env}]: request limit {limit} s, exit grace {grace} s, drain "
+          f"{module.DRAIN_S} s")
+
+
+@pytest.mark.parametrize(("name", "env"), CASES)
+def test_server_and_download_reserve_cpu_and_memory(
+    name: str, env: str, rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolved = load_spec(EXAMPLES / f"{name}.yaml").resolve(env)
+    server, download = _objects(import_app(rendered[name], env, monkeypatch))
+    expected = server_reservation(resolved.gpu.count, plan(resolved).memory.weights_gib)
+    assert (server["cpu"], server["memory"]) == (expected.cpu, expected.memory_mib)
+    assert server["cpu"] >= 2 + 2 * resolved.gpu.count, "engine, API server, one per GPU"
+    assert (download["cpu"], download["memory"]) == (
+        DOWNLOAD_RESERVATION.cpu, DOWNLOAD_RESERVATION.memory_mib)
+    print(f"\n{name} [{env}]: server {server['cpu']:g} CPU, {server['memory']} MiB; download "
+          f"{download['cpu']:g} CPU, {download['memory']} MiB")
+
+
+def test_the_spec_overrides_the_reservation() -> None:
+    resolved = load_spec(EXAMPLES / "qwen3-next-80b.yaml").resolve()
+    sized = plan(resolved).reservation
+    assert sized is not None and sized.cpu == 8 and sized.memory_mib > 16 * 1024
+    chosen = plan(_with_runtime(resolved, cpu=12.5, memory_mib=65536)).reservation
+    assert chosen is not None and (chosen.cpu, chosen.memory_mib) == (12.5, 65536)
+    assert plan(resolved).to_dict()["reservation"] == {"cpu": sized.cpu,
+                                                       "memory_mib": sized.memory_mib}
+
+
+def test_a_small_model_reserves_less_memory_than_the_shard_bound() -> None:
+    assert server_reservation(1, 1.0).memory_mib < server_reservation(1, None).memory_mib
+    assert server_reservation(8, 56.0).memory_mib == server_reservation(8, None).memory_mib
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_servers_mount_the_shared_weights_read_only(
+    name: str, rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = import_app(rendered[name], None, monkeypatch)
+    server, download = _objects(module)
+
+    def read_only(mounts: list[Any]) -> dict[str, bool]:
+        return {str(path): bool(volume._mount_options and volume._mount_options.read_only)
+                for path, volume in mounts}
+
+    server_mounts = read_only(server["validated_volumes_no_cloud_buckets"])
+    assert server_mounts[module.WEIGHTS_DIR] is True
+    assert server_mounts[module.COMPILE_CACHE_DIR] is False, "vLLM writes its compile cache"
+    assert read_only(download["validated_volumes_no_cloud_buckets"]) == {module.WEIGHTS_DIR: False}
+
+
+@pytest.mark.parametrize(("endpoint", "protocol"), [
+    ("https://otlp.example.com/v1/traces", "http/protobuf"),
+    ("http://collector:4318/v1/traces", "http/protobuf"),
+    ("http://collector:4317", "grpc"),
+    ("grpc://collector:4317", "grpc"),
+])
+def test_otlp_protocol_follows_the_endpoint(
+    endpoint: str, protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (EXAMPLES / "qwen25-coder-32b.yaml").read_text()
+    spec = tmp_path / "traced.yaml"
+    spec.write_text(text + f"observability:\n  otlp_traces_endpoint: {endpoint}\n")
+    module = import_app(render(spec, tmp_path / "traced"), "staging", monkeypatch)
+    # vLLM's exporter speaks gRPC unless this says otherwise (vllm/tracing/otel.py).
+    assert module.CONTAINER_ENV["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == protocol
+
+
+def test_missing_weights_at_start_up_reach_sentry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sentry_sdk
+
+    from liftdeploy.runtime.errortracking import (
+        DSN_ENV, reporting_start_failure, start_error_tracking,
+    )
+    from liftdeploy.runtime.weights import WeightsMissing, require_snapshot
+
+    class EnterHook:  # the app's Server before vLLM runs: no `server` yet
+        pass
+
+    with Receiver() as sentry:
+        monkeypatch.setenv(DSN_ENV, f"http://key@127.0.0.1:{sentry.url.rsplit(':', 1)[1]}/42")
+        try:
+            assert start_error_tracking(environment="staging", release="svc-staging")
+            with pytest.raises(WeightsMissing), reporting_start_failure(EnterHook()):
+                require_snapshot(tmp_path, "org/model", None, volume="svc-weights",
+                                 fix="liftdeploy download deployment.yaml --env staging")
+        finally:
+            sentry_sdk.get_client().close()
+            sentry_sdk.get_global_scope().set_client(None)
+        (event,) = sentry.sentry_events()
+    assert event["tags"]["liftdeploy.phase"] == "startup"
+    (exception,) = event["exception"]["values"]
+    assert exception["type"] == "WeightsMissing" and "liftdeploy download" in exception["value"]
