@@ -1,6 +1,6 @@
-"""The rendered CI workflow (issue 15), verified without GitHub or Modal.
+"""The rendered CI workflow (issues 15 and 27), verified without GitHub or Modal.
 
-- It validates against GitHub's workflow schema (check-jsonschema's vendored copy, offline) and
+- Each example's workflow, rendered by the current template, validates against GitHub's workflow schema (check-jsonschema's vendored copy, offline) and
   passes zizmor's offline audits.
 - Every `liftdeploy ...` line parses with liftdeploy's own parser.
 - Its shell steps run in order, as a GitHub runner would run them (`bash -eo pipefail`, `if:`
@@ -40,13 +40,19 @@ from test_regenerate import commit_all, git
 
 from liftdeploy.cli.main import build_parser
 from liftdeploy.render.service import render
+from liftdeploy.render.template_version import INSTALL_KEY, LOCAL_SOURCE_FIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
 WORKFLOW = Path(".github/workflows/deploy.yml")
 BIN = Path(sys.executable).parent
-SDK_BOUND = ("bootstrap", "download")
+SDK_BOUND = ("bootstrap", "download", "spend")
 """liftdeploy commands that reach Modal through its SDK, not the `modal` CLI."""
+MODAL_COMMANDS = {"bootstrap", "download", "deploy", "warmup", "health", "smoke", "rollback",
+                  "spend"}
+"""liftdeploy commands that call Modal (its SDK, its CLI, or its URL lookup): only their steps
+may see the Modal token."""
+EXAMPLE_NAMES = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
 
 
 def load_workflow(service: Path) -> dict[str, Any]:
@@ -54,7 +60,16 @@ def load_workflow(service: Path) -> dict[str, Any]:
 
 
 def run_scripts(workflow: dict[str, Any]) -> list[str]:
-    return [step["run"] for step in workflow["jobs"]["deploy"]["steps"] if "run" in step]
+    return [step["run"] for job in workflow["jobs"].values() for step in job["steps"]
+            if "run" in step]
+
+
+@pytest.fixture(scope="module")
+def example_services(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each example rendered by the current template (examples/rendered/ is re-rendered by
+    hand, so it may lag behind the template under test)."""
+    root = tmp_path_factory.mktemp("examples")
+    return {name: render(EXAMPLES / f"{name}.yaml", root / name) for name in EXAMPLE_NAMES}
 
 
 # --- linting: GitHub's schema, zizmor, liftdeploy's parser ---------------------------------------
@@ -67,9 +82,11 @@ def tool(name: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("example", sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
-def test_workflow_matches_githubs_schema_and_passes_zizmor(example: str) -> None:
-    workflow = EXAMPLES / "rendered" / example / WORKFLOW
+@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+def test_workflow_matches_githubs_schema_and_passes_zizmor(
+    example: str, example_services: dict[str, Path]
+) -> None:
+    workflow = example_services[example] / WORKFLOW
     schema = subprocess.run([tool("check-jsonschema"), "--builtin-schema",
                              "vendor.github-workflows", str(workflow)],
                             capture_output=True, text=True, timeout=120)
@@ -91,13 +108,15 @@ def liftdeploy_lines(script: str) -> list[list[str]]:
     return commands
 
 
-@pytest.mark.parametrize("example", sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
-def test_every_liftdeploy_line_parses_with_liftdeploys_parser(example: str) -> None:
-    commands = [argv for script in run_scripts(load_workflow(EXAMPLES / "rendered" / example))
+@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+def test_every_liftdeploy_line_parses_with_liftdeploys_parser(
+    example: str, example_services: dict[str, Path]
+) -> None:
+    commands = [argv for script in run_scripts(load_workflow(example_services[example]))
                 for argv in liftdeploy_lines(script)]
     names = [argv[1] for argv in commands]
     assert names == ["check", "bootstrap", "download", "deploy", "ci-warmup", "warmup",
-                     "health", "smoke", "rollback"]
+                     "health", "smoke", "rollback", "spend"]
     for argv in commands:
         try:
             build_parser(argv[1]).parse_args(argv[1:])
@@ -187,6 +206,7 @@ class Run:
     outcomes: dict[str, str] = field(default_factory=dict)
     calls: list[list[str]] = field(default_factory=list)
     output: str = ""
+    job_skipped: bool = False
 
     def sequence(self) -> list[str]:
         return [shlex.join(call) for call in self.calls]
@@ -227,11 +247,16 @@ def recorders(bin_dir: Path) -> Path:
 def run_workflow(
     service: Path, bin_dir: Path, *, event: str, environment: str | None = None,
     secrets: dict[str, str] | None = None, variables: dict[str, str] | None = None,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, job_name: str = "deploy",
+    workspace: Path | None = None, workflow_file: Path | None = None,
 ) -> Run:
-    """Run the deploy job's steps in order as GitHub would; `uses:` steps are the runner's own
-    setup (checkout, Python) and are skipped: the service is already checked out."""
-    job = load_workflow(service)["jobs"]["deploy"]
+    """Run one job's steps in order as GitHub would; `uses:` steps are the runner's own
+    setup (checkout, Python) and are skipped: the service is already checked out. `workspace`
+    (default: the service) is the checkout, and the steps run in its `working-directory`."""
+    workspace = workspace or service
+    workflow = YAML(typ="safe").load((workflow_file or service / WORKFLOW).read_text())
+    job = workflow["jobs"][job_name]
+    cwd = workspace / workflow.get("defaults", {}).get("run", {}).get("working-directory", ".")
     log = service.parent / f"calls-{event}.jsonl"
     log.unlink(missing_ok=True)
     run, steps, failed = Run(), {}, False
@@ -239,10 +264,14 @@ def run_workflow(
         "github": {"event_name": event},
         "inputs": {"environment": environment} if environment else {},
         "secrets": secrets or {}, "vars": variables or {}, "steps": steps, "env": {},
-        "functions": {},
+        "functions": {"success": True, "failure": False, "always": True},
     }
-    job_env = {key: substitute(value, context) for key, value in job["env"].items()}
-    assert job["environment"] and substitute(job["environment"], context) == job_env["LIFTDEPLOY_ENV"]
+    if not evaluate(str(job.get("if", "success()")), context):
+        run.job_skipped = True
+        return run
+    job_env = {key: substitute(value, context) for key, value in job.get("env", {}).items()}
+    if "environment" in job:
+        assert substitute(job["environment"], context) == job_env["LIFTDEPLOY_ENV"]
     base_env = {
         "PATH": f"{bin_dir}:{BIN}:/usr/bin:/bin", "HOME": str(service.parent),
         "PYTHONPATH": str(REPO_ROOT), "RECORDER_LOG": str(log), "GITHUB_EVENT_NAME": event,
@@ -266,7 +295,7 @@ def run_workflow(
         env = {**base_env, "GITHUB_OUTPUT": str(outputs),
                **{k: substitute(v, context) for k, v in step.get("env", {}).items()}}
         proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
-                               step["run"]], cwd=service, env=env, capture_output=True,
+                               step["run"]], cwd=cwd, env=env, capture_output=True,
                               text=True, timeout=600)
         outcome = "success" if proc.returncode == 0 else "failure"
         failed = failed or proc.returncode != 0
@@ -278,14 +307,13 @@ def run_workflow(
     return run
 
 
-def rendered_service(tmp_path: Path, example: str, source: str | None = None) -> Path:
+def rendered_service(tmp_path: Path, example: str, requirement: str | None = None) -> Path:
     """A service rendered from an example and committed (its answers file as rendered, or
-    recording `source` at v0.1.0 as `copier copy` of a published template would)."""
+    recording `requirement` for CI as rendering by a reachable liftdeploy would)."""
     service = render(EXAMPLES / f"{example}.yaml", tmp_path / "svc")
-    if source:
+    if requirement:
         answers = service / ".copier-answers.yml"
-        text = re.sub(r"(?m)^_commit: .*$", "_commit: v0.1.0", answers.read_text())
-        answers.write_text(re.sub(r"(?m)^_src_path: .*$", f"_src_path: {source}", text))
+        answers.write_text(answers.read_text() + f"{INSTALL_KEY}: {requirement}\n")
     git(service, "init", "-q", "-b", "main")
     commit_all(service, "render")
     return service
@@ -294,42 +322,158 @@ def rendered_service(tmp_path: Path, example: str, source: str | None = None) ->
 # --- the install step -----------------------------------------------------------------------
 
 
-def install_step(service: Path, bin_dir: Path, **options: Any) -> Run:
+def install_step(service: Path, bin_dir: Path, job_name: str = "deploy", **options: Any) -> Run:
     """Only the first shell step (install), as the runner would run it."""
-    run = run_workflow(service, bin_dir, event="push", **options)
+    event = "schedule" if job_name == "spend" else "push"
+    run = run_workflow(service, bin_dir, event=event, job_name=job_name, **options)
     first = next(iter(run.outcomes))
     run.outcomes = {first: run.outcomes[first]}
     run.calls = [c for c in run.calls if c[0] == "pip"]
     return run
 
 
-@pytest.mark.parametrize(("source", "requirement"), [
-    ("gh:acme/liftdeploy", "liftdeploy @ git+https://github.com/acme/liftdeploy@v0.1.0"),
-    ("https://git.example.com/ml/liftdeploy.git",
-     "liftdeploy @ git+https://git.example.com/ml/liftdeploy.git@v0.1.0"),
-    ("git@github.com:acme/liftdeploy.git",
-     "liftdeploy @ git+ssh://git@github.com/acme/liftdeploy.git@v0.1.0"),
+@pytest.mark.parametrize("job_name", ["deploy", "spend"])
+@pytest.mark.parametrize("requirement", [
+    "liftdeploy @ git+https://github.com/acme/liftdeploy@0123456789abcdef0123456789abcdef01234567",
+    "liftdeploy==0.1.0",
+    "../..",
 ])
-def test_install_uses_the_recorded_git_source(tmp_path: Path, source: str, requirement: str) -> None:
-    service = rendered_service(tmp_path, "qwen3-coder-480b", source)
-    run = install_step(service, recorders(tmp_path / "bin"), extra_env={"PIP_RECORDER_EXIT": "1"})
-    assert run.calls[0] == ["pip", "install", "--quiet", requirement]
-
-
-def test_install_without_a_git_source_tries_the_release_then_names_the_variable(
-    tmp_path: Path,
+def test_install_uses_the_recorded_requirement(
+    tmp_path: Path, requirement: str, job_name: str
 ) -> None:
-    service = rendered_service(tmp_path, "qwen3-coder-480b")  # _src_path: a local checkout
+    service = rendered_service(tmp_path, "qwen3-coder-480b", requirement)
+    run = install_step(service, recorders(tmp_path / "bin"), job_name)
+    assert run.calls == [["pip", "install", "--quiet", requirement]]
+    assert list(run.outcomes.values()) == ["success"], run.output
+
+
+def test_install_refuses_a_local_source_and_names_the_variable(tmp_path: Path) -> None:
+    # Rendered by this checkout's editable install: a path CI cannot reach, so nothing recorded.
+    service = rendered_service(tmp_path, "qwen3-coder-480b")
+    assert INSTALL_KEY not in (service / ".copier-answers.yml").read_text()
     bin_dir = recorders(tmp_path / "bin")
-    run = install_step(service, bin_dir, extra_env={"PIP_RECORDER_EXIT": "1"})
-    assert run.calls == [["pip", "install", "--quiet", "liftdeploy==0.1.0"]]
+    run = install_step(service, bin_dir)
+    assert run.calls == []  # no bare-name fallback: nothing is installed
     assert list(run.outcomes.values()) == ["failure"]
     errors = [line for line in run.output.splitlines() if line.startswith("::error::")]
-    assert len(errors) == 1 and "LIFTDEPLOY_PIP" in errors[0]
+    assert len(errors) == 1 and LOCAL_SOURCE_FIX in errors[0]
 
-    run = install_step(service, bin_dir, variables={"LIFTDEPLOY_PIP": "liftdeploy==0.3.0"},
-                       extra_env={"PIP_RECORDER_EXIT": "1"})
+    run = install_step(service, bin_dir, variables={"LIFTDEPLOY_PIP": "liftdeploy==0.3.0"})
     assert run.calls == [["pip", "install", "--quiet", "liftdeploy==0.3.0"]]
+
+
+@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+def test_no_step_that_installs_sees_a_secret_and_the_token_only_where_modal_is_called(
+    example: str, example_services: dict[str, Path]
+) -> None:
+    workflow = load_workflow(example_services[example])
+    text = (example_services[example] / WORKFLOW).read_text()
+    assert "liftdeploy==" not in text  # never a bare (squattable) name
+    assert "env" not in workflow and "secrets" not in json.dumps(workflow.get("defaults", {}))
+    for job in workflow["jobs"].values():
+        assert "secrets." not in json.dumps(job.get("env", {}))  # not job-wide
+        for step in job["steps"]:
+            env = json.dumps(step.get("env", {}))
+            commands = {argv[1] for argv in liftdeploy_lines(step.get("run", ""))}
+            if re.search(r"\bpip\b", step.get("run", "")):
+                assert "secrets." not in env, step["name"]
+            token = "secrets.MODAL_TOKEN_ID" in env and "secrets.MODAL_TOKEN_SECRET" in env
+            assert token == bool(commands & MODAL_COMMANDS), step.get("name", step.get("uses"))
+
+
+def concurrency_group(workflow: dict[str, Any], event: str, environment: str | None) -> str:
+    return substitute(workflow["concurrency"]["group"], {
+        "github": {"event_name": event},
+        "inputs": {"environment": environment} if environment else {}})
+
+
+def test_one_concurrency_group_per_environment_for_every_trigger(
+    example_services: dict[str, Path]
+) -> None:
+    workflow = load_workflow(example_services["qwen25-coder-32b"])
+    dispatch = workflow["on"]["workflow_dispatch"]["inputs"]["environment"]
+    assert dispatch["default"] == "staging"  # a manual run never defaults to production
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    push = concurrency_group(workflow, "push", None)
+    groups = {env: concurrency_group(workflow, "workflow_dispatch", env)
+              for env in dispatch["options"]}
+    assert push == groups["staging"]
+    assert len(set(groups.values())) == len(groups)  # one per environment
+    # The daily spend job waits in no deploy's group (a newer pending run cancels an older one).
+    assert concurrency_group(workflow, "schedule", None) not in {push, *groups.values()}
+
+
+@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+def test_timeouts_come_from_the_plan(example: str, example_services: dict[str, Path]) -> None:
+    from liftdeploy.planner.ci import GITHUB_JOB_LIMIT_MINUTES, ci_timeouts
+    from liftdeploy.planner.download import download_estimate
+    from liftdeploy.spec.specfile import load_spec
+
+    workflow = load_workflow(example_services[example])
+    spec = load_spec(EXAMPLES / f"{example}.yaml")
+    limits = ci_timeouts([spec.resolve(env) for env in spec.environments])
+    download = next(step for step in workflow["jobs"]["deploy"]["steps"]
+                    if "liftdeploy download" in step.get("run", ""))
+    whole_limit_s = max(d.timeout_s * (d.retries + 1)
+                        for d in (download_estimate(spec.resolve(e)) for e in spec.environments))
+    assert download["timeout-minutes"] == limits.download_minutes
+    assert download["timeout-minutes"] * 60 >= whole_limit_s or limits.download_cut
+    for job in workflow["jobs"].values():
+        assert 0 < job["timeout-minutes"] <= GITHUB_JOB_LIMIT_MINUTES
+    assert workflow["jobs"]["deploy"]["timeout-minutes"] > download["timeout-minutes"]
+    if limits.download_cut:
+        assert "liftdeploy download deployment.yaml --env ENV" in (
+            example_services[example] / WORKFLOW).read_text()
+
+
+def test_daily_job_alerts_on_yesterdays_spend_for_every_environment(tmp_path: Path) -> None:
+    service = rendered_service(tmp_path, "qwen25-coder-32b", "liftdeploy==0.1.0")
+    workflow = load_workflow(service)
+    assert [entry["cron"] for entry in workflow["on"]["schedule"]] == ["17 6 * * *"]
+    bin_dir = recorders(tmp_path / "bin")
+    deploy = run_workflow(service, bin_dir, event="schedule")
+    assert deploy.job_skipped  # a scheduled run deploys nothing
+    run = run_workflow(service, bin_dir, event="schedule", job_name="spend",
+                       secrets={"LIFTDEPLOY_ALERT_WEBHOOK_URL": "https://hooks.example.com/x"})
+    assert set(run.outcomes.values()) == {"success"}, run.output
+    assert [c for c in run.calls if c[0] == "liftdeploy"] == [
+        ["liftdeploy", "spend", "deployment.yaml", "--all-envs", "--for", "yesterday", "--alert"]]
+    assert run_workflow(service, bin_dir, event="push", job_name="spend").job_skipped
+
+
+def test_a_service_in_a_subfolder_gets_a_root_workflow_that_runs_there(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    service = repo / "services" / "qwen80b"
+    proc = subprocess.run([str(BIN / "liftdeploy"), "render", str(EXAMPLES / "qwen3-next-80b.yaml"),
+                           "-o", str(service)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "GitHub runs workflows only from the repository root" in proc.stderr
+    assert "liftdeploy ci-workflow services/qwen80b" in proc.stderr
+    answers = service / ".copier-answers.yml"
+    answers.write_text(answers.read_text() + f"{INSTALL_KEY}: liftdeploy==0.1.0\n")
+    proc = subprocess.run([str(BIN / "liftdeploy"), "ci-workflow", "services/qwen80b"], cwd=repo,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    root_workflow = repo / ".github" / "workflows" / "deploy-qwen3-next-80b.yml"
+    workflow = YAML(typ="safe").load(root_workflow.read_text())
+    assert workflow["defaults"]["run"]["working-directory"] == "services/qwen80b"
+    paths = workflow["on"]["push"]["paths"]
+    assert "services/qwen80b/deployment.yaml" in paths
+    assert ".github/workflows/deploy-qwen3-next-80b.yml" in paths
+    assert all(p.startswith("services/qwen80b/") or p == paths[-1] for p in paths)
+    for command in ([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows"],
+                    [tool("zizmor"), "--offline", "--no-progress"]):
+        checked = subprocess.run([*command, str(root_workflow)], capture_output=True, text=True,
+                                 timeout=120)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    commit_all(repo, "service and its root workflow")
+    run = run_workflow(service, recorders(tmp_path / "bin"), event="push", workspace=repo,
+                       workflow_file=root_workflow)
+    assert set(run.outcomes.values()) <= {"success", "skipped"}, run.output
+    assert [c[:2] for c in run.calls if c[0] in ("pip", "liftdeploy")][:3] == [
+        ["pip", "install"], ["liftdeploy", "check"], ["liftdeploy", "bootstrap"]]
 
 
 # --- the whole path ---------------------------------------------------------------------------
@@ -342,7 +486,7 @@ def assert_modal_calls_parse(run: Run) -> None:
 
 
 def test_push_of_a_multi_gpu_service_deploys_without_starting_a_container(tmp_path: Path) -> None:
-    service = rendered_service(tmp_path, "qwen3-coder-480b")
+    service = rendered_service(tmp_path, "qwen3-coder-480b", "liftdeploy==0.1.0")
     run = run_workflow(service, recorders(tmp_path / "bin"), event="push")
     assert set(run.outcomes.values()) <= {"success", "skipped"}, run.output
     assert [c[:2] for c in run.calls if c[0] == "liftdeploy"] == [
@@ -355,7 +499,7 @@ def test_push_of_a_multi_gpu_service_deploys_without_starting_a_container(tmp_pa
 
 @pytest.mark.twin
 def test_push_to_staging_runs_the_whole_path(tmp_path: Path, twin: Any) -> None:
-    service = rendered_service(tmp_path, "qwen25-coder-32b")
+    service = rendered_service(tmp_path, "qwen25-coder-32b", "liftdeploy==0.1.0")
     run = run_workflow(
         service, recorders(tmp_path / "bin"), event="push",
         secrets={"LIFTDEPLOY_API_KEY": twin.api_key, "MODAL_TOKEN_ID": "ak-test"},
@@ -457,7 +601,7 @@ def test_production_run_whose_smoke_fails_rolls_back(
     tmp_path: Path, broken_deployment: tuple[str, Path]
 ) -> None:
     url, ca_file = broken_deployment
-    service = rendered_service(tmp_path, "qwen25-coder-32b")
+    service = rendered_service(tmp_path, "qwen25-coder-32b", "liftdeploy==0.1.0")
     run = run_workflow(
         service, recorders(tmp_path / "bin"), event="workflow_dispatch", environment="production",
         secrets={"LIFTDEPLOY_API_KEY": "test-key", "MODAL_TOKEN_ID": "ak-test"},
