@@ -48,6 +48,43 @@ def test_costly_pattern_is_unchecked_within_the_budget() -> None:
     assert took < 5, f"the budget did not stop the check ({took:.1f} s)"
 
 
+def test_one_slow_keyword_on_a_large_answer_is_stopped_by_the_budget() -> None:
+    """Before: uniqueItems under allOf (unseen by vLLM's xgrammar check) compared 4,000 objects
+    pairwise in one keyword call for 18-40 s, past any budget, then answered "valid"."""
+    items = [{"id": i, **{f"field{k}": f"value {i} {k}" for k in range(20)}} for i in range(4000)]
+    schema = {"type": "object",
+              "properties": {"xs": {"allOf": [{"type": "array"}, {"uniqueItems": True}]}}}
+    started = time.monotonic()
+    verdict = judge_answer(json.dumps({"xs": items}), schema, "stop", budget_s=0.3)
+    took = time.monotonic() - started
+    assert verdict.kind == "unchecked" and "too expensive" in (verdict.problem or "")
+    assert took < 10, f"the budget did not stop uniqueItems ({took:.1f} s)"
+
+
+def test_unique_items_compares_as_json_schema_does() -> None:
+    unique = {"uniqueItems": True}
+    distinct = '[1, true, 0, false, null, "1", [1], [true], {"a": 1}, {"a": true}, {"a": 1, "b": 2}]'
+    assert judge_answer(distinct, unique, "stop").kind == "valid"
+    for repeated in ("[1, 1.0]", '[{"a": 1, "b": [2]}, {"b": [2.0], "a": 1}]', "[[false], [false]]"):
+        verdict = judge_answer(repeated, unique, "stop")
+        assert verdict.kind == "schema_violation" and "repeats" in (verdict.problem or ""), repeated
+
+
+def test_additional_properties_patterns_are_bounded_by_the_budget() -> None:
+    """Before: additionalProperties matched patternProperties with `re` (no deadline, and the
+    GIL held meanwhile), so one answer key pinned the whole server while it backtracked."""
+    schema = {"type": "object", "additionalProperties": False,
+              "patternProperties": {"^(a|a)+$": {}}}
+    started = time.monotonic()
+    verdict = judge_answer(json.dumps({"a" * 26 + "!": 1}), schema, "stop", budget_s=0.3)
+    took = time.monotonic() - started
+    assert verdict.kind == "unchecked"
+    assert took < 10, f"the budget did not stop additionalProperties ({took:.1f} s)"
+    assert judge_answer('{"aa": 1}', schema, "stop").kind == "valid"
+    refused = judge_answer('{"aa": 1, "b": 2}', schema, "stop")
+    assert refused.kind == "schema_violation" and "'b'" in (refused.problem or "")
+
+
 def test_schemas_and_answers_that_recurse_are_verdicts_not_crashes() -> None:
     self_ref = judge_answer('{"a": 1}', {"$ref": "#"}, "stop", budget_s=5)
     assert self_ref.kind == "unchecked" and "cannot evaluate" in (self_ref.problem or "")
