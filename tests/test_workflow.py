@@ -617,3 +617,14 @@ def test_production_run_whose_smoke_fails_rolls_back(
     assert run.calls[rollback][3] == "lift-sys-inference"  # production's app, no suffix
     assert run.index("liftdeploy", "download") < run.index("modal", "deploy")
     assert_modal_calls_parse(run)
+
+
+@pytest.mark.parametrize("example", EXAMPLE_NAMES)
+def test_runbook_setup_lists_every_secret_and_variable_the_workflow_reads(
+    example: str, example_services: dict[str, Path]
+) -> None:
+    read = set(re.findall(r"\$\{\{ *(?:secrets|vars)\.(\w+) *\}\}",
+                          (example_services[example] / WORKFLOW).read_text()))
+    runbook = (example_services[example] / "RUNBOOK.md").read_text()
+    setup = runbook[runbook.index("Set up once"):runbook.index("What one run costs")]
+    assert read and {name for name in read if f"`{name}`" not in setup} == set()
