@@ -62,6 +62,8 @@ VERY_LONG_SCHEMA = {**LONG_SCHEMA, "minItems": 110, "maxItems": 110}
 are about 1,450 tokens of the tiny model's vocabulary): long enough to be mid-answer when a
 signal comes ARRIVAL_S after sending."""
 ARRIVAL_S = 1.0
+ENDLESS_TOKENS = 1900
+"""Tokens an endless request asks for with ignore_eos: nearly the tiny model's 2,048 context."""
 
 
 def _with_runtime(resolved: ResolvedDeployment, **runtime: Any) -> ResolvedDeployment:
@@ -339,22 +341,55 @@ def test_stop_lets_requests_in_flight_finish_refuses_new_ones_and_ends_the_group
           f"during the drain: {late_outcome} in {late_s:.2f} s; no process of the group left")
 
 
+def _endless_request(client: openai.OpenAI, model: str) -> tuple[int, str, float]:
+    """(HTTP status, error, seconds) for a request that decodes to the tiny model's whole
+    context whatever it says (ignore_eos): tens of seconds on the twin, so it cannot end before
+    a short limit or a second Ctrl-C, however loaded the machine is."""
+    started = time.monotonic()
+    try:
+        client.completions.create(model=model, prompt="Count.", max_tokens=ENDLESS_TOKENS,
+                                  extra_body={"ignore_eos": True})
+    except openai.APIStatusError as error:
+        return error.status_code, f"{error} {error.body}", time.monotonic() - started
+    except openai.APIConnectionError as error:
+        return 0, str(error), time.monotonic() - started
+    return 200, "", time.monotonic() - started
+
+
+def _finished(url: str, reason: str) -> float:
+    """vLLM's count of requests that ended for `reason` (stop, length)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:request_success_total{")
+               and f'finished_reason="{reason}"' in line)
+
+
 @pytest.mark.twin
 def test_a_request_past_the_limit_gets_504_and_frees_its_slot(own_twin: Any) -> None:
     limit_s = 2
-    twin = own_twin(request_timeout_s=limit_s)
+    twin = own_twin(request_timeout_s=limit_s, max_concurrent_requests=2,
+                    target_concurrent_requests=2)
     client = openai.OpenAI(base_url=twin.base_url, api_key=API_KEY, max_retries=0, timeout=60)
-    status, message, took_s = _long_request(client, twin.model_name, 1)
+    length_before = _finished(twin.url, "length")
+    status, message, took_s = _endless_request(client, twin.model_name)
+    answered = time.monotonic()
 
     assert status == 504, (status, message)
     assert "request_timeout_s" in message and "RequestTimeout" in message
-    assert limit_s <= took_s < limit_s + 3, f"504 after {took_s:.1f} s"
+    assert limit_s <= took_s < limit_s + 15, f"504 after {took_s:.1f} s"
+    # The engine aborted the request (it never ran to its length): its slot is free.
     _wait_until(lambda: _metric(twin.url, "vllm:num_requests_running") == 0, 10,
                 "the engine freed the request's slot")
-    assert httpx.get(f"{twin.url}/health", timeout=5).status_code == 200
-    short = client.chat.completions.create(
-        model=twin.model_name, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+    freed_s = time.monotonic() - answered
+    # Stopped mid-way: it never reached its length (vLLM counts no abort in request_success).
+    assert _finished(twin.url, "length") == length_before, "the engine decoded on after the 504"
+    decoded = _metric(twin.url, "vllm:generation_tokens_total")
+    assert decoded < ENDLESS_TOKENS, f"{decoded:.0f} tokens decoded: not aborted"
+    assert _metric(twin.url, "vllm:num_requests_running") <= 2  # --max-num-seqs
+    short = client.completions.create(model=twin.model_name, max_tokens=16, prompt="hi")
     assert short.choices[0].finish_reason in ("stop", "length")
+    print(f"\n504 after {took_s:.1f} s (limit {limit_s} s); vllm:num_requests_running read 0 "
+          f"{freed_s:.2f} s after the 504; {decoded:.0f} of {ENDLESS_TOKENS} tokens decoded")
 
 
 # -- the twin dies with the command that started it ---------------------------------------------
@@ -435,10 +470,14 @@ def test_serve_local_drains_on_sigterm(twin_supported: None, serve: Any) -> None
 def test_a_second_ctrl_c_stops_serve_at_once(twin_supported: None, serve: Any) -> None:
     process, port = serve()
     pgid = os.getpgid(_api_server_on(port) or 0)
+    client = _serve_client(port)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        in_flight, _ = _stop_with_requests_in_flight(
-            _serve_client(port), "qwen25-coder-32b", 2,
-            lambda: process.send_signal(signal.SIGINT), pool)
+        # Requests that decode for tens of seconds: a busy machine cannot finish them before
+        # the second Ctrl-C (it once did with the schema-bound ones, and the test saw 200s).
+        in_flight = [pool.submit(_endless_request, client, "qwen25-coder-32b") for _ in range(2)]
+        time.sleep(ARRIVAL_S)
+        assert not any(future.done() for future in in_flight), "answered before the stop"
+        process.send_signal(signal.SIGINT)
         assert process.stderr is not None  # serve says "draining" as it starts to drain
         assert any(line.startswith("draining") for line in process.stderr), "never drained"
         interrupted = time.monotonic()
