@@ -20,9 +20,9 @@ from typing import Any, NamedTuple, Union, get_args, get_origin
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+from ruamel.yaml.composer import Composer, ComposerError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, ScalarNode
+from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from liftdeploy.errors import SpecError, SpecFileError, first_line
@@ -66,30 +66,29 @@ stops here instead of filling the memory); a spec has a few hundred."""
 
 
 
-class _NameKeysConstructor(RoundTripConstructor):
-    """ruamel's round-trip constructor, refusing a list or mapping as a mapping key (`? [a]`,
-    `{[1, [2]]: x}`): never a name in a spec, and ruamel fails on some with a TypeError."""
+class _NameKeysComposer(Composer):
+    """ruamel's composer, refusing a list or mapping as a mapping key (`? [a]`, `{[1, [2]]: x}`,
+    in any tag's mapping): never a name in a spec, and ruamel fails on some with a TypeError.
+    An anchor defined again is YAML (the later one counts), not a warning printed by the CLI."""
 
-    def construct_mapping(self, node: Any, maptyp: Any, deep: bool = False) -> Any:
-        _refuse_complex_keys(node)
-        return super().construct_mapping(node, maptyp, deep=deep)
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.warn_double_anchors = False
 
-    def construct_setting(self, node: Any, typ: Any, deep: bool = False) -> Any:
-        _refuse_complex_keys(node)
-        return super().construct_setting(node, typ, deep=deep)
-
-
-def _refuse_complex_keys(node: Any) -> None:
-    for key_node, _ in node.value if isinstance(node, MappingNode) else ():
-        if not isinstance(key_node, ScalarNode):
-            raise ConstructorError(
-                "while constructing a mapping", node.start_mark,
-                "a list or mapping is used as a key; keys must be plain names", key_node.start_mark)
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        for key_node, _ in node.value:
+            if not isinstance(key_node, ScalarNode):
+                raise ComposerError(
+                    "while reading a mapping", node.start_mark,
+                    "a list or mapping is used as a key; keys must be plain names",
+                    key_node.start_mark)
+        return node
 
 
 def _yaml(*, mapping: int = 2, sequence: int = 4, offset: int = 2) -> YAML:
     yaml = YAML(typ="rt")
-    yaml.Constructor = _NameKeysConstructor
+    yaml.Composer = _NameKeysComposer
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a user's long lines
     yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
