@@ -24,7 +24,7 @@ COMMAND_MODULES = (
     "liftdeploy.cli.ops_commands",     # bootstrap, deploy, status, rollback, logs, audit-endpoints
     "liftdeploy.cli.init_commands",    # init
     "liftdeploy.cli.weights_commands", # pin, download
-    "liftdeploy.cli.ci_commands",      # ci-warmup
+    "liftdeploy.cli.ci_commands",      # ci-warmup, ci-workflow
     "liftdeploy.cli.spend_commands",   # spend
     "liftdeploy.cli.alerts_commands",  # alerts test
 )
