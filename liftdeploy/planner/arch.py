@@ -9,6 +9,7 @@ nothing local knows (one small file, then cached).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ from typing import Any
 from liftdeploy.errors import PlanError
 from liftdeploy.planner import hub
 from liftdeploy.spec import catalog
+from liftdeploy.spec.model import revision_problem
 
+_COMMIT_DIR = re.compile(r"^[0-9a-f]{40}$")
+"""A snapshot directory of the Hugging Face cache: a full commit hash."""
 # model_type values whose attention has an output gate (q_proj emits query and gate).
 _GATED_ATTENTION_TYPES = frozenset({"qwen3_next"})
 
@@ -198,8 +202,12 @@ def local_config_path(model_id: str, revision: str | None = None) -> Path | None
         if not snapshots.is_dir():
             continue
         if revision:
+            if problem := revision_problem(revision):  # never a path into the cache
+                raise PlanError(problem)
             ref = cache / repo_dir_name / "refs" / revision
             commit = ref.read_text().strip() if ref.is_file() else revision
+            if not _COMMIT_DIR.match(commit):  # a refs file holds a commit hash, nothing else
+                continue
             candidate = snapshots / commit / "config.json"
             if candidate.is_file():
                 return candidate
@@ -222,7 +230,7 @@ def load_architecture(model_id: str, revision: str | None = None, *,
     where = None
     if path is None:
         path = hub.cached_config_path(model_id, revision)
-        where = "cached from the Hub"
+        where = hub.CACHED_SOURCE
     entry = catalog.model_arch(model_id)
     if path is None and entry is not None:
         return from_config(entry.config, model_id=entry.model_id, source=entry.source)

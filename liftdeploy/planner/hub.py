@@ -19,7 +19,7 @@ from typing import Any
 
 from liftdeploy.errors import PlanError, first_line
 from liftdeploy.spec import catalog
-from liftdeploy.spec.model import HF_TOKEN_ENV
+from liftdeploy.spec.model import HF_TOKEN_ENV, revision_problem
 
 CONFIG_FILE = "config.json"
 QUANTIZE_CONFIG_FILE = "quantize_config.json"
@@ -34,16 +34,44 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
+CACHED_SOURCE = "liftdeploy's cache: cached from the Hub by an earlier plan, or saved there by hand"
+"""How `plan` labels a config.json read from cached_config_dir: it cannot tell which."""
+
+
 def cached_config_dir(model_id: str, revision: str | None = None) -> Path:
-    """Where a fetched (or hand-saved) config.json for this model and revision lives."""
+    """Where a fetched (or hand-saved) config.json for this model and revision lives.
+
+    Raises PlanError for a model id or revision that would lead anywhere else (`..`, an
+    absolute path): both are joined into the path, so both are checked first."""
+    ref = revision or DEFAULT_REVISION
+    if problem := (revision_problem(ref) if revision else None) or _hub_id_problem(model_id):
+        raise PlanError(problem)
     org, _, name = model_id.partition("/")
-    return catalog.cache_root() / "hub-configs" / org / name / (revision or DEFAULT_REVISION)
+    root = catalog.cache_root() / "hub-configs"
+    target = root / org / name / ref
+    if not target.resolve().is_relative_to(root.resolve()):  # a symlink inside the cache
+        raise PlanError(f"{target} leads outside {root}; remove the link")
+    return target
 
 
 def cached_config_path(model_id: str, revision: str | None = None) -> Path | None:
     """The cached config.json, if a previous fetch (or the user) put it there."""
+    if "/" not in model_id or _hub_id_problem(model_id):
+        return None  # a local path that does not exist: nothing of it is in the cache
     path = cached_config_dir(model_id, revision) / CONFIG_FILE
-    return path if "/" in model_id and path.is_file() else None
+    return path if path.is_file() else None
+
+
+def _hub_id_problem(model_id: str) -> str | None:
+    """Why `model_id` is no `org/name` Hub id that can name a cache directory, or None."""
+    parts = model_id.split("/")
+    if len(parts) == 2 and all(
+        part not in ("", ".", "..") and "\\" not in part and part == part.strip()
+        for part in parts
+    ):
+        return None
+    return (f"model.id {model_id!r} is not an `org/name` Hub id; fix model.id, or point it at "
+            f"a local directory that holds config.json")
 
 
 def read_config(path: Path) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def _lone_surrogate(data: Any, path: str) -> str | None:
         for key, value in data.items():
             here = f"{path}.{key}" if path else str(key)
             if isinstance(key, str) and _lone_surrogate(key, "") is not None:
-                return ascii(here)
+                return f"{path or 'the spec'}: the key {ascii(key)}"  # never print the key as is
             if (found := _lone_surrogate(value, here)) is not None:
                 return found
     elif isinstance(data, list | tuple):
@@ -134,7 +134,8 @@ class SpecModel(BaseModel):
         if (where := _lone_surrogate(data, "")) is not None:
             raise ValueError(
                 f"{where or 'the spec'} holds a lone surrogate escape (such as \\ud800), which is "
-                f"not a character; remove it or write the whole character"
+                f"not a character; remove it, or write the character itself or its 8-digit "
+                f"escape (\\U0001F600, not the pair \\ud83d\\ude00)"
             )
         return data
 
@@ -378,19 +379,6 @@ class RuntimeSection(SpecModel):
     """The longest cold start callers will wait for when min_containers is 0. `liftdeploy plan`
     warns when the planned start-up is longer, and the client's retry window follows the
     plan's start-up time."""
-    cpu: float | None = Field(default=None, gt=0, le=256)
-    """CPU cores reserved for each server container (Modal's `cpu=`). Default: 4 for vLLM's
-    API server, engine core, tokenizer and grammar compiler, plus 2 per GPU (one worker process
-    each); `liftdeploy plan` shows it."""
-    memory_mib: int | None = Field(default=None, ge=1024, le=2 * 1024 * 1024)
-    """Memory in MiB reserved for each server container (Modal's `memory=`). Default: 8 GiB for
-    the API server and engine core, plus per GPU 4 GiB (its worker's CUDA context and torch)
-    and the checkpoint shard it loads at once (its share of the weights, at most 5 GiB);
-    `liftdeploy plan` shows it."""
-    cold_start_patience_s: int = Field(default=5 * MINUTES, ge=1, le=MODAL_MAX_TIMEOUT_S)
-    """The longest cold start callers will wait for when min_containers is 0. `liftdeploy plan`
-    warns when the planned start-up is longer, and the client's retry window follows the
-    plan's start-up time."""
 
     @model_validator(mode="after")
     def _check_scaling(self) -> RuntimeSection:
@@ -412,7 +400,7 @@ class RuntimeSection(SpecModel):
 class VolumeMount(SpecModel):
     """A named Modal Volume mounted into the container."""
 
-    name: str
+    name: str = Field(json_schema_extra={"pattern": _MODAL_NAME.pattern})  # checked below
     """Modal Volume name (created by `liftdeploy bootstrap` if missing)."""
     mount_path: str = Field(pattern=r"^/[^\s]*$")
     """Absolute path inside the container."""
@@ -833,7 +821,7 @@ def _check_passthrough(settings: DeploymentSettings) -> None:
             continue
         if room not in (0, "?", "+"):
             raise ValueError(f"engine.extra_args[{index - 1}] needs a value before {shown(arg)}; "
-                             f"add it")
+                             f"add it{_dash_value_hint(arg)}")
         name = arg.split("=", 1)[0]
         if name in ("-h", "--help", "--version") or name in table.get("exits", ()):
             raise ValueError(
@@ -846,13 +834,10 @@ def _check_passthrough(settings: DeploymentSettings) -> None:
             if str(exc) == _NO_SUCH_OPTION and settings.engine.vllm_version != table_version:
                 room = "+"  # another vLLM release may have it; its own parser will tell
                 continue
-            hint = (" (a value that starts with '-' is read as a flag unless it is a whole "
-                    "number; attach it instead: --flag=VALUE)") if arg[1:2].isdigit() or \
-                arg[1:2] == "." else ""
             raise ValueError(
                 f"engine.extra_args passes {arg!r}: vLLM {table_version}'s server {exc}; write "
                 f"the full flag as `python -m vllm.entrypoints.openai.api_server --help` lists "
-                f"it{hint}"
+                f"it{_dash_value_hint(arg)}"
             ) from None
         assert option is not None  # reads_as_flag(arg)
         flag, spelled_out = option
@@ -878,6 +863,14 @@ def _check_passthrough(settings: DeploymentSettings) -> None:
     if room not in (0, "?", "+") or forced:
         raise ValueError(f"engine.extra_args ends with {shown(settings.engine.extra_args[-1])}, "
                          f"which needs a value; add it")
+
+
+def _dash_value_hint(arg: str) -> str:
+    """For a token that looks like a number but is read as a flag: how to pass it."""
+    if arg[1:2].isdigit() or arg[1:2] == ".":
+        return (" (vLLM reads a value that starts with '-' as a flag unless it is a whole "
+                "number; attach it to its flag instead: --flag=VALUE)")
+    return ""
 
 
 def _values_after(arg: str, flag: str, table: dict[str, Any]) -> tuple[int | str, bool]:
