@@ -1,6 +1,8 @@
 """Every file liftdeploy writes is written whole or not at all, never through a symlinked directory.
 
 - `write_atomic(path, data)`: one file (a spec edited by `set` or `pin`, a report).
+- `write_inside(root, rel, data)`: one file inside a tree it must not leave (a workflow added
+  to a repository).
 - `StagedWrites(root)`: many files inside one directory tree (a service being regenerated). Each
   file is first written to a temporary file beside it and flushed to disk; only when every one
   is written are they renamed into place. A full disk therefore fails while staging, and the
@@ -39,6 +41,14 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         _remove_quietly(temp)
         raise _write_error(target, exc) from None
     _sync_directory(target.parent)
+
+
+def write_inside(root: str | Path, rel: str, data: str | bytes) -> Path:
+    """Write root/rel whole or not at all, refusing a symlinked directory between root and it
+    (a file liftdeploy adds to a repository or service); returns the path written."""
+    with StagedWrites(root) as staged:
+        staged.write(rel, data)
+    return Path(root) / rel
 
 
 def refuse_symlinked_dirs(root: Path, relative_paths: Iterable[str | PurePosixPath]) -> None:

@@ -44,6 +44,7 @@ def ci_workflow(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from liftdeploy.errors import RenderError
+    from liftdeploy.files import write_inside
     from liftdeploy.render.template_version import WORKFLOW, repository_folder, workflow_at_root
     from liftdeploy.spec.specfile import load_spec
 
@@ -61,8 +62,7 @@ def ci_workflow(args: argparse.Namespace) -> int:
                           f"{WORKFLOW}")
     name = load_spec(service / "deployment.yaml").name
     target = top / ".github" / "workflows" / f"deploy-{name}.yml"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(workflow_at_root(workflow.read_text(encoding="utf-8"), folder, name),
-                      encoding="utf-8")
+    write_inside(top, target.relative_to(top).as_posix(),
+                 workflow_at_root(workflow.read_text(encoding="utf-8"), folder, name))
     common.note(f"wrote {target}: {name}'s workflow, its steps run in {folder}")
     return 0

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from liftdeploy.files import write_atomic
+
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_PATH = ROOT / "docs" / "spec-reference.md"
 SCHEMA_PATH = ROOT / "liftdeploy.schema.json"
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         stale.append(path)
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            write_atomic(path, text)
     for path in stale:
         verb = "out of date" if args.check else "written"
         print(f"{path.relative_to(ROOT)}: {verb}", file=sys.stderr)
