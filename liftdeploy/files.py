@@ -59,7 +59,7 @@ def refuse_symlinked_dirs(root: Path, relative_paths: Iterable[str | PurePosixPa
         parts = PurePosixPath(rel).parts
         if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
             raise FileWriteError(f"{root / rel}: not a path inside {root}; liftdeploy writes "
-                                 f"only inside the service")
+                                 f"only inside it")
         directory = root
         for part in parts[:-1]:
             directory = directory / part
@@ -69,7 +69,7 @@ def refuse_symlinked_dirs(root: Path, relative_paths: Iterable[str | PurePosixPa
             if directory.is_symlink():
                 raise FileWriteError(
                     f"{directory}: is a symbolic link (to {os.readlink(directory)}); liftdeploy "
-                    f"never writes or deletes through a link inside a service, since that changes "
+                    f"never writes or deletes through a link inside {root}, since that changes "
                     f"files elsewhere. Replace the link with a real directory, then run again")
             if directory.exists() and not directory.is_dir():
                 raise FileWriteError(f"{directory}: is a file where the service needs a "
