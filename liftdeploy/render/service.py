@@ -92,6 +92,7 @@ def render(
     if chosen.note and notes is not None:
         notes.append(chosen.note)
     fresh = render_to_dict(spec_path, template=chosen)
+    fresh[ANSWERS_FILE] = template_version.portable_answers(fresh[ANSWERS_FILE], out)
     if existing:
         try:
             regenerate.refuse_links(out, fresh)
