@@ -106,12 +106,17 @@ def spend(args: argparse.Namespace) -> int:
 def _alert_webhook() -> str:
     """The webhook URL for --alert, checked before Modal is asked for the bill."""
     from liftdeploy.errors import OpsError
-    from liftdeploy.runtime.monitor import ALERT_WEBHOOK_ENV
+    from liftdeploy.runtime.monitor import ALERT_WEBHOOK_ENV, BadURL, parse_url
 
     url = os.environ.get(ALERT_WEBHOOK_ENV, "").strip()
+    fix = (f"export {ALERT_WEBHOOK_ENV}=https://... (the value in the spec's "
+           f"observability.alerts.webhook_secret)")
     if not url:
-        raise OpsError(f"--alert posts to the alert webhook: export {ALERT_WEBHOOK_ENV}=https://... "
-                       f"(the value in the spec's observability.alerts.webhook_secret)")
+        raise OpsError(f"--alert posts to the alert webhook: {fix}")
+    try:
+        parse_url(url, source=ALERT_WEBHOOK_ENV, fix=fix)
+    except BadURL as exc:
+        raise OpsError(str(exc)) from None
     return url
 
 

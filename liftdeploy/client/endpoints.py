@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from liftdeploy.errors import ClientError, first_line
+from liftdeploy.runtime.monitor import BadURL, parse_url
 
 if TYPE_CHECKING:
     from liftdeploy.spec.model import ResolvedDeployment
@@ -42,32 +42,29 @@ def resolve_url(resolved: ResolvedDeployment, url: str | None = None) -> str:
 
 
 def check_url(url: str, *, production: bool, source: str) -> str:
-    """`url` normalised (no trailing slash), or an EndpointError naming the source and fix."""
-    parts = urlsplit(url.strip())
-    if "@" in parts.netloc:  # never echo it: the password would land in terminals and CI logs
-        raise EndpointError(
-            f"{source} holds a user name or password (…@{parts.netloc.rpartition('@')[2]}); "
-            f"give the base URL alone and the credentials through LIFTDEPLOY_API_KEY or "
-            f"MODAL_PROXY_KEY / MODAL_PROXY_SECRET"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise EndpointError(
-            f"{source} {url!r} is not an http(s) URL; give the service's base URL, "
-            f"e.g. https://workspace--app-server.modal.run"
-        )
+    """`url` normalised (no trailing slash), or an EndpointError naming the source and fix;
+    messages show only scheme://host (parse_url, the one URL reader), never path or password."""
+    example = "https://workspace--app-server.modal.run"
+    try:
+        parts = parse_url(url, source=source, fix=(
+            f"give the service's base URL, e.g. {example} (credentials through "
+            f"LIFTDEPLOY_API_KEY or MODAL_PROXY_KEY / MODAL_PROXY_SECRET)"))
+    except BadURL as exc:
+        raise EndpointError(str(exc)) from None
+    base = f"{parts.scheme}://{parts.netloc}"
     if parts.query or parts.fragment or parts.path.rstrip("/") not in ("", "/v1"):
         raise EndpointError(
-            f"{source} {url!r} has a path or query; give only the base URL "
-            f"({parts.scheme}://{parts.netloc})"
+            f"{source} ({base}) has a path or query; give only the base URL ({base})"
         )
+    assert parts.hostname  # parse_url refuses a URL without one
     if production and (parts.scheme != "https" or _is_local(parts.hostname)):
         raise EndpointError(
-            f"{source} {url!r} is used for the production environment but is "
+            f"{source} ({base}) is used for the production environment but is "
             f"{'a local address' if _is_local(parts.hostname) else 'plain http'}; production "
             f"traffic must go to the deployed https endpoint — pass --env with a non-production "
             f"environment to test a local server"
         )
-    return f"{parts.scheme}://{parts.netloc}"
+    return base
 
 
 def modal_server_url(resolved: ResolvedDeployment) -> str:

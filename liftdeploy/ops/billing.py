@@ -53,47 +53,100 @@ def fetch_report(start: datetime, end: datetime) -> list[Any]:
     )
 
 
+MAX_ROW_USD = Decimal(1_000_000)
+"""Largest cost one report row may hold: an hour of a thousand 8-GPU containers costs far
+less, so a larger figure is a garbled row, not a bill."""
+
+_REPORT_FIX = ("pass the file `liftdeploy spend --save-report` or `modal billing report --json` "
+               "wrote")
+
+
 def load_report(path: Path) -> list[Any]:
     """A saved report as modal's own `BillingReportItem`s: JSON rows with its field names (as
     `spend --save-report` writes), or the output of `modal billing report --json`
     (`environment` for environment_name, `tags` as JSON text, with `--show-resources` one row
-    per resource)."""
+    per resource). Read through the one hardened loader (a regular file of bounded size); a
+    row whose cost is not a dollar figure (NaN, Inf, negative, text) refuses the whole report:
+    one bad row must not turn totals into $nan and silence the budget check."""
     from modal.types import BillingReportItem
 
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise OpsError(f"{path}: cannot read a billing report ({exc}); pass the file "
-                       f"`liftdeploy spend --save-report` or `modal billing report --json` "
-                       f"wrote") from None
+    from liftdeploy.spec.specfile import read_json
+
+    rows = read_json(path)
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise OpsError(f"{path}: a billing report is a JSON list of rows; pass the file "
-                       f"`liftdeploy spend --save-report` or `modal billing report --json` wrote")
+        raise OpsError(f"{path}: a billing report is a JSON list of rows; {_REPORT_FIX}")
     merged: dict[tuple[str, str], dict[str, Any]] = {}
-    try:
-        for row in rows:
-            key = (str(row["object_id"]), str(row["interval_start"]))
-            item = merged.setdefault(key, {
-                "object_id": key[0],
-                "description": str(row.get("description", "")),
-                "environment_name": str(row.get("environment_name", row.get("environment", ""))),
-                "interval_start": utc(datetime.fromisoformat(key[1])),
-                "cost": Decimal(0),
-                "cost_by_resource": {},
-                "tags": _tags(row.get("tags")),
-            })
-            if "resource" in row:  # `modal billing report --show-resources`: one resource a row
-                item["cost_by_resource"][str(row["resource"])] = Decimal(str(row["cost"]))
-                item["cost"] += Decimal(str(row["cost"]))
-            else:
-                item["cost"] = Decimal(str(row["cost"]))
-                item["cost_by_resource"] = {
-                    str(k): Decimal(str(v)) for k, v in (row.get("cost_by_resource") or {}).items()
-                }
-    except (KeyError, ValueError, ArithmeticError, TypeError) as exc:
-        raise OpsError(f"{path}: a row lacks or garbles {exc}; each row needs object_id, "
-                       f"interval_start (ISO time) and cost") from None
+    for number, row in enumerate(rows, start=1):
+        where = f"{path}: row {number}"
+        missing = [name for name in ("object_id", "interval_start", "cost") if name not in row]
+        if missing:
+            raise OpsError(f"{where} lacks {', '.join(missing)}; each row needs object_id, "
+                           f"interval_start (ISO time) and cost; {_REPORT_FIX}")
+        key = (_text(row["object_id"], f"{where} object_id"),
+               _text(row["interval_start"], f"{where} interval_start"))
+        try:
+            start = utc(datetime.fromisoformat(key[1]))
+        except ValueError:
+            raise OpsError(f"{where} interval_start {_kind(key[1])} is not an ISO time such as "
+                           f"2026-11-01T10:00:00+00:00; {_REPORT_FIX}") from None
+        where = f"{where} ({_kind(key[0])} at {key[1]})"
+        item = merged.setdefault(key, {
+            "object_id": key[0],
+            "description": _text(row.get("description", ""), f"{where} description"),
+            "environment_name": _text(row.get("environment_name", row.get("environment", "")),
+                                      f"{where} environment"),
+            "interval_start": start,
+            "cost": Decimal(0),
+            "cost_by_resource": {},
+            "tags": _tags(row.get("tags"), where),
+        })
+        cost = checked_cost(row["cost"], f"{where} cost")
+        if "resource" in row:  # `modal billing report --show-resources`: one resource a row
+            item["cost_by_resource"][_text(row["resource"], f"{where} resource")] = cost
+            item["cost"] += cost
+        else:
+            item["cost"] = cost
+            by_resource = row.get("cost_by_resource") or {}
+            if not isinstance(by_resource, dict):
+                raise OpsError(f"{where} cost_by_resource is {_kind(by_resource)}, not a "
+                               f"mapping of resource to cost; {_REPORT_FIX}")
+            item["cost_by_resource"] = {
+                resource: checked_cost(value, f"{where} cost_by_resource[{_kind(resource)}]")
+                for resource, value in by_resource.items()  # JSON keys are always text
+            }
     return [BillingReportItem(**item) for item in merged.values()]
+
+
+def checked_cost(value: Any, where: str) -> Decimal:
+    """A report's dollar figure: a finite number from 0 to MAX_ROW_USD (given as a number or
+    its text), else an OpsError naming `where` and the value."""
+    number = None
+    if isinstance(value, (str, int, float, Decimal)) and not isinstance(value, bool):
+        try:
+            number = Decimal(str(value).strip())
+        except ArithmeticError:  # decimal.InvalidOperation: not a number at all
+            pass
+    if number is None or not number.is_finite() or not 0 <= number <= MAX_ROW_USD:
+        raise OpsError(f"{where} is {_kind(value)}, not a dollar figure from 0 to "
+                       f"{MAX_ROW_USD:,}; the report is garbled, so nothing is summed: fetch "
+                       f"it again, or fix that row")
+    return number
+
+
+def _kind(value: Any) -> str:
+    """A value for a message: short scalars as written, containers by their type."""
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    from liftdeploy.spec.messages import shown
+
+    return shown(value)
+
+
+def _text(value: Any, where: str) -> str:
+    """A field that must be text (a number is read as its text), else an OpsError."""
+    if isinstance(value, (dict, list)) or value is None:
+        raise OpsError(f"{where} is {_kind(value)}, not text; {_REPORT_FIX}")
+    return str(value)
 
 
 def save_report(items: Iterable[BillingRow], path: Path) -> None:
@@ -105,13 +158,23 @@ def save_report(items: Iterable[BillingRow], path: Path) -> None:
         "cost_by_resource": {k: str(v) for k, v in item.cost_by_resource.items()},
         "tags": dict(item.tags),
     } for item in items]
-    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    from liftdeploy.files import write_atomic
+
+    write_atomic(path, json.dumps(rows, indent=1) + "\n")  # whole or not at all
 
 
-def _tags(value: Any) -> dict[str, str]:
+def _tags(value: Any, where: str) -> dict[str, str]:
+    """A row's tags: a mapping of names to text, or that mapping as JSON text."""
+    tags = value
     if isinstance(value, str):  # `modal billing report --json` writes the tags as JSON text
-        value = json.loads(value) if value.strip() else {}
-    return {str(k): str(v) for k, v in (value or {}).items()}
+        try:
+            tags = json.loads(value) if value.strip() else {}
+        except (ValueError, RecursionError):
+            tags = value
+    if not isinstance(tags or {}, dict):
+        raise OpsError(f"{where} tags are {_kind(value)}, not a mapping of tag names to text; "
+                       f"{_REPORT_FIX}")
+    return {key: _text(text, f"{where} tag {_kind(key)}") for key, text in (tags or {}).items()}
 
 
 # --- matching rows to environments -------------------------------------------------------------
@@ -147,13 +210,18 @@ def split_by_environment(items: Iterable[BillingRow], spec: ModelDeployment) -> 
         else:
             continue
         hour = hour_floor(utc(item.interval_start))
-        found[env].total[hour] += float(item.cost)
+        # Rows from Modal are checked as saved ones are: a NaN would silence every verdict.
+        where = f"the billing report's row {_kind(item.object_id)} at {hour.isoformat()}"
+        cost = float(checked_cost(item.cost, f"{where}: cost"))
+        by_resource = {resource: float(checked_cost(value, f"{where}: {_kind(resource)} cost"))
+                       for resource, value in item.cost_by_resource.items()}
+        found[env].total[hour] += cost
         # A report without the per-resource breakdown is taken as all GPU: for a GPU service
         # the CPU and memory share is small, and the plan's figures can still be compared.
         found[env].gpu[hour] += sum(
-            float(cost) for resource, cost in item.cost_by_resource.items()
+            value for resource, value in by_resource.items()
             if any(word in resource.lower() for word in gpu_words)
-        ) if item.cost_by_resource else float(item.cost)
+        ) if by_resource else cost
     return found
 
 

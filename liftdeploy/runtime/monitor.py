@@ -11,10 +11,12 @@ passes in (a `modal.Dict`; a plain dict in tests). Standard library only.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
@@ -32,6 +34,11 @@ MAX_WINDOW_S = 3600
 """The longest window a check looks back over."""
 THROTTLED = 429
 """Modal's answer when every container is at its concurrency cap: counted apart from errors."""
+MAX_COUNT = float(2**53)
+"""Largest counter value believed: above it a float no longer counts whole requests, so a
+larger (or overflowing, infinite) value is a garbled sample, not traffic."""
+
+_log = logging.getLogger("liftdeploy.monitor")
 
 
 class AlertNotSent(RuntimeError):
@@ -129,29 +136,81 @@ def _unescape(value: str) -> str:
 
 
 _ZERO_COUNTERS: dict[str, Any] = {"requests": 0.0, "errors": 0.0, "throttled": 0.0, "buckets": {}}
+_COUNTER_KEYS = ("requests", "errors", "throttled")
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a finite float when it is a number (not a bool) that is one, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def checked_count(value: Any) -> float | None:
+    """`value` as a counter reading: a finite number from 0 to MAX_COUNT, else None."""
+    number = finite_number(value)
+    return number if number is not None and 0 <= number <= MAX_COUNT else None
+
+
+def checked_bound(le: Any) -> float | None:
+    """A histogram bucket's `le` label as a number (+Inf allowed), else None."""
+    try:
+        bound = float(le)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(bound) else bound
 
 
 def engine_counters(text: str) -> dict[str, Any]:
-    """The counters a window is computed from, as plain JSON data (kept between runs)."""
+    """The counters a window is computed from, as plain JSON data (kept between runs). A sample
+    whose value is not a finite count (NaN, Inf, negative, overflowing) or whose bucket bound is
+    not a number is skipped and logged: one garbled line must not stop the monitor."""
     counters: dict[str, Any] = {**_ZERO_COUNTERS, "buckets": {}}
     for name, labels, value in parse_metrics(text):
+        if name not in (REQUESTS_COUNTER, LATENCY_HISTOGRAM + "_bucket"):
+            continue
+        count = checked_count(value)
+        if count is None:
+            _log.warning("skipped %s%s = %r: not a count from 0 to 2**53", name, labels, value)
+            continue
         if name == REQUESTS_COUNTER:
             status = labels.get("status", "")
-            counters["requests"] += value
+            counters["requests"] += count
             if status == str(THROTTLED):
-                counters["throttled"] += value
+                counters["throttled"] += count
             elif status[:1] in ("4", "5"):  # "4xx"/"5xx" (grouped) or exact codes
-                counters["errors"] += value
-        elif name == LATENCY_HISTOGRAM + "_bucket":
+                counters["errors"] += count
+        else:
             bound = labels.get("le", "+Inf")
-            counters["buckets"][bound] = counters["buckets"].get(bound, 0.0) + value
+            if checked_bound(bound) is None:
+                _log.warning("skipped %s%s: its le bound %r is not a number", name, labels, bound)
+                continue
+            counters["buckets"][bound] = counters["buckets"].get(bound, 0.0) + count
     return counters
 
 
+def checked_counters(saved: Any) -> dict[str, Any] | None:
+    """Counters read back from saved state when every value is a count (and every bound a
+    number), else None: a corrupt record starts a fresh baseline instead of a crash."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("buckets"), dict):
+        return None
+    counts = {key: checked_count(saved.get(key)) for key in _COUNTER_KEYS}
+    buckets = {le: checked_count(count) for le, count in saved["buckets"].items()}
+    if None in counts.values() or None in buckets.values() or not all(
+            isinstance(le, str) and checked_bound(le) is not None for le in buckets):
+        return None
+    return {**counts, "buckets": buckets}
+
+
 def window_between(previous: dict[str, Any], current: dict[str, Any]) -> Window:
-    """What happened between two scrapes. A counter that went down means the server restarted:
-    then everything since the restart is the window."""
-    restarted = current["requests"] < previous["requests"]
+    """What happened between two scrapes. Any counter that went down means the server
+    restarted: then everything since the restart is the window (never a negative count)."""
+    restarted = any(current[key] < previous[key] for key in _COUNTER_KEYS) or any(
+        count < previous["buckets"].get(le, 0.0) for le, count in current["buckets"].items())
     base = _ZERO_COUNTERS if restarted else previous
 
     def delta(key: str) -> int:
@@ -218,12 +277,14 @@ class Monitor:
         self.service = service
         self.thresholds = thresholds
         self.state = state
-        self.record: dict[str, Any] = dict(state.get(STATE_KEY) or {})
+        self.record: dict[str, Any] = _checked_record(state.get(STATE_KEY))
 
     def since(self, now: float, every_s: float) -> float:
         """Start of this check's window: the last check (at most MAX_WINDOW_S back, so a monitor
-        that was off does not report old news), or one period ago on the first run."""
-        return max(float(self.record.get("last_check", now - every_s)), now - MAX_WINDOW_S)
+        that was off does not report old news, and never after now), or one period ago on the
+        first run."""
+        last = self.record.get("last_check", now - every_s)
+        return min(now, max(last, now - MAX_WINDOW_S))
 
     def should_scrape(self, running_containers: int, requests_since_last_check: int) -> bool:
         """A request to a container resets its idle timer, so scraping an idle one would keep a
@@ -240,7 +301,7 @@ class Monitor:
             self.record["scraped"] = False
             return None
         current = engine_counters(metrics_text)
-        previous = self.record.get("engine")
+        previous = self.record.get("engine")  # checked when the record was read
         self.record.update(engine=current, scraped=True)
         return window_between(previous, current) if previous else None
 
@@ -289,22 +350,117 @@ class Monitor:
         return sent
 
 
+def _checked_record(saved: Any) -> dict[str, Any]:
+    """The monitor's record as saved by the last run, each part that is not what this module
+    wrote (a corrupt or hand-edited state) dropped and logged: the monitor then starts that
+    part afresh (a new scrape baseline, an incident opened again) instead of crashing."""
+    if saved is None:
+        return {}
+    if not isinstance(saved, dict):
+        _log.warning("saved monitor state is %s, not a mapping; starting afresh",
+                     type(saved).__name__)
+        return {}
+    record: dict[str, Any] = {}
+    last_check = saved.get("last_check")
+    if finite_number(last_check) is not None:
+        record["last_check"] = finite_number(last_check)
+    elif last_check is not None:
+        _log.warning("saved last_check %.40r is not a time; dropped", last_check)
+    if "engine" in saved:
+        engine = checked_counters(saved["engine"])
+        if engine is None:
+            _log.warning("saved /metrics counters are not counts; the next scrape is a new "
+                         "baseline")
+        else:
+            record["engine"] = engine
+    record["scraped"] = saved.get("scraped") is True
+    incidents = saved.get("incidents", {})
+    record["incidents"] = {}
+    for name, incident in (incidents.items() if isinstance(incidents, dict) else ()):
+        since = finite_number(incident.get("since")) if isinstance(incident, dict) else None
+        if isinstance(name, str) and since is not None and isinstance(incident.get("text"), str):
+            record["incidents"][name] = {"since": since, "text": incident["text"]}
+        else:
+            _log.warning("saved incident %.40r is garbled; dropped", name)
+    if not isinstance(incidents, dict):
+        _log.warning("saved incidents are %s, not a mapping; dropped", type(incidents).__name__)
+    return record
+
+
+class BadURL(ValueError):
+    """A URL refused before use; the message shows at most its scheme://host."""
+
+
+def parse_url(url: str, *, source: str, fix: str) -> urllib.parse.SplitResult:
+    """The one way liftdeploy reads a URL it is given (webhooks, service URLs): an http(s) URL
+    with a host, a valid port, no user name or password, and no space, control or non-ASCII
+    character anywhere (urllib would send those on, or fail with a message that quotes the
+    path). Refused with BadURL naming `source`, showing only the URL's scheme://host (a
+    webhook's path is its secret, a URL's user and password are credentials), and ending with
+    `fix`."""
+    url = url.strip()
+
+    def refuse(problem: str) -> BadURL:
+        return BadURL(f"{source} ({shown_url(url)}) {problem}; {fix}")
+
+    if not url.isascii() or any(char <= " " or char == "\x7f" for char in url):
+        raise refuse("holds a space, control or non-ASCII character (percent-encode it, or "
+                     "copy the URL again)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - reading it checks it: a port must be a number under 65536
+    except ValueError:
+        raise refuse("is not a valid URL (a bracketed IPv6 host or the port is garbled)") \
+            from None
+    if parts.scheme not in ("http", "https"):
+        raise refuse("is not an http(s) URL")
+    if not parts.hostname:
+        raise refuse("has no host")
+    if "@" in parts.netloc:
+        raise refuse("holds a user name or password (credentials go in their own variables, "
+                     "never in a URL, where logs would keep them)")
+    return parts
+
+
+def shown_url(url: str | urllib.parse.SplitResult) -> str:
+    """What of a URL may be shown in a message: scheme://host[:port], without the user name,
+    password, path, query and fragment (which can hold secrets). Where the host cannot be told
+    apart from a password (an unparsed URL with an "@" outside its host part) only the scheme
+    is shown; a port only when it is a number. Never more than one line."""
+    text = url.geturl() if isinstance(url, urllib.parse.SplitResult) else url.strip()
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.-]{0,15})://([^/?#]*)", text)
+    if not match:
+        return "…"
+    scheme, authority = match[1], match[2]
+    if "@" in text[match.end():]:  # then the "host" may be a user and a password with a "/"
+        return f"{scheme}://…"
+    host = re.fullmatch(r"(\[[0-9A-Fa-f:.]*\]?|[A-Za-z0-9.-]{1,100})(:[0-9]{1,5})?",
+                        authority.rpartition("@")[2])
+    return f"{scheme}://{host[0] if host else '…'}"
+
+
 def post_alert(webhook_url: str, text: str, *, timeout_s: float = 10.0) -> None:
-    """POST `{"text": ...}` (Slack's incoming-webhook shape) to the webhook."""
-    if not webhook_url.startswith(("https://", "http://")):
-        raise AlertNotSent(f"{ALERT_WEBHOOK_ENV} is not an http(s) URL; store the webhook's "
-                           f"full https://... address in the alerts Secret")
+    """POST `{"text": ...}` (Slack's incoming-webhook shape) to the webhook. Errors never show
+    the webhook's path: that is its secret."""
+    try:
+        parts = parse_url(webhook_url, source=ALERT_WEBHOOK_ENV,
+                          fix="store the webhook's full https://... address in the alerts Secret")
+    except BadURL as exc:
+        raise AlertNotSent(str(exc)) from None
     request = urllib.request.Request(
-        webhook_url, data=json.dumps({"text": text}).encode(),
+        parts.geturl(), data=json.dumps({"text": text}).encode(),
         headers={"Content-Type": "application/json"}, method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             response.read()
     except urllib.error.HTTPError as exc:
-        raise AlertNotSent(f"the alert webhook answered {exc.code} {exc.reason}; check the URL "
-                           f"in {ALERT_WEBHOOK_ENV}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise AlertNotSent(f"the alert webhook could not be reached ({reason}); check the URL in "
-                           f"{ALERT_WEBHOOK_ENV}") from None
+        raise AlertNotSent(f"the alert webhook answered {exc.code} {exc.reason} "
+                           f"({shown_url(parts)}); check the URL in {ALERT_WEBHOOK_ENV}") from None
+    except urllib.error.URLError as exc:
+        raise AlertNotSent(f"the alert webhook could not be reached ({exc.reason}; "
+                           f"{shown_url(parts)}); check the URL in {ALERT_WEBHOOK_ENV}") from None
+    except (OSError, ValueError) as exc:  # ValueError: urllib's own URL checks quote the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise AlertNotSent(f"the alert webhook could not be reached ({reason}; "
+                           f"{shown_url(parts)}); check the URL in {ALERT_WEBHOOK_ENV}") from None
