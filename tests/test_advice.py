@@ -134,3 +134,37 @@ def test_an_overlay_key_is_suggested_in_the_overlay(tmp_path: Path) -> None:
     done = liftdeploy("plan", str(spec), "--env", "staging", "--suggest", "--json")
     sets = json.loads(done.stdout)["set"]
     assert sets == ["environments.staging.runtime.max_concurrent_requests=15"]
+
+
+COLD_START_WARNING = "longer than runtime.cold_start_patience_s"
+
+
+def test_a_cold_start_longer_than_the_patience_is_a_warning_with_its_fix() -> None:
+    """The examples scale to zero and set a patience that covers their planned cold start (the
+    callers wait for it: liftdeploy's client retries 503s that long); without it plan warns."""
+    data = data_of(CODER_32B)
+    del data["runtime"]["cold_start_patience_s"]  # the default: 5 minutes
+    resolved = spec_from_data(data, source="test").resolve()
+    startup = plan(resolved).startup_timeout_s
+    assert startup > resolved.runtime.cold_start_patience_s == 300
+    warned = [v for v in plan(resolved).verdicts if COLD_START_WARNING in v.message]
+    assert len(warned) == 1 and f"up to {startup:,} s" in warned[0].message
+    assert warned[0].fix and "runtime.min_containers: 1" in warned[0].fix
+    assert f"runtime.cold_start_patience_s: {startup}" in warned[0].fix
+    # An always-warm container has no cold start for callers to wait out.
+    data["runtime"]["min_containers"] = 1
+    data["budget"]["max_monthly_always_on_usd"] = 5000
+    warm = plan(spec_from_data(data, source="test").resolve())
+    assert not any(COLD_START_WARNING in v.message for v in warm.verdicts)
+    assert warm.cold_start_wait_s == 0
+
+
+def test_every_scale_to_zero_example_sets_a_patience_that_covers_its_cold_start() -> None:
+    for path in EXAMPLES:
+        spec = load_spec(path)
+        for env in spec.environments:
+            resolved = spec.resolve(env)
+            p = plan(resolved)
+            assert resolved.runtime.min_containers == 0, f"{path.name} [{env}]"
+            assert p.cold_start_wait_s == p.startup_timeout_s
+            assert p.startup_timeout_s <= resolved.runtime.cold_start_patience_s, path.name

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,6 +37,9 @@ from liftdeploy.client.api import (
 from liftdeploy.client.endpoints import ENDPOINT_URL_ENV
 from liftdeploy.errors import ClientError
 from liftdeploy.ops.http import SMOKE_SCHEMA
+from liftdeploy.planner.report import plan
+from liftdeploy.spec.model import ResolvedDeployment
+from liftdeploy.spec.specfile import load_spec
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05)
 SCHEMA = {
@@ -183,6 +187,56 @@ def test_retries_are_bounded_in_time(scripted: type[ScriptedServer]) -> None:
         Client(server.url, model="m", retry=policy).generate("hi", SCHEMA)
     assert time.monotonic() - started < 10.0  # 1000 attempts would take minutes
     assert 2 <= server.count(CHAT) <= 11  # waits of 0.1-0.2 s fit about 5-10 in one second
+
+
+EXAMPLE_480B = Path(__file__).resolve().parent.parent / "examples" / "qwen3-coder-480b.yaml"
+
+
+def test_a_cold_start_is_waited_out_however_many_503s_it_takes(
+    scripted: type[ScriptedServer],
+) -> None:
+    """A scale-to-zero environment: 503s past max_attempts are retried (within the plan's
+    start-up time); a 429 keeps the short bounds."""
+    resolved = load_spec(EXAMPLE_480B).resolve("staging")
+    server = scripted({CHAT: [UNAVAILABLE] * 5 + [(200, completion('{"a": 7}'))]})
+    client = Client.for_deployment(resolved, url=server.url, retry=FAST_RETRY)
+    assert client.retry.cold_start_s == plan(resolved).startup_timeout_s == 1680
+    assert client.generate("hi", SCHEMA) == {"a": 7}
+    assert server.count(CHAT) == 6 > FAST_RETRY.max_attempts
+    overloaded = scripted({CHAT: [(429, {"error": "too many"})] * 5 + [(200, completion("{}"))]})
+    busy = Client.for_deployment(resolved, url=overloaded.url, retry=FAST_RETRY)
+    with pytest.raises(Overloaded, match="gave up after 3 attempts"):
+        busy.generate("hi", SCHEMA)
+    assert overloaded.count(CHAT) == 3
+
+
+def test_a_caller_who_will_not_wait_for_the_cold_start_is_told_at_once(
+    scripted: type[ScriptedServer],
+) -> None:
+    resolved = load_spec(EXAMPLE_480B).resolve("staging")
+    server = scripted({CHAT: [UNAVAILABLE]})
+    with pytest.raises(ClientError, match=r"up to 1,680 s .* longer than the 60 s .*"
+                                          r"runtime.min_containers: 1 for the staging"):
+        Client.for_deployment(resolved, url=server.url, cold_start_patience_s=60)
+    assert server.requests == []
+    patient = Client.for_deployment(resolved, url=server.url, cold_start_patience_s=1680)
+    assert patient.retry.cold_start_s == 1680
+
+
+def test_an_always_warm_environment_keeps_the_short_retry_window(
+    scripted: type[ScriptedServer],
+) -> None:
+    data = load_spec(EXAMPLE_480B).resolve("staging").model_dump()
+    data["runtime"]["min_containers"] = 1
+    data["budget"]["max_monthly_always_on_usd"] = 25_000
+    resolved = ResolvedDeployment.model_validate(data)
+    server = scripted({CHAT: [UNAVAILABLE]})
+    client = Client.for_deployment(resolved, url=server.url, retry=FAST_RETRY,
+                                   cold_start_patience_s=1)
+    assert client.retry.cold_start_s == 0
+    with pytest.raises(ServiceUnavailable, match="gave up after 3 attempts"):
+        client.generate("hi", SCHEMA)
+    assert server.count(CHAT) == 3
 
 
 def test_429_honours_retry_after_then_reports_overload(scripted: type[ScriptedServer]) -> None:

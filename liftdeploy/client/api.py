@@ -24,7 +24,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -109,6 +109,18 @@ class RetryPolicy:
     """Longest single wait (also caps a server's Retry-After)."""
     max_total_s: float = 180.0
     """No retry starts later than this many seconds after the first attempt."""
+    cold_start_s: float = 0.0
+    """503s (a container still starting after Modal scaled to zero) are retried for this long,
+    however many attempts it takes, when it is longer than max_total_s. `Client.for_deployment`
+    sets it to the plan's start-up time of a scale-to-zero environment."""
+
+    def gives_up(self, attempt: int, elapsed_s: float, delay_s: float, *,
+                 starting: bool) -> bool:
+        """Whether to stop after `attempt` failed `elapsed_s` into the call, rather than wait
+        `delay_s`; `starting`: the failure was a 503, which cold_start_s may outlast."""
+        if starting and self.cold_start_s > self.max_total_s:
+            return elapsed_s + delay_s > self.cold_start_s
+        return attempt >= self.max_attempts or elapsed_s + delay_s > self.max_total_s
 
     def backoff_s(self, retry: int, retry_after_s: float | None = None) -> float:
         """Seconds to wait before retry number `retry` (1-based): jittered exponential."""
@@ -243,12 +255,30 @@ class Client:
 
     @classmethod
     def for_deployment(
-        cls, resolved: ResolvedDeployment, *, url: str | None = None, **options: Any
+        cls, resolved: ResolvedDeployment, *, url: str | None = None,
+        cold_start_patience_s: float | None = None, **options: Any
     ) -> Client:
         """A client for one environment of a spec: its URL (see `resolve_url`), served model
-        name, grammar backend and request timeout; credentials from the environment."""
-        from liftdeploy.client.endpoints import resolve_url
+        name, grammar backend and request timeout; credentials from the environment.
 
+        When the environment scales to zero, 503s are retried for the plan's start-up time
+        (`RetryPolicy.cold_start_s`), so the first request after an idle period waits for the
+        cold start. A caller that will not wait that long says so with `cold_start_patience_s`
+        and gets a ClientError at once, naming runtime.min_containers."""
+        from liftdeploy.client.endpoints import resolve_url
+        from liftdeploy.planner.timeouts import cold_start_wait_s
+
+        cold_start_s = cold_start_wait_s(resolved)
+        if cold_start_patience_s is not None and cold_start_s > cold_start_patience_s:
+            raise ClientError(
+                f"{resolved.app_name} scales to zero (runtime.min_containers: 0) and a cold "
+                f"start may take up to {cold_start_s:,} s (`liftdeploy plan`), longer than the "
+                f"{cold_start_patience_s:g} s you will wait; set runtime.min_containers: 1 for "
+                f"the {resolved.environment} environment (one container always warm), or wait "
+                f"longer"
+            )
+        options["retry"] = replace(options.get("retry") or RetryPolicy(),
+                                   cold_start_s=float(cold_start_s))
         creds = _Credentials.from_env()
         options.setdefault("model", resolved.model.name_for_clients)
         options.setdefault("backend", resolved.engine.structured_output_backend)
@@ -462,11 +492,12 @@ class Client:
                 return call()
             except openai.APIError as exc:
                 error, retryable, retry_after_s = self._translate(exc)
+                starting = isinstance(exc, openai.APIStatusError) and exc.status_code == 503
             if not retryable:
                 raise error from None
             delay = self.retry.backoff_s(attempt, retry_after_s)
-            out_of_time = time.monotonic() - started + delay > self.retry.max_total_s
-            if attempt >= self.retry.max_attempts or out_of_time:
+            if self.retry.gives_up(attempt, time.monotonic() - started, delay,
+                                   starting=starting):
                 raise type(error)(
                     f"{error} (gave up after {attempt} attempt{'s' * (attempt > 1)} in "
                     f"{time.monotonic() - started:.1f} s)"

@@ -97,6 +97,9 @@ class Plan:
     """How long a stopping container lets requests in flight finish (the spec's, or sized)."""
     request_timeout_s: int = 0
     """The service's limit on one request (504 past it)."""
+    cold_start_wait_s: int = 0
+    """How long liftdeploy's client retries 503s while a container starts from zero (0: one
+    is always warm)."""
     reservation: Reservation | None = None
     """Host CPU and memory reserved for each server container (the spec's, or sized)."""
     nonpreemptible: bool = False
@@ -173,6 +176,7 @@ class Plan:
                 "healthy_within": self.healthy_within_s,
                 "exit_grace_period": self.exit_grace_period_s,
                 "request_timeout": self.request_timeout_s,
+                "cold_start_wait": self.cold_start_wait_s,
             },
             "reservation": ({"cpu": self.reservation.cpu,
                              "memory_mib": self.reservation.memory_mib}
@@ -221,6 +225,7 @@ def plan(
     startup_s = timeouts.sized_startup_timeout_s(resolved, memory, layout)
     cost = _cost(resolved, speed, gpu_hour_usd, price_source, startup_s)
     verdicts += budget_problems(resolved, cost.usd_per_hour, cost.always_on_usd_per_month)
+    verdicts += _cold_start_problems(resolved, startup_s, cost.usd_per_hour)
     if not any(v.level == "error" for v in verdicts):
         verdicts.insert(0, Verdict(
             "ok",
@@ -242,8 +247,26 @@ def plan(
     result.startup_timeout_s = startup_s
     result.healthy_within_s = timeouts.healthy_within_s(result.startup_timeout_s)
     result.exit_grace_period_s = timeouts.exit_grace_period_s(resolved, result)
+    result.cold_start_wait_s = timeouts.cold_start_wait_s(resolved, result)
     result.reservation = reservation(resolved, memory.weights_gib)
     return result
+
+
+def _cold_start_problems(resolved: ResolvedDeployment, startup_s: int,
+                         usd_per_hour: float) -> list[Verdict]:
+    """A scale-to-zero service whose cold start outlasts runtime.cold_start_patience_s: the
+    first request after an idle period waits (503s, retried) up to the startup timeout."""
+    patience = resolved.runtime.cold_start_patience_s
+    if resolved.runtime.min_containers > 0 or startup_s <= patience:
+        return []
+    return [Verdict(
+        "warning",
+        f"scales to zero and a cold start may take up to {startup_s:,} s (startup_timeout), "
+        f"longer than runtime.cold_start_patience_s ({patience:,} s): the first request after "
+        f"an idle period waits that long (liftdeploy's client retries its 503s for it)",
+        f"set runtime.min_containers: 1 (always on: ${usd_per_hour * HOURS_PER_MONTH:,.0f}/"
+        f"month), or runtime.cold_start_patience_s: {startup_s} if callers can wait",
+    )]
 
 
 def reservation(resolved: ResolvedDeployment, weights_gib_per_gpu: float | None) -> Reservation:
@@ -370,6 +393,10 @@ def format_plan(p: Plan) -> str:
         f"  lifecycle         starts within {p.startup_timeout_s:,} s (startup_timeout; vLLM's "
         f"log is reported after {p.healthy_within_s:,} s); a request is stopped (504) after "
         f"{p.request_timeout_s:,} s",
+        "                    " + (
+            f"scales to zero: the client retries 503s for up to {p.cold_start_wait_s:,} s "
+            f"while a container starts" if p.cold_start_wait_s else
+            "a container is always warm (runtime.min_containers)"),
         f"                    a deploy or scale-down stops a busy container once its requests "
         f"finish: it drains for up to {p.exit_grace_period_s:,} s (exit grace); an idle one "
         f"stops at once",

@@ -96,6 +96,15 @@ def drain_s(exit_grace_s: int) -> int:
     return max(exit_grace_s - VOLUME_COMMIT_S, math.ceil(exit_grace_s / 2))
 
 
+def cold_start_wait_s(resolved: ResolvedDeployment, plan: Plan | None = None) -> int:
+    """How long a caller may get 503s while Modal starts a container from zero: the startup
+    timeout (past it Modal fails the container, so waiting longer is pointless) when
+    runtime.min_containers is 0; 0 when a container is always warm."""
+    if resolved.runtime.min_containers > 0:
+        return 0
+    return startup_timeout_s(resolved, plan)
+
+
 def planned(resolved: ResolvedDeployment) -> Plan | None:
     """The plan, or None when the model's architecture is unknown."""
     from liftdeploy.planner.report import plan
