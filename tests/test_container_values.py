@@ -158,3 +158,78 @@ def test_missing_weights_at_start_up_reach_sentry(
     assert event["tags"]["liftdeploy.phase"] == "startup"
     (exception,) = event["exception"]["values"]
     assert exception["type"] == "WeightsMissing" and "liftdeploy download" in exception["value"]
+
+
+class ClaimsDict(dict):  # type: ignore[type-arg]
+    """A stand-in for a modal.Dict with its `put(key, value, *, skip_if_exists)` semantics
+    (the real signature is checked below): True when stored, False when the key was there."""
+
+    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
+        if skip_if_exists and key in self:
+            return False
+        self[key] = value
+        return True
+
+
+def test_the_stand_in_has_modal_dicts_put_signature() -> None:
+    import inspect
+
+    import modal
+
+    real = inspect.signature(modal.Dict.put).parameters
+    assert real["skip_if_exists"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert real["skip_if_exists"].default is False
+    assert list(inspect.signature(ClaimsDict.put).parameters) == list(real)
+    for method in ("get", "pop", "__setitem__"):
+        assert hasattr(modal.Dict, method)
+
+
+def test_a_second_download_of_one_snapshot_is_refused_while_the_first_writes() -> None:
+    from liftdeploy.runtime.weights import DownloadInProgress, single_writer, snapshot_key
+
+    claims, key = ClaimsDict(), snapshot_key("org/model", "abc123")
+    what = "org/model at abc123 on Volume svc-weights"
+    writes: list[str] = []
+    with single_writer(claims, key, writer="fc-first", hold_s=600, what=what):
+        writes.append("first")
+        with pytest.raises(DownloadInProgress, match=r"another download \(fc-first\) is "
+                                                     r"writing org/model at abc123 on Volume"):
+            with single_writer(claims, key, writer="fc-second", hold_s=600, what=what):
+                writes.append("second")
+        # A retry of the first call (same function call id) takes its own claim back.
+        with single_writer(claims, key, writer="fc-first", hold_s=600, what=what):
+            writes.append("first, retried")
+    assert writes == ["first", "first, retried"]
+    assert key not in claims  # released: the next download may write
+    with single_writer(claims, key, writer="fc-second", hold_s=600, what=what):
+        writes.append("second, later")
+    assert writes[-1] == "second, later"
+
+
+def test_a_claim_left_by_a_dead_writer_lapses_after_its_time_limit() -> None:
+    from liftdeploy.runtime.weights import DownloadInProgress, single_writer, snapshot_key
+
+    claims, key = ClaimsDict(), snapshot_key("org/model", None)
+    claims[key] = {"writer": "fc-killed", "until": 1000.0}  # Modal stopped it at its limit
+    with pytest.raises(DownloadInProgress):
+        with single_writer(claims, key, writer="fc-new", hold_s=60, what="x", now=lambda: 999.0):
+            pass
+    with single_writer(claims, key, writer="fc-new", hold_s=60, what="x", now=lambda: 1001.0):
+        assert claims[key] == {"writer": "fc-new", "until": 1061.0}
+    assert key not in claims
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_download_claims_its_snapshot_in_a_dict_shared_by_every_environment(
+    name: str, rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modal._utils.async_utils import synchronizer
+
+    module = import_app(rendered[name], None, monkeypatch)
+    claims = _closure(synchronizer._translate_in(module.download_claims)._load)
+    assert claims["name"] == f"{module.WEIGHTS_VOLUME}-writers"
+    source = (rendered[name] / "app.py").read_text()
+    body = source.split("def download_model()", 1)[1].split("\n\n\n", 1)[0]
+    # The download and the Volume commit both happen under the claim.
+    claimed = body.split("with single_writer(", 1)[1]
+    assert "snapshot_download(" in claimed and ".commit()" in claimed
