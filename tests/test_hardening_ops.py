@@ -242,6 +242,39 @@ def test_a_directory_as_report_is_one_line(tmp_path: Path) -> None:
     assert "is a directory" in line
 
 
+@pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf", "-3", "1e309"])
+def test_a_token_counter_that_is_not_a_count_is_refused(value: str) -> None:
+    from liftdeploy.ops.tokens import generation_tokens
+
+    line = f'vllm:generation_tokens_total{{engine="0",model_name="m"}} {value}\n'
+    with pytest.raises(OpsError, match="is not a token count"):
+        generation_tokens(line)
+
+
+@pytest.mark.parametrize("reading", ['{"at": "2026-11-01T00:00:00", "generation_tokens": NaN}',
+                                     '{"at": "2026-11-01T00:00:00", "generation_tokens": -1}',
+                                     '{"at": "2026-11-01T00:00:00", "generation_tokens": 1e999}',
+                                     '[' * 100_000])
+def test_saved_token_readings_that_are_not_counts_are_one_line(
+    tmp_path: Path, reading: str,
+) -> None:
+    readings = tmp_path / "readings"
+    readings.mkdir()
+    (readings / "lift-sys-inference-staging.jsonl").write_text(reading + "\n")
+    report = tmp_path / "report.json"
+    billing.save_report(recorded_report(), report)
+    line = _one_line_error(_spend(report, "--readings", str(readings)))
+    assert "lift-sys-inference-staging.jsonl:1 is not a token reading" in line
+
+
+def test_a_fifo_token_reading_log_is_refused_at_once(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "lift-sys-inference.jsonl")
+    report = tmp_path / "report.json"
+    billing.save_report(recorded_report(), report)
+    line = _one_line_error(_spend(report, "--readings", str(tmp_path), timeout=60))
+    assert "not a regular file" in line
+
+
 # --- item 8: the monitor reads only counts, and never crashes on a bad one -----------------------
 
 HOSTILE_SAMPLES = [

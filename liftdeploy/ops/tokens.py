@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from liftdeploy.errors import OpsError
 from liftdeploy.ops.billing import utc
+from liftdeploy.runtime.monitor import checked_count
+from liftdeploy.spec.specfile import read_text
 
 if TYPE_CHECKING:
     from liftdeploy.client.api import Client
@@ -48,10 +50,14 @@ def generation_tokens(metrics_text: str) -> float | None:
         elif rest[:1] not in (" ", "\t"):
             continue  # another metric sharing the prefix
         try:
-            total += float(rest.split()[0])
+            value = float(rest.split()[0])
         except (IndexError, ValueError):
             raise OpsError(f"/metrics line {line[:80]!r} has no value; is this vLLM's "
                            f"Prometheus text?") from None
+        if checked_count(value) is None:  # NaN, Inf, negative: $nan per million tokens
+            raise OpsError(f"/metrics line {line[:80]!r} is not a token count; is this "
+                           f"vLLM's Prometheus text?")
+        total += value
         seen = True
     return total if seen else None
 
@@ -91,20 +97,18 @@ class ReadingLog:
         return cls(folder / f"{app_name}.jsonl")
 
     def load(self) -> list[TokenReading]:
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
+        if not os.path.lexists(self.path):
             return []
-        except OSError as exc:
-            raise OpsError(f"cannot read token readings {self.path} ({exc}); pass --readings "
-                           f"with a file you can read") from None
+        lines = read_text(self.path).splitlines()  # the hardened loader: no FIFO, no device
         readings = []
         for number, line in enumerate(lines, 1):
             try:
                 data = json.loads(line)
-                readings.append(TokenReading(utc(datetime.fromisoformat(data["at"])),
-                                             float(data["generation_tokens"])))
-            except (ValueError, KeyError, TypeError):
+                count = checked_count(data["generation_tokens"])
+                if count is None:
+                    raise ValueError(data["generation_tokens"])
+                readings.append(TokenReading(utc(datetime.fromisoformat(data["at"])), count))
+            except (ValueError, KeyError, TypeError, RecursionError):
                 raise OpsError(f"{self.path}:{number} is not a token reading; remove the line "
                                f"(each line is {{\"at\": ISO time, \"generation_tokens\": N}})"
                                ) from None
