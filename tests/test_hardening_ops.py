@@ -345,7 +345,8 @@ def _check_runs(state: dict[str, Any], now: float = 10_000.0) -> Monitor:
 @pytest.mark.parametrize("saved", [
     "garbage", [1, 2], 42, float("nan"),
     {"last_check": "abc"}, {"last_check": float("nan")}, {"last_check": float("inf")},
-    {"last_check": 10**400}, {"last_check": True}, {"last_check": [1]},
+    {"last_check": 10**400}, {"last_check": 10**5000}, {"last_check": True}, {"last_check": [1]},
+    {"incidents": {10**5000: {"since": 1.0, "text": "t"}}},
     {"engine": "x"}, {"engine": {"requests": "10"}},
     {"engine": {"requests": float("nan"), "errors": 0, "throttled": 0, "buckets": {}}},
     {"engine": {"requests": 1e309, "errors": 0, "throttled": 0, "buckets": {}}},

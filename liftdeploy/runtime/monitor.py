@@ -365,7 +365,8 @@ def _checked_record(saved: Any) -> dict[str, Any]:
     if finite_number(last_check) is not None:
         record["last_check"] = finite_number(last_check)
     elif last_check is not None:
-        _log.warning("saved last_check %.40r is not a time; dropped", last_check)
+        _log.warning("saved last_check (%s) is not a finite time; dropped",
+                     type(last_check).__name__)  # its repr may be a 5,000-digit int
     if "engine" in saved:
         engine = checked_counters(saved["engine"])
         if engine is None:
@@ -381,7 +382,8 @@ def _checked_record(saved: Any) -> dict[str, Any]:
         if isinstance(name, str) and since is not None and isinstance(incident.get("text"), str):
             record["incidents"][name] = {"since": since, "text": incident["text"]}
         else:
-            _log.warning("saved incident %.40r is garbled; dropped", name)
+            _log.warning("saved incident %s is garbled; dropped",
+                         ascii(name[:40]) if isinstance(name, str) else type(name).__name__)
     if not isinstance(incidents, dict):
         _log.warning("saved incidents are %s, not a mapping; dropped", type(incidents).__name__)
     return record
