@@ -17,6 +17,7 @@ from liftdeploy.planner.memory import DOWNLOAD_RESERVATION, server_reservation
 from liftdeploy.planner.report import plan
 from liftdeploy.planner.timeouts import VOLUME_COMMIT_S
 from liftdeploy.render.service import render
+from liftdeploy.render.vllm_args import server_env
 from liftdeploy.spec.model import MODAL_MAX_EXIT_GRACE_S, ResolvedDeployment
 from liftdeploy.spec.specfile import load_spec
 
@@ -129,6 +130,9 @@ def test_otlp_protocol_follows_the_endpoint(
     module = import_app(render(spec, tmp_path / "traced"), "staging", monkeypatch)
     # vLLM's exporter speaks gRPC unless this says otherwise (vllm/tracing/otel.py).
     assert module.CONTAINER_ENV["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == protocol
+    # From the library's one server env, so the twin's server exports the same way.
+    resolved = load_spec(spec).resolve("staging")
+    assert server_env(resolved)["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == protocol
 
 
 def test_missing_weights_at_start_up_reach_sentry(

@@ -38,7 +38,7 @@ from liftdeploy.planner.timeouts import (
     startup_timeout_s,
 )
 from liftdeploy.render.vllm_args import SHUTDOWN_MARGIN_S, server_args, server_env
-from liftdeploy.runtime.lifecycle import REQUEST_TIMEOUT_ENV
+from liftdeploy.runtime.lifecycle import DRAIN_FILE_ENV, REQUEST_TIMEOUT_ENV
 from liftdeploy.spec.model import ResolvedDeployment
 from liftdeploy.spec.specfile import load_spec
 from liftdeploy.twin.local import TWIN_EXIT_GRACE_S, LocalTwin, cpu_twin, free_port
@@ -275,6 +275,56 @@ def test_a_stream_past_the_limit_ends_with_an_error_event_then_done(
     assert chunks[0] == '{"token": 1}' and chunks[-1] == "[DONE]", chunks
     assert json.loads(chunks[-2])["error"]["type"] == "RequestTimeout"
     assert events == ["stream aborted", "answered"]
+
+
+async def _through_vllms_middleware_stack(
+    monkeypatch: pytest.MonkeyPatch, drain_file: Path, requests: list[tuple[str, str, str]],
+) -> list[httpx.Response]:
+    """The primary example's production argv parsed by vLLM's own parser, its middlewares added
+    by vLLM's own `init_entrypoints_middleware` (CORS first, then every --middleware in order)
+    around routes that never finish, with the container's server_env."""
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.entrypoints.serve.middleware.register import init_entrypoints_middleware
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    resolved = load_spec(PRIMARY).resolve("production")
+    args = make_arg_parser(FlexibleArgumentParser()).parse_args(server_args(resolved))
+    assert args.middleware[-1] == "liftdeploy.runtime.lifecycle.RequestLifecycle"  # outermost
+    for name, value in server_env(resolved).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(REQUEST_TIMEOUT_ENV, "0.5")
+    monkeypatch.setenv(DRAIN_FILE_ENV, str(drain_file))
+    monkeypatch.delenv("VLLM_API_KEY", raising=False)
+    app = _abortable_app([])
+    init_entrypoints_middleware(args, app, ())
+    assert [m.cls.__name__ for m in app.user_middleware][0] == "RequestLifecycle"
+    answers = []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://service") as client:
+        for method, origin, state in requests:
+            if state == "draining":
+                drain_file.touch()
+            answers.append(await client.request(method, "/v1/completions", json={},
+                                                headers={"Origin": origin}))
+    return answers
+
+
+def test_liftdeploys_own_answers_carry_cors_headers_for_an_allowed_origin(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """vLLM's CORS layer is the innermost, so the 504 and the drain's 503 (answered outside it)
+    need the lifecycle middleware's own CORS layer, which holds the spec's origins."""
+    allowed, other = "https://lift-sys.vercel.app", "https://elsewhere.example"
+    late, stranger, draining = asyncio.run(_through_vllms_middleware_stack(
+        monkeypatch, tmp_path / "draining", [
+            ("POST", allowed, "serving"), ("POST", other, "serving"),
+            ("POST", allowed, "draining")]))
+    assert late.status_code == 504, late.text
+    assert late.headers.get("access-control-allow-origin") == allowed
+    assert stranger.status_code == 504
+    assert "access-control-allow-origin" not in stranger.headers
+    assert draining.status_code == 503, draining.text
+    assert draining.headers.get("access-control-allow-origin") == allowed
 
 
 # -- the running server ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import pytest
 from liftdeploy.planner.timeouts import exit_grace_period_s, healthy_within_s, startup_timeout_s
 from liftdeploy.planner.download import DOWNLOAD_RETRIES, download_estimate
 from liftdeploy.spec.specfile import load_spec
-from liftdeploy.render.vllm_args import server_args
+from liftdeploy.render.vllm_args import server_args, server_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RENDERED = REPO_ROOT / "examples" / "rendered"
@@ -136,8 +136,7 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
         "max_concurrency": runtime.max_concurrent_requests,
         "volumes": volumes,
         "secrets": resolved.secret_names,
-        "server_env": {"LIFTDEPLOY_ENV": env, "LIFTDEPLOY_DUMMY_WEIGHTS": "0",
-                       "LIFTDEPLOY_REQUEST_TIMEOUT_S": str(runtime.request_timeout_s)},
+        "server_env": {**server_env(resolved), "LIFTDEPLOY_DUMMY_WEIGHTS": "0"},
         "download_timeout": download_estimate(resolved).timeout_s,
         "download_retries": DOWNLOAD_RETRIES,
         "download_secrets": [resolved.model.hf_token_secret] if resolved.model.hf_token_secret else [],

@@ -23,12 +23,14 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 
 from liftdeploy import __version__
+from liftdeploy.planner.ci import ci_timeouts
 from liftdeploy.planner.timeouts import (
     drain_s,
     exit_grace_period_s,
     healthy_within_s,
     startup_timeout_s,
 )
+from liftdeploy.render import template_version
 from liftdeploy.spec.model import COMPILE_CACHE_DIR, WEIGHTS_DIR, ModelDeployment, ResolvedDeployment
 
 RUNTIME_PACKAGE = "liftdeploy.runtime"
@@ -67,6 +69,9 @@ class LiftdeployExtension(Extension):
         environment.globals["liftdeploy_preset"] = preset_value
         environment.globals["liftdeploy_default_preset"] = default_preset
         environment.globals["liftdeploy_problem"] = _problem_from_context
+        environment.globals["liftdeploy_install_source"] = template_version.install_source
+        environment.globals["liftdeploy_install_fix"] = template_version.LOCAL_SOURCE_FIX
+        environment.globals["liftdeploy_ci_timeouts"] = ci_timeouts
         environment.filters["runtime_source"] = runtime_source
         environment.filters["py"] = py
         environment.filters["docstring"] = docstring_text
@@ -126,7 +131,7 @@ class Service:
     def container_env(self) -> str:
         """The `env=` of the containers: the library's server_env per environment, with the
         environment's own name written as ENVIRONMENT."""
-        return _dict_items({env: _container_env(resolved) for env, resolved in self.resolved.items()})
+        return _dict_items({env: _server_env(resolved) for env, resolved in self.resolved.items()})
 
     def tags(self) -> str:
         """The items of `TAGS` (`modal.App(tags=...)`): service, environment, liftdeploy release,
@@ -305,33 +310,6 @@ def _reservation(resolved: ResolvedDeployment) -> Any:
 
     plan = planned(resolved)
     return plan.reservation if plan else reservation(resolved, None)
-
-
-
-OTLP_PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-"""OpenTelemetry's variable for the traces exporter's protocol; vLLM's default is grpc."""
-
-
-def otlp_traces_protocol(endpoint: str) -> str:
-    """The OTLP protocol an endpoint URL speaks: a path (`https://.../v1/traces`) or port 4318
-    is OTLP/HTTP; grpc://, port 4317 or a bare host is gRPC."""
-    from urllib.parse import urlsplit
-
-    url = urlsplit(endpoint)
-    if url.scheme == "grpc" or url.port == 4317:
-        return "grpc"
-    return "http/protobuf" if url.path not in ("", "/") or url.port == 4318 else "grpc"
-
-
-def _container_env(resolved: ResolvedDeployment) -> dict[str, str]:
-    """The library's server_env, plus the OTLP protocol the traces endpoint speaks."""
-    from liftdeploy.render.vllm_args import server_env
-
-    env = server_env(resolved)
-    endpoint = resolved.observability.otlp_traces_endpoint
-    if endpoint:
-        env[OTLP_PROTOCOL_ENV] = otlp_traces_protocol(endpoint)
-    return env
 
 
 def _download_timeout_s(resolved: ResolvedDeployment) -> int:

@@ -178,10 +178,32 @@ def shutdown_timeout_s(deployment: ResolvedDeployment) -> int:
 
 def server_env(deployment: ResolvedDeployment) -> dict[str, str]:
     """Environment variables the server process needs besides the Secrets: the environment's
-    name (the app's enter hook) and the request limit (the lifecycle middleware)."""
-    from liftdeploy.runtime.lifecycle import REQUEST_TIMEOUT_ENV
+    name (the app's enter hook), the request limit and the CORS origins (the lifecycle
+    middleware, outermost, so its own answers carry CORS headers too), and the protocol of the
+    OTLP traces endpoint."""
+    from liftdeploy.runtime.lifecycle import ALLOWED_ORIGINS_ENV, REQUEST_TIMEOUT_ENV
 
-    return {
+    env = {
         "LIFTDEPLOY_ENV": deployment.environment,
         REQUEST_TIMEOUT_ENV: str(deployment.runtime.request_timeout_s),
     }
+    if deployment.cors.allowed_origins:
+        env[ALLOWED_ORIGINS_ENV] = json.dumps(deployment.cors.allowed_origins)
+    if endpoint := deployment.observability.otlp_traces_endpoint:
+        env[OTLP_PROTOCOL_ENV] = otlp_traces_protocol(endpoint)
+    return env
+
+
+OTLP_PROTOCOL_ENV = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+"""OpenTelemetry's variable for the traces exporter's protocol; vLLM's default is grpc."""
+
+
+def otlp_traces_protocol(endpoint: str) -> str:
+    """The OTLP protocol an endpoint URL speaks: a path (`https://.../v1/traces`) or port 4318
+    is OTLP/HTTP; grpc://, port 4317 or a bare host is gRPC."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    if url.scheme == "grpc" or url.port == 4317:
+        return "grpc"
+    return "http/protobuf" if url.path not in ("", "/") or url.port == 4318 else "grpc"

@@ -1,5 +1,6 @@
 """A request's lifetime in the server: its time limit, and the drain when the container stops
-(an ASGI middleware loaded with vLLM's --middleware, standard library only).
+(an ASGI middleware loaded with vLLM's --middleware; standard library only, and Starlette,
+which vLLM serves with, for CORS).
 
 Time limit: vLLM has no per-request limit and Modal's `@app.server` takes no timeout, so a
 request past LIFTDEPLOY_REQUEST_TIMEOUT_S is stopped here. Cancelling the call would not stop
@@ -14,6 +15,13 @@ server. From then on a new request gets a JSON 503 with `Retry-After` and `Conne
 (clients and Modal retry elsewhere), while the requests already in flight run to completion;
 `/health` answers 503 with the number still in flight, which `stop` watches to know when the
 server is idle and safe to end.
+
+CORS: vLLM adds its CORS middleware before any `--middleware`, so it is the innermost layer and
+the answers of liftdeploy's own middlewares (this one's 503 and 504, the API-key gate's 401 and
+413, the guard's 400 and 502) would reach a browser without CORS headers: an opaque failure.
+This middleware is the outermost (the last `--middleware`), so with LIFTDEPLOY_ALLOWED_ORIGINS
+set it wraps itself in Starlette's CORSMiddleware with vLLM's settings: every answer carries
+the headers, and preflights are answered before any other layer.
 """
 
 from __future__ import annotations
@@ -38,6 +46,9 @@ PROBE_PATHS = frozenset({"/health", "/metrics", "/ping"})
 """Probes: never limited, never counted as requests in flight."""
 RETRY_AFTER_S = 1
 """What a request refused during the drain is told to wait before retrying (elsewhere)."""
+ALLOWED_ORIGINS_ENV = "LIFTDEPLOY_ALLOWED_ORIGINS"
+"""A JSON list of the origins browsers may call from (the spec's cors.allowed_origins); unset:
+no CORS headers (vLLM's own --allowed-origins is unset too)."""
 ABORT_WAIT_S = 10.0
 """How long a request past its limit is given to abort in the engine after it is told the
 client left; a handler that ignores that is cancelled instead."""
@@ -51,8 +62,19 @@ class RequestLifecycle:
         self.timeout_s = _seconds(os.environ.get(REQUEST_TIMEOUT_ENV))
         self.drain_file = os.environ.get(DRAIN_FILE_ENV) or None
         self.in_flight = 0
+        self._entry: Callable[[Scope, Receive, Send], Awaitable[None]] = self._handle
+        origins = _origins(os.environ.get(ALLOWED_ORIGINS_ENV))
+        if origins:
+            from starlette.middleware.cors import CORSMiddleware  # vLLM's own dependency
+
+            # vLLM's defaults for its own CORS layer (--allowed-methods/-headers: *).
+            self._entry = CORSMiddleware(self._handle, allow_origins=origins,
+                                         allow_methods=["*"], allow_headers=["*"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -148,6 +170,20 @@ def _seconds(value: str | None) -> float | None:
         raise ValueError(f"{REQUEST_TIMEOUT_ENV}={value!r} must be a positive, finite number "
                          f"of seconds; set it to a value such as 1200, or unset it")
     return seconds
+
+
+def _origins(value: str | None) -> list[str]:
+    """The allowed origins from the environment (a JSON list of strings), or []."""
+    if not value:
+        return []
+    try:
+        origins = json.loads(value)
+    except ValueError:
+        origins = None
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise ValueError(f"{ALLOWED_ORIGINS_ENV}={value!r} is not a JSON list of origins; set "
+                         f'it like ["https://app.example.com"], or unset it')
+    return origins
 
 
 def _error(message: str, kind: str, status: int) -> dict[str, Any]:
