@@ -28,7 +28,7 @@ from liftdeploy.ops.release_verdict import (
 )
 from liftdeploy.spec.model import ReleaseSection
 from liftdeploy.spec.specfile import load_spec
-from test_ops import _service_in_git, _variant, modal_cli_parse, no_modal_token  # noqa: F401
+from test_ops import _cli, _service_in_git, _variant, modal_cli_parse, no_modal_token  # noqa: F401
 from test_release_routing import MODEL, DictStandIn, OpenAIShaped
 
 APP = "lift-sys-inference"
@@ -261,3 +261,19 @@ def test_release_section_bounds_are_one_line_errors() -> None:
         ReleaseSection(share_percent=80)
     window = ReleaseWindow("x", 0, 0, 0, None, None)
     assert window.error_rate is None
+
+
+def test_cli_logged_out_is_one_line_and_the_dict_adapter_keeps_modals_signatures() -> None:
+    import inspect
+
+    from liftdeploy.client.routing import ShareStore
+
+    for name in ("get", "put"):
+        assert (inspect.signature(getattr(rel.ModalDictStore, name))
+                == inspect.signature(getattr(ShareStore, name)))
+    spec = str(Path(__file__).resolve().parent.parent / "examples" / "qwen25-coder-32b.yaml")
+    for action in ("status", "abort", "promote"):
+        result = _cli("release", action, spec)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and "modal token new" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

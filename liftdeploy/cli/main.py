@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "liftdeploy.cli.ci_commands",      # ci-warmup, ci-workflow
     "liftdeploy.cli.spend_commands",   # spend
     "liftdeploy.cli.alerts_commands",  # alerts test
+    "liftdeploy.cli.release_commands", # release start|status|promote|abort|finish
 )
 
 

@@ -107,6 +107,27 @@ def check_candidate(resolved: ResolvedDeployment, url: str, timeout_s: float) ->
     smoke(client)
 
 
+class ModalDictStore:
+    """production's release Dict, each call's failure an OpsError naming the fix (modal_call)."""
+
+    def __init__(self, resolved: ResolvedDeployment) -> None:
+        from liftdeploy.client.routing import open_release_dict, release_dict_name
+
+        self.name = release_dict_name(resolved)
+        self._dict = open_release_dict(resolved, create=True)
+
+    def get(self, key: Any, default: Any | None = None) -> Any:
+        from liftdeploy.ops.modal_sdk import modal_call
+
+        return modal_call(f"reading Dict {self.name}", lambda: self._dict.get(key, default))
+
+    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
+        from liftdeploy.ops.modal_sdk import modal_call
+
+        return modal_call(f"writing Dict {self.name}", lambda: self._dict.put(
+            key, value, skip_if_exists=skip_if_exists))
+
+
 def _stderr(text: str) -> None:
     print(text, file=sys.stderr)
 
