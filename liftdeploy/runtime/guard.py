@@ -28,6 +28,18 @@ POST /v1/chat/completions and /v1/completions requests that ask for JSON
 - JSON-constrained requests to other endpoints (/v1/responses, Anthropic /v1/messages, Cohere
   chat): refused with 400 naming the two endpoints whose answers are checked.
 
+Under the guidance backend a schema llguidance refuses is not refused at once
+(liftdeploy.runtime.schema_rewrite): an exact rewrite is sent instead when one compiles, else a
+relaxed grammar (llguidance's `lenient` option, which ignores the keywords it does not
+implement), and the answer is always judged against the schema the client sent. An answer under
+a relaxed grammar that breaks the schema is sampled again (a new seed when the request has one)
+up to MAX_ATTEMPTS times in all, while the request's time limit leaves room for another try,
+then withheld (502). `x-liftdeploy-grammar` says exact, rewritten or relaxed and
+`x-liftdeploy-attempts` how many generations the answer took; a schema that cannot be served
+even relaxed is refused with 400 naming the problem and the change that would make it
+servable. An answer cut by max_tokens when the request set none and the schema allows an
+unbounded string or array carries `x-liftdeploy-hint` saying where and what to set.
+
 `x-liftdeploy-structured` carries one verdict per choice, comma-separated: valid, repaired,
 or incomplete. An answer that cannot be checked (jsonschema cannot evaluate its schema, or the
 check would take longer than VALIDATION_BUDGET_S, e.g. a `pattern` with catastrophic
@@ -35,8 +47,9 @@ backtracking; every keyword checks the deadline, uniqueItems in linear time) is 
 retry will not help and the schema must be simplified): unchecked output is never handed back
 as valid. The check runs in worker threads, off the event loop, so a costly schema never stalls
 /health or other requests.
-Counters: `liftdeploy_structured_output_total{verdict=...}` on vLLM's /metrics (prometheus
-registry) and in every guard log line.
+Counters: `liftdeploy_structured_output_total{verdict=...}` (the answers callers got) and
+`liftdeploy_structured_grammar_total{event=relaxed|resample|rejected_after_resampling}` on
+vLLM's /metrics (prometheus registry), and in every guard log line.
 
 Dependencies: the standard library plus `jsonschema` and `prometheus_client`, both of which
 vLLM itself requires, so the Modal image needs nothing beyond vLLM and this package.
@@ -48,6 +61,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -58,9 +72,13 @@ from fractions import Fraction
 from typing import Any
 
 import jsonschema
+import jsonschema._legacy_keywords
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
+
+from liftdeploy.runtime.lifecycle import REQUEST_TIMEOUT_ENV
+from liftdeploy.runtime.schema_rewrite import GrammarPlan, plan_for_guidance
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,6 +88,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 GUARDED_PATHS = ("/v1/chat/completions", "/v1/completions")
 VERDICT_HEADER = b"x-liftdeploy-structured"
+ATTEMPTS_HEADER = b"x-liftdeploy-attempts"
+"""How many generations the answer took (more than 1: resampled under a relaxed grammar)."""
+GRAMMAR_HEADER = b"x-liftdeploy-grammar"
+"""Guidance backend: exact (the schema as sent), rewritten (an exact rewrite) or relaxed."""
+HINT_HEADER = b"x-liftdeploy-hint"
+MAX_ATTEMPTS = 3
+"""Generations per request under a relaxed grammar: the first and at most two resamples."""
 ERROR_TYPE = "InvalidStructuredOutput"
 CLIENT_VALIDATES_HEADER = b"x-liftdeploy-client-validates"
 """Opt-in for streaming a constrained answer unbuffered; only for clients that validate it."""
@@ -87,6 +112,8 @@ _CHECK_THREADS = 4
 logger = logging.getLogger("liftdeploy.guard")
 counts: Counter[str] = Counter()
 """Verdicts since the process started (also in each log line and on /metrics)."""
+grammar_events: Counter[str] = Counter()
+"""relaxed (requests served under a relaxed grammar), resample, rejected_after_resampling."""
 
 try:  # vLLM requires prometheus_client; outside vLLM the counter lives only in `counts`.
     import prometheus_client
@@ -95,8 +122,12 @@ try:  # vLLM requires prometheus_client; outside vLLM the counter lives only in 
         "liftdeploy_structured_output", "Constrained answers checked by the liftdeploy guard",
         ["verdict"],
     )
+    _grammar_metric: Any = prometheus_client.Counter(
+        "liftdeploy_structured_grammar", "Relaxed grammars, resamples and final rejections",
+        ["event"],
+    )
 except ImportError:  # pragma: no cover - vLLM always has it
-    _metric = None
+    _metric = _grammar_metric = None
 
 
 @dataclass(frozen=True)
@@ -430,6 +461,9 @@ def _with_exact_multiple_of(base: type) -> Any:
     keywords = {**base.VALIDATORS, "multipleOf": _exact_multiple_of,  # type: ignore[attr-defined]
                 "pattern": _ecma_pattern, "patternProperties": _ecma_pattern_properties,
                 "additionalProperties": _additional_properties, "uniqueItems": _unique_items}
+    # Draft 2019-09 split `dependencies` into dependentRequired/dependentSchemas; a schema
+    # without $schema (read as 2020-12) that uses it means it, and the grammar enforces it.
+    keywords.setdefault("dependencies", jsonschema._legacy_keywords.dependencies_draft4_draft6_draft7)
     return jsonschema.validators.extend(
         base, {name: _within_budget(keyword) for name, keyword in keywords.items()})
 
@@ -561,6 +595,11 @@ class StructuredOutputGuard:
             if schema is not None and _true(request.get("echo")):
                 raise GuardRefusal("echo=true is refused for JSON-constrained requests (the prompt "
                                "would be part of the answer); send echo=false")
+            plan = None
+            if schema is not None and _backend(scope) == "guidance":
+                plan = await _plan_off_loop(schema, _any_whitespace(scope))
+                if plan.mode == "refused":
+                    raise GuardRefusal(plan.problem)
         except GuardRefusal as refusal:
             _count("refused", path=path, problem=str(refusal))
             await _send_json(send, 400, _error_body(str(refusal), 400), [])
@@ -570,26 +609,48 @@ class StructuredOutputGuard:
         if schema is None:
             await self.app(scope, replay, send)
             return
-        response = _BufferedResponse()
-        await self.app(scope, replay, response.send)
-        await self._answer(response, schema, path, send, _backend(scope))
+        if plan is not None and plan.changed:  # the grammar gets the rewrite, the judge the original
+            body = json.dumps(_with_grammar_schema(request, plan.schema)).encode()
+            scope = {**scope, "headers": _with_content_length(scope.get("headers", []), len(body))}
+            replay = _replaying(body, receive)
+        extra_headers = [] if plan is None else [(GRAMMAR_HEADER, _grammar_kind(plan).encode())]
+        if plan is not None and plan.mode == "relaxed":
+            _count_grammar("relaxed", path=path, enforced_by_guard=list(plan.enforced_by_guard))
+        started, slowest = time.monotonic(), 0.0
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            response, attempt_started = _BufferedResponse(), time.monotonic()
+            await self.app(scope, replay, response.send)
+            slowest = max(slowest, time.monotonic() - attempt_started)
+            judged = await _judged(response, schema)
+            if judged is None:
+                await response.replay(send)  # vLLM's own errors and refusals pass unchanged
+                return
+            resample = (plan is not None and plan.mode == "relaxed" and attempt < MAX_ATTEMPTS
+                        and _resamplable(judged[2], request)
+                        and _time_for_another(time.monotonic() - started, slowest))
+            if not resample:
+                break
+            _count_grammar("resample", path=path, attempt=attempt,
+                           request_id=response.header(b"x-request-id"),
+                           problem="; ".join(v.problem or "" for v in judged[2] if v.rejected))
+            body = json.dumps(_reseeded(request, plan.schema, attempt)).encode()  # type: ignore[union-attr]
+            scope = {**scope, "headers": _with_content_length(scope.get("headers", []), len(body))}
+            replay = _replaying(body, receive)
+        extra_headers.append((ATTEMPTS_HEADER, str(attempt).encode()))
+        hint = _truncation_hint(request, schema, judged[2])
+        if hint is not None:
+            extra_headers.append((HINT_HEADER, hint.encode("ascii", "replace")))
+        await self._answer(response, judged, path, send, _backend(scope), extra_headers, plan,
+                           attempt)
 
-    async def _answer(self, response: _BufferedResponse, schema: dict[str, Any] | bool, path: str,
-                      send: Send, backend: str | None) -> None:
-        try:
-            answer = json.loads(response.body) if response.status == 200 else None
-        except ValueError:
-            answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
-            await response.replay(send)  # vLLM's own errors and refusals pass unchanged
-            return
+    async def _answer(self, response: _BufferedResponse,
+                      judged: tuple[dict[str, Any], list[Any], list[Verdict]], path: str,
+                      send: Send, backend: str | None, extra_headers: list[tuple[bytes, bytes]],
+                      plan: GrammarPlan | None, attempts: int) -> None:
+        answer, texts, verdicts_of = judged
         request_id = response.header(b"x-request-id")
-        texts = [_choice_text(choice) for choice in answer["choices"]]
-        judged = await _judge_off_loop(
-            [(text, choice.get("finish_reason"))
-             for (text, _), choice in zip(texts, answer["choices"])], schema)
         verdicts, problems = [], []
-        for index, ((_, set_text), verdict) in enumerate(zip(texts, judged)):
+        for index, ((_, set_text), verdict) in enumerate(zip(texts, verdicts_of)):
             _count(verdict.kind, path=path, request_id=request_id, choice=index,
                    problem=verdict.problem)
             verdicts.append(verdict.kind)
@@ -597,14 +658,160 @@ class StructuredOutputGuard:
                 problems.append(f"choice {index}: {verdict.problem}"[:_PROBLEM_CHARS])
             elif verdict.kind == "repaired" and verdict.text is not None:
                 set_text(verdict.text)
-        headers = [*response.headers, (VERDICT_HEADER, ",".join(verdicts).encode())]
+        headers = [*response.headers, (VERDICT_HEADER, ",".join(verdicts).encode()),
+                   *extra_headers]
         if problems:
-            message = _withheld_message(problems, "unchecked" in verdicts, backend)
+            relaxed = plan is not None and plan.mode == "relaxed"
+            if relaxed:
+                _count_grammar("rejected_after_resampling", path=path, request_id=request_id,
+                               attempts=attempts)
+            message = _withheld_message(problems, "unchecked" in verdicts, backend,
+                                        plan if relaxed else None, attempts)
             await _send_json(send, 502, _error_body(message, 502), headers)
         elif "repaired" in verdicts:
             await _send_json(send, 200, json.dumps(answer).encode(), headers)
         else:
             await _send_json(send, 200, response.body, headers)
+
+
+async def _judged(
+    response: _BufferedResponse, schema: dict[str, Any] | bool
+) -> tuple[dict[str, Any], list[Any], list[Verdict]] | None:
+    """(answer, each choice's text and setter, verdicts), or None when the response is not a
+    completion (vLLM's own errors), which passes unchanged."""
+    try:
+        answer = json.loads(response.body) if response.status == 200 else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+        return None
+    texts = [_choice_text(choice) for choice in answer["choices"]]
+    verdicts = await _judge_off_loop(
+        [(text, choice.get("finish_reason"))
+         for (text, _), choice in zip(texts, answer["choices"])], schema)
+    return answer, texts, verdicts
+
+
+def _grammar_kind(plan: GrammarPlan) -> str:
+    return "relaxed" if plan.mode == "relaxed" else "rewritten" if plan.rewrites else "exact"
+
+
+def _resamplable(verdicts: list[Verdict], request: dict[str, Any]) -> bool:
+    """Whether sampling again can help: an answer broke its schema (not `unchecked`, which a
+    retry never fixes) and the request samples (temperature 0 gives the same answer again)."""
+    if not any(v.kind in ("schema_violation", "invalid_json") for v in verdicts):
+        return False
+    temperature = request.get("temperature")
+    return not (isinstance(temperature, (int, float)) and temperature == 0)
+
+
+def _time_for_another(elapsed_s: float, slowest_s: float) -> bool:
+    """Whether another generation as slow as the slowest so far fits in the request's time
+    limit (the spec's runtime.request_timeout_s, enforced outside this middleware)."""
+    try:
+        limit_s = float(os.environ.get(REQUEST_TIMEOUT_ENV) or "inf")
+    except ValueError:
+        limit_s = float("inf")
+    return elapsed_s + slowest_s < limit_s
+
+
+def _reseeded(request: dict[str, Any], grammar_schema: Any, attempt: int) -> dict[str, Any]:
+    """The request for the next generation: the relaxed grammar, and a new seed when the
+    request fixed one (without one, vLLM draws a new one anyway)."""
+    again = _with_grammar_schema(request, grammar_schema)
+    if isinstance(request.get("seed"), int) and not isinstance(request["seed"], bool):
+        again["seed"] = (request["seed"] + attempt) % 2**63
+    return again
+
+
+def _with_grammar_schema(request: dict[str, Any], schema: Any) -> dict[str, Any]:
+    """The request with `schema` in the place requested_schema read it from."""
+    again = dict(request)
+    response_format = request.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        json_schema = response_format.get("json_schema")
+        again["response_format"] = {**response_format, "json_schema": {
+            **(json_schema if isinstance(json_schema, dict) else {}), "schema": schema}}
+    elif isinstance(request.get("structured_outputs"), dict) and (
+            request["structured_outputs"].get("json") is not None):
+        again["structured_outputs"] = {**request["structured_outputs"], "json": schema}
+    return again
+
+
+def _with_content_length(headers: list[tuple[bytes, bytes]], length: int) -> list[tuple[bytes, bytes]]:
+    return [*((k, v) for k, v in headers if k.lower() != b"content-length"),
+            (b"content-length", str(length).encode())]
+
+
+def _any_whitespace(scope: Scope) -> bool:
+    """The opposite of the server's disable_any_whitespace (how vLLM compiles grammars)."""
+    state = getattr(scope.get("app"), "state", None)
+    config = getattr(getattr(state, "vllm_config", None), "structured_outputs_config", None)
+    return not getattr(config, "disable_any_whitespace", False)
+
+
+async def _plan_off_loop(schema: Any, any_whitespace: bool) -> GrammarPlan:
+    """The guidance plan for `schema`, compiled in a worker thread (llguidance can take a
+    while on a large schema; plans are cached per schema)."""
+    return await asyncio.get_running_loop().run_in_executor(
+        _worker(), functools.partial(plan_for_guidance, schema, any_whitespace=any_whitespace))
+
+
+def _count_grammar(event: str, **fields: Any) -> None:
+    grammar_events[event] += 1
+    if _grammar_metric is not None:
+        _grammar_metric.labels(event=event).inc()
+    logger.warning("structured output grammar %s", event,
+                   extra={"event": "structured_grammar", "grammar_event": event, **fields,
+                          "grammar_events": dict(grammar_events)})
+
+
+def _truncation_hint(request: dict[str, Any], schema: Any, verdicts: list[Verdict]) -> str | None:
+    """For an answer cut at the model's context because the request set no max_tokens: where
+    the schema lets the answer grow without bound, and what to set."""
+    if not any(v.kind == "incomplete" for v in verdicts):
+        return None
+    if request.get("max_tokens") is not None or request.get("max_completion_tokens") is not None:
+        return None
+    where = unbounded_part(schema)
+    if where is None:
+        return None
+    return (f"the answer was cut (finish_reason length) at the context limit: the request sets "
+            f"no max_tokens and the schema allows {where}; set max_tokens to the longest answer "
+            f"you expect, or bound the schema (maxLength, maxItems, maxProperties)")
+
+
+def unbounded_part(schema: Any, where: str = "#", depth: int = 0) -> str | None:
+    """The first place (e.g. "an unbounded string at #/properties/notes") where `schema` lets
+    an answer grow without limit, or None. Local references are followed a few levels."""
+    if depth > 32:
+        return None
+    if schema is True or schema == {}:
+        return f"any value at {where}"
+    if not isinstance(schema, dict) or "const" in schema or "enum" in schema:
+        return None
+    declared = schema.get("type")
+    types = {declared} if isinstance(declared, str) else set(declared or ())
+    if "string" in types and "maxLength" not in schema:
+        return f"an unbounded string at {where}"
+    if "array" in types and "maxItems" not in schema:
+        return f"an unbounded array at {where}"
+    if "object" in types and "maxProperties" not in schema and schema.get(
+            "additionalProperties", True) is not False and "properties" not in schema:
+        return f"an object with any number of properties at {where}"
+    subschemas = [(f"{where}/properties/{key}", sub)
+                  for key, sub in (schema.get("properties") or {}).items()]
+    for keyword in ("items", "additionalProperties"):
+        if isinstance(schema.get(keyword), dict):
+            subschemas.append((f"{where}/{keyword}", schema[keyword]))
+    for keyword in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        if isinstance(schema.get(keyword), list):
+            subschemas += [(f"{where}/{keyword}/{i}", sub) for i, sub in enumerate(schema[keyword])]
+    for sub_where, sub in subschemas:
+        found = unbounded_part(sub, sub_where, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 _checker: ThreadPoolExecutor | None = None
@@ -615,21 +822,33 @@ async def _judge_off_loop(
 ) -> list[Verdict]:
     """Every choice's verdict, computed in a worker thread within VALIDATION_BUDGET_S in all:
     the event loop keeps serving /health and other requests meanwhile."""
-    global _checker
-    if _checker is None:
-        _checker = ThreadPoolExecutor(_CHECK_THREADS, thread_name_prefix="liftdeploy-guard")
-
     def judge_all() -> list[Verdict]:
         deadline = time.monotonic() + VALIDATION_BUDGET_S  # from the start, not the queueing
         return [judge_answer(text, schema, reason,
                              budget_s=max(deadline - time.monotonic(), 0.001))
                 for text, reason in choices]
 
-    return await asyncio.get_running_loop().run_in_executor(_checker, judge_all)
+    return await asyncio.get_running_loop().run_in_executor(_worker(), judge_all)
 
 
-def _withheld_message(problems: list[str], unchecked: bool, backend: str | None) -> str:
+def _worker() -> ThreadPoolExecutor:
+    """The guard's worker threads (checks and grammar plans), started on first use."""
+    global _checker
+    if _checker is None:
+        _checker = ThreadPoolExecutor(_CHECK_THREADS, thread_name_prefix="liftdeploy-guard")
+    return _checker
+
+
+def _withheld_message(problems: list[str], unchecked: bool, backend: str | None,
+                      relaxed: GrammarPlan | None = None, attempts: int = 1) -> str:
     """The 502 text: what was wrong, and the one next step that helps."""
+    if relaxed is not None and not unchecked:
+        return ("the model's answers did not match the requested JSON schema and were withheld "
+                f"after {attempts} attempt{'s' if attempts > 1 else ''} "
+                f"({'; '.join(problems)}); the grammar for this schema is relaxed (the guard "
+                f"alone enforces {', '.join(relaxed.enforced_by_guard) or 'some keywords'}): "
+                "retry, or rewrite those keywords into ones the grammar enforces (`liftdeploy "
+                "schema-check` lists them)")
     if unchecked:
         return ("the model's answer could not be checked against the requested JSON schema and "
                 f"was withheld ({'; '.join(problems)}); a retry will not help: simplify the "

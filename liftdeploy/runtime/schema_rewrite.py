@@ -165,8 +165,9 @@ class _Facts:
     """JSON types the branch can accept (integer counted as number); None: any."""
     values: list[Any] | None = None
     """const/enum: the only values accepted; None: not limited."""
-    low: float | None = None
-    high: float | None = None
+    low: tuple[float, bool] | None = None
+    high: tuple[float, bool] | None = None
+    """(bound, exclusive) of the numbers accepted."""
     discriminators: dict[str, list[Any]] = field(default_factory=dict)
     """Required property -> the only values it may take."""
 
@@ -215,9 +216,12 @@ def _facts(branch: Any, root: dict[str, Any]) -> _Facts | None:
     bounds = [(branch.get(k), k) for k in ("minimum", "exclusiveMinimum", "maximum",
                                             "exclusiveMaximum")]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v, _ in bounds):
-        lows = [v for v, k in bounds if v is not None and "inimum" in k]
-        highs = [v for v, k in bounds if v is not None and "aximum" in k]
-        facts.low, facts.high = (max(lows) if lows else None), (min(highs) if highs else None)
+        lows = [(v, k.startswith("exclusive")) for v, k in bounds if v is not None and "inimum" in k]
+        highs = [(v, k.startswith("exclusive")) for v, k in bounds
+                 if v is not None and "aximum" in k]
+        # The tightest bound; at equal values the exclusive one is tighter.
+        facts.low = max(lows) if lows else None
+        facts.high = min(highs, key=lambda b: (b[0], not b[1])) if highs else None
     properties = branch.get("properties") if isinstance(branch.get("properties"), dict) else {}
     for key in branch.get("required", []) if isinstance(branch.get("required"), list) else []:
         sub = _facts(properties.get(key, True), root) if key in properties else None
@@ -263,10 +267,11 @@ def _disjoint(a: _Facts, b: _Facts) -> bool:
         for key, values in a.discriminators.items())
 
 
-def _below(high: float | None, low: float | None) -> bool:
-    """Strictly below: a range ending at `high` and one starting at `low` share no number.
-    Inclusive and exclusive bounds are both counted as inclusive (never claims too much)."""
-    return high is not None and low is not None and high < low
+def _below(high: tuple[float, bool] | None, low: tuple[float, bool] | None) -> bool:
+    """Whether a range ending at `high` and one starting at `low` share no number."""
+    if high is None or low is None:
+        return False
+    return high[0] < low[0] or (high[0] == low[0] and (high[1] or low[1]))
 
 
 # ---- compiling -----------------------------------------------------------------------------
