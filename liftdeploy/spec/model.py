@@ -654,10 +654,40 @@ class ObservabilitySection(SpecModel):
         return lines
 
 
+class ReleaseSection(SpecModel):
+    """Safe releases of production (`liftdeploy release`): a candidate app beside production
+    takes a share of the traffic, is judged against production on Modal's own counts, then is
+    promoted or aborted. The thresholds judge the candidate over the same window as production."""
+
+    ci: Literal["deploy", "release"] = "deploy"
+    """How the CI workflow ships production: `deploy` (a rolling deploy, a smoke test, a
+    rollback if it fails) or `release` (a candidate beside production, promoted on a passing
+    verdict after bake_s, aborted otherwise). Other environments are always deployed."""
+    share_percent: float = Field(default=10.0, gt=0.0, le=50.0)
+    """Share of the traffic of liftdeploy's Client (RoutedClient) sent to the candidate, in
+    percent (above 0, at most 50: production stays the larger side)."""
+    refresh_s: int = Field(default=10, ge=1, le=300)
+    """Seconds a client keeps the share it read before reading it again; abort and promote
+    wait this long after setting the share to 0 before they stop the candidate."""
+    bake_s: int = Field(default=30 * MINUTES, ge=MINUTES, le=6 * HOURS)
+    """Seconds CI lets the candidate take traffic before it asks for the verdict."""
+    min_requests: int = Field(default=100, ge=1)
+    """Requests the candidate must have served for a verdict; fewer: the verdict is `wait`
+    (and CI aborts, never promotes on too little evidence)."""
+    max_error_rate: float = Field(default=0.02, ge=0.0, le=1.0)
+    """The candidate fails when more than this share of its requests fail (4xx/5xx, 429
+    apart) and its error rate is above production's."""
+    max_throttled_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    """The candidate fails when more than this share of its requests get 429 and its 429 rate
+    is above production's."""
+    max_p95_latency_ratio: float = Field(default=1.25, ge=1.0)
+    """The candidate fails when its p95 latency is more than this many times production's."""
+
+
 # Sections an environment overlay may change; their order is the YAML order.
 SECTIONS: tuple[str, ...] = (
     "model", "gpu", "runtime", "storage", "cors", "engine", "auth", "budget", "pricing", "workload",
-    "observability",
+    "observability", "release",
 )
 
 
@@ -689,6 +719,8 @@ class DeploymentSettings(SpecModel):
     """Typical request size."""
     observability: ObservabilitySection = Field(default_factory=ObservabilitySection)
     """Error tracking, traces and alerts (all off by default)."""
+    release: ReleaseSection = Field(default_factory=ReleaseSection)
+    """Safe releases of production: candidate share, bake time and verdict thresholds."""
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> DeploymentSettings:
@@ -936,6 +968,8 @@ class EnvironmentOverlay(SpecModel):
     """Overrides for `workload`."""
     observability: dict[str, Any] | None = None
     """Overrides for `observability`."""
+    release: dict[str, Any] | None = None
+    """Overrides for `release`."""
 
 
 class ResolvedDeployment(DeploymentSettings):
