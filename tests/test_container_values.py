@@ -237,3 +237,44 @@ def test_the_download_claims_its_snapshot_in_a_dict_shared_by_every_environment(
     # The download and the Volume commit both happen under the claim.
     claimed = body.split("with single_writer(", 1)[1]
     assert "snapshot_download(" in claimed and ".commit()" in claimed
+
+
+def _image_layers(image: Any, builder_version: str) -> list[str]:
+    """The Dockerfile commands modal 1.6.4 would build an image from, base image first."""
+    from modal._utils.async_utils import synchronizer
+
+    cells = _closure(synchronizer._translate_in(image)._load)
+    if "mount" in cells:  # add_local_dir: files mounted on top of its base image
+        return _image_layers(cells["base_image"], builder_version)
+    below = [command for base in (cells["base_images"] or {}).values()
+             for command in _image_layers(base, builder_version)]
+    return below + list(cells["dockerfile_function"](builder_version).commands)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_image_pins_uv_the_base_image_and_its_builder_version(
+    name: str, rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from liftdeploy.versions import PYTHON_VERSION, UV_VERSION
+
+    resolved = load_spec(EXAMPLES / f"{name}.yaml").resolve("staging")
+    module = import_app(rendered[name], "staging", monkeypatch)
+    builder = resolved.engine.image_builder_version
+    assert builder == "2025.06" and module.IMAGE_BUILDER_VERSION == builder
+    assert os.environ["MODAL_IMAGE_BUILDER_VERSION"] == builder  # what modal builds with
+    layers = _image_layers(module.image, builder)
+    assert layers[0] == f"FROM python:{PYTHON_VERSION}-slim-bookworm"
+    assert f"COPY --from=ghcr.io/astral-sh/uv:{UV_VERSION} /uv /.uv/uv" in layers
+    assert not any("uv:latest" in layer for layer in layers)
+    assert any(f"vllm=={resolved.engine.vllm_version}" in layer for layer in layers)
+
+
+def test_a_deployer_variable_that_contradicts_the_spec_is_refused(
+    rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValueError, match=r"MODAL_IMAGE_BUILDER_VERSION=2026.10 but deployment"
+                                         r".yaml builds with 2025.06"):
+        import_app(rendered["qwen3-next-80b"], "staging", monkeypatch,
+                   MODAL_IMAGE_BUILDER_VERSION="2026.10")

@@ -42,6 +42,10 @@ def import_app(
     variables (and no Modal token)."""
     import warnings
 
+    # The app sets MODAL_IMAGE_BUILDER_VERSION (modal reads it at build time); set-then-delete
+    # makes monkeypatch remove it again after the test.
+    monkeypatch.setenv("MODAL_IMAGE_BUILDER_VERSION", "")
+    monkeypatch.delenv("MODAL_IMAGE_BUILDER_VERSION")
     for var in ("LIFTDEPLOY_ENV", "ENVIRONMENT", "LIFTDEPLOY_DUMMY_WEIGHTS"):
         monkeypatch.delenv(var, raising=False)
     if env is not None:

