@@ -15,8 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "schema-check",
         help="compile JSON schemas with the grammar backends' own libraries",
         description=(
-            "Compile each JSON schema the way vLLM does before it accepts a request "
+            "Compile each JSON schema the way the service does before it accepts a request "
             "(xgrammar, llguidance) and say per backend: supported, or the unsupported feature. "
+            "For guidance it says how: exactly (maybe after an exact rewrite), or relaxed "
+            "(with the keywords the service's guard enforces, resampling answers that break "
+            "them), or refused with the change that would make the schema servable. "
             "A $ref outside the schema (a URL or another file) is unsupported by every backend: "
             "the service never fetches it. "
             "Needs the optional extra: pip install 'liftdeploy[schemacheck]'. "
@@ -51,7 +54,6 @@ def run_schema_check(args: argparse.Namespace) -> int:
         for entry in report:
             print(entry["schema"])
             for result in entry["backends"]:
-                verdict = "supported" if result["supported"] else f"unsupported: {result['reason']}"
-                print(f"  {result['backend']:<9} {verdict}")
+                print(f"  {result['backend']:<9} {result['summary']}")
     all_supported = all(r["supported"] for entry in report for r in entry["backends"])
     return 0 if all_supported else 1

@@ -6,7 +6,10 @@ request, so a refusal can be reported before anything is sent:
 - xgrammar: vLLM first refuses schema features that XGrammar would silently ignore or get wrong
   (its `has_xgrammar_unsupported_json_features`; the same rules are written out here because the
   client runs without vLLM), then compiles with `xgrammar.Grammar.from_json_schema`;
-- guidance: `llguidance.LLMatcher.grammar_from_json_schema` then `validate_grammar`;
+- guidance: the service's own plan (liftdeploy.runtime.schema_rewrite.plan_for_guidance):
+  served exactly (as sent, or after an exact rewrite), served relaxed (llguidance's lenient
+  grammar; the guard enforces the keywords it ignores and resamples an answer that breaks
+  them), or refused with the reason and the change that would make the schema servable;
 - either way, a reference outside the schema (`$ref`/`$dynamicRef` to a URL or another file) is
   refused, as the service's guard refuses it (400), and nothing is ever fetched;
 - either way, the service's guard must be able to check answers against the schema: a schema
@@ -51,9 +54,29 @@ class SchemaSupport:
     supported: bool
     reason: str | None = None
     """Why the backend refuses the schema (the unsupported feature), None when supported."""
+    served: str | None = None
+    """guidance: exact | relaxed | refused (None for xgrammar: supported or not)."""
+    enforced_by_guard: tuple[str, ...] = ()
+    """Relaxed: the keywords the grammar ignores and the guard alone enforces."""
+    rewrites: tuple[str, ...] = ()
+    """The exact rewrites the service makes before compiling."""
+
+    @property
+    def summary(self) -> str:
+        """One line: supported (how) or unsupported (why)."""
+        if not self.supported:
+            return f"unsupported: {self.reason}"
+        if self.served == "relaxed":
+            return (f"supported, relaxed: the guard enforces {', '.join(self.enforced_by_guard)} "
+                    "(answers that break them are resampled)")
+        if self.rewrites:
+            return f"supported, exact after {len(self.rewrites)} rewrite(s): {self.rewrites[0]}"
+        return "supported"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        fields = asdict(self)
+        return {**fields, "enforced_by_guard": list(self.enforced_by_guard),
+                "rewrites": list(self.rewrites), "summary": self.summary}
 
 
 def check_schema(
@@ -77,8 +100,9 @@ def check_schema(
     if reason is None and backend == "xgrammar":
         reason = _xgrammar_refusal(schema, any_whitespace)
     elif reason is None:
-        reason = _guidance_refusal(schema, any_whitespace)
-    return SchemaSupport(backend, reason is None, reason)
+        return _guidance_support(schema, any_whitespace)
+    return SchemaSupport(backend, reason is None, reason,
+                         "refused" if backend == "guidance" else None)
 
 
 def check_schema_all(
@@ -143,16 +167,13 @@ def _xgrammar_compiler() -> Any:
     return xgrammar.GrammarCompiler(xgrammar.TokenizerInfo([bytes([b]) for b in range(256)]))
 
 
-def _guidance_refusal(schema: Any, any_whitespace: bool) -> str | None:
-    llguidance = _import("llguidance")
-    try:
-        grammar = llguidance.LLMatcher.grammar_from_json_schema(
-            json.dumps(schema), defaults={"whitespace_flexible": any_whitespace}
-        )
-    except (ValueError, KeyError, TypeError) as err:
-        return f"llguidance cannot read the schema: {_first_line(err)}"
-    error = llguidance.LLMatcher.validate_grammar(grammar, None)
-    return f"llguidance cannot compile the schema: {_first_line(error)}" if error else None
+def _guidance_support(schema: Any, any_whitespace: bool) -> SchemaSupport:
+    _import("llguidance")
+    from liftdeploy.runtime.schema_rewrite import plan_for_guidance
+
+    plan = plan_for_guidance(schema, any_whitespace=any_whitespace)
+    return SchemaSupport("guidance", plan.mode != "refused", plan.problem, plan.mode,
+                         plan.enforced_by_guard, plan.rewrites)
 
 
 def _first_line(error: object) -> str:
