@@ -2,7 +2,8 @@
 
 `api` is the `Client` (retries on cold-start 503s, strict JSON, schema validation with the
 guard's own code), `endpoints` resolves the service URL (`MODAL_ENDPOINT_URL` or Modal's lookup),
-`schemacheck` checks a JSON schema against the grammar backends before it is sent. It imports
+`schemacheck` checks a JSON schema against the grammar backends before it is sent, `routing`
+sends a release's share of requests to the candidate app (falling back to production). It imports
 the runtime part (the guard's checks) and the spec only for typing.
 """
 
@@ -15,6 +16,8 @@ _EXPORTS = {
     "RetryPolicy": "liftdeploy.client.api",
     "resolve_url": "liftdeploy.client.endpoints",
     "check_schema": "liftdeploy.client.schemacheck",
+    "RoutedClient": "liftdeploy.client.routing",
+    "ReleaseRouter": "liftdeploy.client.routing",
 }
 
 __all__ = list(_EXPORTS)
