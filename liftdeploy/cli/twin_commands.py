@@ -147,7 +147,7 @@ def _note_if_possible(message: str) -> None:
 def _interrupt_on_stop_signals() -> None:
     """SIGTERM (a supervisor, `kill`, `timeout`) and SIGHUP (the terminal closed) stop the
     command the way Ctrl-C does, so its cleanup stops the server; a crash or SIGKILL is
-    covered by the server's parent-death signal (`LocalTwin.start`)."""
+    covered by the twin's watchdog (`liftdeploy.twin.local.GroupWatchdog`)."""
     for stop_signal in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(stop_signal, _raise_keyboard_interrupt)
 

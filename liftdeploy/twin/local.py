@@ -10,19 +10,20 @@ the start / wait-for-health / stop code the app's enter and exit hooks use.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from liftdeploy.errors import TwinError
 from liftdeploy.twin.support import require_supported
 from liftdeploy.twin.tinymodel import TINY_MODEL_MAX_LEN
 
 if TYPE_CHECKING:
-    import os
     from typing import TextIO
 
     from liftdeploy.runtime.server import ServerProcess
@@ -46,6 +47,48 @@ TWIN_STARTUP_TIMEOUT_S = 300
 
 DEFAULT_TINY_MODEL_DIR = Path.home() / ".cache" / "liftdeploy" / "tiny-model"
 """Where `demo` builds (and reuses) the tiny model."""
+
+# The watchdog's program, run by a separate small interpreter (standard library only): the one
+# process left to end the server when whatever started it is gone, however it went (SIGKILL
+# included). Its stdin is a pipe whose only writer is the process that started the server: the
+# first line is the server's process group, and end of file (that process exited) SIGKILLs the
+# group: the API server and vLLM's engine core, whatever they are doing (in start-up they
+# swallow the SIGTERM of the parent-death signal). It leaves on its own once the group is gone,
+# so it never signals a later group that reuses the number.
+GROUP_WATCHDOG = """
+import os, select, signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+line = b""
+while not line.endswith(b"\\n"):
+    chunk = os.read(0, 64)
+    if not chunk:
+        raise SystemExit(0)  # gone before the server started: nothing to watch
+    line += chunk
+pgid = int(line)
+def group_alive():  # a member that is not a zombie (an init may be slow to reap them)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state, _, group = stat.read().rsplit(b")", 1)[1].split()[:3]
+        except OSError:
+            continue
+        if int(group) == pgid and state != b"Z":
+            return True
+    return False
+while group_alive():
+    if select.select([0], [], [], 2.0)[0] and not os.read(0, 64):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        break
+"""
 
 
 def cpu_twin(resolved: ResolvedDeployment, model_path: str | Path) -> ResolvedDeployment:
@@ -109,6 +152,8 @@ class LocalTwin:
     """The Bearer token the server requires, or None for an open server."""
     log_path: Path | None = None
     """The file the server's whole log (JSON lines) is written to, if one was asked for."""
+    watchdog: GroupWatchdog | None = None
+    """Ends the server's process group if this process ends first (see `GroupWatchdog`)."""
 
     @property
     def url(self) -> str:
@@ -145,22 +190,30 @@ class LocalTwin:
         require_supported()
         _check_port_free(port)
         deployment = cpu_twin(resolved, model_path)
-        server = ServerProcess(
-            server_args(deployment, port=port, host=TWIN_HOST),
-            port=port, env=twin_env(deployment, api_key), echo=echo, log_path=log_path,
-            die_with_parent=True,  # a crashed or killed CLI never leaves a server behind
-        )
+        watchdog = GroupWatchdog()  # a crashed or killed caller never leaves a server behind
         try:
+            server = ServerProcess(
+                server_args(deployment, port=port, host=TWIN_HOST),
+                port=port, env=twin_env(deployment, api_key), echo=echo, log_path=log_path,
+                die_with_parent=True,  # also covers the instant before the watchdog knows it
+            )
+        except BaseException:
+            watchdog.release()
+            raise
+        try:
+            watchdog.watch(server.process.pid)
             server.wait_healthy(timeout_s, on_wait=on_wait)
         except ServerDied as exc:
             server.stop()
+            watchdog.release()
             raise TwinError(f"the local twin did not start: {exc}") from None
         except BaseException:  # Ctrl-C while waiting: never leave a server behind
             server.stop()
+            watchdog.release()
             raise
         return cls(
             deployment=deployment, server=server, api_key=api_key,
-            log_path=Path(log_path) if log_path else None,
+            log_path=Path(log_path) if log_path else None, watchdog=watchdog,
         )
 
     def stop(self) -> int | None:
@@ -168,13 +221,63 @@ class LocalTwin:
         within the deployment's exit grace period."""
         from liftdeploy.planner.timeouts import exit_grace_period_s
 
-        return self.server.stop(grace_s=exit_grace_period_s(self.deployment))
+        try:
+            return self.server.stop(grace_s=exit_grace_period_s(self.deployment))
+        finally:
+            if self.watchdog is not None:
+                self.watchdog.release()
 
     def __enter__(self) -> LocalTwin:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class GroupWatchdog:
+    """A watchdog process (`GROUP_WATCHDOG`) that SIGKILLs a server's process group as soon as
+    this process ends, however it ends; SIGKILL included, which no handler here can see.
+
+    The parent-death signal alone is not enough: it is a SIGTERM that vLLM's API server swallows
+    during start-up, and it never reaches vLLM's engine core, the API server's own child. The
+    pipe's write end is held by this process alone (Popen closes it in every child), so the
+    kernel closes it, and the watchdog wakes, when this process is gone."""
+
+    _alive: ClassVar[list[GroupWatchdog]] = []
+    """Watchdogs not yet released: kept referenced, so dropping a LocalTwin (`start_twin`
+    returns only its server) never lets garbage collection end its watch."""
+
+    def __init__(self) -> None:
+        read_end, self._write_end = os.pipe()
+        try:
+            self._process: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-I", "-S", "-c", GROUP_WATCHDOG],
+                stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C or a kill of our process group spares it
+            )
+        except BaseException:
+            os.close(self._write_end)
+            raise
+        finally:
+            os.close(read_end)
+        GroupWatchdog._alive.append(self)
+
+    def watch(self, pgid: int) -> None:
+        """Start watching process group `pgid` (a server started with start_new_session)."""
+        os.write(self._write_end, f"{pgid}\n".encode())
+
+    def release(self) -> None:
+        """The server is stopped: end the watch (a group still alive is killed) and reap the
+        watchdog."""
+        if self._process is None:
+            return
+        os.close(self._write_end)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._process = None
+        GroupWatchdog._alive.remove(self)
 
 
 def start_twin(
