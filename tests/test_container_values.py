@@ -278,3 +278,37 @@ def test_a_deployer_variable_that_contradicts_the_spec_is_refused(
                                          r".yaml builds with 2025.06"):
         import_app(rendered["qwen3-next-80b"], "staging", monkeypatch,
                    MODAL_IMAGE_BUILDER_VERSION="2026.10")
+
+
+def test_productions_command_line_rehearses_on_staging_with_dummy_weights(
+    rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The 480B's staging runs eager, so it cannot show a CUDA-graph out-of-memory: before the
+    first production deploy, production's exact argv runs on the staging app, dummy weights."""
+    import json
+
+    from test_rendered_app import _import_in_container
+
+    from liftdeploy.render.vllm_args import server_args
+
+    spec = load_spec(EXAMPLES / "qwen3-coder-480b.yaml")
+    production, staging = spec.resolve("production"), spec.resolve("staging")
+    module = import_app(rendered["qwen3-coder-480b"], "staging", monkeypatch,
+                        LIFTDEPLOY_DUMMY_WEIGHTS="1", LIFTDEPLOY_ARGV_OF="production")
+    assert module.APP_NAME == staging.app_name != production.app_name
+    assert module._server_command() == [*server_args(production), "--load-format", "dummy"]
+    assert "--enforce-eager" in server_args(staging)
+    assert "--enforce-eager" not in module._server_command()
+    # The container (which sees only what the deploy passed in) runs the same command line.
+    passed_in = {k: v for k, v in module.CONTAINER_ENV.items() if v is not None}  # as Modal does
+    seen = _import_in_container(rendered["qwen3-coder-480b"] / "app.py", passed_in)
+    assert seen.returncode == 0, seen.stderr
+    assert json.loads(seen.stdout) == {"env": "staging", "app": staging.app_name,
+                                       "argv": server_args(production)}
+    # Only a rehearsal: real weights under another environment's argv are refused.
+    with pytest.raises(ValueError, match="only a rehearsal: set LIFTDEPLOY_DUMMY_WEIGHTS=1"):
+        import_app(rendered["qwen3-coder-480b"], "staging", monkeypatch,
+                   LIFTDEPLOY_ARGV_OF="production")
+    with pytest.raises(ValueError, match="LIFTDEPLOY_ARGV_OF='prod' is not an environment"):
+        import_app(rendered["qwen3-coder-480b"], "staging", monkeypatch,
+                   LIFTDEPLOY_DUMMY_WEIGHTS="1", LIFTDEPLOY_ARGV_OF="prod")

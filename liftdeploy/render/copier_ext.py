@@ -168,15 +168,15 @@ class Service:
         return SENTRY_SDK_VERSION
 
     def vllm_args(self) -> str:
-        """`VLLM_ARGS` for the app module: each environment's argv from the library's one argv
-        function, rendered literally with one flag and its value per line."""
+        """The argv of every environment, for the app module's `VLLM_ARGS` (a dict literal the
+        template indexes): from the library's one argv function, one flag and value per line."""
         from liftdeploy.render.vllm_args import server_args
 
         blocks = []
         for env, resolved in self.resolved.items():
             lines = "".join(f"\n        {line}" for line in _argv_lines(server_args(resolved)))
             blocks.append(f"\n    {py(env)}: [{lines}\n    ],")
-        return "{" + "".join(blocks) + "\n}[ENVIRONMENT]"
+        return "{" + "".join(blocks) + "\n}"
 
     @property
     def python_version(self) -> str:
