@@ -312,3 +312,35 @@ def test_productions_command_line_rehearses_on_staging_with_dummy_weights(
     with pytest.raises(ValueError, match="LIFTDEPLOY_ARGV_OF='prod' is not an environment"):
         import_app(rendered["qwen3-coder-480b"], "staging", monkeypatch,
                    LIFTDEPLOY_DUMMY_WEIGHTS="1", LIFTDEPLOY_ARGV_OF="prod")
+
+
+def test_the_monitor_reads_metrics_through_proxy_auth_only_with_a_token() -> None:
+    from liftdeploy.runtime.monitor import metrics_headers
+
+    token = {"MODAL_PROXY_KEY": "wk-1", "MODAL_PROXY_SECRET": "ws-2"}
+    assert metrics_headers(token, proxy_auth=True) == {"Modal-Key": "wk-1", "Modal-Secret": "ws-2"}
+    assert metrics_headers({"MODAL_PROXY_KEY": "wk-1"}, proxy_auth=True) is None
+    assert metrics_headers({}, proxy_auth=False) == {}
+
+
+@pytest.mark.parametrize("proxy_auth", [True, False])
+def test_plan_says_when_the_monitor_will_not_read_metrics(
+    proxy_auth: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (EXAMPLES / "qwen25-coder-32b.yaml").read_text()
+    spec = tmp_path / "watched.yaml"
+    spec.write_text(text + "observability:\n  alerts: {webhook_secret: watched-alerts}\n"
+                    + ("" if proxy_auth else "auth: {proxy_auth: false, "
+                                             "api_key_secret: watched-key}\n"))
+    resolved = load_spec(spec).resolve("staging")
+    lines = [line for line in plan(resolved).observability if "/metrics" in line]
+    if proxy_auth:
+        assert lines == [line for line in lines if "Secret watched-alerts also holds "
+                         "MODAL_PROXY_KEY and MODAL_PROXY_SECRET" in line] != []
+    else:
+        assert lines == []
+    service = render(spec, tmp_path / "watched")
+    assert import_app(service, "staging", monkeypatch).ALERTS["webhook_secret"] == "watched-alerts"
+    source = (service / "app.py").read_text()
+    assert "headers = metrics_headers(os.environ, proxy_auth=not UNAUTHENTICATED)" in source
+    assert "_auth_headers()" not in source.split("def monitor()", 1)[1].split("\n\n\n")[0]

@@ -242,7 +242,7 @@ def plan(
         request_timeout_s=resolved.runtime.request_timeout_s,
         nonpreemptible=resolved.runtime.nonpreemptible,
         monthly_budget_usd=resolved.budget.max_monthly_usd,
-        observability=resolved.observability.summary(),
+        observability=resolved.observability.summary() + _metrics_read(resolved),
     )
     result.startup_timeout_s = startup_s
     result.healthy_within_s = timeouts.healthy_within_s(result.startup_timeout_s)
@@ -250,6 +250,18 @@ def plan(
     result.cold_start_wait_s = timeouts.cold_start_wait_s(resolved, result)
     result.reservation = reservation(resolved, memory.weights_gib)
     return result
+
+
+def _metrics_read(resolved: ResolvedDeployment) -> list[str]:
+    """Whether the alerts monitor can read vLLM's /metrics: through Modal's proxy auth only
+    with a proxy token in its Secret (liftdeploy.runtime.monitor.metrics_headers)."""
+    alerts = resolved.observability.alerts
+    if alerts is None or not resolved.auth.proxy_auth:
+        return []
+    return [f"alerts: the server is proxy-authed, so the monitor reads vLLM's /metrics (engine "
+            f"gauges) only if Secret {alerts.webhook_secret} also holds MODAL_PROXY_KEY and "
+            f"MODAL_PROXY_SECRET (`modal workspace proxy-tokens create`); without them it "
+            f"checks Modal's counts only"]
 
 
 def _cold_start_problems(resolved: ResolvedDeployment, startup_s: int,

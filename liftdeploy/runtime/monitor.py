@@ -18,12 +18,16 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 ALERT_WEBHOOK_ENV = "LIFTDEPLOY_ALERT_WEBHOOK_URL"
 """The variable the alerts Secret sets: a Slack-compatible incoming webhook URL."""
+PROXY_KEY_ENV = "MODAL_PROXY_KEY"
+PROXY_SECRET_ENV = "MODAL_PROXY_SECRET"
+"""A Modal proxy token in the monitor's Secret (the webhook's): what reads /metrics from a
+proxy-authed server (the names liftdeploy's client reads)."""
 STATE_KEY = "monitor"
 """The one key the monitor keeps in its state mapping."""
 LATENCY_HISTOGRAM = "vllm:e2e_request_latency_seconds"
@@ -39,6 +43,18 @@ MAX_COUNT = float(2**53)
 larger (or overflowing, infinite) value is a garbled sample, not traffic."""
 
 _log = logging.getLogger("liftdeploy.monitor")
+
+
+def metrics_headers(environ: Mapping[str, str], *, proxy_auth: bool) -> dict[str, str] | None:
+    """Headers for the monitor's GET /metrics: Modal-Key / Modal-Secret from its Secret when the
+    server is proxy-authed; None when it is and the Secret holds no token (Modal's proxy would
+    answer 401, so only Modal's counts are checked). /metrics itself needs no API key."""
+    if not proxy_auth:
+        return {}
+    key, secret = environ.get(PROXY_KEY_ENV), environ.get(PROXY_SECRET_ENV)
+    if not (key and secret):
+        return None
+    return {"Modal-Key": key, "Modal-Secret": secret}
 
 
 class AlertNotSent(RuntimeError):
