@@ -193,6 +193,17 @@ def test_a_huge_report_is_refused_without_reading_it(tmp_path: Path) -> None:
     assert "is larger than" in line and str(huge) in line
 
 
+def test_a_month_of_rows_larger_than_a_spec_is_read(tmp_path: Path) -> None:
+    """A busy month's report passes the 1 MiB that bounds a spec; the report's own bound is
+    larger, so a real report is read, not refused."""
+    rows = _saved_rows(tmp_path)
+    padded = [dict(row, description=row.get("description", "") + " " * 2000) for row in rows]
+    report = _write(tmp_path, padded * (1 + (2 * 1024**2) // len(json.dumps(padded))))
+    assert report.stat().st_size > 2 * 1024**2
+    result = _spend(report)
+    assert "is larger than" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("depth", [100_000, 3_000])
 def test_a_deeply_nested_report_is_one_line(tmp_path: Path, depth: int) -> None:
     path = _write(tmp_path, "[" * depth + "]" * depth)

@@ -61,6 +61,11 @@ _REPORT_FIX = ("pass the file `liftdeploy spend --save-report` or `modal billing
                "wrote")
 
 
+MAX_REPORT_BYTES = 64 * 1024 ** 2
+"""Largest billing report read: a row is about 450 bytes, and a busy month of hourly rows for
+several apps with `--show-resources` passes the 1 MiB that bounds a spec."""
+
+
 def load_report(path: Path) -> list[Any]:
     """A saved report as modal's own `BillingReportItem`s: JSON rows with its field names (as
     `spend --save-report` writes), or the output of `modal billing report --json`
@@ -72,7 +77,7 @@ def load_report(path: Path) -> list[Any]:
 
     from liftdeploy.spec.specfile import read_json
 
-    rows = read_json(path)
+    rows = read_json(path, max_bytes=MAX_REPORT_BYTES, what="billing report")
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise OpsError(f"{path}: a billing report is a JSON list of rows; {_REPORT_FIX}")
     merged: dict[tuple[str, str], dict[str, Any]] = {}

@@ -100,20 +100,23 @@ def read_yaml(path: str | Path) -> Any:
     return parse_yaml(read_text(path), source=str(path))
 
 
-def read_json(path: str | Path) -> Any:
-    """A JSON file (a JSON schema) read the way spec files are read, parsed strictly."""
+def read_json(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES,
+              what: str = "spec or schema file") -> Any:
+    """A JSON file (a JSON schema, a billing report) read the way spec files are read, parsed
+    strictly."""
     try:
-        return json.loads(read_text(path))
+        return json.loads(read_text(path, max_bytes=max_bytes, what=what))
     except ValueError as exc:
         raise SpecFileError(f"not valid JSON ({exc}); fix the file", source=str(path)) from None
     except RecursionError:
         raise SpecFileError("JSON nested too deeply to read; flatten it", source=str(path)) from None
 
 
-def read_text(path: str | Path) -> str:
-    """The one way liftdeploy reads a spec or schema file: a regular file (never a FIFO, a
-    device such as /dev/zero, or a socket, which could block or never end) of at most
-    MAX_FILE_BYTES, as UTF-8 text with its line ends as they are (set_values writes them back
+def read_text(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES,
+              what: str = "spec or schema file") -> str:
+    """The one way liftdeploy reads a file it is handed (`what`: a spec, a schema, a billing
+    report): a regular file (never a FIFO, a device such as /dev/zero, or a socket, which could
+    block or never end) of at most `max_bytes`, as UTF-8 text with its line ends as they are (set_values writes them back
     alike)."""
     path = Path(path)
     try:
@@ -125,13 +128,13 @@ def read_text(path: str | Path) -> str:
                 raise IsADirectoryError
             if not stat.S_ISREG(mode):
                 raise SpecFileError(
-                    "is not a regular file (a FIFO, device or socket); pass the spec or schema "
-                    "file itself", source=str(path))
-            data = file.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
+                    f"is not a regular file (a FIFO, device or socket); pass the {what} itself",
+                    source=str(path))
+            data = file.read(max_bytes + 1)
+        if len(data) > max_bytes:
             raise SpecFileError(
-                f"is larger than {MAX_FILE_BYTES // 1024 ** 2} MiB, far more than a spec or schema "
-                f"needs; check that this is the right file", source=str(path))
+                f"is larger than {max_bytes // 1024 ** 2} MiB, far more than a {what} needs; "
+                f"check that this is the right file", source=str(path))
         return data.decode("utf-8")
     except FileNotFoundError:
         raise SpecFileError(
