@@ -51,15 +51,45 @@ def dtype_bytes(name: str) -> int:
 
 
 def linear_bytes_per_param(quant: Quantization, activation_bytes: int) -> float:
-    """Stored bytes per weight of a quantized linear layer, scales included."""
+    """Stored bytes per weight of a quantized linear layer, scales and zero points included."""
     if quant.method == "none" or quant.bits >= 16:
         return float(activation_bytes)
-    if quant.method == "fp8":
+    if quant.float_format and quant.bits == 8:
         if quant.block_size:  # one fp32 scale per [n x k] block
             return 1.0 + 4.0 / (quant.block_size[0] * quant.block_size[1])
-        return 1.0
-    # integer formats (AWQ/GPTQ/compressed-tensors): fp16 scale + packed zero per group
-    return quant.bits / 8 + (2 + quant.bits / 8) / quant.group_size
+        return 1.0  # per-tensor or per-channel scales: a few bytes per row at most
+    if quant.float_format:  # MXFP4: one uint8 scale per 32; NVFP4: one fp8 scale per 16
+        return quant.bits / 8 + 1.0 / quant.group_size
+    if quant.group_size <= 0:  # one scale per output channel
+        return quant.bits / 8
+    # integer formats (AWQ/GPTQ/compressed-tensors): fp16 scale (+ packed zero) per group
+    zero = quant.bits / 8 if quant.zero_points else 0.0
+    return quant.bits / 8 + (2 + zero) / quant.group_size
+
+
+def resolved_dtype(arch: Architecture, dtype: str = "auto", capability: float = 9.0) -> str:
+    """The dtype vLLM loads: `dtype` when set, else vLLM's auto rule (config/model.py
+    `_resolve_auto_dtype`): the checkpoint's dtype, float32 checkpoints as bfloat16 on compute
+    capability 8.0 and up and float16 below, bfloat16 as float16 where the GPU lacks it."""
+    if dtype != "auto":
+        return dtype
+    name = arch.torch_dtype.lower().replace("torch.", "")
+    preferred = "bfloat16" if capability >= 8.0 else "float16"
+    if name in ("float32", "float"):
+        return preferred
+    if name == "bfloat16" and capability < 8.0:
+        return "float16"
+    return name
+
+
+MXFP4_HIDDEN_ALIGN = 256
+MXFP4_INTERMEDIATE_ALIGN = 128
+"""vLLM pads MXFP4 experts for its GPU kernels (fused_moe/oracle/mxfp4.py,
+`mxfp4_round_up_hidden_size_and_intermediate_size`, Marlin/TRT-LLM backends on Hopper)."""
+
+
+def _round_up(value: float, align: int) -> float:
+    return math.ceil(value / align) * align
 
 
 @dataclass(frozen=True)
@@ -101,50 +131,88 @@ def weights_per_rank(
     `expert_ranks` > 1 means expert parallel: whole experts spread over that many ranks instead
     of every expert being sliced `tp` ways. Embeddings and lm_head are vocab-parallel.
     """
-    act = dtype_bytes(dtype if dtype != "auto" else arch.torch_dtype)
-    lin = linear_bytes_per_param(arch.quantization, act)
+    act = dtype_bytes(resolved_dtype(arch, dtype))
+    quant = arch.quantization
+    lin = linear_bytes_per_param(quant, act)
+    lin_attention = act if quant.unquantized_attention or quant.experts_only else lin
+    lin_dense = act if quant.experts_only else lin
     h = arch.hidden_size
     vocab_rank = math.ceil(math.ceil(arch.vocab_size / VOCAB_PAD) * VOCAB_PAD / tp)
     embedding = vocab_rank * h * act
     lm_head = 0.0 if arch.tie_word_embeddings else embedding
 
-    q_width = arch.num_heads * arch.head_dim * (2 if arch.gated_attention else 1)
-    kv_width = 2 * kv_heads_per_rank(arch, tp) * arch.head_dim
-    attn_layer = (h * (q_width / tp + kv_width) + arch.num_heads * arch.head_dim / tp * h) * lin
-    attention = attn_layer * arch.kv_layers
+    attn_weights, attn_extra = _attention_params(arch, tp)
+    attention = (attn_weights * lin_attention + attn_extra * act) * arch.kv_layers
 
     linear_layer, linear_other = _linear_attention_params(arch, tp)
     attention += linear_layer * lin * arch.linear_layers
     other = (linear_other * act * arch.linear_layers
-             + (2 * arch.num_layers + 1) * h * act)  # RMSNorms
+             + (arch.norms_per_layer * arch.num_layers + 1) * h * act)
 
+    dense_layers = arch.dense_layers if arch.is_moe else arch.num_layers
+    unquantized = min(quant.unquantized_mlp_layers, dense_layers)
+    dense_layer = 3 * h * arch.intermediate_size / tp
+    mlp = dense_layer * ((dense_layers - unquantized) * lin_dense + unquantized * act)
+    active_mlp = mlp * tp
+    per_expert = 0.0
     if arch.is_moe:
         expert_params = 3 * h * arch.moe_intermediate_size
+        width, hidden = arch.moe_intermediate_size / tp, h
         if expert_ranks > 1:
-            experts_here = math.ceil(arch.num_experts / expert_ranks) * expert_params
+            experts_here, width = math.ceil(arch.num_experts / expert_ranks), arch.moe_intermediate_size
         else:
-            experts_here = arch.num_experts * expert_params / tp
+            experts_here = arch.num_experts
+        if quant.method == "mxfp4":
+            width = _round_up(width, MXFP4_INTERMEDIATE_ALIGN)
+            hidden = _round_up(h, MXFP4_HIDDEN_ALIGN)
+        expert_bytes = 3 * hidden * width * lin
+        if arch.expert_bias:  # gate_up (2 x width) and down (hidden) biases
+            expert_bytes += (2 * width + h) * act
         shared = 3 * h * arch.shared_expert_intermediate_size
-        router = h * arch.num_experts + (h if shared else 0)  # kept in the model dtype
-        mlp_layer = (experts_here + shared / tp) * lin + router * act
-        active_mlp_layer = ((arch.experts_per_token * expert_params + shared) * lin
-                            + router * act)
-        per_expert = expert_params * lin * arch.num_layers
-    else:
-        mlp_layer = 3 * h * arch.intermediate_size / tp * lin
-        active_mlp_layer = mlp_layer * tp
-        per_expert = 0.0
-    mlp = mlp_layer * arch.num_layers
+        router = h * arch.num_experts + (arch.num_experts if arch.router_bias else 0) \
+            + (h if arch.shared_expert_gate else 0)  # kept in the model dtype
+        moe_layer = experts_here * expert_bytes + shared / tp * lin + router * act
+        mlp += moe_layer * arch.moe_layers
+        active_mlp += ((arch.experts_per_token * expert_params + shared) * lin
+                       + router * act) * arch.moe_layers
+        per_expert = expert_params * lin * arch.moe_layers
 
     # One decode step reads every rank's attention/norms, one embedding row and the full
     # lm_head, plus the routed experts only.
-    active = ((attention + other) * tp + active_mlp_layer * arch.num_layers
-              + (lm_head or embedding) * tp + h * act)
+    active = ((attention + other) * tp + active_mlp + (lm_head or embedding) * tp + h * act)
     return Weights(
         embedding_bytes=embedding, lm_head_bytes=lm_head, attention_bytes=attention,
         mlp_bytes=mlp, other_bytes=other, active_bytes_per_token=active,
         expert_bytes_per_expert=per_expert,
     )
+
+
+def _attention_params(arch: Architecture, tp: int) -> tuple[float, float]:
+    """Per-rank parameters of one attention layer: (projection weights, biases/norms/sinks)."""
+    h, heads = arch.hidden_size, arch.num_heads
+    if arch.is_mla:  # DeepSeek MLA: the low-rank "a" projections are replicated on every rank
+        qk_dim = arch.qk_nope_head_dim + arch.qk_rope_head_dim
+        if arch.q_lora_rank:
+            q = h * arch.q_lora_rank + arch.q_lora_rank * heads * qk_dim / tp
+        else:
+            q = h * heads * qk_dim / tp
+        kv = h * (arch.kv_lora_rank + arch.qk_rope_head_dim) \
+            + arch.kv_lora_rank * heads * (arch.qk_nope_head_dim + arch.v_head_dim) / tp
+        out = heads * arch.v_head_dim / tp * h
+        return q + kv + out, arch.kv_lora_rank + arch.q_lora_rank  # a-projection norms
+    q_width = heads * arch.head_dim * (2 if arch.gated_attention else 1)
+    kv_width = 2 * kv_heads_per_rank(arch, tp) * arch.head_dim
+    weights = h * (q_width / tp + kv_width) + heads * arch.head_dim / tp * h
+    extra = 0.0
+    if arch.qkv_bias:
+        extra += q_width / tp + kv_width
+    if arch.o_bias:
+        extra += h  # a row-parallel bias is whole on every rank
+    if arch.attention_sinks:
+        extra += heads / tp
+    if arch.qk_norm:
+        extra += 2 * arch.head_dim
+    return weights, extra
 
 
 def pipeline_stage(weights: Weights, pp: int) -> Weights:
@@ -176,18 +244,43 @@ def _linear_attention_params(arch: Architecture, tp: int) -> tuple[float, float]
 
 
 def kv_bytes_per_token(arch: Architecture, *, tp: int, kv_cache_dtype: str, dtype: str) -> int:
-    """KV-cache bytes one token costs on one rank: 2 x KV layers x kv heads/rank x head_dim."""
-    elem = dtype_bytes(dtype if kv_cache_dtype == "auto" else kv_cache_dtype)
-    if kv_cache_dtype == "auto" and dtype == "auto":
-        elem = dtype_bytes(arch.torch_dtype)
-    return 2 * arch.kv_layers * kv_heads_per_rank(arch, tp) * arch.head_dim * elem
+    """KV-cache bytes one token costs on one rank in the layers whose cache grows with the
+    sequence: 2 x full-attention layers x kv heads/rank x head_dim; MLA keeps one compressed
+    latent (kv_lora_rank + qk_rope_head_dim) per layer, whole on every rank. Sliding-window
+    layers are in `window_bytes_per_sequence`."""
+    return (arch.kv_layers - arch.sliding_layers) * kv_bytes_per_layer_token(
+        arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype)
+
+
+def kv_bytes_per_layer_token(arch: Architecture, *, tp: int, kv_cache_dtype: str,
+                             dtype: str) -> int:
+    """One layer's KV bytes for one token on one rank."""
+    elem = dtype_bytes(resolved_dtype(arch, dtype) if kv_cache_dtype == "auto" else kv_cache_dtype)
+    if arch.is_mla:
+        return (arch.kv_lora_rank + arch.qk_rope_head_dim) * elem
+    return 2 * kv_heads_per_rank(arch, tp) * arch.head_dim * elem
+
+
+def window_bytes_per_sequence(
+    arch: Architecture, *, tp: int, kv_cache_dtype: str, dtype: str, max_model_len: int,
+    batched_tokens: int, block_tokens: int = BLOCK_TOKENS,
+) -> int:
+    """KV bytes the sliding-window layers hold for one sequence on one rank: vLLM's
+    SlidingWindowSpec reserves cdiv(min(window - 1 + batched tokens, max_model_len), block) + 1
+    blocks per request (v1/kv_cache_interface.py), whatever the sequence's length."""
+    if not arch.sliding_layers or not arch.sliding_window:
+        return 0
+    tokens = min(arch.sliding_window - 1 + batched_tokens, max_model_len)
+    blocks = math.ceil(tokens / block_tokens) + 1
+    return arch.sliding_layers * blocks * block_tokens * kv_bytes_per_layer_token(
+        arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype)
 
 
 def state_bytes_per_sequence(arch: Architecture, *, tp: int, dtype: str) -> int:
     """Fixed per-sequence state of the linear-attention layers on one rank (0 if none)."""
     if not arch.is_hybrid:
         return 0
-    elem = dtype_bytes(dtype if dtype != "auto" else arch.torch_dtype)
+    elem = dtype_bytes(resolved_dtype(arch, dtype))
     key_dim = arch.linear_num_key_heads * arch.linear_key_head_dim
     value_dim = arch.linear_num_value_heads * arch.linear_value_head_dim
     conv = (2 * key_dim + value_dim) // tp * max(arch.linear_conv_kernel_dim - 1, 0)
@@ -203,7 +296,7 @@ def activation_peak_bytes(
     """Peak of the profiling forward pass: MLP/attention intermediates for `batched_tokens`
     tokens plus the sampler's logits for `num_seqs` sequences (one per sequence, at most
     one per batched token)."""
-    act = dtype_bytes(dtype if dtype != "auto" else arch.torch_dtype)
+    act = dtype_bytes(resolved_dtype(arch, dtype))
     h = arch.hidden_size
     if arch.is_moe:  # fused-MoE caches: gate/up, down input and per-expert outputs
         mlp = arch.experts_per_token * (3 * arch.moe_intermediate_size / tp + h) \
@@ -302,20 +395,44 @@ def estimate_memory(
     # Each pipeline stage keeps the KV (and state) of its own layers only.
     kv_token = math.ceil(
         kv_bytes_per_token(arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype) / pp)
-    state = math.ceil(state_bytes_per_sequence(arch, tp=tp, dtype=dtype) / pp)
+    state = math.ceil(sequence_fixed_bytes(
+        arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype, max_model_len=max_model_len,
+        batched_tokens=batched_tokens) / pp)
     usable = max(available, 0.0) * GIB
-    per_seq = max_model_len * kv_token + state
-    concurrency = usable / per_seq
-    if state:  # hybrid: report the tokens that full-length sequences would occupy
-        tokens = int(concurrency * max_model_len)
-    else:
-        tokens = int(usable // (kv_token * BLOCK_TOKENS)) * BLOCK_TOKENS
+    tokens, concurrency = kv_cache_capacity(usable, kv_token, state, max_model_len)
     return MemoryEstimate(
         gpu_memory_gib=gpu_memory_gib, requested_gib=requested, weights=weights,
         activation_gib=activation, non_torch_gib=non_torch, cuda_graph_gib=graphs,
         available_kv_gib=available, kv_bytes_per_token=kv_token,
         state_bytes_per_sequence=state, kv_cache_tokens=tokens, max_concurrency=concurrency,
     )
+
+
+def sequence_fixed_bytes(
+    arch: Architecture, *, tp: int, kv_cache_dtype: str, dtype: str, max_model_len: int,
+    batched_tokens: int, block_tokens: int = BLOCK_TOKENS,
+) -> int:
+    """Bytes one sequence holds whatever its length: linear-attention state and the
+    sliding-window layers' blocks."""
+    return state_bytes_per_sequence(arch, tp=tp, dtype=dtype) + window_bytes_per_sequence(
+        arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype, max_model_len=max_model_len,
+        batched_tokens=batched_tokens, block_tokens=block_tokens)
+
+
+def kv_cache_capacity(
+    usable_bytes: float, kv_token: int, fixed_per_sequence: int, max_model_len: int,
+    block_tokens: int = BLOCK_TOKENS,
+) -> tuple[int, float]:
+    """vLLM's "KV cache size: N tokens" and its maximum concurrency at max_model_len: whole
+    blocks; a model with fixed per-sequence bytes (hybrid, sliding window) reports the tokens
+    that full-length sequences would occupy (v1/core/kv_cache_utils.py)."""
+    blocks = math.ceil(max_model_len / block_tokens)
+    per_seq = blocks * block_tokens * kv_token + fixed_per_sequence
+    concurrency = usable_bytes / per_seq if per_seq else math.inf
+    if fixed_per_sequence:
+        return int(concurrency * max_model_len), concurrency
+    block_bytes = kv_token * block_tokens
+    return int(usable_bytes // block_bytes) * block_tokens, concurrency
 
 
 # -- host CPU and memory reserved for a container (Modal's cpu= and memory=) ------------------

@@ -94,3 +94,72 @@ def _build_weights(path: Path, *, vocab_size: int, seed: int) -> None:
         torch_dtype="float32",
     )
     Qwen2ForCausalLM(config).save_pretrained(path, safe_serialization=True)
+
+
+# -- tiny checkpoints of other families: the planner's tests build them with transformers' own
+# model classes (the real module structure) and hold the planner against their bytes and
+# against what vLLM's CPU engine reports for them. ---------------------------------------------
+
+FAMILY_VOCAB = 640
+"""A multiple of 64, so vLLM's vocabulary padding adds nothing and the tokenizer (under 600
+tokens) fits."""
+_COMMON = dict(vocab_size=FAMILY_VOCAB, hidden_size=128, intermediate_size=256,
+               num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+               max_position_embeddings=TINY_MODEL_MAX_LEN, pad_token_id=0, bos_token_id=1,
+               eos_token_id=_SPECIAL_TOKENS.index("<|im_end|>"))
+_MOE = dict(num_experts_per_tok=2, moe_intermediate_size=64)
+
+TINY_FAMILIES: dict[str, tuple[str, str, dict]] = {
+    # family: (transformers config class, model class, config overrides)
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {"sliding_window": None}),
+    "mixtral": ("MixtralConfig", "MixtralForCausalLM",
+                {"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 96}),
+    "qwen2_moe": ("Qwen2MoeConfig", "Qwen2MoeForCausalLM",
+                  {**_MOE, "num_hidden_layers": 3, "num_experts": 4, "mlp_only_layers": [0],
+                   "shared_expert_intermediate_size": 128}),
+    "qwen3_moe": ("Qwen3MoeConfig", "Qwen3MoeForCausalLM", {**_MOE, "num_experts": 4}),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", {}),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM",
+               {"sliding_window": TINY_MODEL_MAX_LEN, "query_pre_attn_scalar": 64}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {"num_key_value_heads": 2}),
+    "deepseek_v2": ("DeepseekV2Config", "DeepseekV2ForCausalLM",
+                    {**_MOE, "num_hidden_layers": 3, "n_routed_experts": 4, "n_shared_experts": 1,
+                     "first_k_dense_replace": 1, "q_lora_rank": None, "kv_lora_rank": 64,
+                     "qk_nope_head_dim": 64, "qk_rope_head_dim": 32, "v_head_dim": 64,
+                     "num_key_value_heads": 2, "topk_method": "greedy", "n_group": 1,
+                     "topk_group": 1}),
+    "deepseek_v3": ("DeepseekV3Config", "DeepseekV3ForCausalLM",
+                    {**_MOE, "num_hidden_layers": 3, "n_routed_experts": 4, "n_shared_experts": 1,
+                     "first_k_dense_replace": 1, "q_lora_rank": 96, "kv_lora_rank": 64,
+                     "qk_nope_head_dim": 64, "qk_rope_head_dim": 32, "v_head_dim": 64,
+                     "num_key_value_heads": 2, "n_group": 1, "topk_group": 1,
+                     "topk_method": "noaux_tc"}),
+    "gpt_oss": ("GptOssConfig", "GptOssForCausalLM",
+                {"num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 64,
+                 "sliding_window": TINY_MODEL_MAX_LEN, "max_position_embeddings": 131072}),
+}
+
+
+def build_family_model(path: str | Path, family: str, *, seed: int = 0) -> Path:
+    """A tiny random bf16 checkpoint of `family` (a TINY_FAMILIES key) built with transformers'
+    own classes, with the twin's tokenizer; idempotent like build_tiny_model."""
+    import torch
+    import transformers
+    from transformers.utils import logging as transformers_logging
+
+    path = Path(path)
+    if (path / _MARKER).exists():
+        return path
+    config_class, model_class, overrides = TINY_FAMILIES[family]
+    path.mkdir(parents=True, exist_ok=True)
+    _build_tokenizer(path)
+    transformers_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    config = getattr(transformers, config_class)(**{**_COMMON, **overrides})
+    model = getattr(transformers, model_class)(config).to(torch.bfloat16)
+    model.save_pretrained(path, safe_serialization=True)
+    (path / _MARKER).write_text(json.dumps({"seed": seed, "family": family}))
+    return path
