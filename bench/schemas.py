@@ -3,9 +3,12 @@
 A sample of ../shared/jsonschemabench (318 schemas from JSONSchemaBench, Geng et al. 2025,
 MIT, attribution in that folder's README) goes through the local CPU twin — vLLM's OpenAI
 server with liftdeploy's argv and structured-output guard, on the tiny random model — once per
-grammar backend. Per set it prints: schemas refused up front (4xx), answers cut by max_tokens,
+grammar backend. Per set it prints: schemas llguidance alone refuses (what the service refused
+before issue 30), schemas refused up front (4xx), how the rest were served under guidance
+(exact, rewritten exactly, relaxed with the guard as judge), answers cut by max_tokens,
 valid answers, answers that were invalid JSON as generated (the guard repaired them or withheld
-them), answers that broke their schema (withheld), and the median seconds per answer.
+them), answers that broke their schema (withheld), resamples per request (relaxed grammars) and
+the median seconds per answer.
 
 Every answer the server returns as a result is checked again here (strict json.loads and
 jsonschema, with exact decimal multipleOf as in the guard); "passed invalid" must stay 0, or the
@@ -56,6 +59,11 @@ class Outcome:
     passed_invalid: bool = False
     """Returned as a result but fails the client-side check (a guard failure)."""
     detail: str | None = None
+    grammar: str | None = None
+    """guidance: exact | rewritten | relaxed (the x-liftdeploy-grammar header)."""
+    attempts: int = 1
+    refused_by_llguidance: bool = False
+    """llguidance alone refuses the schema as sent (the service's refusal before issue 30)."""
 
 
 def sample_schemas(sample_dir: Path, per_set: int, seed: int) -> list[tuple[str, Path]]:
@@ -106,7 +114,15 @@ def ask(client: httpx.Client, model: str, set_name: str, path: Path, max_tokens:
     seconds = time.perf_counter() - start
     kind, repaired, passed_invalid, detail = classify(response, schema)
     return Outcome(set_name, f"{set_name}/{path.name}", kind, seconds, repaired, passed_invalid,
-                   detail)
+                   detail, response.headers.get("x-liftdeploy-grammar"),
+                   int(response.headers.get("x-liftdeploy-attempts") or 1),
+                   _llguidance_refuses(schema))
+
+
+def _llguidance_refuses(schema: object) -> bool:
+    from liftdeploy.runtime.schema_rewrite import _compile
+
+    return _compile(schema, any_whitespace=False)[0] is not None  # the spec disables whitespace
 
 
 def run_backend(backend: str, schemas: list[tuple[str, Path]], model_path: Path,
@@ -139,8 +155,14 @@ def summarize(outcomes: list[Outcome]) -> dict[str, dict[str, object]]:
     summary = {}
     for name, group in groups.items():
         answered = [o.seconds for o in group if o.kind != "refused"]
+        served = [o for o in group if o.kind != "refused"]
         summary[name] = {
             "schemas": len(group),
+            "refused_before": sum(o.refused_by_llguidance for o in group),
+            **{grammar: sum(o.grammar == grammar for o in served)
+               for grammar in ("exact", "rewritten", "relaxed")},
+            "resamples_per_request": (round(sum(o.attempts - 1 for o in served) / len(served), 2)
+                                      if served else None),
             **{kind: sum(o.kind == kind for o in group) for kind in OUTCOMES},
             "repaired": sum(o.repaired for o in group),
             "passed_invalid": sum(o.passed_invalid for o in group),
@@ -150,14 +172,16 @@ def summarize(outcomes: list[Outcome]) -> dict[str, dict[str, object]]:
 
 
 def format_table(backend: str, summary: dict[str, dict[str, object]]) -> str:
-    header = ("set", "n", "refused", "truncated", "valid", "invalid JSON (repaired)",
-              "schema viol.", "error", "passed invalid", "median s")
+    header = ("set", "n", "refused before", "refused", "exact", "rewritten", "relaxed",
+              "truncated", "valid", "invalid JSON (repaired)", "schema viol.", "error",
+              "passed invalid", "resamples/req", "median s")
     rows = [header]
     for name in sorted(summary, key=lambda n: (n == "all", n)):
         s = summary[name]
-        rows.append((name, s["schemas"], s["refused"], s["truncated"], s["valid"],
+        rows.append((name, s["schemas"], s["refused_before"], s["refused"], s["exact"],
+                     s["rewritten"], s["relaxed"], s["truncated"], s["valid"],
                      f"{s['invalid_json']} ({s['repaired']})", s["schema_violation"], s["error"],
-                     s["passed_invalid"], s["median_s"]))
+                     s["passed_invalid"], s["resamples_per_request"], s["median_s"]))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     lines = [f"backend {backend}"]
     for row in rows:

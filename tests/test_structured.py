@@ -192,7 +192,10 @@ def _sample(per_set: int) -> list[Path]:
 @pytest.mark.twin
 def test_sample_through_default_configuration(default_twin: LocalTwin) -> None:
     """>= 100 real-world schemas: every complete answer validates, every refusal is a 4xx
-    with its reason, nothing else comes back."""
+    with its reason, nothing else comes back; and (issue 30) at most a fifth of the schemas
+    llguidance alone refuses are still refused: the rest are served by an exact rewrite or a
+    relaxed grammar with the guard as judge."""
+    from liftdeploy.runtime.schema_rewrite import _compile
     import openai
 
     client = _openai(default_twin)
@@ -221,7 +224,13 @@ def test_sample_through_default_configuration(default_twin: LocalTwin) -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(ask, enumerate(schemas)))
     kinds = Counter(kind for _, kind, _ in results)
-    print(f"\n{len(schemas)} schemas: {dict(kinds)}")
+    any_whitespace = not default_twin.deployment.engine.disable_any_whitespace
+    llguidance_refuses = [path.name for path in schemas if _compile(
+        json.loads(path.read_text()), any_whitespace=any_whitespace)[0] is not None]
+    refused = [name for name, kind, _ in results if kind == "refused"]
+    print(f"\n{len(schemas)} schemas: {dict(kinds)}; llguidance alone refuses "
+          f"{len(llguidance_refuses)}, the service {len(refused)}: {refused}")
+    assert len(refused) <= 0.2 * len(llguidance_refuses), refused
     unexpected = [r for r in results if r[1] not in ("valid", "refused", "truncated")]
     assert not unexpected, unexpected
     assert all(re.search(r"[a-z]{4}", reason or "") for _, kind, reason in results if kind == "refused")
