@@ -598,7 +598,7 @@ class StructuredOutputGuard:
             plan = None
             if schema is not None and _backend(scope) == "guidance":
                 plan = await _plan_off_loop(schema, _any_whitespace(scope))
-                if plan.mode == "refused":
+                if plan is not None and plan.mode == "refused":
                     raise GuardRefusal(plan.problem)
         except GuardRefusal as refusal:
             _count("refused", path=path, problem=str(refusal))
@@ -750,11 +750,15 @@ def _any_whitespace(scope: Scope) -> bool:
     return not getattr(config, "disable_any_whitespace", False)
 
 
-async def _plan_off_loop(schema: Any, any_whitespace: bool) -> GrammarPlan:
+async def _plan_off_loop(schema: Any, any_whitespace: bool) -> GrammarPlan | None:
     """The guidance plan for `schema`, compiled in a worker thread (llguidance can take a
-    while on a large schema; plans are cached per schema)."""
-    return await asyncio.get_running_loop().run_in_executor(
-        _worker(), functools.partial(plan_for_guidance, schema, any_whitespace=any_whitespace))
+    while on a large schema; plans are cached per schema); None without llguidance (vLLM then
+    compiles, or refuses, the schema as sent)."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            _worker(), functools.partial(plan_for_guidance, schema, any_whitespace=any_whitespace))
+    except ImportError:  # pragma: no cover - the guidance backend always has llguidance
+        return None
 
 
 def _count_grammar(event: str, **fields: Any) -> None:
