@@ -1,0 +1,156 @@
+"""The planner for every family: weight bytes against real checkpoints built with transformers'
+own model classes, and full-size models against what vLLM printed when it loaded them.
+
+The tiny checkpoints (liftdeploy.twin.tinymodel.TINY_FAMILIES) hold the real module structure:
+the planner's weight formula must give exactly the bytes their safetensors hold. Their KV
+figures are held against vLLM itself in tests/test_planner_truth.py.
+
+The full-size configs in tests/data/model-configs were written from the public model cards'
+config.json (no download); the expected figures are vLLM's start-up logs quoted in issue 25
+(H100, gpu_memory_utilization 0.95, max_model_len 8192, vLLM's API-server defaults:
+max_num_batched_tokens 8192, max_num_seqs 1024).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from liftdeploy.errors import PlanError
+from liftdeploy.planner.arch import from_config, load_architecture
+from liftdeploy.planner.memory import (
+    GIB,
+    estimate_memory,
+    linear_bytes_per_param,
+    resolved_dtype,
+    weights_per_rank,
+)
+from liftdeploy.twin.tinymodel import TINY_FAMILIES, build_family_model
+
+CONFIGS = Path(__file__).resolve().parent / "data" / "model-configs"
+H100_GIB = 79.22
+
+
+def safetensors_bytes(directory: Path) -> int:
+    """The bytes of every tensor the checkpoint holds, from its safetensors headers."""
+    total = 0
+    for file in directory.glob("*.safetensors"):
+        with file.open("rb") as handle:
+            size = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(size))
+        header.pop("__metadata__", None)
+        total += sum(t["data_offsets"][1] - t["data_offsets"][0] for t in header.values())
+    return total
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("families")
+    return {family: build_family_model(root / family, family) for family in TINY_FAMILIES}
+
+
+@pytest.mark.parametrize("family", sorted(TINY_FAMILIES))
+def test_weight_bytes_equal_the_checkpoint(family: str, family_dirs: dict[str, Path]) -> None:
+    arch = load_architecture(str(family_dirs[family]))
+    planned = weights_per_rank(arch, tp=1, dtype="auto").total_bytes
+    assert planned == safetensors_bytes(family_dirs[family])
+
+
+# -- full-size models against vLLM's start-up logs (issue 25) ----------------------------------
+
+# (config dir, GPUs, vLLM's "Model loading took X GiB" per GPU, vLLM's available KV GiB or None)
+VLLM_LOGS = [
+    ("mistralai--Mixtral-8x7B-Instruct-v0.1", 2, 43.5, None),
+    ("deepseek-ai--DeepSeek-V2-Lite-Chat", 1, 29.4, None),
+    ("openai--gpt-oss-20b", 2, 7.0, None),
+    ("google--gemma-2-9b-it", 1, 17.2, None),
+    ("google--gemma-2-27b-it", 1, 50.7, None),
+    ("Qwen--Qwen2.5-72B-Instruct", 2, None, 3.0),
+    ("meta-llama--Llama-3.1-405B-Instruct-FP8", 8, 57.8, None),
+]
+
+
+def full_size(name: str):
+    path = CONFIGS / name / "config.json"
+    return from_config(json.loads(path.read_text()), model_id=name.replace("--", "/"),
+                       source=str(path))
+
+
+@pytest.mark.parametrize(("name", "gpus", "weights_gib", "kv_gib"), VLLM_LOGS,
+                         ids=[row[0].split("--")[1] for row in VLLM_LOGS])
+def test_full_size_models_match_vllm_logs(
+    name: str, gpus: int, weights_gib: float | None, kv_gib: float | None,
+) -> None:
+    memory = estimate_memory(
+        full_size(name), gpu_memory_gib=H100_GIB, utilization=0.95, tp=gpus,
+        max_model_len=8192, batched_tokens=8192, num_seqs=1024)
+    print(f"{name} x{gpus}: weights {memory.weights_gib:.2f} GiB/GPU (vLLM {weights_gib}), "
+          f"available KV {memory.available_kv_gib:.2f} GiB (vLLM {kv_gib})")
+    if weights_gib is not None:
+        assert memory.weights_gib == pytest.approx(weights_gib, rel=0.03)
+    if kv_gib is not None:
+        assert abs(memory.available_kv_gib - kv_gib) <= max(1.0, 0.15 * kv_gib)
+
+
+def test_mla_kv_is_the_compressed_latent_whole_on_every_rank() -> None:
+    lite = full_size("deepseek-ai--DeepSeek-V2-Lite-Chat")
+    one = estimate_memory(lite, gpu_memory_gib=H100_GIB, utilization=0.95, tp=1,
+                          max_model_len=8192, batched_tokens=8192, num_seqs=256)
+    two = estimate_memory(lite, gpu_memory_gib=H100_GIB, utilization=0.95, tp=2,
+                          max_model_len=8192, batched_tokens=8192, num_seqs=256)
+    assert one.kv_bytes_per_token == 27 * (512 + 64) * 2
+    assert two.kv_bytes_per_token == one.kv_bytes_per_token
+
+
+def test_sliding_window_layers_hold_a_window_per_sequence_not_the_whole_context() -> None:
+    gemma = full_size("google--gemma-2-9b-it")
+    memory = estimate_memory(gemma, gpu_memory_gib=H100_GIB, utilization=0.95, tp=1,
+                             max_model_len=8192, batched_tokens=2048, num_seqs=256)
+    per_layer = 2 * 8 * 256 * 2
+    assert memory.kv_bytes_per_token == 21 * per_layer  # the 21 full-attention layers
+    # 21 sliding layers: cdiv(min(4096 - 1 + 2048, 8192), 16) + 1 = 385 blocks of 16 tokens.
+    assert memory.state_bytes_per_sequence == 21 * 385 * 16 * per_layer
+
+
+def test_float32_checkpoints_load_as_bf16_on_ampere_and_fp16_before() -> None:
+    gemma = full_size("google--gemma-2-9b-it")  # config.json says float32
+    assert resolved_dtype(gemma, "auto", capability=9.0) == "bfloat16"
+    assert resolved_dtype(gemma, "auto", capability=7.5) == "float16"
+    assert resolved_dtype(gemma, "float16", capability=9.0) == "float16"
+
+
+def test_quantization_bytes_as_each_checkpoint_stores_them() -> None:
+    oss = full_size("openai--gpt-oss-20b").quantization
+    assert (oss.method, oss.experts_only) == ("mxfp4", True)
+    assert linear_bytes_per_param(oss, 2) == 0.5 + 1 / 32
+    fp8 = full_size("meta-llama--Llama-3.1-405B-Instruct-FP8").quantization
+    assert (fp8.method, linear_bytes_per_param(fp8, 2)) == ("fbgemm_fp8", 1.0)
+    assert fp8.unquantized_attention and fp8.unquantized_mlp_layers == 2
+    base = {"hidden_size": 64, "num_attention_heads": 1, "num_hidden_layers": 1,
+            "vocab_size": 64}
+    w4a16 = from_config({**base, "quantization_config": {
+        "quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {
+            "num_bits": 4, "type": "int", "strategy": "group", "group_size": 128,
+            "symmetric": True}}}}}, model_id="x/y", source="test").quantization
+    assert linear_bytes_per_param(w4a16, 2) == 0.5 + 2 / 128
+
+
+@pytest.mark.parametrize("method", ["bitsandbytes", "hqq", ""])
+def test_an_unknown_quantization_method_is_an_error_naming_it(method: str) -> None:
+    config = {"hidden_size": 64, "num_attention_heads": 1, "num_hidden_layers": 1,
+              "vocab_size": 64, "quantization_config": {"quant_method": method}}
+    with pytest.raises(PlanError, match=repr(method) if method not in ("", "bitsandbytes")
+                       else "bitsandbytes|missing"):
+        from_config(config, model_id="x/y", source="config.json")
+
+
+def test_weights_on_every_rank_add_up_to_the_checkpoint_under_tensor_parallel() -> None:
+    mixtral = full_size("mistralai--Mixtral-8x7B-Instruct-v0.1")
+    whole = weights_per_rank(mixtral, tp=1).total_bytes
+    # Every rank keeps its own copy of the norms (2 per layer + final) and the routers.
+    replicated = ((2 * 32 + 1) * 4096 + 32 * 4096 * 8) * 2
+    assert weights_per_rank(mixtral, tp=2).total_bytes * 2 == whole + replicated
+    assert whole / GIB == pytest.approx(86.99, abs=0.05)  # 46.70 B parameters in bf16
