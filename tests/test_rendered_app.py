@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -313,8 +314,29 @@ def test_image_carries_exactly_the_runtime_files_the_app_needs(
     shipped = {p.name for p in (RENDERED / name / "liftdeploy_runtime").glob("*.py")}
     named = {arg.split(".")[2] + ".py" for arg in module.VLLM_ARGS
              if arg.startswith("liftdeploy.runtime.")}
-    assert shipped == {"__init__.py", "server.py", "weights.py", *named}
+    assert {"__init__.py", "server.py", "weights.py", *named} <= shipped
     assert module.RUNTIME_DIR == RENDERED / name / "liftdeploy_runtime"
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_shipped_runtime_module_imports_from_the_shipped_files_alone(
+    name: str, tmp_path: Path
+) -> None:
+    """The image holds liftdeploy_runtime/ as liftdeploy.runtime and nothing else of
+    liftdeploy: each shipped module must import from those files alone (a module the guard
+    starts importing, say, must be shipped with it)."""
+    runtime = tmp_path / "liftdeploy" / "runtime"
+    shutil.copytree(RENDERED / name / "liftdeploy_runtime", runtime)
+    (tmp_path / "liftdeploy" / "__init__.py").write_text("")
+    modules = sorted(p.stem for p in runtime.glob("*.py") if p.stem != "__init__")
+    code = ("import importlib, sys\n"
+            "for m in sys.argv[1:]: importlib.import_module('liftdeploy.runtime.' + m)\n"
+            "import liftdeploy.runtime as r; print(r.__file__)")
+    result = subprocess.run([sys.executable, "-c", code, *modules], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(tmp_path), "PATH": os.environ["PATH"]})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(runtime / "__init__.py")
 
 
 REMOVED_MODAL_APIS = ["keep_warm", "concurrency_limit", "allow_concurrent_inputs",

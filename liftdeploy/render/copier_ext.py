@@ -206,7 +206,7 @@ class Service:
             modules.add("errortracking")
         if self.alerts:
             modules.add("monitor")
-        return ["__init__.py", *sorted(f"{m}.py" for m in modules)]
+        return ["__init__.py", *sorted(f"{m}.py" for m in _with_runtime_imports(modules))]
 
     def _argv_runtime_modules(self) -> set[str]:
         from liftdeploy.render.vllm_args import server_args
@@ -459,6 +459,30 @@ def runtime_source(filename: str) -> str:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         _fail(f"liftdeploy.runtime has no {filename}; reinstall liftdeploy")
+
+
+def _with_runtime_imports(modules: set[str]) -> set[str]:
+    """`modules` and every liftdeploy.runtime module they import, read from their source, so a
+    module the guard starts importing (say) is shipped without anyone listing it."""
+    import ast
+
+    needed, todo = set(), list(modules)
+    while todo:
+        module = todo.pop()
+        if module in needed:
+            continue
+        needed.add(module)
+        tree = ast.parse((_runtime_dir() / f"{module}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            todo += [name[len(RUNTIME_PACKAGE) + 1:].split(".")[0] for name in names
+                     if name.startswith(RUNTIME_PACKAGE + ".")]
+    return needed
 
 
 def _runtime_dir() -> Path:
