@@ -39,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def init(args: argparse.Namespace) -> int:
+    from liftdeploy.cli.render_commands import ci_notes
     from liftdeploy.render.service import scaffold
 
     answers = {q: getattr(args, q) for q in QUESTIONS if getattr(args, q) is not None}
@@ -46,6 +47,8 @@ def init(args: argparse.Namespace) -> int:
     out = scaffold(args.directory, answers)
     common.note(f"wrote {out}; next: `liftdeploy plan {out}`, then "
                 f"`liftdeploy deploy {out} --env staging` (see {out}/RUNBOOK.md)")
+    for text in ci_notes(out):  # as `render` says them
+        common.note(f"note: {text}")
     return 0
 
 

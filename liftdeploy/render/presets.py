@@ -143,6 +143,10 @@ def spec_text(answers: dict[str, Any]) -> str:
         "  scaledown_window_s: 600  # 10 min idle before scale-down: the cost/latency dial",
         f"  min_containers: {a['min_containers']}  # each costs about ${monthly:,.0f}/month "
         f"always on ({a['gpu_count']} x {a['gpu_type']})",
+        f"  # Callers wait out a cold start (up to {p.startup_timeout_s:,} s, `liftdeploy plan`; "
+        f"liftdeploy's",
+        "  # client retries its 503s that long): plan warns if a change makes it longer.",
+        f"  cold_start_patience_s: {p.startup_timeout_s}",
         f"  max_containers: {_scalar(a['max_containers'])}{worst}",
         f"  max_concurrent_requests: {max_concurrent}  # the KV cache holds {servable} typical "
         f"requests (plan)",
