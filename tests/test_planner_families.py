@@ -154,3 +154,63 @@ def test_weights_on_every_rank_add_up_to_the_checkpoint_under_tensor_parallel() 
     replicated = ((2 * 32 + 1) * 4096 + 32 * 4096 * 8) * 2
     assert weights_per_rank(mixtral, tp=2).total_bytes * 2 == whole + replicated
     assert whole / GIB == pytest.approx(86.99, abs=0.05)  # 46.70 B parameters in bf16
+
+
+# -- what each GPU can run (vLLM's rules, liftdeploy/spec/data/vllm_gpu_support.json) ----------
+
+def _spec(model_dir: Path, gpu: str, count: int = 1, dtype: str = "auto"):
+    from liftdeploy.spec.specfile import spec_from_data
+
+    return spec_from_data({
+        "version": 2, "name": "fam",
+        "model": {"id": str(model_dir), "max_model_len": 8192, "dtype": dtype},
+        "gpu": {"type": gpu, "count": count},
+        "runtime": {"max_containers": 1},
+    }, source="test").resolve()
+
+
+def test_bf16_on_a_t4_is_refused_with_the_reason_and_the_alternative() -> None:
+    from liftdeploy.planner.report import plan
+
+    model = CONFIGS / "google--gemma-2-9b-it"
+    errors = [v for v in plan(_spec(model, "T4", 4, dtype="bfloat16")).verdicts
+              if v.level == "error"]
+    assert errors and "vLLM refuses bfloat16 on T4" in errors[0].message
+    assert "model.dtype: float16" in errors[0].fix and "L4" in errors[0].fix
+
+
+def test_fp8_and_mxfp4_checkpoints_are_refused_where_vllm_lacks_the_kernels() -> None:
+    from liftdeploy.planner import gpu_support
+
+    assert gpu_support.refusal("A10", "bfloat16", "fbgemm_fp8") is None  # 8.6 >= 8.0
+    assert gpu_support.refusal("T4", "float16", "fbgemm_fp8") is not None
+    assert gpu_support.refusal("T4", "float16", "mxfp4") is not None
+    assert gpu_support.refusal("H100", "bfloat16", "mxfp4") is None
+    assert gpu_support.refusal("T4", "float16", "awq") is None  # AWQ runs from 7.5
+
+
+@pytest.mark.parametrize("name", ["mistralai--Mixtral-8x7B-Instruct-v0.1",
+                                  "google--gemma-2-9b-it"])
+def test_init_picks_a_gpu_vllm_starts_on_and_that_holds_the_model(name: str) -> None:
+    from liftdeploy.planner.checks import fitting_layouts
+    from liftdeploy.planner.gpu_support import refusal, capability
+    from liftdeploy.planner.report import plan
+
+    resolved = _spec(CONFIGS / name, "H100")
+    arch = load_architecture(str(CONFIGS / name))
+    _, gpu, count = fitting_layouts(resolved, arch)[0]
+    assert refusal(gpu, resolved_dtype(arch, "auto", capability(gpu)), arch.quantization.method) \
+        is None
+    chosen = _spec(CONFIGS / name, gpu, count)
+    assert plan(chosen, arch=arch).fits, (gpu, count)
+    print(name, "->", gpu, count)
+
+
+def test_the_gpu_rules_file_is_what_the_pinned_vllm_says() -> None:
+    from liftdeploy.planner import gpu_support
+
+    vllm_spec = __import__("importlib.util").util.find_spec("vllm")
+    if vllm_spec is None:  # the rules file is generated where vLLM is installed (./dev setup)
+        pytest.skip("vLLM is not installed here")
+    generated = gpu_support.generate(Path(vllm_spec.origin).parent)
+    assert generated == gpu_support.rules(), "run `python -m liftdeploy.planner.gpu_support`"

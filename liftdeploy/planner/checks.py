@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from liftdeploy.spec import catalog
+from liftdeploy.planner import gpu_support
 from liftdeploy.planner.arch import Architecture
 from liftdeploy.spec.model import HOURS_PER_MONTH
 from liftdeploy.planner.memory import (
@@ -15,6 +16,7 @@ from liftdeploy.planner.memory import (
     MemoryEstimate,
     default_batched_tokens,
     estimate_memory,
+    resolved_dtype,
 )
 
 if TYPE_CHECKING:
@@ -85,7 +87,7 @@ def estimate_for(
         max_model_len=max_model_len or resolved.model.max_model_len,
         batched_tokens=batched_tokens(resolved, layout.gpu),
         num_seqs=resolved.runtime.max_concurrent_requests,
-        dtype=resolved.model.dtype,
+        dtype=resolved_dtype(arch, resolved.model.dtype, gpu_support.capability(layout.gpu)),
         kv_cache_dtype=resolved.model.kv_cache_dtype,
         enforce_eager=resolved.engine.enforce_eager,
     )
@@ -148,7 +150,10 @@ def _divisors(n: int) -> list[int]:
 def memory_problems(
     resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
 ) -> list[Verdict]:
-    """Weights that do not fit, or a KV cache that cannot hold one max_model_len sequence."""
+    """What vLLM refuses on this GPU, weights that do not fit, or a KV cache that cannot hold
+    one max_model_len sequence."""
+    if refused := capability_problems(resolved, arch, layout.gpu):
+        return refused
     util = resolved.gpu.memory_utilization
     max_len = resolved.model.max_model_len
     name = f"{layout.gpu} x{layout.count}"
@@ -170,6 +175,22 @@ def memory_problems(
         f"overheads (vLLM refuses to start)",
         _kv_fix(resolved, arch, layout, memory, need_gib),
     )]
+
+
+def capability_problems(
+    resolved: ResolvedDeployment, arch: Architecture, gpu_type: str,
+) -> list[Verdict]:
+    """The dtype or quantization vLLM refuses on this GPU (gpu_support's rules)."""
+    dtype = resolved_dtype(arch, resolved.model.dtype, gpu_support.capability(gpu_type))
+    found = gpu_support.refusal(gpu_type, dtype, arch.quantization.method)
+    if found is None:
+        return []
+    why, fix = found
+    others = [name for _, name, _ in fitting_layouts(resolved, arch)][:3] \
+        if gpu_type == resolved.gpu.type else []
+    if others:
+        fix = f"{fix}; GPUs this spec fits on: {', '.join(others)}"
+    return [Verdict("error", why, fix)]
 
 
 def _kv_fix(
@@ -204,11 +225,14 @@ def fitting_layouts(
     resolved: ResolvedDeployment, arch: Architecture, *, expert_parallel: bool = False,
     gpu_types: list[str] | None = None,
 ) -> list[tuple[float, str, int]]:
-    """(price per hour, GPU type, smallest count) of each type on which this spec loads and
-    holds one max_model_len sequence, cheapest first."""
+    """(price per hour, GPU type, smallest count) of each type that vLLM starts on (dtype and
+    quantization supported) and on which this spec loads and holds one max_model_len
+    sequence, cheapest per hour first."""
     fits = []
     for info in catalog.gpus().values():
         if gpu_types is not None and info.name not in gpu_types:
+            continue
+        if _refused_here(resolved, arch, info.name):  # vLLM would not start there
             continue
         for count in (1, 2, 4, 8):
             if count > info.max_count:
@@ -224,6 +248,11 @@ def fitting_layouts(
                 fits.append((count * info.price_usd_hour, info.name, count))
                 break  # the smallest count of this type is enough
     return sorted(fits)
+
+
+def _refused_here(resolved: ResolvedDeployment, arch: Architecture, gpu_type: str) -> bool:
+    dtype = resolved_dtype(arch, resolved.model.dtype, gpu_support.capability(gpu_type))
+    return gpu_support.refusal(gpu_type, dtype, arch.quantization.method) is not None
 
 
 def concurrency_problems(

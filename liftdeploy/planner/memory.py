@@ -74,13 +74,17 @@ def resolved_dtype(arch: Architecture, dtype: str = "auto", capability: float = 
     if dtype != "auto":
         return dtype
     name = arch.torch_dtype.lower().replace("torch.", "")
-    preferred = "bfloat16" if capability >= 8.0 else "float16"
+    preferred = "bfloat16" if capability >= 8.0 else (
+        "float32" if arch.model_type in _NO_FLOAT16_TYPES else "float16")
     if name in ("float32", "float"):
         return preferred
     if name == "bfloat16" and capability < 8.0:
         return "float16"
     return name
 
+
+_NO_FLOAT16_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text", "glm4"})
+"""vLLM's _FLOAT16_NOT_SUPPORTED_MODELS: below 8.0 their `auto` dtype is float32."""
 
 MXFP4_HIDDEN_ALIGN = 256
 MXFP4_INTERMEDIATE_ALIGN = 128
