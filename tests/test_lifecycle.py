@@ -193,10 +193,13 @@ def test_plan_shows_the_lifecycle_figures() -> None:
     assert figures == {"startup_timeout": startup_timeout_s(resolved),
                        "healthy_within": healthy_within_s(startup_timeout_s(resolved)),
                        "exit_grace_period": exit_grace_period_s(resolved),
-                       "request_timeout": resolved.runtime.request_timeout_s}
+                       "request_timeout": resolved.runtime.request_timeout_s,
+                       # scales to zero: the client waits out a cold start
+                       "cold_start_wait": startup_timeout_s(resolved)}
     text = format_plan(report)
     assert f"drains for up to {figures['exit_grace_period']:,} s" in text
     assert f"starts within {figures['startup_timeout']:,} s" in text
+    assert f"the client retries 503s for up to {figures['cold_start_wait']:,} s" in text
 
 
 def test_the_twin_drains_for_its_cpu_grace_unless_the_spec_sets_one(tmp_path: Path) -> None:
