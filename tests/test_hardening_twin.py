@@ -123,9 +123,7 @@ def watched() -> Iterator[Callable[..., dict[int, Proc]]]:
 
 
 def _kill_and_expect_all_gone(recorded: dict[int, Proc], command_pid: int) -> None:
-    os.kill(command_pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(command_pid, 0)
+    os.kill(command_pid, signal.SIGKILL)  # unreaped, it is a zombie: ended, as _alive counts
     deadline = time.monotonic() + GONE_WITHIN_S
     while _alive(recorded) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -137,7 +135,7 @@ def _kill_and_expect_all_gone(recorded: dict[int, Proc], command_pid: int) -> No
 def test_sigkill_once_the_engine_process_exists_ends_the_server_and_engine(
     twin_supported: None, tiny_model_path: Path, watched: Callable[..., dict[int, Proc]],
 ) -> None:
-    # The moment vLLM spawns its engine core: the API server ignores SIGTERM then.
+    # The moment vLLM spawns its engine core: the API server swallowed SIGTERM then.
     recorded = watched(tiny_model_path, lambda family, table: any(
         _is_engine(proc, table) for proc in family))
     command_pid = next(iter(recorded))  # recorded first (see `watched`)
@@ -174,11 +172,12 @@ server = subprocess.Popen(
 watchdog.watch(server.pid)
 server.stdout.readline()  # the grandchild runs
 print(server.pid, flush=True)
-if sys.argv[1] == "release":
+if sys.argv[1] != "watch":  # the server is stopped here: released, or left as start_twin's
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
-    watchdog.release()
-    print("released", flush=True)
+    if sys.argv[1] == "release":
+        watchdog.release()
+    print("stopped", flush=True)
 sys.stdin.read()  # until the test kills this process
 """
 
@@ -209,16 +208,22 @@ def test_the_watchdog_kills_the_group_when_its_starter_dies(
                 os.killpg(pgid, signal.SIGKILL)
 
 
-def test_a_released_watchdog_exits_and_leaves_no_process() -> None:
-    wrapper = subprocess.Popen([sys.executable, "-c", STAND_IN, "release"],
+@pytest.mark.parametrize("ending", ["release", "group-ends"])
+def test_a_watchdog_leaves_once_its_server_is_stopped(ending: str) -> None:
+    # Released by LocalTwin.stop, or on its own once the group is gone (start_twin's callers
+    # stop the server alone): never lingering to signal a later group reusing the number.
+    wrapper = subprocess.Popen([sys.executable, "-c", STAND_IN, ending],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert wrapper.stdout is not None
         pgid = int(wrapper.stdout.readline())
-        assert wrapper.stdout.readline().strip() == "released"
+        watchdog = next(proc for proc in _descendants(wrapper.pid, _processes())
+                        if "-I" in proc.argv)
+        assert wrapper.stdout.readline().strip() == "stopped"
         _wait_until(lambda: not _group_members(pgid), GONE_WITHIN_S, "the group killed")
-        assert [proc for proc in _processes().values() if proc.ppid == wrapper.pid] == [], \
-            "release() reaps the watchdog"
+        _wait_until(lambda: not _alive({watchdog.pid: watchdog}), GONE_WITHIN_S,
+                    "the watchdog exited")
+        if ending == "release":
+            assert _descendants(wrapper.pid, _processes()) == [], "release() reaps it"
     finally:
         wrapper.kill()
-

@@ -65,22 +65,22 @@ while not line.endswith(b"\\n"):
         raise SystemExit(0)  # gone before the server started: nothing to watch
     line += chunk
 pgid = int(line)
-def group_alive():  # a member that is not a zombie (an init may be slow to reap them)
+def running_member(pid):  # a zombie has ended (an init may be slow to reap it)
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state, _, group = stat.read().rsplit(b")", 1)[1].split()[:3]
+    except OSError:
+        return False
+    return int(group) == pgid and state != b"Z"
+def group_alive():
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                state, _, group = stat.read().rsplit(b")", 1)[1].split()[:3]
-        except OSError:
-            continue
-        if int(group) == pgid and state != b"Z":
-            return True
-    return False
+    return running_member(pgid) or any(  # the leader (the API server), else any other
+        running_member(pid) for pid in filter(str.isdigit, os.listdir("/proc")))
 while group_alive():
     if select.select([0], [], [], 2.0)[0] and not os.read(0, 64):
         try:
