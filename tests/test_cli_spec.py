@@ -179,3 +179,71 @@ def test_the_probe_sees_heavy_imports() -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert json.loads(result.stdout.rsplit("HEAVY=", 1)[1]) == ["jsonschema"]
+
+
+# --- `set` of invalid values into sections the file does not have yet --------------------------
+
+MINIMAL_SPEC = """\
+version: 2
+name: sweep
+model:
+  id: org/model
+  revision: 0123456789abcdef0123456789abcdef01234567
+  max_model_len: 4096
+gpu:
+  type: L4
+environments:
+  production:
+    production: true
+  staging: {}
+"""
+# Values no field takes all of: a negative number, a mapping, a list of lists, a secret value.
+INVALID_VALUES = ("-5", "{bogus_key: 1}", "[[1]]", "sk-liftdeploy-0123456789abcdef")
+
+
+def _leaf_fields(model: type, prefix: str = "") -> list[str]:
+    """Dotted paths of every field under a section model, nested sections included."""
+    from typing import get_args
+
+    from liftdeploy.spec.model import SpecModel
+
+    paths = []
+    for name, info in model.model_fields.items():
+        nested = [a for a in (info.annotation, *get_args(info.annotation))
+                  if isinstance(a, type) and issubclass(a, SpecModel)]
+        paths += _leaf_fields(nested[0], f"{prefix}{name}.") if nested else [f"{prefix}{name}"]
+    return paths
+
+
+def _every_spec_field() -> list[str]:
+    from liftdeploy.spec.model import SECTIONS, ModelDeployment
+
+    fields = ModelDeployment.model_fields
+    return [f"{section}.{leaf}" for section in SECTIONS
+            for leaf in _leaf_fields(fields[section].annotation)]
+
+
+def test_set_sweep_of_invalid_values_into_absent_sections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every spec field, base and staging overlay, set to values it refuses: one line, never a
+    traceback (the error formatter once looked up line numbers of mappings `set` had just made)."""
+    from liftdeploy.cli.main import main
+
+    spec = tmp_path / "deployment.yaml"
+    paths = _every_spec_field()
+    assert len(paths) > 60 and "auth.api_key_secret" in paths
+    refused = 0
+    for path in [*paths, *(f"environments.staging.{p}" for p in paths)]:
+        for value in INVALID_VALUES:
+            spec.write_text(MINIMAL_SPEC)
+            code = main(["set", str(spec), f"{path}={value}"])
+            out, err = capsys.readouterr()
+            if code == 0:  # a value the field takes (e.g. a dict field and a mapping)
+                continue
+            refused += 1
+            assert code == 2 and spec.read_text() == MINIMAL_SPEC, (path, value, err)
+            assert err.startswith(f"error: {spec}: not changed") and err.count("\n") == 1, (
+                path, value, err)
+            assert "Traceback" not in err and "Extra inputs" not in err, (path, value, err)
+    assert refused > len(paths)

@@ -127,7 +127,9 @@ def _line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
         )
         if not found:
             break
-        position = node.lc.data.get(part)  # absent for values added by set_values
+        # Mappings and lists added by set_values have no recorded positions at all.
+        positions = getattr(node.lc, "data", None) or {}
+        position = positions.get(part)
         line = position[0] + 1 if position else line
         node = node[part]
     return line

@@ -1197,7 +1197,9 @@ def _own_names(merged: dict[str, Any], overlay: EnvironmentOverlay, env: str) ->
     """Give every Dict, Secret and Volume name the environment inherits from the base spec its
     own `-<env>` name, in place; names the overlay sets, names in storage.shared and the
     weights Volume (keyed by revision inside) stay as they are."""
-    storage, shared = merged["storage"], set(merged["storage"].get("shared") or ())
+    storage, listed = merged["storage"], merged["storage"].get("shared")
+    # Not yet validated: a wrong-typed `shared` is the model's to report, in one line.
+    shared = {name for name in listed if isinstance(name, str)} if isinstance(listed, list) else set()
     own = overlay.storage or {}
 
     def rename(name: str | None) -> str | None:
