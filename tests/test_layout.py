@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "spec": BASE,
     "planner": BASE | {"spec"},
     "render": BASE | {"spec", "planner", "runtime"},  # runtime: the env names its middleware reads
-    "client": BASE | {"spec", "runtime"},
+    "client": BASE | {"spec", "planner", "runtime"},  # planner: the cold start a client waits out
     "ops": BASE | {"spec", "planner", "render", "client", "runtime"},  # runtime: the alert post
     "twin": BASE | {"spec", "planner", "render", "client", "runtime"},
     "runtime": set(),  # ships into containers: standard library (and jsonschema) only

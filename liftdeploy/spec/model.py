@@ -782,7 +782,7 @@ SPEC_OWNED_FLAGS: dict[str, str] = {
     "--shutdown-timeout": "runtime.exit_grace_period_s",
     "--enable-request-id-headers": "liftdeploy (always on)",
     "--host": "liftdeploy (the server listens on 0.0.0.0 in the container)",
-    "--port": "liftdeploy (vllm_args.SERVER_PORT)",
+    "--port": "liftdeploy (spec.argv.SERVER_PORT)",
     "--config": "the spec itself (every setting is rendered onto the command line)",
     "--otlp-traces-endpoint": "observability.otlp_traces_endpoint",
 }
@@ -1006,7 +1006,7 @@ class ResolvedDeployment(DeploymentSettings):
 
     @model_validator(mode="after")
     def _argv_reads_as_written(self) -> ResolvedDeployment:
-        from liftdeploy.render.vllm_args import argv_problem  # light: no vLLM import
+        from liftdeploy.spec.argv import argv_problem
 
         if problem := argv_problem(self):
             raise ValueError(problem)
