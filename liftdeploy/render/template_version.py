@@ -247,7 +247,7 @@ def portable_answers(text: str, service: Path) -> str:
     up = os.path.relpath(root.resolve(), service.resolve())
     text = text[:match.start(1)] + up + text[match.end(1):]
     text = re.sub(rf"(?m)^{INSTALL_KEY}:.*\n", "", text)
-    return text + f"{INSTALL_KEY}: {up}\n"
+    return text.rstrip("\n") + f"\n{INSTALL_KEY}: {up}\n"
 
 
 WORKFLOW = ".github/workflows/deploy.yml"
