@@ -578,3 +578,22 @@ def test_no_secret_value_in_any_output_or_argv(tmp_path: Path) -> None:
     step = ops.prepare_deploy(ops.locate_service(tmp_path), "staging", skip_check=True)
     for value in env.values():
         assert value not in " ".join(step.command.argv) and value not in str(step.command.env)
+
+
+def test_runbook_says_what_each_secret_holds_and_how_to_stop(rendered_32b: Path) -> None:
+    """Every Secret bootstrap knows of, per environment, has a RUNBOOK row with its keys (or
+    says it is the user's own); the incident section names the kill switch."""
+    runbook = (rendered_32b / "RUNBOOK.md").read_text()
+    rows = [line for line in runbook.splitlines() if line.startswith("| ") and "`" in line]
+    spec = load_spec(EXAMPLES["32b"])
+    for env in spec.environments:
+        for resource in required_resources(spec.resolve(env)):
+            if resource.kind != "secret":
+                continue
+            row = next((r for r in rows if r.startswith(f"| {env} | `{resource.name}` |")), None)
+            assert row is not None, (env, resource.name)
+            if resource.user_created:
+                assert "yours" in row and "liftdeploy reads none" in row
+            else:
+                assert all(f"`{key}`" in row for key in resource.secret_keys), row
+    assert "liftdeploy stop deployment.yaml --env production" in runbook

@@ -1,4 +1,4 @@
-"""bootstrap, deploy, status, rollback, logs, audit-endpoints: Modal-side operations.
+"""bootstrap, deploy, status, rollback, logs, stop, audit-endpoints: Modal-side operations.
 
 The work is in liftdeploy.ops.modal_cli (modal CLI commands), liftdeploy.ops.modal_sdk (bootstrap through
 Modal's SDK) and liftdeploy.ops.audit; these handlers parse, print and pick exit codes.
@@ -62,6 +62,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--errors", action="store_true", help="only error lines and tracebacks")
     p.add_argument("--follow", "-f", action="store_true", help="stream new entries until Ctrl-C")
     p.set_defaults(handler=logs)
+
+    p = subparsers.add_parser(
+        "stop", help="the kill switch: `modal app stop` an environment's app",
+        description="Stop the environment's Modal app: every container ends at once, in-flight "
+        "requests fail and the GPU bill stops until the next `liftdeploy deploy`. Production asks "
+        "you to type the app name unless --yes.",
+    )
+    common.add_spec_argument(p)
+    common.add_env_option(p, required=True)
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="stop production without asking (scripts, an incident)")
+    _add_dry_run(p, "print the exact command and run nothing")
+    p.set_defaults(handler=stop)
 
     p = subparsers.add_parser(
         "audit-endpoints", help="find hard-coded endpoint URLs in a codebase (exit 1 if any)"
@@ -156,6 +169,42 @@ def rollback(args: argparse.Namespace) -> int:
     common.note(f"$ {command.shell()}")
     run_modal(command)
     return 0
+
+
+def stop(args: argparse.Namespace) -> int:
+    from liftdeploy.ops.modal_cli import run_modal, stop_command
+
+    resolved = common.resolve(args.spec, args.env)
+    command = stop_command(resolved)
+    if args.dry_run:
+        print(command.shell())
+        return 0
+    if resolved.production and not args.yes:
+        _confirm_stop(resolved.app_name)
+    common.note(f"$ {command.shell()}")
+    run_modal(command)
+    common.note(f"stopped {resolved.app_name}; `liftdeploy deploy {args.spec} --env {args.env}` "
+                f"starts it again")
+    return 0
+
+
+def _confirm_stop(app_name: str) -> None:
+    """Production's kill switch waits for the app's name typed back; anything else (or no
+    terminal to ask on) stops nothing."""
+    import sys
+
+    from liftdeploy.errors import OpsError
+
+    sys.stderr.write(f"stop production app {app_name}? Its containers end now and requests fail "
+                     f"until the next deploy. Type {app_name} to confirm: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip()
+    if not sys.stdin.isatty():  # a piped answer is not echoed: end the prompt's line
+        sys.stderr.write("\n")
+    if answer != app_name:
+        got = f"got {answer!r}" if answer else "no answer"
+        raise OpsError(f"not stopped: confirmation needed ({got}); type {app_name} when asked, "
+                       f"or pass --yes")
 
 
 def logs(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
-"""Modal-side operations through the `modal` CLI: deploy, download, status, rollback, logs.
+"""Modal-side operations through the `modal` CLI: deploy, download, status, rollback, logs, stop.
 
 Every command is computed by a pure function (`deploy_command`, `download_command`,
-`history_command`, `rollback_command`, `logs_command`), so tests and `--dry-run` see the exact
+`history_command`, `rollback_command`, `logs_command`, `stop_command`), so tests and `--dry-run` see the exact
 argv, and run by one runner (`run_modal`), which turns any failure (modal not installed, not
 logged in, non-zero exit) into an `OpsError` carrying the command's last stderr lines. Secrets never appear in an argv:
 deploy passes only the environment name (LIFTDEPLOY_ENV); secret values live in Modal Secrets,
@@ -148,6 +148,13 @@ def logs_command(
     if follow:
         argv.append("--follow")
     return Command(argv)
+
+
+def stop_command(resolved: ResolvedDeployment) -> Command:
+    """`modal app stop APP --yes`: the kill switch. Every container of the environment's app ends
+    at once and the app takes no more requests (its GPU bill stops) until the next deploy.
+    `--yes` because liftdeploy asks first (production) and modal's own prompt has no stdin."""
+    return Command([MODAL, "app", "stop", resolved.app_name, "--yes", *_env_args(resolved)])
 
 
 def normalize_version(text: str) -> str:
