@@ -107,3 +107,36 @@ def test_cli_plan_names_where_the_architecture_came_from(hub, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert f"(fetched from {hub.url}/acme/coder-7b)" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_validate_refuses_a_split_the_cached_hub_config_forbids_offline(
+    hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Hub model's cached config.json counts like the catalog: its 28 heads do not split 3
+    ways, its 4 KV heads not 8 ways (issue 25 item 5), with the Hub unreachable."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    target = cached_config_dir("acme/coder-7b") / "config.json"
+    target.parent.mkdir(parents=True)
+    target.write_text(json.dumps({**CONFIG, "num_attention_heads": 24, "head_dim": 128}))
+    spec = tmp_path / "deployment.yaml"
+
+    def validate(count: int) -> subprocess.CompletedProcess:
+        spec.write_text(json.dumps({
+            "name": "coder-7b", "model": {"id": "acme/coder-7b", "max_model_len": 8192},
+            "gpu": {"type": "L4", "count": count}, "runtime": {"max_containers": 1}}))
+        return subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", "validate",
+                               str(spec)], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+    done = validate(3)  # 24 heads / 3 = 8, but 4 KV heads cannot split 3 ways
+    assert done.returncode == 2, done.stdout
+    assert "acme/coder-7b at gpu.tensor_parallel_size 3" in done.stderr
+    assert "the 4 KV heads do not split evenly" in done.stderr
+    target.write_text(json.dumps(CONFIG))  # 28 heads
+    done = validate(8)
+    assert done.returncode == 2, done.stdout
+    assert ("gpu.tensor_parallel_size 8 does not divide acme/coder-7b's 28 attention heads; "
+            "use one of [1, 2, 4, 7]") in done.stderr
+    assert "Traceback" not in done.stderr
+    assert validate(4).returncode == 0

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from liftdeploy.errors import SpecError
+from liftdeploy.planner.checks import Layout, sharding_problems
 from liftdeploy.planner.report import format_plan, plan
 from liftdeploy.planner.arch import Quantization, from_config, load_architecture
 from liftdeploy.planner.memory import (
@@ -238,13 +240,15 @@ def test_a10_staging_for_the_32b_does_not_fit_and_suggests_gpus() -> None:
 def test_480b_at_tp8_needs_expert_parallel_for_its_fp8_blocks() -> None:
     data = example_data(CODER_480B)
     assert plan(resolved_from(data)).fits  # expert_parallel: true, as shipped
-    data["gpu"]["expert_parallel"] = False
-    p = plan(resolved_from(data))
-    errors = [v for v in p.verdicts if v.level == "error"]
+    arch = load_architecture(data["model"]["id"])
+    errors = sharding_problems(arch, Layout(gpu="H200", count=8, tp=8, expert_ranks=1))
     assert len(errors) == 1
     assert "2560" in errors[0].message and "320" in errors[0].message
     assert "128" in errors[0].message
     assert errors[0].fix and "gpu.expert_parallel: true" in errors[0].fix
+    data["gpu"]["expert_parallel"] = False  # validation refuses the spec itself (item 5)
+    with pytest.raises(SpecError, match=r"320-wide slices at TP 8.*gpu.expert_parallel: true"):
+        resolved_from(data)
 
 
 def test_tp_that_does_not_divide_heads_is_an_error() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -118,7 +119,9 @@ def test_sliding_window_layers_hold_a_window_per_sequence_not_the_whole_context(
 def test_float32_checkpoints_load_as_bf16_on_ampere_and_fp16_before() -> None:
     gemma = full_size("google--gemma-2-9b-it")  # config.json says float32
     assert resolved_dtype(gemma, "auto", capability=9.0) == "bfloat16"
-    assert resolved_dtype(gemma, "auto", capability=7.5) == "float16"
+    # Gemma 2 is in vLLM's _FLOAT16_NOT_SUPPORTED_MODELS: below 8.0 it stays float32.
+    assert resolved_dtype(gemma, "auto", capability=7.5) == "float32"
+    assert resolved_dtype(replace(gemma, model_type="llama"), "auto", capability=7.5) == "float16"
     assert resolved_dtype(gemma, "float16", capability=9.0) == "float16"
 
 

@@ -112,8 +112,17 @@ def sharding_problems(arch: Architecture, layout: Layout) -> list[Verdict]:
             f"use a TP among "
             f"{[d for d in _divisors(arch.num_heads) if kv % d == 0 or d % kv == 0]}",
         ))
+    width = arch.moe_intermediate_size
+    if arch.is_moe and layout.expert_ranks == 1 and tp > 1 and width % tp:
+        found.append(Verdict(
+            "error",
+            f"tensor parallel {tp} does not divide the experts' width {width} "
+            f"(moe_intermediate_size): every expert is sliced {tp} ways",
+            f"set gpu.expert_parallel: true (whole experts per GPU), or use a TP in "
+            f"{[d for d in _divisors(arch.num_heads) if width % d == 0]}",
+        ))
     block = arch.quantization.block_size
-    if tp == 1 or arch.quantization.method != "fp8" or not block:
+    if tp == 1 or not block:  # fp8 and compressed-tensors block scales
         return found
     for what, width in _block_quantized_widths(arch, layout):
         if width % tp or (width // tp) % block[0]:

@@ -745,17 +745,11 @@ class DeploymentSettings(SpecModel):
 
 
 def _check_heads_divide(settings: DeploymentSettings) -> None:
-    arch = catalog.model_arch(settings.model.id)
-    tp = settings.gpu.tp
-    if arch is None or tp == 1:
-        return
-    heads = arch.num_attention_heads
-    if heads % tp:
-        divisors = [d for d in range(1, 9) if heads % d == 0]
-        raise ValueError(
-            f"gpu.tensor_parallel_size {tp} does not divide {settings.model.id}'s {heads} "
-            f"attention heads; use one of {divisors}"
-        )
+    gpu = settings.gpu
+    if problem := catalog.layout_problem(settings.model.id, settings.model.revision, tp=gpu.tp,
+                                         expert_parallel=gpu.expert_parallel,
+                                         pp=gpu.pipeline_parallel_size):
+        raise ValueError(problem)
 
 
 # Flags the spec owns, so `engine.extra_args` may not set them a second time.
