@@ -257,8 +257,16 @@ def test_check_and_deploy_dry_run_refuse_unpinned_production(
     from liftdeploy.render.service import render
 
     service = render(_unpinned_copy(tmp_path), tmp_path / "svc")
-    assert main(["check", str(service)]) == 1
+    # In sync, so `check` passes with a warning, and fails only for the production deploy.
+    assert main(["check", str(service)]) == 0
     err = capsys.readouterr().err
+    assert "matches its spec" in err and "out of date" not in err
+    assert "warning: production weights not pinned" in err and "liftdeploy pin" in err
+    assert main(["check", str(service), "--env", "staging"]) == 0
+    assert "warning: production weights not pinned" in capsys.readouterr().err
+    assert main(["check", str(service), "--env", "production"]) == 1
+    err = capsys.readouterr().err
+    assert "error: production weights not pinned" in err and "out of date" not in err
     assert "liftdeploy pin" in err and "production environment 'production'" in err
 
     assert main(["deploy", str(service), "--env", "production", "--dry-run"]) == 1

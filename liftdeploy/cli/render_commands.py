@@ -27,11 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=render)
 
     p = subparsers.add_parser(
-        "check", help="exit 1 when a rendered service no longer matches its spec, or its "
-        "production serves unpinned weights (for CI)"
+        "check", help="exit 1 when a rendered service no longer matches its spec (for CI); "
+        "unpinned production weights are a warning, an error only with --env production",
     )
     p.add_argument("path", nargs="?", default=".", metavar="PATH",
                    help="a rendered service, or a folder of them such as examples/ (default: .)")
+    p.add_argument("--env", "-e", dest="env", metavar="ENV",
+                   help="the environment about to be deployed: unpinned production weights fail "
+                   "the check only when ENV is production (deploy refuses them there anyway)")
     common.add_json_option(p)
     p.set_defaults(handler=check)
 
@@ -92,14 +95,19 @@ def check(args: argparse.Namespace) -> int:
     from liftdeploy.render.template_version import local_source_note
 
     notes: list[str] = []
-    drift = check_services(args.path, notes=notes) + unpinned_production(args.path)
+    drift = check_services(args.path, notes=notes)
+    # Not drift: a fresh scaffold is in sync with unpinned weights, and only production's deploy
+    # needs them pinned, so staging's CI is not blocked on them.
+    unpinned = unpinned_production(args.path)
+    refused = unpinned_production(args.path, environment=args.env) if args.env else []
     root = Path(args.path)
     services = [root] if is_service(root) else sorted(
         p.parent for p in root.rglob(ANSWERS_FILE) if is_service(p.parent))
     if args.json:
         common.print_json({"path": args.path, "in_sync": not drift, "drift": drift,
+                           "unpinned_production": unpinned, "refused": refused,
                            "notes": notes + [n for s in services if (n := local_source_note(s))]})
-        return 1 if drift else 0
+        return 1 if drift or refused else 0
     for text in notes:
         common.note(f"note: {text}")
     for service in services:
@@ -110,4 +118,8 @@ def check(args: argparse.Namespace) -> int:
         common.note("out of date:\n" + "\n".join(drift))
     else:
         common.note(f"{args.path}: every rendered service matches its spec")
-    return 1 if drift else 0
+    if unpinned:
+        common.note(f"{'error' if refused else 'warning'}: production weights not pinned (deploy "
+                    f"--env production refuses them; other environments deploy):\n"
+                    + "\n".join(unpinned))
+    return 1 if drift or refused else 0

@@ -156,15 +156,18 @@ def check(path: str | Path, *, notes: list[str] | None = None) -> list[str]:
     return drift
 
 
-def unpinned_production(path: str | Path) -> list[str]:
+def unpinned_production(path: str | Path, *, environment: str | None = None) -> list[str]:
     """For a service dir or a directory of services: each whose production serves unpinned
-    weights (`check` fails on these as on drift; deploying another environment does not)."""
+    weights; with `environment`, only those whose production environment it is (what `check
+    --env` fails on: a deploy of any other environment takes unpinned weights)."""
     from liftdeploy.spec.model import pinning_problem
     from liftdeploy.spec.specfile import load_spec
 
     problems = []
     for service in _services(Path(path)):
         spec = load_spec(service / SPEC_FILE)
+        if environment is not None and environment != spec.production_environment:
+            continue
         problem = pinning_problem(spec.resolve(spec.production_environment),
                                   str(service / SPEC_FILE))
         if problem:
