@@ -49,6 +49,14 @@ def needs_twin(item: pytest.Item) -> bool:
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches the twin through its fixtures `twin`, so the fast lane
+    (`./dev test --fast`, `-m "not twin"`) leaves out exactly the tests that start vLLM."""
+    for item in items:
+        if needs_twin(item) and not item.get_closest_marker("twin"):
+            item.add_marker(pytest.mark.twin)
+
+
 _twin_outcomes: dict[str, str] = {}
 """Each twin test's node id -> "ran", "skipped" or "errored" (its setup failed), for the count."""
 
