@@ -1,6 +1,8 @@
 """liftdeploy: one ModelDeployment spec in, a production-ready Modal + vLLM app out.
 
 The public API is imported lazily so that `import liftdeploy` (and the CLI) stays fast.
+`liftdeploy.api` holds what the CLI does for a spec object or file (plan, render, to_yaml); the
+name `liftdeploy.render` is the rendering package, so rendering is `liftdeploy.api.render`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ _EXPORTS = {
     "ModelDeployment": "liftdeploy.spec.model",
     "ResolvedDeployment": "liftdeploy.spec.model",
     "load_spec": "liftdeploy.spec.specfile",
-    "plan": "liftdeploy.planner.report",
+    "plan": "liftdeploy.api",
+    "to_yaml": "liftdeploy.api",
     "Plan": "liftdeploy.planner.report",
     "format_plan": "liftdeploy.planner.report",
     "server_args": "liftdeploy.render.vllm_args",
@@ -29,7 +32,8 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from liftdeploy.client.api import Client
     from liftdeploy.errors import LiftdeployError, SpecError
-    from liftdeploy.planner.report import Plan, format_plan, plan
+    from liftdeploy.api import plan, to_yaml
+    from liftdeploy.planner.report import Plan, format_plan
     from liftdeploy.spec.model import ModelDeployment, ResolvedDeployment
     from liftdeploy.spec.specfile import load_spec
     from liftdeploy.render.vllm_args import server_args

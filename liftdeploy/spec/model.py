@@ -113,7 +113,20 @@ def _lone_surrogate(data: Any, path: str) -> str | None:
     return None
 
 
-class SpecModel(BaseModel):
+class _SpecModelType(type(BaseModel)):  # type: ignore[misc]  # pydantic's model metaclass
+    """Specs built in Python (`ModelDeployment(...)`) get the CLI's one-line SpecError, with
+    did-you-mean for a misspelt field, instead of pydantic's raw "Extra inputs are not
+    permitted". Only a direct call comes here: model_validate and nested sections keep raising
+    ValidationError, which the file loader formats with line numbers."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as exc:
+            raise SpecError(format_validation_error(exc, (cls,))) from None
+
+
+class SpecModel(BaseModel, metaclass=_SpecModelType):
     """Base for every spec section: unknown keys are errors, docstrings describe fields."""
 
     # strict: a spec file's `count: "2"` or `trust_remote_code: "yes"` is a mistake to report,
@@ -1131,6 +1144,12 @@ class ModelDeployment(DeploymentSettings):
             except SpecError as exc:
                 raise ValueError(str(exc)) from None
         return self
+
+    def to_yaml(self) -> str:
+        """This spec as a spec file's text (liftdeploy.api.to_yaml)."""
+        from liftdeploy.api import to_yaml
+
+        return to_yaml(self)
 
     def shared_resources(self, environment: str) -> dict[str, list[str]]:
         """`"<kind> <name>"` -> the other environments that use the same Modal object, for
