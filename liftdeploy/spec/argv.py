@@ -30,6 +30,38 @@ LIFECYCLE_MIDDLEWARE = "liftdeploy.runtime.lifecycle.RequestLifecycle"
 drains the server when the container stops (503 to new requests). Listed last, so it runs
 first: its time limit covers the guard's check too."""
 
+SPEC_OWNED_FLAGS: dict[str, str] = {
+    "--model": "model.id",
+    "--revision": "model.revision",
+    "--served-model-name": "model.served_model_name",
+    "--dtype": "model.dtype",
+    "--quantization": "model.quantization",
+    "--kv-cache-dtype": "model.kv_cache_dtype",
+    "--max-model-len": "model.max_model_len",
+    "--trust-remote-code": "model.trust_remote_code",
+    "--tensor-parallel-size": "gpu.tensor_parallel_size",
+    "--pipeline-parallel-size": "gpu.pipeline_parallel_size",
+    "--enable-expert-parallel": "gpu.expert_parallel",
+    "--gpu-memory-utilization": "gpu.memory_utilization",
+    "--max-num-seqs": "runtime.max_concurrent_requests",
+    "--enforce-eager": "engine.enforce_eager",
+    "--structured-outputs-config": "engine.structured_output_backend",
+    "--allowed-origins": "cors.allowed_origins",
+    "--api-key": "auth.api_key_secret",
+    "--load-format": "the dummy-weights switch (LIFTDEPLOY_DUMMY_WEIGHTS=1 at deploy time)",
+    "--middleware": "liftdeploy's middleware (output guard, API-key gate, request lifecycle)",
+    "--shutdown-timeout": "runtime.exit_grace_period_s",
+    "--enable-request-id-headers": "liftdeploy (always on)",
+    "--host": "liftdeploy (the server listens on 0.0.0.0 in the container)",
+    "--port": "liftdeploy (SERVER_PORT)",
+    "--config": "the spec itself (every setting is rendered onto the command line)",
+    "--otlp-traces-endpoint": "observability.otlp_traces_endpoint",
+}
+"""The one table of the flags liftdeploy writes and what owns each: the spec field whose value
+it carries (`sourced_args` maps every value token back to it) or liftdeploy itself.
+`engine.extra_args` may not set any of them a second time, in any spelling."""
+
+
 OWN_VALUE = "liftdeploy"
 """The source of an argv value liftdeploy itself writes (a middleware, the host, the port)."""
 
@@ -54,52 +86,51 @@ def sourced_args(
     )
     args: list[tuple[str, str]] = []
 
-    def option(flag: str, value: object = None, field: str = OWN_VALUE) -> None:
+    def option(flag: str, value: object = None, field: str | None = None) -> None:
         args.append((flag, ""))
         if value is not None:
-            args.append((str(value), field))
+            args.append((str(value), field or SPEC_OWNED_FLAGS[flag]))
 
-    option("--model", model.id, "model.id")
+    def own(flag: str, value: object) -> None:  # a value liftdeploy writes itself
+        option(flag, value, OWN_VALUE)
+
+    option("--model", model.id)
     if model.revision:
-        option("--revision", model.revision, "model.revision")
+        option("--revision", model.revision)
     option("--served-model-name", model.name_for_clients,
-           "model.served_model_name" if model.served_model_name else "model.id")
-    option("--dtype", model.dtype, "model.dtype")
-    option("--max-model-len", model.max_model_len, "model.max_model_len")
-    option("--kv-cache-dtype", model.kv_cache_dtype, "model.kv_cache_dtype")
+           None if model.served_model_name else "model.id")
+    option("--dtype", model.dtype)
+    option("--max-model-len", model.max_model_len)
+    option("--kv-cache-dtype", model.kv_cache_dtype)
     if model.quantization:
-        option("--quantization", model.quantization, "model.quantization")
+        option("--quantization", model.quantization)
     if model.trust_remote_code:
         option("--trust-remote-code")
-    option("--tensor-parallel-size", gpu.tp, "gpu.tensor_parallel_size")
+    option("--tensor-parallel-size", gpu.tp)
     if gpu.pipeline_parallel_size > 1:
-        option("--pipeline-parallel-size", gpu.pipeline_parallel_size,
-               "gpu.pipeline_parallel_size")
+        option("--pipeline-parallel-size", gpu.pipeline_parallel_size)
     if gpu.expert_parallel:
         option("--enable-expert-parallel")
-    option("--gpu-memory-utilization", f"{gpu.memory_utilization:g}", "gpu.memory_utilization")
-    option("--max-num-seqs", runtime.max_concurrent_requests, "runtime.max_concurrent_requests")
+    option("--gpu-memory-utilization", f"{gpu.memory_utilization:g}")
+    option("--max-num-seqs", runtime.max_concurrent_requests)
     if engine.enforce_eager:
         option("--enforce-eager")
     option("--structured-outputs-config",
-           json.dumps(structured_outputs_config(deployment), separators=(",", ":")),
-           "engine.structured_output_backend")
+           json.dumps(structured_outputs_config(deployment), separators=(",", ":")))
     if deployment.cors.allowed_origins:
-        option("--allowed-origins", json.dumps(deployment.cors.allowed_origins),
-               "cors.allowed_origins")
+        option("--allowed-origins", json.dumps(deployment.cors.allowed_origins))
     if deployment.observability.otlp_traces_endpoint:
         # Headers (credentials) reach vLLM's exporter as OTLP_HEADERS_ENV from a Secret.
-        option("--otlp-traces-endpoint", deployment.observability.otlp_traces_endpoint,
-               "observability.otlp_traces_endpoint")
+        option("--otlp-traces-endpoint", deployment.observability.otlp_traces_endpoint)
     if load_format:
-        option("--load-format", load_format)
+        own("--load-format", load_format)
     for middleware in (GUARD_MIDDLEWARE, AUTH_MIDDLEWARE, LIFECYCLE_MIDDLEWARE):
-        option("--middleware", middleware)
+        own("--middleware", middleware)
     # A SIGTERM that reaches vLLM directly still lets the requests in flight finish.
-    option("--shutdown-timeout", shutdown_timeout, "runtime.exit_grace_period_s")
+    option("--shutdown-timeout", shutdown_timeout)
     option("--enable-request-id-headers")
-    option("--host", host)
-    option("--port", port)
+    own("--host", host)
+    own("--port", port)
     args += [(arg, f"engine.extra_args[{i}]") for i, arg in enumerate(engine.extra_args)]
     return args
 

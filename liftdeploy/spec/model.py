@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from liftdeploy.spec import catalog
 from liftdeploy.errors import EnvironmentNotFound, SpecError
+from liftdeploy.spec.argv import SPEC_OWNED_FLAGS
 from liftdeploy.spec.messages import format_validation_error, shown
 from liftdeploy.versions import IMAGE_BUILDER_VERSION, VLLM_VERSION
 
@@ -765,34 +766,6 @@ def _check_heads_divide(settings: DeploymentSettings) -> None:
         raise ValueError(problem)
 
 
-# Flags the spec owns, so `engine.extra_args` may not set them a second time.
-SPEC_OWNED_FLAGS: dict[str, str] = {
-    "--model": "model.id",
-    "--revision": "model.revision",
-    "--served-model-name": "model.served_model_name",
-    "--dtype": "model.dtype",
-    "--quantization": "model.quantization",
-    "--kv-cache-dtype": "model.kv_cache_dtype",
-    "--max-model-len": "model.max_model_len",
-    "--trust-remote-code": "model.trust_remote_code",
-    "--tensor-parallel-size": "gpu.tensor_parallel_size",
-    "--pipeline-parallel-size": "gpu.pipeline_parallel_size",
-    "--enable-expert-parallel": "gpu.expert_parallel",
-    "--gpu-memory-utilization": "gpu.memory_utilization",
-    "--max-num-seqs": "runtime.max_concurrent_requests",
-    "--enforce-eager": "engine.enforce_eager",
-    "--structured-outputs-config": "engine.structured_output_backend",
-    "--allowed-origins": "cors.allowed_origins",
-    "--api-key": "auth.api_key_secret",
-    "--load-format": "the dummy-weights switch (LIFTDEPLOY_DUMMY_WEIGHTS=1 at deploy time)",
-    "--middleware": "liftdeploy's middleware (output guard, API-key gate, request lifecycle)",
-    "--shutdown-timeout": "runtime.exit_grace_period_s",
-    "--enable-request-id-headers": "liftdeploy (always on)",
-    "--host": "liftdeploy (the server listens on 0.0.0.0 in the container)",
-    "--port": "liftdeploy (spec.argv.SERVER_PORT)",
-    "--config": "the spec itself (every setting is rendered onto the command line)",
-    "--otlp-traces-endpoint": "observability.otlp_traces_endpoint",
-}
 # Flags whose value is a credential: on the command line it would show in `ps`, logs and files.
 _SECRET_FLAG_SUFFIXES = ("-token", "-key", "-password", "-secret")
 _NEGATIVE_INTEGER = re.compile(r"^-\d+$")
