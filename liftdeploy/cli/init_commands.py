@@ -8,8 +8,9 @@ from liftdeploy.cli import common
 
 # Copier's questions (copier.yml), as options; an option left out takes Copier's default.
 QUESTIONS: dict[str, tuple[type, str]] = {
-    "preset": (str, "blank (default unless --model-id is an example's model), or an example: "
-                    "qwen25-coder-32b, qwen3-next-80b, qwen3-coder-480b"),
+    "preset": (str, "blank (the default, every name the new service's own), or an example, "
+                    "which shares that example's resources: qwen25-coder-32b, qwen3-next-80b, "
+                    "qwen3-coder-480b"),
     "model_id": (str, "Hugging Face model id (org/name)"),
     "name": (str, "app name (default: from the model's name)"),
     "description": (str, "what the service is for, in a sentence"),
@@ -42,14 +43,55 @@ def init(args: argparse.Namespace) -> int:
     from liftdeploy.cli.render_commands import ci_notes
     from liftdeploy.render.service import scaffold
 
+    from liftdeploy.render.copier_ext import BLANK_PRESET
+
     answers = {q: getattr(args, q) for q in QUESTIONS if getattr(args, q) is not None}
+    # Never an example's preset unasked: it would borrow that service's Volumes, Dicts, Secrets.
+    answers.setdefault("preset", BLANK_PRESET)
     _check_answers(answers)
     out = scaffold(args.directory, answers)
-    common.note(f"wrote {out}; next: `liftdeploy plan {out}`, then "
-                f"`liftdeploy deploy {out} --env staging` (see {out}/RUNBOOK.md)")
+    if answers["preset"] != BLANK_PRESET:
+        for text in _shared_with_example(out, answers["preset"]):
+            common.note(f"warning: {text}")
+    common.note(f"wrote {out}; next (RUNBOOK.md): " + "; ".join(first_path(out)))
     for text in ci_notes(out):  # as `render` says them
         common.note(f"note: {text}")
     return 0
+
+
+def first_path(out: object) -> list[str]:
+    """A new service's first steps, in order: what exists, the weights, staging, then production."""
+    return [f"`liftdeploy plan {out}`", f"`liftdeploy bootstrap {out} --env staging`",
+            f"`liftdeploy download {out} --env staging`",
+            f"`liftdeploy deploy {out} --env staging`", f"`liftdeploy smoke {out} --env staging`",
+            f"then `liftdeploy pin {out}` and the same for production"]
+
+
+def _shared_with_example(out: object, preset: str) -> list[str]:
+    """Every Modal object and CORS origin the new service shares with the example it copied."""
+    from pathlib import Path
+
+    from liftdeploy.render.copier_ext import preset_path
+    from liftdeploy.render.service import template_source
+    from liftdeploy.spec.specfile import load_spec
+
+    mine = load_spec(Path(str(out)) / common.SPEC_FILE_NAME)
+    example = load_spec(preset_path(Path(template_source()), preset))
+    shared: list[str] = []
+    for env in mine.environments:
+        if env not in example.environments:
+            continue
+        new, old = mine.resolve(env), example.resolve(env)
+        used = set(old.named_resources)
+        shared += [f"{env}: {kind} {name}" for kind, name in new.named_resources
+                   if (kind, name) in used and f"{env}: {kind} {name}" not in shared]
+        shared += [f"{env}: CORS origin {origin}" for origin in new.cors.allowed_origins
+                   if origin in old.cors.allowed_origins]
+    if not shared:
+        return []
+    return [f"the {preset} preset shares with that example: {', '.join(shared)}; give the new "
+            f"service its own with `liftdeploy set` (e.g. storage.dicts=[...]), or use the "
+            f"blank preset"]
 
 
 def _check_answers(answers: dict[str, object]) -> None:
