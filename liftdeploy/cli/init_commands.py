@@ -12,7 +12,7 @@ QUESTIONS: dict[str, tuple[type, str]] = {
                     "which shares that example's resources: qwen25-coder-32b, qwen3-next-80b, "
                     "qwen3-coder-480b"),
     "model_id": (str, "Hugging Face model id (org/name)"),
-    "name": (str, "app name (default: from the model's name)"),
+    "name": (str, "app name (default: from DIR's name)"),
     "description": (str, "what the service is for, in a sentence"),
     "model_revision": (str, "commit hash to pin the weights to"),
     "gpu_type": (str, "GPU type (default: the cheapest that holds the model, per the planner)"),
@@ -43,11 +43,16 @@ def init(args: argparse.Namespace) -> int:
     from liftdeploy.cli.render_commands import ci_notes
     from liftdeploy.render.service import scaffold
 
+    from pathlib import Path
+
     from liftdeploy.render.copier_ext import BLANK_PRESET
+    from liftdeploy.render.presets import service_name
 
     answers = {q: getattr(args, q) for q in QUESTIONS if getattr(args, q) is not None}
     # Never an example's preset unasked: it would borrow that service's Volumes, Dicts, Secrets.
     answers.setdefault("preset", BLANK_PRESET)
+    # The service is named after its directory (`init my-coder`), not after the model.
+    answers.setdefault("name", service_name(Path(args.directory).resolve().name))
     _check_answers(answers)
     out = scaffold(args.directory, answers)
     if answers["preset"] != BLANK_PRESET:
