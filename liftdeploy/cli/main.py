@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     "liftdeploy.cli.twin_commands",    # tiny-model, serve --local, demo
     "liftdeploy.cli.schema_commands",  # schema-check
     "liftdeploy.cli.http_commands",    # health, warmup, smoke, loadtest
-    "liftdeploy.cli.ops_commands",     # bootstrap, deploy, status, rollback, logs, audit-endpoints
+    "liftdeploy.cli.ops_commands",     # bootstrap, deploy, status, rollback, logs, stop, audit-endpoints
     "liftdeploy.cli.init_commands",    # init
     "liftdeploy.cli.weights_commands", # pin, download
     "liftdeploy.cli.ci_commands",      # ci-warmup, ci-workflow
