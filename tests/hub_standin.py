@@ -28,10 +28,14 @@ class HubStandIn:
     repos: dict[str, Repo]
     requests: list[str] = field(default_factory=list)
     """`METHOD path` of every request, in order."""
+    ranges: list[str] = field(default_factory=list)
+    """`path bytes=A-B` of every range request."""
 
     def add(self, repo_id: str, files: dict[str, Any], *, gated_token: str | None = None) -> None:
+        """Serve `files` (bytes as they are, anything else as JSON) for `repo_id`."""
         self.repos[repo_id] = Repo(
-            {name: json.dumps(body).encode() for name, body in files.items()}, gated_token)
+            {name: body if isinstance(body, bytes) else json.dumps(body).encode()
+             for name, body in files.items()}, gated_token)
 
 
 @contextmanager
@@ -59,9 +63,19 @@ def hub_standin() -> Iterator[HubStandIn]:
             content = repo.files.get("/".join(parts[4:]))
             if content is None:
                 return self._error(404, "EntryNotFound", "Entry not found")
-            self.send_response(200)
+            etag = f'"{hashlib.sha1(content).hexdigest()}"'
+            wanted = self.headers.get("Range", "")
+            if wanted.startswith("bytes="):  # a range, as the Hub serves safetensors headers
+                state.ranges.append(f"{self.path} {wanted}")
+                first, _, last = wanted[len("bytes="):].partition("-")
+                end = min(int(last or len(content) - 1), len(content) - 1)
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {first}-{end}/{len(content)}")
+                content = content[int(first):end + 1]
+            else:
+                self.send_response(200)
             self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("ETag", f'"{hashlib.sha1(content).hexdigest()}"')
+            self.send_header("ETag", etag)
             self.send_header("Content-Length", str(len(content)))
             self.end_headers()
             if body:

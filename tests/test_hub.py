@@ -41,10 +41,15 @@ def test_config_json_is_fetched_once_then_read_from_the_cache(hub) -> None:
     arch = load_architecture("acme/coder-7b")
     assert (arch.num_layers, arch.num_kv_heads, arch.head_dim) == (28, 4, 128)
     assert f"fetched from {hub.url}/acme/coder-7b" in arch.source
-    # Of the model's files only config.json (huggingface_hub also reads its own /api registry).
+    # Of the model's files config.json, and of its weights only the safetensors header (a
+    # range request; this stand-in's file is no safetensors, so the formula counts).
     model_requests = [r for r in hub.requests if "/acme/" in r]
-    assert model_requests and all(r.endswith("/config.json") for r in model_requests)
-    assert any(r.startswith("GET ") for r in model_requests)
+    assert model_requests and all(r.endswith(("/config.json", "/model.safetensors"))
+                                  for r in model_requests)
+    assert any(r.startswith("GET ") and r.endswith("/config.json") for r in model_requests)
+    weight_reads = [r for r in model_requests if r.startswith("GET ") and "safetensors" in r]
+    assert len(weight_reads) == len(hub.ranges)
+    assert arch.checkpoint is None
     seen = len(hub.requests)
     again = load_architecture("acme/coder-7b")
     assert len(hub.requests) == seen and "cached from the Hub" in again.source

@@ -25,6 +25,7 @@ from liftdeploy.planner.arch import from_config, load_architecture
 from liftdeploy.planner.memory import (
     GIB,
     estimate_memory,
+    formula_weights_per_rank,
     linear_bytes_per_param,
     resolved_dtype,
     weights_per_rank,
@@ -55,9 +56,20 @@ def family_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("family", sorted(TINY_FAMILIES))
 def test_weight_bytes_equal_the_checkpoint(family: str, family_dirs: dict[str, Path]) -> None:
+    """Both ways of counting give the bytes the files hold: the formula from config.json, and
+    the safetensors headers the planner reads beside a local config.json; and both split the
+    same way over two tensor-parallel ranks and over expert-parallel ranks."""
     arch = load_architecture(str(family_dirs[family]))
-    planned = weights_per_rank(arch, tp=1, dtype="auto").total_bytes
-    assert planned == safetensors_bytes(family_dirs[family])
+    assert arch.weights_source.startswith("the checkpoint's safetensors headers")
+    formula = replace(arch, checkpoint=None)
+    held = safetensors_bytes(family_dirs[family])
+    assert formula_weights_per_rank(formula, tp=1, dtype="auto").total_bytes == held
+    assert weights_per_rank(arch, tp=1, dtype="auto").total_bytes == held
+    assert arch.checkpoint.stored_bytes == held
+    for tp, experts in ((2, 1), (2, 2)):
+        by_headers = weights_per_rank(arch, tp=tp, expert_ranks=experts, dtype="auto")
+        by_formula = weights_per_rank(formula, tp=tp, expert_ranks=experts, dtype="auto")
+        assert by_headers.total_bytes == pytest.approx(by_formula.total_bytes, rel=1e-9), (tp, experts)
 
 
 # -- full-size models against vLLM's start-up logs (issue 25) ----------------------------------

@@ -105,13 +105,14 @@ def test_a_hub_model_is_sized_from_its_config_json(tmp_path: Path, env: dict[str
     # The Hub is gone: planning reads the cached config.json.
     files = assert_clean_service(tmp_path / "svc", env)
     spec = files["deployment.yaml"]
-    assert "name: coder-7b\n" in spec and "served_model_name: coder-7b" in spec
+    assert "name: svc\n" in spec and "served_model_name: coder-7b" in spec  # after DIR
     assert "dicts" not in spec  # none unless asked
     assert "type: L4" in spec  # the cheapest GPU that holds a 7B bf16 model
 
 
 def test_an_example_model_starts_from_its_example(tmp_path: Path, env: dict[str, str]) -> None:
-    made = init(tmp_path / "svc", "--model-id", "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8", env=env)
+    made = init(tmp_path / "svc", "--model-id", "Qwen/Qwen3-Next-80B-A3B-Instruct-FP8",
+                "--preset", "qwen3-next-80b", env=env)  # asked for: never by default
     assert made.returncode == 0, made.stderr
     assert "preset: qwen3-next-80b" in (tmp_path / "svc" / ".copier-answers.yml").read_text()
 

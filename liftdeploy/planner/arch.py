@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from liftdeploy.errors import PlanError
+from liftdeploy.planner import checkpoint as safetensors_headers
 from liftdeploy.planner import hub
 from liftdeploy.spec import catalog
 from liftdeploy.spec.model import revision_problem
@@ -112,6 +113,17 @@ class Architecture:
     """How many of the KV layers use the sliding window."""
     params_total_b: float | None = None
     """Published parameter count, billions (informational; the planner counts from shapes)."""
+    checkpoint: safetensors_headers.CheckpointTensors | None = field(
+        default=None, compare=False, repr=False)
+    """The checkpoint's safetensors headers, where they could be read: the weights are then
+    counted tensor by tensor rather than from the formula."""
+
+    @property
+    def weights_source(self) -> str:
+        """What the weight bytes are counted from, for `plan` to say."""
+        if self.checkpoint is None:
+            return safetensors_headers.FORMULA_SOURCE
+        return f"{safetensors_headers.HEADERS_SOURCE} ({self.checkpoint.source})"
 
     @property
     def is_moe(self) -> bool:
@@ -395,13 +407,21 @@ def local_config_path(model_id: str, revision: str | None = None) -> Path | None
     return None
 
 
+def _checkpoint_beside(config: Path, *, cached: bool) -> \
+        safetensors_headers.CheckpointTensors | None:
+    """The headers an earlier plan cached beside a cached config.json, or those of the
+    safetensors files beside a local one (a model directory, a Hugging Face cache snapshot)."""
+    return (safetensors_headers.read_cached(config) if cached
+            else safetensors_headers.read_local(config.parent))
+
+
 def load_architecture(model_id: str, revision: str | None = None, *,
                       fetch: bool = True) -> Architecture:
     """The model's architecture, from the first source that has it: a local directory or the
     Hugging Face cache (config.json is the truth), liftdeploy's cache of fetched configs, the
     catalog, and last (with `fetch`) the model's config.json read from the Hub."""
     path = local_config_path(model_id, revision)
-    where = None
+    where, headers = None, None
     if path is None:
         path = hub.cached_config_path(model_id, revision)
         where = hub.CACHED_SOURCE
@@ -411,6 +431,7 @@ def load_architecture(model_id: str, revision: str | None = None, *,
     if path is None and fetch and "/" in model_id and not Path(model_id).expanduser().exists():
         path = hub.fetch_config(model_id, revision)
         where = f"fetched from {hub.hub_endpoint()}/{model_id}"
+        headers = safetensors_headers.fetch(model_id, revision, path.parent, hub.hub_endpoint())
     if path is None:
         known = ", ".join(catalog.models())
         raise PlanError(
@@ -420,6 +441,7 @@ def load_architecture(model_id: str, revision: str | None = None, *,
         )
     arch = from_config(hub.read_config(path), model_id=model_id,
                        source=f"{path} ({where})" if where else str(path))
+    arch = replace(arch, checkpoint=headers or _checkpoint_beside(path, cached=where is not None))
     if arch.params_total_b is None and entry is not None:  # keep the published count
         arch = replace(arch, params_total_b=entry.get("params_total_b"))
     return arch

@@ -130,11 +130,26 @@ def kv_heads_per_rank(arch: Architecture, tp: int) -> int:
 def weights_per_rank(
     arch: Architecture, *, tp: int, expert_ranks: int = 1, dtype: str = "bfloat16",
 ) -> Weights:
-    """Weight bytes on one GPU under tensor parallel `tp`.
+    """Weight bytes on one GPU under tensor parallel `tp`: from the checkpoint's safetensors
+    headers where the architecture carries them, else from the formula.
 
     `expert_ranks` > 1 means expert parallel: whole experts spread over that many ranks instead
     of every expert being sliced `tp` ways. Embeddings and lm_head are vocab-parallel.
     """
+    if arch.checkpoint is not None:
+        from liftdeploy.planner.checkpoint import weights_from_headers
+
+        counted = weights_from_headers(arch, arch.checkpoint, tp=tp, expert_ranks=expert_ranks,
+                                       dtype=dtype)
+        if counted is not None:
+            return counted
+    return formula_weights_per_rank(arch, tp=tp, expert_ranks=expert_ranks, dtype=dtype)
+
+
+def formula_weights_per_rank(
+    arch: Architecture, *, tp: int, expert_ranks: int = 1, dtype: str = "bfloat16",
+) -> Weights:
+    """weights_per_rank from config.json's shapes alone: every family's module structure."""
     act = dtype_bytes(resolved_dtype(arch, dtype))
     quant = arch.quantization
     lin = linear_bytes_per_param(quant, act)

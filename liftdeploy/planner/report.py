@@ -124,7 +124,8 @@ class Plan:
             "model": self.model_id,
             "fits": self.fits,
             "architecture": {
-                "source": arch.source, "layers": arch.num_layers, "kv_layers": arch.kv_layers,
+                "source": arch.source, "weights_source": arch.weights_source,
+                "layers": arch.num_layers, "kv_layers": arch.kv_layers,
                 "hidden_size": arch.hidden_size, "attention_heads": arch.num_heads,
                 "kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim,
                 "experts": arch.num_experts, "experts_per_token": arch.experts_per_token,
@@ -380,6 +381,7 @@ def format_plan(p: Plan) -> str:
         f"  architecture      {arch.num_layers} layers, {arch.num_heads} heads / "
         f"{arch.num_kv_heads} KV heads x {arch.head_dim}, {kind}, {quant}",
         f"                    from {arch.source}",
+        f"                    weights counted from {arch.weights_source}",
         "  memory per GPU    (what vLLM logs at startup)",
         f"    usable          {mem.gpu_memory_gib:6.2f} GiB x "
         f"{mem.requested_gib / mem.gpu_memory_gib:.2f} = {mem.requested_gib:6.2f} GiB",
