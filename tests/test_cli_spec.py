@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from liftdeploy.planner.timeouts import exit_grace_period_s, startup_timeout_s
+from liftdeploy.planner.report import plan
 from liftdeploy.spec.specfile import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,8 +97,9 @@ def test_show_json_carries_derived_values() -> None:
     assert data["environment"] == "production"
     assert data["gpu"]["tensor_parallel_size"] == 8
     resolved = load_spec(ROOT / "examples" / "qwen3-coder-480b.yaml").resolve()
-    assert data["runtime"]["startup_timeout_s"] == startup_timeout_s(resolved) >= 10 * 60
-    assert data["runtime"]["exit_grace_period_s"] == exit_grace_period_s(resolved)
+    planned = plan(resolved)
+    assert data["runtime"]["startup_timeout_s"] == planned.startup_timeout_s >= 10 * 60
+    assert data["runtime"]["exit_grace_period_s"] == planned.exit_grace_period_s
 
 
 def test_show_unknown_environment_lists_the_valid_ones() -> None:

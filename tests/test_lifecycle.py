@@ -35,7 +35,6 @@ from liftdeploy.planner.timeouts import (
     UNKNOWN_MODEL_STARTUP_S,
     exit_grace_period_s,
     healthy_within_s,
-    startup_timeout_s,
 )
 from liftdeploy.render.vllm_args import SHUTDOWN_MARGIN_S, server_args, server_env
 from liftdeploy.runtime.lifecycle import DRAIN_FILE_ENV, REQUEST_TIMEOUT_ENV
@@ -163,6 +162,13 @@ def test_vllm_drains_within_the_grace_period_the_plan_sizes(example: Path) -> No
         assert exit_grace_period_s(explicit) == 900
         short = _with_runtime(resolved, request_timeout_s=45)
         assert exit_grace_period_s(short) == 45 + STOP_MARGIN_S, "no request outlives its limit"
+
+
+def startup_timeout_s(resolved: ResolvedDeployment) -> int:
+    """The startup timeout the plan settles (the unknown model's default without a plan)."""
+    from liftdeploy.planner.report import planned_lifecycle
+
+    return planned_lifecycle(resolved).startup_timeout_s
 
 
 def test_startup_timeout_is_sized_from_the_weights_and_compile() -> None:

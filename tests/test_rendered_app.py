@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from liftdeploy.planner.timeouts import exit_grace_period_s, healthy_within_s, startup_timeout_s
-from liftdeploy.planner.download import DOWNLOAD_RETRIES, download_estimate
+from liftdeploy.planner.download import DOWNLOAD_RETRIES
+from liftdeploy.planner.report import plan
+from liftdeploy.planner.timeouts import healthy_within_s
 from liftdeploy.spec.specfile import load_spec
 from liftdeploy.render.vllm_args import server_args, server_env
 
@@ -122,14 +123,15 @@ def modal_view(module: ModuleType) -> dict[str, Any]:
 @pytest.mark.parametrize(("name", "env"), CASES)
 def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
+    planned = plan(resolved)
     view = modal_view(import_app(name, env, monkeypatch))
     runtime = resolved.runtime
     volumes = {v.mount_path: v.name for v in resolved.volumes}
     assert view == {
         "app_name": resolved.app_name,
         "gpu": resolved.gpu.modal_gpu,
-        "startup_timeout": startup_timeout_s(resolved),
-        "exit_grace_period": exit_grace_period_s(resolved),
+        "startup_timeout": planned.startup_timeout_s,
+        "exit_grace_period": planned.exit_grace_period_s,
         "port": 8000,
         "unauthenticated": not resolved.auth.proxy_auth,
         "nonpreemptible": runtime.nonpreemptible,
@@ -143,7 +145,7 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
         "secrets": resolved.secret_names,
         "server_env": {**server_env(resolved), "LIFTDEPLOY_DUMMY_WEIGHTS": "0",
                        "LIFTDEPLOY_ARGV_OF": env},
-        "download_timeout": download_estimate(resolved).timeout_s,
+        "download_timeout": planned.download.timeout_s,
         "download_retries": DOWNLOAD_RETRIES,
         "download_secrets": [resolved.model.hf_token_secret] if resolved.model.hf_token_secret else [],
         "download_env": {**view["server_env"], "HF_XET_HIGH_PERFORMANCE": "1"},
@@ -174,8 +176,35 @@ def test_module_argv_is_the_library_argv(name: str, env: str, monkeypatch: pytes
     resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
     module = import_app(name, env, monkeypatch)
     assert module.ENVIRONMENT == env
-    assert module.VLLM_ARGS == server_args(resolved)
-    assert module._server_command() == server_args(resolved)
+    assert module.VLLM_ARGS == server_args(resolved, plan(resolved).lifecycle)
+    assert module._server_command() == module.VLLM_ARGS
+
+
+@pytest.fixture(scope="module")
+def fresh_32b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 32B example rendered now from this checkout's template (the committed copy may
+    predate a template change)."""
+    from liftdeploy.render.service import render_to_dict
+
+    out = tmp_path_factory.mktemp("fresh") / "qwen25-coder-32b"
+    for relative, text in render_to_dict(REPO_ROOT / "examples" / "qwen25-coder-32b.yaml").items():
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        (out / relative).write_text(text)
+    return out
+
+
+@pytest.mark.parametrize("env", ["development", "staging", "production"])
+def test_fresh_render_runs_the_library_argv(
+    fresh_32b: Path, env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolved = load_spec(fresh_32b / "deployment.yaml").resolve(env)
+    module = import_app(fresh_32b, env, monkeypatch)
+    expected = server_args(resolved, plan(resolved).lifecycle)
+    assert module.VLLM_ARGS == expected
+    assert module._server_command() == expected
+    if env != "production":  # production refuses dummy weights
+        dummy = import_app(fresh_32b, env, monkeypatch, LIFTDEPLOY_DUMMY_WEIGHTS="1")
+        assert dummy._server_command() == [*expected, "--load-format", "dummy"]
 
 
 @pytest.mark.parametrize(("name", "env"), CASES)
@@ -186,7 +215,7 @@ def test_enter_hook_stops_waiting_before_modal_does(
     # container before liftdeploy prints vLLM's last log lines.
     resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
     module = import_app(name, env, monkeypatch)
-    assert module.STARTUP_TIMEOUT_S == startup_timeout_s(resolved)
+    assert module.STARTUP_TIMEOUT_S == plan(resolved).startup_timeout_s
     assert module.HEALTHY_WITHIN_S == healthy_within_s(module.STARTUP_TIMEOUT_S)
     assert module.HEALTHY_WITHIN_S < module.STARTUP_TIMEOUT_S
 

@@ -407,11 +407,13 @@ def test_one_concurrency_group_per_environment_for_every_trigger(
 def test_timeouts_come_from_the_plan(example: str, example_services: dict[str, Path]) -> None:
     from liftdeploy.planner.ci import GITHUB_JOB_LIMIT_MINUTES, ci_timeouts
     from liftdeploy.planner.download import download_estimate
+    from liftdeploy.planner.report import plan
     from liftdeploy.spec.specfile import load_spec
 
     workflow = load_workflow(example_services[example])
     spec = load_spec(EXAMPLES / f"{example}.yaml")
-    limits = ci_timeouts([spec.resolve(env) for env in spec.environments])
+    plans = [plan(spec.resolve(env)) for env in spec.environments]
+    limits = ci_timeouts([p.download for p in plans], [p.startup_timeout_s for p in plans])
     download = next(step for step in workflow["jobs"]["deploy"]["steps"]
                     if "liftdeploy download" in step.get("run", ""))
     whole_limit_s = max(d.timeout_s * (d.retries + 1)

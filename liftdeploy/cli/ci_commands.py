@@ -33,8 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def ci_warmup(args: argparse.Namespace) -> int:
     from liftdeploy.planner.ci import ci_warmup as decide
+    from liftdeploy.planner.report import planned_lifecycle
 
-    decision = decide(common.resolve(args.spec, args.env))
+    resolved = common.resolve(args.spec, args.env)
+    decision = decide(resolved, planned_lifecycle(resolved).startup_timeout_s)
     common.note(decision.reason)
     print(f"warmup={'true' if decision.warmup else 'false'}")
     return 0

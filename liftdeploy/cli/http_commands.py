@@ -113,10 +113,10 @@ def health(args: argparse.Namespace) -> int:
 
 def warmup(args: argparse.Namespace) -> int:
     from liftdeploy.ops.http import warmup as run_warmup
-    from liftdeploy.planner.timeouts import startup_timeout_s
+    from liftdeploy.planner.report import planned_lifecycle
 
     client, resolved = _client(args)
-    timeout_s = args.timeout_s or startup_timeout_s(resolved) + 60
+    timeout_s = args.timeout_s or planned_lifecycle(resolved).startup_timeout_s + 60
     common.note(f"waiting for {resolved.app_name} at {client.base_url} (up to {timeout_s:.0f} s)…")
 
     def on_wait(elapsed_s: float, last: Health) -> None:
@@ -159,7 +159,7 @@ def loadtest(args: argparse.Namespace) -> int:
         report = run_loadtest(
             client, requests=args.requests, concurrency=args.concurrency,
             duration_s=args.duration_s,
-            container_hour_usd=resolved.gpu_hour_usd * resolved.gpu.count,
+            container_hour_usd=resolved.container_hour_usd(),
             on_progress=progress, **_request_options(args),
         )
     progress.finish()

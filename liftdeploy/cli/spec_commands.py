@@ -61,15 +61,16 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    from liftdeploy.planner.timeouts import exit_grace_period_s, startup_timeout_s
+    from liftdeploy.planner.report import planned_lifecycle
 
     spec = common.load(args.spec)
     resolved = spec.resolve(args.env)
     data = resolved.model_dump(mode="json")
     data["app_name"] = resolved.app_name
     data["gpu"]["tensor_parallel_size"] = resolved.gpu.tp
-    data["runtime"]["startup_timeout_s"] = startup_timeout_s(resolved)
-    data["runtime"]["exit_grace_period_s"] = exit_grace_period_s(resolved)
+    timeouts = planned_lifecycle(resolved)
+    data["runtime"]["startup_timeout_s"] = timeouts.startup_timeout_s
+    data["runtime"]["exit_grace_period_s"] = timeouts.exit_grace_period_s
     data["storage"]["volumes"] = [v.model_dump(mode="json") for v in resolved.volumes]
     # What this environment does not have to itself: another environment reads the same object.
     data["shared_with_other_environments"] = spec.shared_resources(resolved.environment)

@@ -266,9 +266,9 @@ class Client:
         cold start. A caller that will not wait that long says so with `cold_start_patience_s`
         and gets a ClientError at once, naming runtime.min_containers."""
         from liftdeploy.client.endpoints import resolve_url
-        from liftdeploy.planner.timeouts import cold_start_wait_s
+        from liftdeploy.planner.report import planned_lifecycle
 
-        cold_start_s = cold_start_wait_s(resolved)
+        cold_start_s = planned_lifecycle(resolved).cold_start_wait_s
         if cold_start_patience_s is not None and cold_start_s > cold_start_patience_s:
             raise ClientError(
                 f"{resolved.app_name} scales to zero (runtime.min_containers: 0) and a cold "

@@ -288,7 +288,7 @@ def spend_report(
         days = [_day(resolved, bill, day, window) for day in _days(window)]
         result.append(EnvironmentSpend(
             environment=env, app_name=resolved.app_name,
-            container_hour_usd=_container_hour_usd(resolved),
+            container_hour_usd=resolved.container_hour_usd(),
             price_source=gpu_hour_price(resolved)[1],
             min_containers=resolved.runtime.min_containers,
             max_containers=resolved.runtime.max_containers,
@@ -299,11 +299,6 @@ def spend_report(
             matched_by_name=sorted(bill.matched_by_name),
         ))
     return SpendReport(spec.name, window, source, result)
-
-
-def _container_hour_usd(resolved: ResolvedDeployment) -> float:
-    """The plan's price of one container-hour: all its GPUs."""
-    return resolved.gpu.count * gpu_hour_price(resolved)[0]
 
 
 def _days(window: Window) -> list[date]:
@@ -319,7 +314,7 @@ def _hours_in(day: date, window: Window) -> list[datetime]:
 
 def _day(resolved: ResolvedDeployment, bill: Hourly, day: date, window: Window) -> DaySpend:
     hours = _hours_in(day, window)
-    price = _container_hour_usd(resolved)
+    price = resolved.container_hour_usd()
     runtime = resolved.runtime
     cost = sum(bill.total.get(h, 0.0) for h in hours)
     gpu = sum(bill.gpu.get(h, 0.0) for h in hours)
@@ -360,7 +355,7 @@ def day_verdicts(resolved: ResolvedDeployment, d: DaySpend) -> list[Verdict]:
             "warning",
             f"{when}: far above the plan, GPUs cost ${d.gpu_usd:,.2f}, more than its worst case "
             f"${worst:,.2f} (max_containers {resolved.runtime.max_containers} all day at "
-            f"${_container_hour_usd(resolved):.2f}/h)",
+            f"${resolved.container_hour_usd():.2f}/h)",
             "the real price is above the plan's (`liftdeploy plan --live-prices`), or the app "
             "ran with other settings than the spec (`liftdeploy status`, `liftdeploy check`)",
         ))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from liftdeploy.planner.download import DownloadEstimate
     from liftdeploy.spec.model import ResolvedDeployment
 
 __all__ = ["CiTimeouts", "CiWarmup", "ci_timeouts", "ci_warmup", "cold_start_seconds",
@@ -29,21 +30,17 @@ GITHUB_JOB_LIMIT_MINUTES = 360
 """A GitHub-hosted runner stops any job after 6 hours, whatever its timeout-minutes."""
 
 
-def cold_start_seconds(resolved: ResolvedDeployment, startup_s: int | None = None) -> int:
-    """Billed seconds of one cold start at most: loading (the startup timeout, `startup_s` when
-    the caller has it) plus the idle window."""
-    if startup_s is None:
-        from liftdeploy.planner.timeouts import startup_timeout_s
-
-        startup_s = startup_timeout_s(resolved)
+def cold_start_seconds(resolved: ResolvedDeployment, startup_s: int) -> int:
+    """Billed seconds of one cold start at most: loading (within the startup timeout
+    `startup_s`) plus the idle window."""
     return startup_s + resolved.runtime.scaledown_window_s
 
 
-def cold_start_usd(resolved: ResolvedDeployment, usd_per_hour: float | None = None,
-                   startup_s: int | None = None) -> float:
-    """One cold start's cost at most, for a container billed `usd_per_hour` (default: the
-    spec's price for all its GPUs)."""
-    hourly = resolved.gpu_hour_usd * resolved.gpu.count if usd_per_hour is None else usd_per_hour
+def cold_start_usd(resolved: ResolvedDeployment, startup_s: int,
+                   container_hour_usd: float | None = None) -> float:
+    """One cold start's cost at most, for a container billed `container_hour_usd` (default:
+    the spec's price)."""
+    hourly = resolved.container_hour_usd() if container_hour_usd is None else container_hour_usd
     return hourly * cold_start_seconds(resolved, startup_s) / SECONDS_PER_HOUR
 
 
@@ -56,13 +53,15 @@ class CiWarmup:
     reason: str
 
 
-def ci_warmup(resolved: ResolvedDeployment) -> CiWarmup:
-    """Warm up (and health- and smoke-check) after a push when a cold start is within
-    budget.ci_warmup_max_usd; without that limit, only for a single-GPU service."""
-    cost = cold_start_usd(resolved)
+def ci_warmup(resolved: ResolvedDeployment, startup_s: int) -> CiWarmup:
+    """Warm up (and health- and smoke-check) after a push when a cold start (within the
+    startup timeout `startup_s`) is within budget.ci_warmup_max_usd; without that limit, only
+    for a single-GPU service."""
+    cost = cold_start_usd(resolved, startup_s)
     limit = resolved.budget.ci_warmup_max_usd
+    seconds = cold_start_seconds(resolved, startup_s)
     what = (f"a cold start of {resolved.app_name} costs up to ${cost:,.2f} "
-            f"({resolved.gpu.count} x {resolved.gpu.type} for {cold_start_seconds(resolved)} s: "
+            f"({resolved.gpu.count} x {resolved.gpu.type} for {seconds} s: "
             f"loading within the startup timeout, then the idle window)")
     if limit is None:
         warm = resolved.gpu.count == 1
@@ -92,16 +91,13 @@ class CiTimeouts:
         return self.planned_download_minutes > self.download_minutes
 
 
-def ci_timeouts(environments: list[ResolvedDeployment]) -> CiTimeouts:
-    """The longest any of `environments` needs: the download's every attempt at its limit,
-    then setup, deploy, the cold start (within the startup timeout) and the checks."""
-    from liftdeploy.planner.download import download_estimate
-    from liftdeploy.planner.timeouts import startup_timeout_s
-
-    planned = max(_minutes(d.timeout_s * (d.retries + 1))
-                  for d in map(download_estimate, environments))
+def ci_timeouts(downloads: list[DownloadEstimate], startup_timeouts_s: list[int]) -> CiTimeouts:
+    """The longest any environment needs (its weights download and its startup timeout, from
+    its plan): the download's every attempt at its limit, then setup, deploy, the cold start
+    (within the startup timeout) and the checks."""
+    planned = max(_minutes(d.timeout_s * (d.retries + 1)) for d in downloads)
     rest = SETUP_MINUTES + DEPLOY_MINUTES + CHECKS_MINUTES + max(
-        _minutes(startup_timeout_s(r)) for r in environments)
+        _minutes(s) for s in startup_timeouts_s)
     download = min(planned, GITHUB_JOB_LIMIT_MINUTES - rest)
     return CiTimeouts(download_minutes=download, deploy_minutes=download + rest,
                       planned_download_minutes=planned)

@@ -79,5 +79,10 @@ def download_estimate(resolved: ResolvedDeployment) -> DownloadEstimate:
     try:
         arch = load_architecture(resolved.model.id, resolved.model.revision)
     except PlanError:
-        return DownloadEstimate(checkpoint_bytes=None, timeout_s=UNSIZED_DOWNLOAD_TIMEOUT_S)
+        return UNSIZED_DOWNLOAD
     return estimate_download(arch)
+
+
+UNSIZED_DOWNLOAD = DownloadEstimate(checkpoint_bytes=None, timeout_s=UNSIZED_DOWNLOAD_TIMEOUT_S)
+"""The download of a model the planner cannot size: UNSIZED_DOWNLOAD_TIMEOUT_S rather than no
+limit."""

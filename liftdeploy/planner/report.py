@@ -25,15 +25,17 @@ from liftdeploy.planner.checks import (
     sharding_problems,
     spec_problems,
 )
-from liftdeploy.planner import timeouts
 from liftdeploy.planner.download import DownloadEstimate, estimate_download
 from liftdeploy.planner.memory import MemoryEstimate, Reservation, server_reservation
+from liftdeploy.planner.timeouts import Lifecycle, lifecycle
 from liftdeploy.spec.model import HOURS_PER_MONTH
+from liftdeploy.errors import PlanError
 
 if TYPE_CHECKING:
     from liftdeploy.spec.model import ResolvedDeployment
 
-__all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "gpu_hour_price", "plan"]
+__all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "gpu_hour_price", "plan",
+           "planned", "planned_lifecycle"]
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,10 @@ class Cost:
     check after a deploy costs; liftdeploy.planner.ci)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """Everything the planner found out about one environment of a spec."""
+    """Everything the planner found out about one environment of a spec, settled in one pass:
+    what render, CI and the client use (timeouts, reservation, download limit) comes from here."""
 
     environment: str
     app_name: str
@@ -88,28 +91,39 @@ class Plan:
     max_concurrent_requests: int
     speed: Speed
     cost: Cost
-    verdicts: list[Verdict] = field(default_factory=list)
-    startup_timeout_s: int = 0
-    """Modal's startup_timeout (the spec's, or sized from this plan)."""
-    healthy_within_s: int = 0
-    """How long the enter hook waits for /health: a margin under startup_timeout_s."""
-    exit_grace_period_s: int = 0
-    """How long a stopping container lets requests in flight finish (the spec's, or sized)."""
-    request_timeout_s: int = 0
-    """The service's limit on one request (504 past it)."""
-    cold_start_wait_s: int = 0
-    """How long liftdeploy's client retries 503s while a container starts from zero (0: one
-    is always warm)."""
-    reservation: Reservation | None = None
+    verdicts: list[Verdict]
+    lifecycle: Lifecycle
+    """Startup timeout, exit grace, request limit, cold-start wait (liftdeploy.planner.timeouts)."""
+    reservation: Reservation
     """Host CPU and memory reserved for each server container (the spec's, or sized)."""
+    download: DownloadEstimate
+    """The weights download: checkpoint size, assumed throughput, its time limit."""
     nonpreemptible: bool = False
     """Whether Modal is asked never to preempt the container (CPU and memory at 3x)."""
-    download: DownloadEstimate | None = None
-    """The weights download: checkpoint size, assumed throughput, its time limit."""
     monthly_budget_usd: float | None = None
     """budget.max_monthly_usd, which the worst case was checked against."""
     observability: list[str] = field(default_factory=list)
     """What the service will send where (errors, traces, alerts), one line each."""
+
+    @property
+    def startup_timeout_s(self) -> int:
+        return self.lifecycle.startup_timeout_s
+
+    @property
+    def healthy_within_s(self) -> int:
+        return self.lifecycle.healthy_within_s
+
+    @property
+    def exit_grace_period_s(self) -> int:
+        return self.lifecycle.exit_grace_period_s
+
+    @property
+    def request_timeout_s(self) -> int:
+        return self.lifecycle.request_timeout_s
+
+    @property
+    def cold_start_wait_s(self) -> int:
+        return self.lifecycle.cold_start_wait_s
 
     @property
     def fits(self) -> bool:
@@ -179,12 +193,11 @@ class Plan:
                 "request_timeout": self.request_timeout_s,
                 "cold_start_wait": self.cold_start_wait_s,
             },
-            "reservation": ({"cpu": self.reservation.cpu,
-                             "memory_mib": self.reservation.memory_mib}
-                            if self.reservation else None),
+            "reservation": {"cpu": self.reservation.cpu,
+                            "memory_mib": self.reservation.memory_mib},
             "nonpreemptible": self.nonpreemptible,
             "verdicts": [v.to_dict() for v in self.verdicts],
-            "weights_download": self.download.to_dict() if self.download else None,
+            "weights_download": self.download.to_dict(),
             "observability": self.observability,
         }
 
@@ -223,7 +236,8 @@ def plan(
     workload_tokens = min(workload.prompt_tokens + workload.completion_tokens,
                           resolved.model.max_model_len)
     speed = _speed(resolved, arch, layout, memory)
-    startup_s = timeouts.sized_startup_timeout_s(resolved, memory, layout)
+    timeouts = lifecycle(resolved, memory, layout)
+    startup_s = timeouts.startup_timeout_s
     cost = _cost(resolved, speed, gpu_hour_usd, price_source, startup_s)
     verdicts += budget_problems(resolved, cost.usd_per_hour, cost.always_on_usd_per_month)
     verdicts += _cold_start_problems(resolved, startup_s, cost.usd_per_hour)
@@ -234,23 +248,36 @@ def plan(
             f"KV cache per GPU, {memory.max_concurrency:.1f} sequences of "
             f"{resolved.model.max_model_len:,} tokens at once",
         ))
-    result = Plan(
+    return Plan(
         environment=resolved.environment, app_name=resolved.app_name,
         model_id=resolved.model.id, architecture=arch, layout=layout, memory=memory,
         max_model_len=resolved.model.max_model_len, workload_tokens=workload_tokens,
         max_concurrent_requests=resolved.runtime.max_concurrent_requests,
-        speed=speed, cost=cost, verdicts=verdicts, download=estimate_download(checkpoint),
-        request_timeout_s=resolved.runtime.request_timeout_s,
+        speed=speed, cost=cost, verdicts=verdicts, lifecycle=timeouts,
+        reservation=reservation(resolved, memory.weights_gib),
+        download=estimate_download(checkpoint),
         nonpreemptible=resolved.runtime.nonpreemptible,
         monthly_budget_usd=resolved.budget.max_monthly_usd,
         observability=resolved.observability.summary() + _metrics_read(resolved),
     )
-    result.startup_timeout_s = startup_s
-    result.healthy_within_s = timeouts.healthy_within_s(result.startup_timeout_s)
-    result.exit_grace_period_s = timeouts.exit_grace_period_s(resolved, result)
-    result.cold_start_wait_s = timeouts.cold_start_wait_s(resolved, result)
-    result.reservation = reservation(resolved, memory.weights_gib)
-    return result
+
+
+def planned(resolved: ResolvedDeployment) -> Plan | None:
+    """The plan, or None when the planner cannot size the model (its architecture is unknown:
+    not in the catalog, no config.json); callers then use the defaults for an unknown model."""
+    try:
+        return plan(resolved)
+    except PlanError:
+        return None
+
+
+def planned_lifecycle(resolved: ResolvedDeployment) -> Lifecycle:
+    """The timeouts of `resolved`, for a command that needs nothing else from the plan: planned
+    only when the spec leaves the startup timeout to the planner (the defaults for a model the
+    planner cannot size)."""
+    if resolved.runtime.startup_timeout_s is None and (found := planned(resolved)):
+        return found.lifecycle
+    return lifecycle(resolved)
 
 
 def _metrics_read(resolved: ResolvedDeployment) -> list[str]:
@@ -345,7 +372,7 @@ def _cost(
     startup_s: int,
 ) -> Cost:
     price, where = gpu_hour_price(resolved, override_usd, source)
-    hourly = price * resolved.gpu.count
+    hourly = resolved.container_hour_usd(price)
     runtime = resolved.runtime
     worst = None if runtime.max_containers is None else hourly * runtime.max_containers
     per_million = None
@@ -355,7 +382,7 @@ def _cost(
         gpu_hour_usd=price, price_source=where, usd_per_hour=hourly,
         always_on_usd_per_month=hourly * runtime.min_containers * HOURS_PER_MONTH,
         worst_case_usd_per_hour=worst, usd_per_million_output_tokens=per_million,
-        cold_start_usd=cold_start_usd(resolved, hourly, startup_s),
+        cold_start_usd=cold_start_usd(resolved, startup_s, hourly),
     )
 
 

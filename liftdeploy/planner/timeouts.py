@@ -20,15 +20,14 @@ speed, so a grace sized from it cut real generations on every deploy.)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from liftdeploy.errors import PlanError
 from liftdeploy.spec.model import MINUTES, MODAL_MAX_EXIT_GRACE_S, MODAL_MAX_TIMEOUT_S
 
 if TYPE_CHECKING:
     from liftdeploy.planner.checks import Layout
     from liftdeploy.planner.memory import MemoryEstimate
-    from liftdeploy.planner.report import Plan
     from liftdeploy.spec.model import ResolvedDeployment
 
 VOLUME_READ_GB_S = 0.5
@@ -52,22 +51,47 @@ STOP_MARGIN_S = 5 + VOLUME_COMMIT_S
 wrapper's GROUP_STOP_S) and for Modal's Volume commit."""
 
 
-def startup_timeout_s(resolved: ResolvedDeployment, plan: Plan | None = None) -> int:
-    """The spec's runtime.startup_timeout_s, or the estimate (see module) in whole minutes."""
+@dataclass(frozen=True)
+class Lifecycle:
+    """How long one environment's containers take to start and to stop, in seconds."""
+
+    startup_timeout_s: int
+    """Modal's startup_timeout (the spec's, or sized from the plan)."""
+    healthy_within_s: int
+    """How long the enter hook waits for /health: a margin under startup_timeout_s."""
+    exit_grace_period_s: int
+    """How long a stopping container lets requests in flight finish (the spec's, or sized)."""
+    drain_s: int
+    """Of the exit grace, how long the exit hook waits for requests in flight."""
+    request_timeout_s: int
+    """The service's limit on one request (504 past it)."""
+    cold_start_wait_s: int
+    """How long liftdeploy's client retries 503s while a container starts from zero (0: one
+    is always warm)."""
+
+
+def lifecycle(resolved: ResolvedDeployment, memory: MemoryEstimate | None = None,
+              layout: Layout | None = None) -> Lifecycle:
+    """Every timeout of `resolved`: sized from the planner's memory estimate and layout when
+    given, else (a model the planner cannot size) the defaults for an unknown model."""
+    startup = startup_timeout_s(resolved, memory, layout)
+    grace = exit_grace_period_s(resolved)
+    return Lifecycle(
+        startup_timeout_s=startup, healthy_within_s=healthy_within_s(startup),
+        exit_grace_period_s=grace, drain_s=drain_s(grace),
+        request_timeout_s=resolved.runtime.request_timeout_s,
+        cold_start_wait_s=cold_start_wait_s(resolved, startup),
+    )
+
+
+def startup_timeout_s(resolved: ResolvedDeployment, memory: MemoryEstimate | None = None,
+                      layout: Layout | None = None) -> int:
+    """The spec's runtime.startup_timeout_s, else the estimate (see module) in whole minutes
+    from the planner's memory estimate and layout, else UNKNOWN_MODEL_STARTUP_S."""
     if resolved.runtime.startup_timeout_s is not None:
         return resolved.runtime.startup_timeout_s
-    plan = plan or planned(resolved)
-    if plan is None:
+    if memory is None or layout is None:
         return UNKNOWN_MODEL_STARTUP_S
-    return sized_startup_timeout_s(resolved, plan.memory, plan.layout)
-
-
-def sized_startup_timeout_s(resolved: ResolvedDeployment, memory: MemoryEstimate,
-                            layout: Layout) -> int:
-    """startup_timeout_s from the planner's memory estimate and layout (the planner calls this
-    while it builds the plan, whose cold-start cost needs it)."""
-    if resolved.runtime.startup_timeout_s is not None:
-        return resolved.runtime.startup_timeout_s
     weights_gb = memory.weights.total_bytes * layout.count / 1e9
     estimate_s = BOOT_S + weights_gb / VOLUME_READ_GB_S
     if not resolved.engine.enforce_eager:
@@ -82,9 +106,9 @@ def healthy_within_s(startup_timeout: int) -> int:
     return max(startup_timeout - STARTUP_MARGIN_S, math.ceil(startup_timeout / 2))
 
 
-def exit_grace_period_s(resolved: ResolvedDeployment, plan: Plan | None = None) -> int:
+def exit_grace_period_s(resolved: ResolvedDeployment) -> int:
     """The spec's runtime.exit_grace_period_s, or the request limit plus STOP_MARGIN_S within
-    Modal's cap (see module). `plan` is unused: the grace no longer depends on speed."""
+    Modal's cap (see module); it needs no plan."""
     if resolved.runtime.exit_grace_period_s is not None:
         return resolved.runtime.exit_grace_period_s
     return min(resolved.runtime.request_timeout_s + STOP_MARGIN_S, MODAL_MAX_EXIT_GRACE_S)
@@ -96,20 +120,8 @@ def drain_s(exit_grace_s: int) -> int:
     return max(exit_grace_s - VOLUME_COMMIT_S, math.ceil(exit_grace_s / 2))
 
 
-def cold_start_wait_s(resolved: ResolvedDeployment, plan: Plan | None = None) -> int:
+def cold_start_wait_s(resolved: ResolvedDeployment, startup_timeout: int) -> int:
     """How long a caller may get 503s while Modal starts a container from zero: the startup
     timeout (past it Modal fails the container, so waiting longer is pointless) when
     runtime.min_containers is 0; 0 when a container is always warm."""
-    if resolved.runtime.min_containers > 0:
-        return 0
-    return startup_timeout_s(resolved, plan)
-
-
-def planned(resolved: ResolvedDeployment) -> Plan | None:
-    """The plan, or None when the model's architecture is unknown."""
-    from liftdeploy.planner.report import plan
-
-    try:
-        return plan(resolved)
-    except PlanError:
-        return None
+    return 0 if resolved.runtime.min_containers > 0 else startup_timeout

@@ -23,13 +23,11 @@ from jinja2.ext import Extension
 from jinja2.runtime import Context
 
 from liftdeploy import __version__
-from liftdeploy.planner.ci import ci_timeouts
-from liftdeploy.planner.timeouts import (
-    drain_s,
-    exit_grace_period_s,
-    healthy_within_s,
-    startup_timeout_s,
-)
+from liftdeploy.planner.ci import CiTimeouts, CiWarmup, ci_timeouts, ci_warmup
+from liftdeploy.planner.download import UNSIZED_DOWNLOAD, DownloadEstimate
+from liftdeploy.planner.memory import Reservation
+from liftdeploy.planner.report import Plan, planned, reservation
+from liftdeploy.planner.timeouts import Lifecycle, lifecycle
 from liftdeploy.render import template_version
 from liftdeploy.spec.model import COMPILE_CACHE_DIR, WEIGHTS_DIR, ModelDeployment, ResolvedDeployment
 
@@ -71,12 +69,28 @@ class LiftdeployExtension(Extension):
         environment.globals["liftdeploy_problem"] = _problem_from_context
         environment.globals["liftdeploy_install_source"] = template_version.install_source
         environment.globals["liftdeploy_install_fix"] = template_version.LOCAL_SOURCE_FIX
-        environment.globals["liftdeploy_ci_timeouts"] = ci_timeouts
         environment.filters["runtime_source"] = runtime_source
         environment.filters["py"] = py
         environment.filters["docstring"] = docstring_text
         environment.filters["comment"] = comment_text
         environment.filters["python_module"] = python_module
+
+
+@dataclass(frozen=True)
+class Sized:
+    """What the plan settles for one environment's app; a model the planner cannot size gets
+    the planner's defaults for an unknown model."""
+
+    lifecycle: Lifecycle
+    reservation: Reservation
+    """The server container's host CPU and memory."""
+    download: DownloadEstimate
+
+    @classmethod
+    def of(cls, resolved: ResolvedDeployment, plan: Plan | None) -> Sized:
+        if plan is None:
+            return cls(lifecycle(resolved), reservation(resolved, None), UNSIZED_DOWNLOAD)
+        return cls(plan.lifecycle, plan.reservation, plan.download)
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,12 @@ class Service:
     spec: ModelDeployment
     spec_text: str
     resolved: dict[str, ResolvedDeployment] = field(repr=False)
+    plans: dict[str, Plan | None] = field(repr=False)
+    """Each environment's plan, run once per render (None: a model the planner cannot size)."""
     liftdeploy_version: str = __version__
+
+    def sized(self, env: str) -> Sized:
+        return Sized.of(self.resolved[env], self.plans[env])
 
     @property
     def name(self) -> str:
@@ -124,7 +143,8 @@ class Service:
         """A Python expression for one of APP_VALUES: the literal when every environment agrees,
         else a dict literal indexed by ENVIRONMENT (a reader sees every environment's value).
         Durations (names ending in _s) are written in MINUTES where they divide evenly."""
-        values = {env: APP_VALUES[value](resolved) for env, resolved in self.resolved.items()}
+        values = {env: APP_VALUES[value](resolved, self.sized(env))
+                  for env, resolved in self.resolved.items()}
         literal = _duration if value.endswith("_s") else py
         return _by_environment(values, literal, indent)
 
@@ -174,7 +194,8 @@ class Service:
 
         blocks = []
         for env, resolved in self.resolved.items():
-            lines = "".join(f"\n        {line}" for line in _argv_lines(server_args(resolved)))
+            argv = server_args(resolved, self.sized(env).lifecycle)
+            lines = "".join(f"\n        {line}" for line in _argv_lines(argv))
             blocks.append(f"\n    {py(env)}: [{lines}\n    ],")
         return "{" + "".join(blocks) + "\n}"
 
@@ -214,8 +235,8 @@ class Service:
         modules = set()
         prefix = RUNTIME_PACKAGE + "."
         shipped = {path.stem for path in _runtime_dir().glob("*.py")}
-        for resolved in self.resolved.values():
-            for arg in server_args(resolved):
+        for env, resolved in self.resolved.items():
+            for arg in server_args(resolved, self.sized(env).lifecycle):
                 module = arg[len(prefix):].split(".")[0] if arg.startswith(prefix) else ""
                 if module in shipped:  # an argv value never names a file to copy
                     modules.add(module)
@@ -223,11 +244,11 @@ class Service:
 
     def exit_grace(self, env: str) -> int:
         """Seconds a stopping container of `env` lets requests in flight finish."""
-        return exit_grace_period_s(self.resolved[env])
+        return self.sized(env).lifecycle.exit_grace_period_s
 
     def startup_timeout(self, env: str) -> int:
         """Seconds a new container of `env` may take to start serving."""
-        return startup_timeout_s(self.resolved[env])
+        return self.sized(env).lifecycle.startup_timeout_s
 
     @property
     def download_mb_per_s(self) -> int:
@@ -248,81 +269,70 @@ class Service:
 
         return DOWNLOAD_RETRIES
 
-    def download(self, resolved: ResolvedDeployment) -> Any:
-        """The weights download of one environment (size, limit, retries) from the planner."""
-        from liftdeploy.planner.download import download_estimate
-
-        return download_estimate(resolved)
+    def download(self, resolved: ResolvedDeployment) -> DownloadEstimate:
+        """The weights download of one environment (size, limit, retries) from its plan."""
+        return self.sized(resolved.environment).download
 
     def shared(self, env: str) -> dict[str, list[str]]:
         """`"<kind> <name>"` -> other environments using the same Modal object."""
         return self.spec.shared_resources(env)
 
-    def ci_warmup(self, name: str) -> Any:
+    def ci_warmup(self, name: str) -> CiWarmup:
         """Whether a push's CI run starts a container of `name` to check it, what that costs
-        (the plan's cold start) and why: a `liftdeploy.planner.ci.CiWarmup`."""
-        from liftdeploy.planner.ci import ci_warmup
+        (the plan's cold start) and why."""
+        return ci_warmup(self.resolved[name], self.startup_timeout(name))
 
-        return ci_warmup(self.resolved[name])
+    def ci_timeouts(self) -> CiTimeouts:
+        """The workflow's step and job limits: the longest download and start of any
+        environment."""
+        sized = [self.sized(env) for env in self.resolved]
+        return ci_timeouts([s.download for s in sized],
+                           [s.lifecycle.startup_timeout_s for s in sized])
 
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
-        return f"${resolved.gpu.count * resolved.gpu_hour_usd * hours:,.2f}"
+        return f"${resolved.container_hour_usd() * hours:,.2f}"
 
 
 def _mount_path(resolved: ResolvedDeployment, purpose: str, default: str) -> str:
     return next((v.mount_path for v in resolved.volumes if v.purpose == purpose), default)
 
 
-# The values the app module shows, by the constant's meaning; each from the resolved spec.
-APP_VALUES: dict[str, Callable[[ResolvedDeployment], Any]] = {
-    "app_name": lambda r: r.app_name,
-    "server_env": lambda r: _server_env(r),
-    "vllm_version": lambda r: r.engine.vllm_version,
-    "image_builder_version": lambda r: r.engine.image_builder_version,
-    "model_id": lambda r: r.model.id,
-    "model_revision": lambda r: r.model.revision,
-    "weights_dir": lambda r: _mount_path(r, "weights", WEIGHTS_DIR),
-    "compile_cache_dir": lambda r: _mount_path(r, "compile-cache", COMPILE_CACHE_DIR),
-    "volumes": lambda r: {v.mount_path: v.name for v in r.volumes},
-    "secrets": lambda r: r.secret_names,
-    "hf_token_secrets": lambda r: [r.model.hf_token_secret] if r.model.hf_token_secret else [],
-    "gpu": lambda r: r.gpu.modal_gpu,
-    "request_timeout_s": lambda r: r.runtime.request_timeout_s,
-    "startup_timeout_s": startup_timeout_s,
-    "healthy_within_s": lambda r: healthy_within_s(startup_timeout_s(r)),
-    "download_timeout_s": lambda r: _download_timeout_s(r),
-    "scaledown_window_s": lambda r: r.runtime.scaledown_window_s,
-    "min_containers": lambda r: r.runtime.min_containers,
-    "max_containers": lambda r: r.runtime.max_containers,
-    "buffer_containers": lambda r: r.runtime.buffer_containers,
-    "max_concurrency": lambda r: r.runtime.max_concurrent_requests,
-    "target_concurrency": lambda r: (
+# The values the app module shows, by the constant's meaning: each from the resolved spec
+# or what its plan settled.
+APP_VALUES: dict[str, Callable[[ResolvedDeployment, Sized], Any]] = {
+    "app_name": lambda r, s: r.app_name,
+    "server_env": lambda r, s: _server_env(r),
+    "vllm_version": lambda r, s: r.engine.vllm_version,
+    "image_builder_version": lambda r, s: r.engine.image_builder_version,
+    "model_id": lambda r, s: r.model.id,
+    "model_revision": lambda r, s: r.model.revision,
+    "weights_dir": lambda r, s: _mount_path(r, "weights", WEIGHTS_DIR),
+    "compile_cache_dir": lambda r, s: _mount_path(r, "compile-cache", COMPILE_CACHE_DIR),
+    "volumes": lambda r, s: {v.mount_path: v.name for v in r.volumes},
+    "secrets": lambda r, s: r.secret_names,
+    "hf_token_secrets": lambda r, s: [r.model.hf_token_secret] if r.model.hf_token_secret else [],
+    "gpu": lambda r, s: r.gpu.modal_gpu,
+    "request_timeout_s": lambda r, s: r.runtime.request_timeout_s,
+    "startup_timeout_s": lambda r, s: s.lifecycle.startup_timeout_s,
+    "healthy_within_s": lambda r, s: s.lifecycle.healthy_within_s,
+    "download_timeout_s": lambda r, s: s.download.timeout_s,
+    "scaledown_window_s": lambda r, s: r.runtime.scaledown_window_s,
+    "min_containers": lambda r, s: r.runtime.min_containers,
+    "max_containers": lambda r, s: r.runtime.max_containers,
+    "buffer_containers": lambda r, s: r.runtime.buffer_containers,
+    "max_concurrency": lambda r, s: r.runtime.max_concurrent_requests,
+    "target_concurrency": lambda r, s: (
         r.runtime.target_concurrent_requests or r.runtime.max_concurrent_requests
     ),
-    "unauthenticated": lambda r: not r.auth.proxy_auth,
-    "nonpreemptible": lambda r: r.runtime.nonpreemptible,
-    "exit_grace_period_s": exit_grace_period_s,
-    "drain_s": lambda r: drain_s(exit_grace_period_s(r)),
-    "cpu": lambda r: _reservation(r).cpu,
-    "memory_mib": lambda r: _reservation(r).memory_mib,
-    "alerts": lambda r: _alerts(r),
+    "unauthenticated": lambda r, s: not r.auth.proxy_auth,
+    "nonpreemptible": lambda r, s: r.runtime.nonpreemptible,
+    "exit_grace_period_s": lambda r, s: s.lifecycle.exit_grace_period_s,
+    "drain_s": lambda r, s: s.lifecycle.drain_s,
+    "cpu": lambda r, s: s.reservation.cpu,
+    "memory_mib": lambda r, s: s.reservation.memory_mib,
+    "alerts": lambda r, s: _alerts(r),
 }
-
-
-def _reservation(resolved: ResolvedDeployment) -> Any:
-    """The server container's CPU and memory from the plan (the spec's where it sets them)."""
-    from liftdeploy.planner.report import reservation
-    from liftdeploy.planner.timeouts import planned
-
-    plan = planned(resolved)
-    return plan.reservation if plan else reservation(resolved, None)
-
-
-def _download_timeout_s(resolved: ResolvedDeployment) -> int:
-    from liftdeploy.planner.download import download_estimate
-
-    return download_estimate(resolved).timeout_s
 
 
 def _alerts(resolved: ResolvedDeployment) -> dict[str, Any] | None:
@@ -506,16 +516,9 @@ def presets(template_root: Path) -> list[str]:
     return sorted(path.stem for path in (template_root / PRESETS_DIR).glob("*.yaml"))
 
 
-@pass_context
-def default_preset(context: Context) -> str:
-    """The example whose model is the given model_id (`--data model_id=...`), else blank."""
-    from liftdeploy.spec.specfile import read_yaml
-
-    model_id = str(context.get("model_id") or "").lower()
-    root = _template_root(context)
-    for name in presets(root):
-        if model_id and str(read_yaml(preset_path(root, name))["model"]["id"]).lower() == model_id:
-            return name
+def default_preset() -> str:
+    """Always blank, even for an example's model: an example preset carries that service's
+    Volumes, Dicts, Secrets and CORS origins, so it is used only when asked for by name."""
     return BLANK_PRESET
 
 
@@ -625,7 +628,8 @@ def _spec_value(question: str, value: Any) -> Any:
 def _service(text: str) -> Service:
     spec = _validate(text, "deployment.yaml")
     resolved = {env: spec.resolve(env) for env in spec.environments}
-    return Service(spec=spec, spec_text=text, resolved=resolved)
+    plans = {env: planned(r) for env, r in resolved.items()}
+    return Service(spec=spec, spec_text=text, resolved=resolved, plans=plans)
 
 
 def _validate(text: str, source: str) -> ModelDeployment:

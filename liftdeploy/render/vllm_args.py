@@ -1,5 +1,6 @@
 """The vLLM server command line for a resolved deployment: the one source of truth, built from
-the spec's field-to-flag table (`liftdeploy.spec.argv`) with the values that need a plan.
+the spec's field-to-flag table (`liftdeploy.spec.argv`) and the plan's timeouts. Pure: it runs
+no plan and reads nothing.
 
 The rendered Modal app contains this argv literally and the local twin runs it (after the CPU
 adjustments in `liftdeploy.twin.local`), so what is checked locally by vLLM's own argument parser is
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from liftdeploy.planner.timeouts import Lifecycle, exit_grace_period_s
 from liftdeploy.spec.argv import (  # noqa: F401 - the argv's names, re-exported for render's users
     AUTH_MIDDLEWARE,
     GUARD_MIDDLEWARE,
@@ -45,6 +47,7 @@ observability.otlp_headers_secret (credentials stay off the command line)."""
 
 def server_args(
     deployment: ResolvedDeployment,
+    lifecycle: Lifecycle | None = None,
     *,
     port: int = SERVER_PORT,
     host: str = "0.0.0.0",
@@ -52,20 +55,20 @@ def server_args(
 ) -> list[str]:
     """The arguments after `python -m vllm.entrypoints.openai.api_server`.
 
-    `load_format="dummy"` starts the server with random weights of the right shapes: the
-    whole serving path without downloading anything.
+    `lifecycle` is the plan's (render passes it); without it, the spec's own exit grace, which
+    needs no plan. `load_format="dummy"` starts the server with random weights of the right
+    shapes: the whole serving path without downloading anything.
     """
+    grace = lifecycle.exit_grace_period_s if lifecycle else exit_grace_period_s(deployment)
     return [token for token, _ in sourced_args(
         deployment, port=port, host=host, load_format=load_format,
-        shutdown_timeout=shutdown_timeout_s(deployment),
+        shutdown_timeout=shutdown_timeout_s(grace),
     )]
 
 
-def shutdown_timeout_s(deployment: ResolvedDeployment) -> int:
+def shutdown_timeout_s(exit_grace_s: int) -> int:
     """vLLM's --shutdown-timeout: the exit grace period less SHUTDOWN_MARGIN_S."""
-    from liftdeploy.planner.timeouts import exit_grace_period_s
-
-    return max(1, exit_grace_period_s(deployment) - SHUTDOWN_MARGIN_S)
+    return max(1, exit_grace_s - SHUTDOWN_MARGIN_S)
 
 
 def server_env(deployment: ResolvedDeployment) -> dict[str, str]:

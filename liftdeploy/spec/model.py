@@ -752,10 +752,15 @@ class DeploymentSettings(SpecModel):
     def gpu_hour_usd(self) -> float:
         return self.pricing.gpu_hour_usd or catalog.gpu(self.gpu.type).price_usd_hour
 
+    def container_hour_usd(self, gpu_hour_usd: float | None = None) -> float:
+        """One container running for an hour, all its GPUs billed: at `gpu_hour_usd` (a live
+        or --price rate), else the spec's price. Every cost liftdeploy shows starts here."""
+        return self.gpu.count * (self.gpu_hour_usd if gpu_hour_usd is None else gpu_hour_usd)
+
     @property
     def always_on_monthly_usd(self) -> float:
         """What min_containers cost per month of 730 hours, billed 24/7."""
-        return self.runtime.min_containers * self.gpu.count * self.gpu_hour_usd * HOURS_PER_MONTH
+        return self.runtime.min_containers * self.container_hour_usd() * HOURS_PER_MONTH
 
 
 def _check_heads_divide(settings: DeploymentSettings) -> None:
