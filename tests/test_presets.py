@@ -149,3 +149,31 @@ def test_init_refuses_with_one_line(
     assert done.returncode != 0 and message in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "svc").exists()
+
+
+def test_copier_copy_of_an_example_model_is_blank_unless_the_example_is_named(
+    tmp_path: Path, env: dict[str, str],
+) -> None:
+    # The example's model alone used to pick the example, and with it lift-sys's resources.
+    copied = copier_copy(tmp_path / "svc", "model_id=Qwen/Qwen2.5-Coder-32B-Instruct",
+                         "name=my-coder", env=env)
+    assert copied.returncode == 0, copied.stderr
+    assert "preset: blank" in (tmp_path / "svc" / ".copier-answers.yml").read_text()
+    for rel, text in rendered_files(tmp_path / "svc").items():
+        for name in ("lift-sys", "prod-modal-secrets", "qwen-vllm-models"):
+            assert name not in text, f"{rel} carries lift-sys's {name!r}"
+
+
+@pytest.mark.parametrize("data", [("name=My_Llama",), ("preset=qwen25-coder-32b", "name=My_Llama"),
+                                  ("preset=custom",)])
+def test_copier_copy_refuses_with_one_line(
+    tmp_path: Path, env: dict[str, str], data: tuple[str, ...],
+) -> None:
+    done = copier_copy(tmp_path / "svc", f"model_id={CATALOG_MODEL}", *data, env=env)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    message = [line for line in done.stderr.splitlines()
+               if line.strip() and "DirtyLocalWarning" not in line and line.strip() != "warn("]
+    assert len(message) == 1, done.stderr
+    expected = {"preset=custom": "`liftdeploy render .`"}
+    assert expected.get(data[-1], "is not DNS-safe") in message[0], message
+    assert not (tmp_path / "svc").exists()

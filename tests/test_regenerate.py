@@ -216,3 +216,33 @@ def test_render_over_a_copier_made_service_merges_against_its_recorded_answers(
     app = (service / "app.py").read_text()
     assert 'GPU = "H100!:4"' in app and HAND_EDIT in app
     assert (service / PRISTINE_DIR / "app.py").is_file()  # from now on, merges use it
+
+
+def test_copier_update_of_a_custom_service_says_to_render_in_one_line(
+    tmp_path: Path, template_repo: Path,
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    shutil.copy2(EXAMPLE, spec)
+    set_values(spec, ["model.max_model_len=16384"])  # no longer the example: preset custom
+    service = render(spec, tmp_path / "svc")
+    answers = service / ".copier-answers.yml"
+    text = answers.read_text()
+    assert "preset: custom" in text
+    answers.write_text("".join(
+        f"_src_path: {template_repo}\n" if line.startswith("_src_path:") else
+        "_commit: v1.0.0\n" if line.startswith("_commit:") else line
+        for line in text.splitlines(keepends=True)))
+    git(service, "init", "-q", "-b", "main")
+    commit_all(service, "render")
+    readme = template_repo / "template" / "README.md.jinja"
+    readme.write_text(readme.read_text() + "\nA new release.\n")
+    commit_all(template_repo, "template: README")
+    git(template_repo, "tag", "v1.1.0")
+    before = snapshot(service)
+
+    proc = copier("update", "--trust", "--defaults", "--quiet", cwd=service)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "this service was rendered by `liftdeploy render` from a spec of its own, which "
+        "Copier's answers do not hold; regenerate it with `liftdeploy render .`"]
+    assert snapshot(service) == before

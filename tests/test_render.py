@@ -177,3 +177,13 @@ def test_render_without_output_needs_a_service(tmp_path: Path, capsys: pytest.Ca
     service = tmp_path / "svc"
     assert main(["render", str(EXAMPLES / "qwen3-next-80b.yaml"), "-o", str(service)]) == 0
     assert main(["render", str(service)]) == 0  # a service dir re-renders in place
+
+
+def test_readme_gives_the_whole_first_path(tmp_path: Path) -> None:
+    readme = rendered_files(render(EXAMPLES / "qwen3-next-80b.yaml", tmp_path / "svc"))["README.md"]
+    start = readme[readme.index("## Quick start"):]
+    steps = [f"liftdeploy {verb} deployment.yaml --env staging"
+             for verb in ("plan", "bootstrap", "download", "deploy", "smoke")]
+    steps += ["liftdeploy pin deployment.yaml", "--env production"]
+    positions = [start.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), dict(zip(steps, positions))

@@ -48,6 +48,7 @@ QUESTION_FIELDS: dict[str, str] = {
 }
 # Answers that stand for "not set" (None in the spec): Copier answers are typed str/int.
 UNSET_ANSWERS: dict[str, Any] = {"model_revision": "", "max_containers": 0}
+INT_QUESTIONS = ("gpu_count", "min_containers", "max_containers", "max_concurrent_requests")
 BLANK_PRESET = "blank"
 """The clean start for a model that is not one of the examples (liftdeploy.render.presets)."""
 CUSTOM_PRESET = "custom"
@@ -531,7 +532,10 @@ def preset_value(context: Context, preset: str, question: str) -> Any:
         from liftdeploy.render import presets as blank
 
         return blank.default(question, {q: context[q] for q in blank.QUESTIONS if q in context})
-    node: Any = read_yaml(preset_path(_template_root(context), preset))
+    path = preset_path(_template_root(context), preset)
+    if not path.is_file():  # custom or a typo: the render stops with one line that says so
+        return 0 if question in INT_QUESTIONS else ""
+    node: Any = read_yaml(path)
     for key in QUESTION_FIELDS[question].split("."):
         node = node.get(key) if isinstance(node, dict) else None
     return UNSET_ANSWERS.get(question, "") if node is None else node
