@@ -102,11 +102,30 @@ def test_fp8_kv_cache_and_memory_share_where_the_kv_cache_is_short() -> None:
     assert {v.level for v in after.verdicts} == {"ok"}
 
 
-def test_a_spec_that_does_not_fit_gets_the_plans_fix_not_advice() -> None:
+def test_a_spec_that_does_not_fit_gets_the_first_of_the_plans_fixes_that_fits(
+    tmp_path: Path,
+) -> None:
+    """--suggest used to print the plan's error and then "none: the settings fit"."""
     data = data_of(CODER_32B)
-    data["gpu"]["type"] = "L4"
+    data["gpu"]["type"] = "L4"  # the weights do not load: another layout
     resolved = spec_from_data(data, source="test").resolve()
-    assert not plan(resolved).fits and suggest(resolved) == []
+    found = {s.key: s.value for s in suggest(resolved)}
+    assert not plan(resolved).fits and "gpu.type" in found, found
+    data["gpu"].update(type=found["gpu.type"], count=found.get("gpu.count", data["gpu"]["count"]))
+    assert plan(spec_from_data(data, source="test").resolve()).fits
+    # The KV cache cannot hold one 32k sequence on an L4: the fix's first option, applied.
+    data = data_of(CODER_32B)
+    data["model"] = {"id": "meta-llama/Llama-3.1-8B-Instruct", "max_model_len": 32768}
+    data["gpu"] = {"type": "L4", "count": 1}
+    spec = tmp_path / "deployment.yaml"
+    YAML().dump(data, spec)
+    done = liftdeploy("plan", str(spec), "--suggest")
+    assert done.returncode == 1 and "cannot hold one 32,768-token sequence" in done.stdout
+    assert "none: the settings fit" not in done.stdout and "gpu.memory_utilization: 0.9 ->" \
+        in done.stdout, done.stdout
+    line = next(row for row in done.stdout.splitlines() if "apply with: liftdeploy set" in row)
+    assert liftdeploy(*line.split("liftdeploy ", 1)[1].split()).returncode == 0
+    assert liftdeploy("plan", str(spec)).returncode == 0
 
 
 def test_no_fp8_advice_on_a_gpu_without_fp8() -> None:

@@ -55,7 +55,7 @@ def plan_command(args: argparse.Namespace) -> int:
     else:
         blocks = [format_plan(p) for p in plans]
         for i, (suggestions, assignments) in enumerate(advice):
-            blocks[i] += "\n" + _format_advice(args.spec, suggestions, assignments)
+            blocks[i] += "\n" + _format_advice(args.spec, suggestions, assignments, plans[i].fits)
         print("\n\n".join(blocks))
     return 0 if all(p.fits for p in plans) else 1
 
@@ -68,9 +68,11 @@ def _advice(path: str, spec, resolved, arch):  # noqa: ANN001, ANN202 - see plan
     return suggestions, set_keys(resolved, overlay, suggestions)
 
 
-def _format_advice(path: str, suggestions: list, assignments: list[str]) -> str:
+def _format_advice(path: str, suggestions: list, assignments: list[str], fits: bool) -> str:
     if not suggestions:
-        return "  suggestions       none: the settings fit the workload"
+        return ("  suggestions       none: the settings fit the workload" if fits else
+                "  suggestions       none: no setting liftdeploy can change makes it fit; "
+                "see the error's fix")
     rows = ["  suggestions"]
     for s in suggestions:
         rows.append(f"    {s.key}: {s.current} -> {s.value}")

@@ -45,8 +45,11 @@ def suggest(resolved: ResolvedDeployment, arch: Architecture | None = None) -> l
 
     found: list[Suggestion] = []
     current = plan(resolved, arch=arch)
-    if not current.fits:  # the plan's own fix comes first
-        return found
+    if not current.fits:  # the plan's fix, in its order, as settings; then the rest on them
+        found, resolved = _to_fit(resolved, current)
+        if not found:
+            return found
+        current = plan(resolved, arch=current.architecture)
     arch = current.architecture
     wanted = resolved.runtime.max_concurrent_requests
 
@@ -98,6 +101,50 @@ def suggest(resolved: ResolvedDeployment, arch: Architecture | None = None) -> l
             f"caps the worst case at {count} x ${hourly:,.2f}/h = ${count * hourly:,.2f}/h; "
             f"without it the bill has no ceiling"))
     return found
+
+
+def _to_fit(resolved: ResolvedDeployment, current: Any) -> tuple[list[Suggestion], Any]:
+    """The first of the error's fixes (checks.memory_problems) that makes `plan` fit: a
+    higher gpu.memory_utilization up to the safe share, a shorter max_model_len (at least
+    1,024 tokens), else the first fitting GPU layout; none when nothing does (the plan's fix
+    then says why). Each is checked by planning it, so suggestion and plan always agree."""
+    from liftdeploy.planner.checks import SAFE_UTILIZATION, fitting_layouts
+    from liftdeploy.planner.memory import BLOCK_TOKENS
+    from liftdeploy.planner.report import plan
+
+    arch = current.architecture
+    error = next(v.message for v in current.verdicts if v.level == "error")
+
+    def fits(r: ResolvedDeployment) -> bool:
+        return plan(r, arch=arch).fits
+
+    util = resolved.gpu.memory_utilization
+    for step in range(1, round((SAFE_UTILIZATION - util) * 100) + 1):
+        trial = _with(resolved, "gpu", memory_utilization=round(util + step / 100, 2))
+        if fits(trial):
+            return [Suggestion("gpu.memory_utilization", trial.gpu.memory_utilization, util,
+                               f"{error}; this share leaves room for it")], trial
+    max_len = resolved.model.max_model_len
+    low, high = 1024 // BLOCK_TOKENS, max_len // BLOCK_TOKENS - 1  # in blocks
+    if high >= low and fits(_with(resolved, "model", max_model_len=low * BLOCK_TOKENS)):
+        while low < high:  # the longest that fits
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if fits(_with(resolved, "model", max_model_len=mid * BLOCK_TOKENS)) \
+                else (low, mid - 1)
+        trial = _with(resolved, "model", max_model_len=low * BLOCK_TOKENS)
+        return [Suggestion("model.max_model_len", trial.model.max_model_len, max_len,
+                           f"{error}; the longest sequence this GPU's KV cache holds")], trial
+    layouts = fitting_layouts(resolved, arch, expert_parallel=resolved.gpu.expert_parallel)
+    if not layouts:
+        return [], resolved
+    best = layouts[0]
+    trial = _with(resolved, "gpu", type=best.gpu, count=best.count)
+    found = [Suggestion("gpu.type", best.gpu, resolved.gpu.type,
+                        f"{error}; {best.label} holds it (the first layout that fits)")]
+    if best.count != resolved.gpu.count:
+        found.append(Suggestion("gpu.count", best.count, resolved.gpu.count,
+                                f"{best.gpu} holds the model on {best.count}"))
+    return found, trial
 
 
 def set_keys(resolved: ResolvedDeployment, overlay: dict[str, Any] | None,
