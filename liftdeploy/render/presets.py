@@ -4,8 +4,8 @@ The examples are lift-sys's own services (their Volumes, Dicts, CORS origins and
 copying one for another model would reuse them. The blank preset instead names everything
 after the new service: the served name after the model, Volumes `<name>-weights` and
 `<name>-compile-cache`, Dicts only when asked (`<name>-<short name>`), no CORS origins, the
-HF token Secret `<name>-huggingface`, and comments whose figures come from the planner for the
-chosen GPU. Its defaults follow `plan --suggest`, so a new service plans without a warning.
+HF token Secret `<name>-huggingface`, and no planner figures in comments (they would go stale
+after `set`; `liftdeploy plan` shows them). Its defaults follow `plan --suggest`, so a new service plans without a warning.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def spec_text(answers: dict[str, Any]) -> str:
     model cannot be sized or does not fit (the caller shows the message)."""
     from liftdeploy.planner.advice import TARGET_SHARE
     from liftdeploy.planner.report import plan
+    from liftdeploy.spec.model import SPEC_VERSION
 
     a: dict[str, Any] = {"model_id": answers.get("model_id", "")}
     for question in QUESTIONS[1:]:  # in order: later defaults read earlier answers
@@ -107,10 +108,6 @@ def spec_text(answers: dict[str, Any]) -> str:
                         f"{error.fix}")
     max_concurrent = int(a["max_concurrent_requests"])
     target = max(1, math.floor(max_concurrent * TARGET_SHARE))
-    monthly = p.cost.usd_per_hour * 730
-    worst = "" if a["max_containers"] is None else \
-        f"  # worst case ${p.cost.usd_per_hour * int(a['max_containers']):,.2f}/h, all busy"
-    servable = int(p.memory.concurrency_at(p.workload_tokens))
     revision = (f"  revision: {_scalar(a['model_revision'])}\n" if a["model_revision"] else
                 "  # Pin a commit hash here before going to production (a branch can move "
                 "under you).\n")
@@ -118,12 +115,9 @@ def spec_text(answers: dict[str, Any]) -> str:
     lines = [
         "# A liftdeploy model service.",
         MARKER,
-        f"# `liftdeploy plan` for {a['gpu_type']} x{a['gpu_count']}: "
-        f"{p.memory.weights_gib:.1f} GiB weights and {p.memory.available_kv_gib:.1f} GiB KV cache "
-        f"per GPU, {servable} requests",
-        f"# of {p.workload_tokens:,} tokens at once, ${p.cost.usd_per_hour:,.2f}/h while a "
-        f"container runs.",
-        "version: 1",
+        "# What it fits and costs: `liftdeploy plan deployment.yaml` (figures are not copied",
+        "# here: they would go stale after `set` or an update).",
+        f"version: {SPEC_VERSION}",
         f"name: {_scalar(name)}",
         f"description: {_scalar(a['description'])}",
         "",
@@ -141,15 +135,12 @@ def spec_text(answers: dict[str, Any]) -> str:
         "",
         "runtime:",
         "  scaledown_window_s: 600  # 10 min idle before scale-down: the cost/latency dial",
-        f"  min_containers: {a['min_containers']}  # each costs about ${monthly:,.0f}/month "
-        f"always on ({a['gpu_count']} x {a['gpu_type']})",
-        f"  # Callers wait out a cold start (up to {p.startup_timeout_s:,} s, `liftdeploy plan`; "
-        f"liftdeploy's",
-        "  # client retries its 503s that long): plan warns if a change makes it longer.",
+        f"  min_containers: {a['min_containers']}  # each is billed 24/7 (plan: always-on cost)",
+        "  # Callers wait out a cold start (`liftdeploy plan`: lifecycle; liftdeploy's client",
+        "  # retries its 503s that long): plan warns if a change makes it longer.",
         f"  cold_start_patience_s: {p.startup_timeout_s}",
-        f"  max_containers: {_scalar(a['max_containers'])}{worst}",
-        f"  max_concurrent_requests: {max_concurrent}  # the KV cache holds {servable} typical "
-        f"requests (plan)",
+        f"  max_containers: {_scalar(a['max_containers'])}  # caps the bill (plan: worst case)",
+        f"  max_concurrent_requests: {max_concurrent}  # at most what the KV cache holds (plan)",
         f"  target_concurrent_requests: {target}  # Modal adds a container here, before the "
         f"cap's 429",
         "",
