@@ -477,3 +477,35 @@ def test_cli_live_prices_fail_clearly_without_a_modal_login(tmp_path: Path) -> N
     assert done.returncode == 1
     assert "modal billing rates" in done.stderr and "--price" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_suggest_ranks_gpus_per_million_tokens_at_the_spec_demand(tmp_path: Path) -> None:
+    """plan --suggest proposes the GPU cheapest per million output tokens at
+    workload.requests_per_minute (issue 25 item 4), and says how it ranked."""
+    from liftdeploy.planner.advice import suggest
+
+    data = {"name": "seven", "model": {"id": "Qwen/Qwen2.5-7B-Instruct", "max_model_len": 8192},
+            "gpu": {"type": "L4"}, "runtime": {"max_containers": 4}}
+    keys = {s.key: s for s in suggest(resolved_from(data))}
+    assert "gpu.type" not in keys  # no demand: no GPU advice
+    data["workload"] = {"requests_per_minute": 1}
+    assert "gpu.type" not in {s.key for s in suggest(resolved_from(data))}  # L4 is cheapest
+    data["workload"] = {"requests_per_minute": 6000}
+    keys = {s.key: s for s in suggest(resolved_from(data))}
+    assert keys["gpu.type"].value in ("H100", "H200", "B200")
+    assert "cheapest per million output tokens first at workload.requests_per_minute 6000" \
+        in keys["gpu.type"].reason
+    spec = tmp_path / "deployment.yaml"
+    spec.write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", "plan", str(spec),
+                           "--suggest"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert f"gpu.type: L4 -> {keys['gpu.type'].value}" in done.stdout, done.stderr
+    assert f"gpu.type={keys['gpu.type'].value}" in done.stdout
+    assert "GPU ranking       cheapest per million output tokens first" in done.stdout
+    del data["workload"]
+    spec.write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", "plan", str(spec),
+                           "--suggest", "--json"], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert json.loads(done.stdout)["gpu_ranking"].startswith(
+        "cheapest per hour first (set workload.requests_per_minute to rank by $ per million")

@@ -213,7 +213,8 @@ def test_init_picks_a_gpu_vllm_starts_on_and_that_holds_the_model(name: str) -> 
 
     resolved = _spec(CONFIGS / name, "H100")
     arch = load_architecture(str(CONFIGS / name))
-    _, gpu, count = fitting_layouts(resolved, arch)[0]
+    best = fitting_layouts(resolved, arch)[0]
+    gpu, count = best.gpu, best.count
     assert refusal(gpu, resolved_dtype(arch, "auto", capability(gpu)), arch.quantization.method) \
         is None
     chosen = _spec(CONFIGS / name, gpu, count)

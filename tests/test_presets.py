@@ -178,3 +178,33 @@ def test_copier_copy_refuses_with_one_line(
     expected = {"preset=custom": "`liftdeploy render .`"}
     assert expected.get(data[-1], "is not DNS-safe") in message[0], message
     assert not (tmp_path / "svc").exists()
+
+
+def test_init_ranks_gpus_per_million_tokens_at_the_demand_it_is_given(
+    tmp_path: Path, env: dict[str, str],
+) -> None:
+    """At $/hour the 7B takes the cheapest GPU; at a high demand the cheapest per million
+    tokens is a faster one (fewer containers); init says which ranking chose it (issue 25)."""
+    with hub_standin() as hub:
+        hub.add("acme/coder-7b", {"config.json": HUB_CONFIG})
+        env["HF_ENDPOINT"] = hub.url
+        quiet = init(tmp_path / "quiet", "--model-id", "acme/coder-7b", env=env)
+        busy = init(tmp_path / "busy", "--model-id", "acme/coder-7b",
+                    "--requests-per-minute", "6000", env=env)
+    assert quiet.returncode == 0 and busy.returncode == 0, quiet.stderr + busy.stderr
+    assert "GPU: L4 x1" in quiet.stderr and "cheapest per hour first" in quiet.stderr
+    assert "set workload.requests_per_minute to rank by $ per million tokens" in quiet.stderr
+    assert "cheapest per million output tokens first at workload.requests_per_minute 6000" \
+        in busy.stderr
+    spec = (tmp_path / "busy" / "deployment.yaml").read_text()
+    assert "requests_per_minute: 6000" in spec
+    busy_gpu = spec.split("gpu:\n  type: ")[1].split("\n")[0]
+    assert busy_gpu in ("H100", "H200", "B200"), busy_gpu  # bandwidth per dollar wins
+    from liftdeploy.planner.gpu_support import refusal
+
+    assert refusal(busy_gpu, "bfloat16", "none") is None  # never one vLLM refuses
+    assert_clean_service(tmp_path / "busy", env)  # plans without a warning, offline
+    bad = init(tmp_path / "bad", "--model-id", "acme/coder-7b", "--requests-per-minute", "-1",
+               env=env)
+    assert bad.returncode != 0 and "not a positive, finite number of requests a minute" \
+        in bad.stderr and "Traceback" not in bad.stderr

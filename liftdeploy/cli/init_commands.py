@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from liftdeploy.cli import common
 
 # Copier's questions (copier.yml), as options; an option left out takes Copier's default.
-QUESTIONS: dict[str, tuple[type, str]] = {
+QUESTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "preset": (str, "blank (the default, every name the new service's own), or an example, "
                     "which shares that example's resources: qwen25-coder-32b, qwen3-next-80b, "
                     "qwen3-coder-480b"),
@@ -15,6 +17,10 @@ QUESTIONS: dict[str, tuple[type, str]] = {
     "name": (str, "app name (default: from DIR's name)"),
     "description": (str, "what the service is for, in a sentence"),
     "model_revision": (str, "commit hash to pin the weights to"),
+    "requests_per_minute": (lambda v: common.positive_number(v, "requests a minute"),
+                            "busiest demand, written to workload.requests_per_minute: the GPU "
+                            "default is then the cheapest per million output tokens at it "
+                            "(without it, the cheapest per hour)"),
     "gpu_type": (str, "GPU type (default: the cheapest that holds the model, per the planner)"),
     "gpu_count": (int, "GPUs per container"),
     "min_containers": (int, "containers kept running at all times"),
@@ -35,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("directory", metavar="DIR", help="new service directory (must not exist)")
     for question, (kind, text) in QUESTIONS.items():
         p.add_argument("--" + question.replace("_", "-"), dest=question, type=kind,
-                       metavar=question.split("_")[-1].upper(), help=text)
+                       metavar="N" if question == "requests_per_minute"
+                       else question.split("_")[-1].upper(), help=text)
     p.set_defaults(handler=init)
 
 
@@ -58,10 +65,24 @@ def init(args: argparse.Namespace) -> int:
     if answers["preset"] != BLANK_PRESET:
         for text in _shared_with_example(out, answers["preset"]):
             common.note(f"warning: {text}")
+    if answers["preset"] == BLANK_PRESET and "gpu_type" not in answers:
+        common.note(f"GPU: {_gpu_choice(out)}")
     common.note(f"wrote {out}; next (RUNBOOK.md): " + "; ".join(first_path(out)))
     for text in ci_notes(out):  # as `render` says them
         common.note(f"note: {text}")
     return 0
+
+
+def _gpu_choice(out: object) -> str:
+    """Which GPU the blank preset chose and how it ranked the ones that fit."""
+    from pathlib import Path
+
+    from liftdeploy.planner.checks import ranking_note
+    from liftdeploy.spec.specfile import load_spec
+
+    resolved = load_spec(Path(str(out)) / common.SPEC_FILE_NAME).resolve()
+    return (f"{resolved.gpu.type} x{resolved.gpu.count}, the first of the GPUs that hold the "
+            f"model and that vLLM starts on, {ranking_note(resolved)}")
 
 
 def first_path(out: object) -> list[str]:

@@ -48,24 +48,27 @@ def plan_command(args: argparse.Namespace) -> int:
             advice.append(_advice(args.spec, spec, resolved, plans[-1].architecture))
     if args.json:
         reports = [p.to_dict() for p in plans]
-        for report, (suggestions, assignments) in zip(reports, advice):
+        for report, (suggestions, assignments, ranking) in zip(reports, advice):
             report["suggestions"] = [s.to_dict() for s in suggestions]
             report["set"] = assignments
+            report["gpu_ranking"] = ranking
         common.print_json(reports if args.all_envs else reports[0])
     else:
         blocks = [format_plan(p) for p in plans]
-        for i, (suggestions, assignments) in enumerate(advice):
+        for i, (suggestions, assignments, ranking) in enumerate(advice):
             blocks[i] += "\n" + _format_advice(args.spec, suggestions, assignments, plans[i].fits)
+            blocks[i] += f"\n  GPU ranking       {ranking}"
         print("\n\n".join(blocks))
     return 0 if all(p.fits for p in plans) else 1
 
 
 def _advice(path: str, spec, resolved, arch):  # noqa: ANN001, ANN202 - see plan_command
     from liftdeploy.planner.advice import set_keys, suggest
+    from liftdeploy.planner.checks import ranking_note
 
     suggestions = suggest(resolved, arch)
     overlay = spec.environments[resolved.environment].model_dump(exclude_none=True)
-    return suggestions, set_keys(resolved, overlay, suggestions)
+    return suggestions, set_keys(resolved, overlay, suggestions), ranking_note(resolved)
 
 
 def _format_advice(path: str, suggestions: list, assignments: list[str], fits: bool) -> str:

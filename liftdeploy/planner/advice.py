@@ -51,6 +51,7 @@ def suggest(resolved: ResolvedDeployment, arch: Architecture | None = None) -> l
             return found
         current = plan(resolved, arch=current.architecture)
     arch = current.architecture
+    found += _cheaper_gpu(resolved, current)
     wanted = resolved.runtime.max_concurrent_requests
 
     def servable(r: ResolvedDeployment) -> int:
@@ -100,6 +101,38 @@ def suggest(resolved: ResolvedDeployment, arch: Architecture | None = None) -> l
             "runtime.max_containers", count, None,
             f"caps the worst case at {count} x ${hourly:,.2f}/h = ${count * hourly:,.2f}/h; "
             f"without it the bill has no ceiling"))
+    return found
+
+
+def _cheaper_gpu(resolved: ResolvedDeployment, current: Any) -> list[Suggestion]:
+    """gpu.type/gpu.count of the layout cheapest per million output tokens at
+    workload.requests_per_minute, where it beats the spec's own (no demand: no suggestion,
+    a $/hour ranking would only ever pick the slowest GPU)."""
+    from liftdeploy.planner.checks import (
+        cost_at_demand,
+        fitting_layouts,
+        layout_of,
+        ranking_note,
+    )
+
+    if resolved.workload.requests_per_minute is None:
+        return []
+    fits = fitting_layouts(resolved, current.architecture,
+                           expert_parallel=resolved.gpu.expert_parallel)
+    mine = cost_at_demand(resolved, current.architecture, layout_of(resolved), current.memory,
+                          current.cost.usd_per_hour)
+    if not fits or mine is None or fits[0].usd_per_million is None \
+            or fits[0].usd_per_million >= mine[1] \
+            or (fits[0].gpu, fits[0].count) == (resolved.gpu.type, resolved.gpu.count):
+        return []
+    best = fits[0]
+    why = (f"{ranking_note(resolved)}: {best.label} against {resolved.gpu.type} "
+           f"x{resolved.gpu.count}'s ${mine[1]:,.2f}/M tokens ({mine[0]} x "
+           f"${current.cost.usd_per_hour:.2f}/h)")
+    found = [Suggestion("gpu.type", best.gpu, resolved.gpu.type, why)]
+    if best.count != resolved.gpu.count:
+        found.append(Suggestion("gpu.count", best.count, resolved.gpu.count,
+                                f"{best.gpu} holds the model on {best.count}"))
     return found
 
 

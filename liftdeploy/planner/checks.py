@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from liftdeploy.spec import catalog
 from liftdeploy.planner import gpu_support
@@ -195,7 +195,7 @@ def capability_problems(
     if found is None:
         return []
     why, fix = found
-    others = [name for _, name, _ in fitting_layouts(resolved, arch)][:3] \
+    others = [c.gpu for c in fitting_layouts(resolved, arch)][:3] \
         if gpu_type == resolved.gpu.type else []
     if others:
         fix = f"{fix}; GPUs this spec fits on: {', '.join(others)}"
@@ -221,22 +221,86 @@ def _kv_fix(
 
 
 def _suggest_gpus(resolved: ResolvedDeployment, arch: Architecture, layout: Layout) -> str:
-    """The cheapest GPU types/counts on which this spec loads and holds one full sequence."""
+    """The GPU types/counts on which this spec loads and holds one full sequence, best first."""
     fits = fitting_layouts(resolved, arch, expert_parallel=layout.expert_ranks > 1)
     if not fits:
         return ("no single-container GPU layout in the catalog fits; use a quantized checkpoint "
                 "(FP8 or 4-bit) or a smaller max_model_len")
-    shown = ", ".join(f"{name} x{count} (${price:.2f}/h)" for price, name, count in fits[:4])
-    return f"use a GPU layout that fits, cheapest first: {shown} (set gpu.type and gpu.count)"
+    shown = ", ".join(c.label for c in fits[:4])
+    return (f"use a GPU layout that fits, {ranking_note(resolved)}: {shown} (set gpu.type and "
+            f"gpu.count)")
+
+
+class Candidate(NamedTuple):
+    """One GPU layout that fits, with what it costs at the spec's workload."""
+
+    usd_per_hour: float
+    """One container of it running."""
+    gpu: str
+    count: int
+    containers: int = 1
+    """Containers the demand (workload.requests_per_minute) needs; 1 without a demand."""
+    usd_per_million: float | None = None
+    """$ per million output tokens at that demand; None without one."""
+
+    @property
+    def label(self) -> str:
+        if self.usd_per_million is None:
+            return f"{self.gpu} x{self.count} (${self.usd_per_hour:.2f}/h)"
+        return (f"{self.gpu} x{self.count} (${self.usd_per_million:,.2f}/M tokens: "
+                f"{self.containers} x ${self.usd_per_hour:.2f}/h)")
+
+
+SATURATION_SEQS = 1024
+"""vLLM's API-server max_num_seqs default: the most sequences one container decodes at once
+when only its KV cache limits them."""
+
+
+def ranking_note(resolved: ResolvedDeployment) -> str:
+    """How fitting_layouts ranks, for every list of GPUs shown to the user."""
+    rpm = resolved.workload.requests_per_minute
+    if rpm is None:
+        return ("cheapest per hour first (set workload.requests_per_minute to rank by $ per "
+                "million tokens at your demand)")
+    return (f"cheapest per million output tokens first at workload.requests_per_minute {rpm:g} "
+            f"of {resolved.workload.completion_tokens:,} output tokens")
+
+
+def demand_tokens_per_s(resolved: ResolvedDeployment) -> float | None:
+    """Output tokens per second the workload asks for; None when no demand is set."""
+    rpm = resolved.workload.requests_per_minute
+    return None if rpm is None else rpm / 60 * resolved.workload.completion_tokens
+
+
+def cost_at_demand(
+    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
+    usd_per_hour: float,
+) -> tuple[int, float] | None:
+    """(containers, $ per million output tokens) for the workload's demand on `layout`:
+    containers = ceil(demanded tokens/s / one container's tokens/s at the concurrency its KV
+    cache serves, the planner's bandwidth bound); None without a demand or a speed."""
+    from liftdeploy.planner.report import _speed  # report builds on these checks
+
+    demand = demand_tokens_per_s(resolved)
+    if demand is None:
+        return None
+    saturated = resolved.model_copy(update={"runtime": resolved.runtime.model_copy(
+        update={"max_concurrent_requests": SATURATION_SEQS})})
+    per_container = _speed(saturated, arch, layout, memory).tokens_per_s_aggregate
+    if per_container <= 0:
+        return None
+    containers = max(1, math.ceil(demand / per_container))
+    return containers, containers * usd_per_hour / (demand * 3600) * 1e6
 
 
 def fitting_layouts(
     resolved: ResolvedDeployment, arch: Architecture, *, expert_parallel: bool = False,
     gpu_types: list[str] | None = None,
-) -> list[tuple[float, str, int]]:
-    """(price per hour, GPU type, smallest count) of each type that vLLM starts on (dtype and
-    quantization supported) and on which this spec loads and holds one max_model_len
-    sequence, cheapest per hour first."""
+) -> list[Candidate]:
+    """Each GPU type's smallest count that vLLM starts on (dtype and quantization supported)
+    and on which this spec loads and holds one max_model_len sequence: cheapest per million
+    output tokens at workload.requests_per_minute first when the spec sets a demand, else
+    cheapest per hour first (ranking_note says which)."""
     fits = []
     for info in catalog.gpus().values():
         if gpu_types is not None and info.name not in gpu_types:
@@ -254,8 +318,13 @@ def fitting_layouts(
             need = resolved.model.max_model_len * memory.kv_bytes_per_token \
                 + memory.state_bytes_per_sequence
             if memory.weights_gib <= memory.requested_gib and memory.available_kv_gib * GIB >= need:
-                fits.append((count * info.price_usd_hour, info.name, count))
+                hourly = count * info.price_usd_hour
+                at_demand = cost_at_demand(resolved, arch, candidate, memory, hourly)
+                fits.append(Candidate(hourly, info.name, count, *(at_demand or ())))
                 break  # the smallest count of this type is enough
+    if demand_tokens_per_s(resolved) is not None:
+        return sorted(fits, key=lambda c: (c.usd_per_million is None, c.usd_per_million or 0,
+                                           c.usd_per_hour))
     return sorted(fits)
 
 

@@ -647,7 +647,8 @@ def _validate(text: str, source: str) -> ModelDeployment:
 
 
 def _answers(context: Context) -> dict[str, Any]:
-    keys = ["spec_yaml", "preset", *QUESTION_FIELDS, "dicts"]
+    # requests_per_minute: no question, the blank preset's demand from `init` (Copier data).
+    keys = ["spec_yaml", "preset", *QUESTION_FIELDS, "dicts", "requests_per_minute"]
     return {key: context[key] for key in keys if key in context}
 
 

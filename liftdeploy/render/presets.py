@@ -26,9 +26,11 @@ DEFAULT_MAX_CONCURRENT = 16
 DEFAULT_MAX_CONTAINERS = 2
 FALLBACK_GPU = "L4"
 """The GPU offered when the planner cannot size the model (it then says why at validation)."""
-QUESTIONS = ("model_id", "name", "description", "model_revision", "gpu_type", "gpu_count",
-             "min_containers", "max_containers", "max_concurrent_requests", "dicts")
-"""The questions the blank preset reads, in the order defaults depend on each other."""
+QUESTIONS = ("model_id", "name", "description", "model_revision", "requests_per_minute",
+             "gpu_type", "gpu_count", "min_containers", "max_containers",
+             "max_concurrent_requests", "dicts")
+"""The questions the blank preset reads, in the order defaults depend on each other
+(`requests_per_minute` is no Copier question: `init --requests-per-minute` passes it as data)."""
 _MAX_NAME = 40  # leaves room for "-development" within Modal's 64 characters
 
 
@@ -68,13 +70,16 @@ def default(question: str, answers: dict[str, Any]) -> Any:
         return f"{model_id} with constrained JSON output." if model_id else ""
     if question in ("model_revision", "dicts"):
         return ""
+    if question == "requests_per_minute":
+        return None
     if question == "min_containers":
         return 0
     if question == "max_containers":
         return DEFAULT_MAX_CONTAINERS
     if question in ("gpu_type", "gpu_count"):
         layout = _cheapest_layout(model_id, str(answers.get("model_revision") or ""),
-                                  answers.get("gpu_type") if question == "gpu_count" else None)
+                                  answers.get("gpu_type") if question == "gpu_count" else None,
+                                  answers.get("requests_per_minute"))
         return layout[0] if question == "gpu_type" else layout[1]
     if question == "max_concurrent_requests":
         return _concurrency(answers)
@@ -112,6 +117,13 @@ def spec_text(answers: dict[str, Any]) -> str:
                 "  # Pin a commit hash here before going to production (a branch can move "
                 "under you).\n")
     dicts = dict_names(name, str(a["dicts"] or ""))
+    rpm = a["requests_per_minute"]
+    workload = [] if not rpm else [
+        "",
+        "workload:",
+        f"  requests_per_minute: {_scalar(rpm)}  # busiest demand: GPUs are ranked by $ per "
+        f"million tokens at it",
+    ]
     lines = [
         "# A liftdeploy model service.",
         MARKER,
@@ -150,6 +162,7 @@ def spec_text(answers: dict[str, Any]) -> str:
         f"    - {{name: {name}-compile-cache, mount_path: /root/.cache/vllm, "
         f"purpose: compile-cache}}",
         *([f"  dicts: [{', '.join(map(_scalar, dicts))}]"] if dicts else []),
+        *workload,
         "",
         "environments:",
         "  production:",
@@ -208,26 +221,31 @@ def _resolved(a: dict[str, Any], name: str, max_len: int) -> Any:
         "runtime": {"max_concurrent_requests": int(a.get("max_concurrent_requests")
                                                    or DEFAULT_MAX_CONCURRENT),
                     "max_containers": a.get("max_containers") or None},
+        "workload": {"requests_per_minute": a.get("requests_per_minute") or None},
     }, source="deployment.yaml")
     return spec.resolve()
 
 
-def _cheapest_layout(model_id: str, revision: str, gpu_type: Any) -> tuple[str, int]:
-    """The cheapest GPU (or the smallest count of the chosen one) that holds the model."""
+def _cheapest_layout(model_id: str, revision: str, gpu_type: Any,
+                     requests_per_minute: Any = None) -> tuple[str, int]:
+    """The cheapest GPU (or the smallest count of the chosen one) that holds the model: per
+    million output tokens at `requests_per_minute` when given, else per hour
+    (checks.fitting_layouts ranks; vLLM's refusals are never offered)."""
     from liftdeploy.planner.checks import fitting_layouts
 
     if not model_id:
         return (str(gpu_type or FALLBACK_GPU), 1)
     try:
         arch = _architecture(model_id, revision)
-        resolved = _resolved({"model_id": model_id}, service_name(model_id), _max_model_len(arch))
+        resolved = _resolved({"model_id": model_id, "requests_per_minute": requests_per_minute},
+                             service_name(model_id), _max_model_len(arch))
         fits = fitting_layouts(resolved, arch,
                                gpu_types=[str(gpu_type)] if gpu_type else None)
     except LiftdeployError:  # validation says why; a default only has to be a fair start
         return (str(gpu_type or FALLBACK_GPU), 1)
     if not fits:
         return (str(gpu_type or FALLBACK_GPU), 1)
-    return (fits[0][1], fits[0][2])
+    return (fits[0].gpu, fits[0].count)
 
 
 def _concurrency(answers: dict[str, Any]) -> int:

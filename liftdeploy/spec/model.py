@@ -570,6 +570,10 @@ class WorkloadSection(SpecModel):
     """Typical prompt length in tokens (default 2048)."""
     completion_tokens: int = Field(default=512, ge=1)
     """Typical completion length in tokens (default 512)."""
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    """Requests a minute the service should answer at its busiest (optional). When set, `init`
+    and `plan --suggest` rank GPUs by $ per million output tokens at this demand (containers
+    needed x $/hour); unset, by $/hour."""
 
 
 class AlertsSection(SpecModel):
