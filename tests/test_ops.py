@@ -478,17 +478,22 @@ def test_required_resources_per_environment() -> None:
     assert [(r.kind, r.name) for r in production] == [
         ("volume", "lift-sys-models"), ("volume", "lift-sys-torch-cache"),
         ("dict", "lift-sys-token-store"), ("dict", "lift-sys-user-prefs"),
-        ("secret", "prod-modal-secrets"), ("secret", "huggingface"),
+        ("secret", "huggingface"), ("secret", "lift-sys-sentry"),
+        ("secret", "lift-sys-otlp-headers"), ("secret", "lift-sys-alerts-webhook"),
     ]
+    # No Secret nothing reads (the plan's prod-modal-secrets held VLLM_EAGER/ENVIRONMENT, now
+    # spec fields): every Secret has the keys its reader takes, and bootstrap creates it.
     keys = {r.name: (r.secret_keys, r.user_created) for r in production if r.kind == "secret"}
-    # The settings Secret is the user's own: bootstrap writes no keys of its own into it.
-    assert keys == {"prod-modal-secrets": ((), True), "huggingface": (("HF_TOKEN",), False)}
+    assert keys == {"huggingface": (("HF_TOKEN",), False),
+                    "lift-sys-sentry": (("SENTRY_DSN",), False),
+                    "lift-sys-otlp-headers": (("OTEL_EXPORTER_OTLP_TRACES_HEADERS",), False),
+                    "lift-sys-alerts-webhook": (("LIFTDEPLOY_ALERT_WEBHOOK_URL",), False)}
     # Staging has its own Dicts, Secrets and compile cache; only the weights Volume is shared.
     staging = required_resources(_resolve("32b", "staging"))
     assert [(r.kind, r.name) for r in staging] == [
         ("volume", "lift-sys-models"), ("volume", "lift-sys-torch-cache-staging"),
         ("dict", "lift-sys-token-store-staging"), ("dict", "lift-sys-user-prefs-staging"),
-        ("secret", "staging-modal-secrets"), ("secret", "huggingface-staging"),
+        ("secret", "huggingface-staging"),
     ]
     # Default volumes when the spec names none, and the API key secret.
     data = read_yaml(EXAMPLES["80b"])

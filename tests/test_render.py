@@ -120,7 +120,7 @@ def test_no_secret_value_in_any_rendered_file(tmp_path: Path, monkeypatch: pytes
     assert scanned > 30
     # The secrets the spec names are referenced by name.
     app = (tmp_path / "qwen25-coder-32b" / "app.py").read_text()
-    assert '"prod-modal-secrets"' in app and "modal.Secret.from_name(name)" in app
+    assert '"huggingface"' in app and "modal.Secret.from_name(name)" in app
 
 
 def test_check_finds_spec_drift_and_allows_hand_edits(tmp_path: Path) -> None:
