@@ -209,8 +209,9 @@ class ModelSection(SpecModel):
     id: str = Field(min_length=1)
     """Hugging Face model id (`org/name`) or a local directory with config.json."""
     revision: str | None = None
-    """Commit hash on the Hub to pin the weights to. A branch or tag name is accepted with a
-    warning: it can move under a running deployment. None means the default branch."""
+    """Commit hash on the Hub to pin the weights to. A branch or tag name (git's ref-name rules)
+    is accepted with a warning: it can move under a running deployment; never a path. None
+    means the default branch."""
     served_model_name: str | None = None
     """Name clients put in `model=`; defaults to the model id."""
     dtype: Dtype = "auto"
@@ -520,9 +521,12 @@ class EngineSection(SpecModel):
     disable_any_whitespace: bool = True
     """Forbid free whitespace inside constrained JSON (stops whitespace runaway)."""
     extra_args: list[str] = Field(default_factory=list)
-    """Extra vLLM server arguments, passed through. Each flag is read as vLLM's parser reads
-    it: a flag the spec already sets is an error in any spelling, abbreviations must be written
-    in full, and a flag vLLM's server does not have is an error."""
+    """Extra vLLM server arguments, passed through, one flag or one value per item (no spaces
+    around it). Each flag is read as vLLM's parser reads it: a flag the spec already sets is an
+    error in any spelling, abbreviations must be written in full, a flag vLLM's server does not
+    have is an error, and so are --help, -h and --version. A value only follows a flag that
+    takes one; a value that starts with '-' (other than a whole number) is read as a flag by
+    vLLM, so attach it: `--flag=-1.5`."""
 
 
 class AuthSection(SpecModel):
