@@ -205,8 +205,37 @@ def test_plan_lists_what_is_sent_where(
     assert f"to {OTLP_URL}, headers from Secret watched-otlp" in out
     assert "alerts: every 120 s to the webhook in Secret watched-alerts when errors > 10%" in out
     main(["plan", str(spec), "--env", "staging", "--json"])
-    (line,) = json.loads(capsys.readouterr().out)["observability"]
+    (line, cost) = json.loads(capsys.readouterr().out)["observability"]
     assert line.startswith("errors: start-up failures") and "watched-sentry" in line
+    assert cost.startswith("cost of errors: billed by Sentry")
+
+
+def test_plan_lists_what_each_feature_costs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28 item 9: the monitor is priced from Modal's CPU and memory rates in the catalog;
+    Sentry and the collector are billed by their own providers."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(PER_ENVIRONMENT)
+    main(["plan", str(spec), "--env", "production", "--json"])
+    lines = json.loads(capsys.readouterr().out)["observability"]
+    costs = {line.split(":")[0]: line for line in lines if line.startswith("cost of ")}
+    assert set(costs) == {"cost of errors", "cost of traces", "cost of alerts"}
+    assert "Sentry" in costs["cost of errors"] and "collector" in costs["cost of traces"]
+    # Every 120 s, a check billed 15 s of run + 60 s idle at Modal's default 0.125 core and
+    # 128 MiB: 21,900 checks x 75 s x (0.125 x 0.0000131 + 0.125 x 0.00000222) $/s.
+    assert "about $3.15/month on Modal" in costs["cost of alerts"]
+    assert "$0.0000131/core-s" in costs["cost of alerts"]
+    main(["plan", str(spec), "--env", "production"])
+    out = capsys.readouterr().out
+    assert "    cost of alerts: about $3.15/month" in out
+    # Checked every minute, the container never idles out: billed the whole month.
+    spec.write_text(EVERYWHERE.replace("webhook_secret: watched-alerts",
+                                       "webhook_secret: watched-alerts\n    check_every_s: 60"))
+    main(["plan", str(spec), "--json"])
+    (cost,) = [line for line in json.loads(capsys.readouterr().out)["observability"]
+               if line.startswith("cost of alerts")]
+    assert "about $5.03/month" in cost
 
 
 def test_alerts_test_sends_to_the_webhook_and_to_sentry(

@@ -1,4 +1,5 @@
-"""Live GPU prices from `modal billing rates`, only when the user asks for them."""
+"""Live GPU prices from `modal billing rates`, only when the user asks for them; what the
+observability features cost beside the server."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import json
 import subprocess
 import sys
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from liftdeploy.spec import catalog
 from liftdeploy.errors import PlanError
+from liftdeploy.spec.model import HOURS_PER_MONTH
+
+if TYPE_CHECKING:
+    from liftdeploy.spec.model import ObservabilitySection
 
 RATES_TIMEOUT_S = 60
 SECONDS_PER_HOUR = 3600
+# One alerts check, start to finish: a slim CPU container starts, reads Modal's counts (and
+# maybe vLLM's /metrics), posts to the webhook at most twice. An estimate, on the high side.
+MONITOR_RUN_S = 15
 
 
 def live_gpu_hour_usd(gpu_type: str) -> float:
@@ -54,3 +63,51 @@ def _gpu_rate(rates: dict[str, str], gpu_type: str) -> float:
         f"`modal billing rates` lists no rate for {gpu_type} (keys: {', '.join(sorted(rates))}); "
         f"pass --price instead"
     )
+
+
+def monitor_monthly_usd(check_every_s: int) -> float:
+    """What the alerts monitor costs a month: the template registers it with no cpu=/memory=,
+    so Modal bills its default request; each check is billed for its run plus the scaledown
+    window it then idles through, or the whole period when checks come sooner than that."""
+    rates = catalog.cpu_memory_prices()
+    usd_per_s = (rates["default_cpu_cores"] * rates["core_second_usd"]
+                 + rates["default_memory_mib"] / 1024 * rates["gib_second_usd"])
+    checks = HOURS_PER_MONTH * SECONDS_PER_HOUR / check_every_s
+    return checks * _monitor_billed_s(check_every_s) * usd_per_s
+
+
+def _monitor_billed_s(check_every_s: int) -> int:
+    """Seconds billed per check: the run, then the idle scaledown window (capped by the period:
+    a container checked again before it idles out never stops)."""
+    idle_s = catalog.cpu_memory_prices()["default_scaledown_window_s"]
+    return min(check_every_s, MONITOR_RUN_S + idle_s)
+
+
+def observability_costs(observability: ObservabilitySection) -> list[str]:
+    """What each observability feature the spec turns on will cost, one line each (for `plan`)."""
+    lines = []
+    if observability.sentry_dsn_secret:
+        lines.append("cost of errors: billed by Sentry on its own plan (one event per failed "
+                     "start-up); nothing on Modal")
+    if observability.otlp_traces_endpoint:
+        lines.append("cost of traces: billed by the collector's provider for the spans it "
+                     "receives (one trace per request); vLLM sends them from the server "
+                     "container, so nothing extra on Modal")
+    if alerts := observability.alerts:
+        rates = catalog.cpu_memory_prices()
+        lines.append(
+            f"cost of alerts: about ${monitor_monthly_usd(alerts.check_every_s):,.2f}/month on "
+            f"Modal: a CPU-only container ({rates['default_cpu_cores']:g} core, "
+            f"{rates['default_memory_mib']} MiB, Modal's default request) runs every "
+            f"{alerts.check_every_s} s for about {MONITOR_RUN_S} s and is billed about "
+            f"{_monitor_billed_s(alerts.check_every_s)} s a check with its idle scaledown window "
+            f"(CPU ${_plain(rates['core_second_usd'])}/core-s, memory "
+            f"${_plain(rates['gib_second_usd'])}/GiB-s: "
+            f"{rates['source']}, {rates['date']}); the webhook's service bills its own way"
+        )
+    return lines
+
+
+def _plain(price: float) -> str:
+    """A per-second price as Modal prints it (0.0000131, not 1.31e-05)."""
+    return format(Decimal(str(price)), "f")

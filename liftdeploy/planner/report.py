@@ -27,6 +27,7 @@ from liftdeploy.planner.checks import (
 )
 from liftdeploy.planner.download import DownloadEstimate, estimate_download
 from liftdeploy.planner.memory import MemoryEstimate, Reservation, server_reservation
+from liftdeploy.planner.prices import observability_costs
 from liftdeploy.planner.timeouts import Lifecycle, lifecycle
 from liftdeploy.spec.model import HOURS_PER_MONTH
 from liftdeploy.errors import PlanError
@@ -258,7 +259,8 @@ def plan(
         download=estimate_download(checkpoint),
         nonpreemptible=resolved.runtime.nonpreemptible,
         monthly_budget_usd=resolved.budget.max_monthly_usd,
-        observability=resolved.observability.summary() + _metrics_read(resolved),
+        observability=(resolved.observability.summary() + _metrics_read(resolved)
+                       + observability_costs(resolved.observability)),
     )
 
 

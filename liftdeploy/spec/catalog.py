@@ -133,6 +133,12 @@ def prices_source() -> str:
     return f"{data['prices_source']} ({data['prices_date']})"
 
 
+def cpu_memory_prices() -> dict[str, Any]:
+    """Modal's price per physical core-second and GiB-second, a Function's default request and
+    scaledown window, with their source and date (gpus.yaml `cpu_memory_prices`)."""
+    return dict(_gpu_data()["cpu_memory_prices"])
+
+
 @functools.cache
 def _aliases() -> dict[str, str]:
     table = {}
