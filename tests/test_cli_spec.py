@@ -87,7 +87,9 @@ def test_show_resolves_an_environment() -> None:
     assert result.returncode == 0, result.stderr
     assert "app_name: lift-sys-inference-staging\n" in result.stdout
     assert "  enforce_eager: true\n" in result.stdout
-    assert "    - staging-modal-secrets\n" in result.stdout
+    # Base names get the environment's suffix (the shared weights Volume excepted).
+    assert "  hf_token_secret: huggingface-staging\n" in result.stdout
+    assert "    - name: lift-sys-torch-cache-staging\n" in result.stdout
 
 
 def test_show_json_carries_derived_values() -> None:
@@ -123,6 +125,47 @@ def test_set_through_the_cli(tmp_path: Path) -> None:
     ]
     text = spec.read_text(encoding="utf-8")
     assert "  min_containers: 1          # 1 would cost about $1,825/month" in text
+
+
+def test_set_name_moves_the_names_derived_from_it(tmp_path: Path) -> None:
+    """Issue 28 item 5: `set name=` renames the Volumes, Dicts and Secrets `init` named after
+    the service, line by line, and says plainly what Modal keeps under the old names."""
+    made = liftdeploy("init", "old-svc", "--model-id", "Qwen/Qwen2.5-Coder-32B-Instruct",
+                      "--dicts", "prefs", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    spec = tmp_path / "old-svc" / "deployment.yaml"
+    untouched = spec.read_text(encoding="utf-8")
+    result = liftdeploy("set", str(spec), "name=new-svc")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    derived = "(named after the service)"
+    assert result.stdout.splitlines() == [
+        f'{spec}: name: "old-svc" -> "new-svc"',
+        f'{spec}: model.hf_token_secret: "old-svc-huggingface" -> "new-svc-huggingface" {derived}',
+        f'{spec}: storage.volumes.0.name: "old-svc-weights" -> "new-svc-weights" {derived}',
+        f'{spec}: storage.volumes.1.name: "old-svc-compile-cache" -> "new-svc-compile-cache" '
+        f"{derived}",
+        f'{spec}: storage.dicts.0: "old-svc-prefs" -> "new-svc-prefs" {derived}',
+    ]
+    warnings = result.stderr.splitlines()
+    assert len(warnings) == 2, result.stderr
+    assert "app old-svc" in warnings[0] and "modal app stop old-svc" in warnings[0]
+    assert "not renamed: old-svc-huggingface, old-svc-weights" in warnings[1]
+    assert "liftdeploy bootstrap" in warnings[1] and "download the weights again" in warnings[1]
+    assert f"set {spec} storage.volumes.0.name=old-svc-weights" in warnings[1]
+    text = spec.read_text(encoding="utf-8")
+    assert "old-svc" not in text
+    # Comments and layout stay: only the names changed.
+    assert text == untouched.replace("old-svc", "new-svc")
+    shown = json.loads(liftdeploy("show", str(spec), "--env", "production", "--json").stdout)
+    assert "old-svc" not in json.dumps(shown)
+
+    # A value the same `set` assigns is kept: the old weights stay in use.
+    result = liftdeploy("set", str(spec), "name=third", "storage.volumes.0.name=old-svc-weights")
+    assert result.returncode == 0, result.stderr
+    assert "storage.volumes.1.name: \"new-svc-compile-cache\" -> \"third-compile-cache\"" in (
+        result.stdout)
+    assert "- {name: old-svc-weights," in spec.read_text(encoding="utf-8")
 
 
 def test_set_refusal_through_the_cli(tmp_path: Path) -> None:

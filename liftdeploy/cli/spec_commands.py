@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
 
 from liftdeploy.cli import common
+
+if TYPE_CHECKING:
+    from liftdeploy.spec.specfile import Change
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,10 +94,31 @@ def set_command(args: argparse.Namespace) -> int:
     from liftdeploy.spec.specfile import set_values
 
     path = common.spec_path(args.spec)
-    for change in set_values(path, args.assignments):
+    changes = set_values(path, args.assignments)
+    for change in changes:
         old, new = (json.dumps(v, default=str) for v in (change.old, change.new))
-        print(f"{path}: {change.key}: {old} -> {new}")
+        why = " (named after the service)" if change.follows_name else ""
+        print(f"{path}: {change.key}: {old} -> {new}{why}")
+    if renamed := [c for c in changes if c.key == "name" and c.old and c.old != c.new]:
+        _warn_what_modal_keeps(path, renamed[-1].old, [c for c in changes if c.follows_name])
     return 0
+
+
+def _warn_what_modal_keeps(path: object, old_name: str, moved: list[Change]) -> None:
+    """`set name=` changes the spec only: what Modal already holds keeps its old name."""
+    print(f"warning: the deployed app {old_name} (and each environment's "
+          f"{old_name}-ENV) keeps running under its old name; stop it with "
+          f"`modal app stop {old_name}` once the renamed service serves", file=sys.stderr)
+    if not moved:
+        return
+    weights = [c for c in moved if c.key.endswith(".name") and str(c.old).endswith("-weights")]
+    keep = (f"`liftdeploy set {path} {weights[0].key}={weights[0].old}`" if weights
+            else f"`liftdeploy set {path} KEY=OLD_NAME`")
+    print(f"warning: existing Modal Volumes, Dicts and Secrets are not renamed: "
+          f"{', '.join(str(c.old) for c in moved)} stay as they are; run `liftdeploy bootstrap "
+          f"{path} --env ENV` to create the new names (and put the Secrets' keys in them), and "
+          f"download the weights again (`liftdeploy download {path} --env ENV`) or keep the old "
+          f"weights Volume by naming it: {keep}", file=sys.stderr)
 
 
 def schema(args: argparse.Namespace) -> int:

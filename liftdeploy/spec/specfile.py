@@ -335,6 +335,8 @@ class Change(NamedTuple):
     key: str
     old: Any
     new: Any
+    follows_name: bool = False
+    """A Volume, Dict or Secret named after the service, renamed with it (`set name=...`)."""
 
 
 def set_values(path: str | Path, assignments: Sequence[str]) -> list[Change]:
@@ -352,6 +354,7 @@ def set_values(path: str | Path, assignments: Sequence[str]) -> list[Change]:
         raise SpecError(f"the file holds {_kind(data)}, not a mapping; cannot set keys in it",
                         source=str(path))
     changes = [_assign(data, assignment) for assignment in assignments]
+    changes += _follow_the_name(data, changes)
     try:
         spec_from_data(data, source=str(path))
     except SpecError as exc:
@@ -362,6 +365,40 @@ def set_values(path: str | Path, assignments: Sequence[str]) -> list[Change]:
     # Whole or not at all: a full disk must not leave a truncated spec.
     write_atomic(path, _keep_unchanged_lines(text, dump_yaml(data, layout=_guess_layout(text))))
     return changes
+
+
+# Where a spec names a Modal Volume, Dict or Secret (in the base or an environment's overlay).
+_RESOURCE_NAME = re.compile(
+    r"(^|\.)(\w+_secret|storage\.volumes\.\d+\.name|storage\.(dicts|secrets|shared)\.\d+)$"
+)
+
+
+def _follow_the_name(data: CommentedMap, changes: list[Change]) -> list[Change]:
+    """After `name` changed, rename what the blank preset derived from it: each Volume, Dict
+    or Secret named `<old name>-...` (`-weights`, `-compile-cache`, `-huggingface`, a Dict)
+    becomes `<new name>-...`, except where the same `set` assigns that value itself."""
+    renamed = [c for c in changes if c.key == "name" and isinstance(c.old, str)
+               and isinstance(c.new, str) and c.old != c.new]
+    if not renamed:
+        return []
+    old, new = renamed[-1].old, renamed[-1].new
+    assigned = {c.key for c in changes}
+    follows: list[Change] = []
+
+    def walk(node: Any, path: str) -> None:
+        items = (node.items() if isinstance(node, CommentedMap)
+                 else enumerate(node) if isinstance(node, CommentedSeq) else ())
+        for key, value in items:
+            dotted = f"{path}.{key}" if path else str(key)
+            if (isinstance(value, str) and value.startswith(f"{old}-") and dotted not in assigned
+                    and _RESOURCE_NAME.search(dotted)):
+                node[key] = new + value[len(old):]
+                follows.append(Change(dotted, value, node[key], follows_name=True))
+            else:
+                walk(value, dotted)
+
+    walk(data, "")
+    return follows
 
 
 def _assign(data: CommentedMap, assignment: str) -> Change:
