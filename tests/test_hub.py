@@ -14,7 +14,7 @@ import pytest
 from hub_standin import hub_standin
 from liftdeploy.errors import PlanError
 from liftdeploy.planner.arch import load_architecture
-from liftdeploy.planner.hub import cached_config_dir
+from liftdeploy.planner.hub_config import cached_config_dir
 
 REPO = Path(__file__).resolve().parent.parent
 # A 7B-class dense config (Qwen2 shapes) under a name no catalog has.

@@ -18,14 +18,20 @@ from pathlib import Path
 import click
 import pytest
 
-from liftdeploy.ops import modal_cli as ops
 from liftdeploy.errors import OpsError
-from liftdeploy.ops.modal_cli import (
-    Command, DeployedVersion, EnvironmentStatus, GitState, ModalCommandError,
+from liftdeploy.ops.deploy_policy import prepare_deploy, production_notes
+from liftdeploy.ops.git_state import GitState, git_state
+from liftdeploy.ops.history import DeployedVersion, parse_history
+from liftdeploy.ops.modal_commands import (
+    Command, deploy_command, history_command, is_error_line, logs_command, normalize_version,
+    rollback_command,
 )
+from liftdeploy.ops.modal_runner import ModalCommandError, run_modal
 from liftdeploy.ops.modal_sdk import (
     CreateCall, Resource, bootstrap, creation_calls, required_resources,
 )
+from liftdeploy.ops.service_files import locate_service
+from liftdeploy.ops.status import EnvironmentStatus, format_status
 from liftdeploy.spec.model import ResolvedDeployment
 from liftdeploy.spec.specfile import dump_yaml, load_spec, read_yaml, spec_from_data
 
@@ -94,7 +100,7 @@ ENVIRONMENTS = [
 @pytest.mark.parametrize(("example", "env", "app_name"), ENVIRONMENTS)
 def test_deploy_command_per_environment(example: str, env: str, app_name: str) -> None:
     resolved = _resolve(example, env)
-    command = ops.deploy_command(resolved, Path("/srv/svc/app.py"), tag="1a2b3c4")
+    command = deploy_command(resolved, Path("/srv/svc/app.py"), tag="1a2b3c4")
     assert command.argv == [
         "modal", "deploy", "--name", app_name, "--tag", "1a2b3c4", "--strategy", "rolling",
         "app.py",
@@ -114,21 +120,21 @@ def test_deploy_command_per_environment(example: str, env: str, app_name: str) -
 @pytest.mark.parametrize(("example", "env", "app_name"), ENVIRONMENTS)
 def test_app_commands_per_environment(example: str, env: str, app_name: str) -> None:
     resolved = _resolve(example, env)
-    assert ops.rollback_command(resolved).argv == [
+    assert rollback_command(resolved).argv == [
         "modal", "app", "rollback", app_name, "--strategy", "rolling",
     ]
-    assert ops.rollback_command(resolved, "12").argv == [
+    assert rollback_command(resolved, "12").argv == [
         "modal", "app", "rollback", app_name, "v12", "--strategy", "rolling",
     ]
-    assert ops.logs_command(resolved, since="1h").argv == [
+    assert logs_command(resolved, since="1h").argv == [
         "modal", "app", "logs", app_name, "--since", "1h",
     ]
-    assert ops.logs_command(resolved, follow=True).argv == [
+    assert logs_command(resolved, follow=True).argv == [
         "modal", "app", "logs", app_name, "--follow",
     ]
-    assert ops.history_command(resolved).argv == ["modal", "app", "history", app_name, "--json"]
-    for command in (ops.rollback_command(resolved, "v3"), ops.logs_command(resolved, since="2h"),
-                    ops.logs_command(resolved, follow=True), ops.history_command(resolved)):
+    assert history_command(resolved).argv == ["modal", "app", "history", app_name, "--json"]
+    for command in (rollback_command(resolved, "v3"), logs_command(resolved, since="2h"),
+                    logs_command(resolved, follow=True), history_command(resolved)):
         name, params = modal_cli_parse(command.argv)
         assert params["app_identifier"] == app_name, command.argv
 
@@ -137,24 +143,24 @@ def test_modal_environment_and_strategy_reach_every_command() -> None:
     resolved = _variant("80b", production={
         "modal_environment": "inference-prod", "runtime": {"deploy_strategy": "recreate"},
     })
-    deploy = ops.deploy_command(resolved, Path("svc/app.py"), tag=None)
+    deploy = deploy_command(resolved, Path("svc/app.py"), tag=None)
     assert deploy.argv == [
         "modal", "deploy", "--env", "inference-prod", "--name", "qwen3-next-80b",
         "--strategy", "recreate", "app.py",
     ]
-    for command in (deploy, ops.rollback_command(resolved, "v2"), ops.history_command(resolved),
-                    ops.logs_command(resolved, since="30m")):
+    for command in (deploy, rollback_command(resolved, "v2"), history_command(resolved),
+                    logs_command(resolved, since="30m")):
         assert modal_cli_parse(command.argv)[1]["env"] == "inference-prod", command.argv
-    assert modal_cli_parse(ops.rollback_command(resolved).argv)[1]["strategy"] == "recreate"
+    assert modal_cli_parse(rollback_command(resolved).argv)[1]["strategy"] == "recreate"
 
 
 def test_bad_rollback_version_and_follow_with_since_are_refused() -> None:
     resolved = _resolve("32b", "production")
     with pytest.raises(OpsError, match="v12"):
-        ops.rollback_command(resolved, "last-tuesday")
-    assert ops.normalize_version(" v007 ") == "v7"
+        rollback_command(resolved, "last-tuesday")
+    assert normalize_version(" v007 ") == "v7"
     with pytest.raises(OpsError, match="--follow"):
-        ops.logs_command(resolved, since="1h", follow=True)
+        logs_command(resolved, since="1h", follow=True)
 
 
 @pytest.mark.parametrize(("line", "is_error"), [
@@ -167,7 +173,7 @@ def test_bad_rollback_version_and_follow_with_since_are_refused() -> None:
     ("Avg prompt throughput: 12.0 tokens/s, errors: 0", False),
 ])
 def test_errors_filter(line: str, is_error: bool) -> None:
-    assert ops.is_error_line(line) is is_error
+    assert is_error_line(line) is is_error
 
 
 # --- status -------------------------------------------------------------------------------------
@@ -190,16 +196,16 @@ def test_parse_history_newest_first_with_dirty_marker_and_tag() -> None:
         ["v10", "2026-11-28 10:00", "1.6.4", "ben", "9f8e7d6*", "9f8e7d6-dirty"],
         ["v1", "2026-11-26 08:00", "1.6.4", "ana", None, None],
     ])
-    history = ops.parse_history(text)
+    history = parse_history(text)
     assert [v.version for v in history] == ["v10", "v2", "v1"]
     newest = history[0]
     assert (newest.commit, newest.dirty, newest.tag) == ("9f8e7d6", True, "9f8e7d6-dirty")
     assert (history[2].commit, history[2].tag) == (None, None)
-    untagged = ops.parse_history(_history_json([["v1", "t", "1.6.4", "ana", "1a2b3c4"]],
+    untagged = parse_history(_history_json([["v1", "t", "1.6.4", "ana", "1a2b3c4"]],
                                                with_tag=False))
     assert untagged[0].tag is None and untagged[0].commit == "1a2b3c4"
     with pytest.raises(OpsError, match="not JSON"):
-        ops.parse_history("Error: something")
+        parse_history("Error: something")
 
 
 def test_status_compares_deployed_commit_with_checkout() -> None:
@@ -211,10 +217,10 @@ def test_status_compares_deployed_commit_with_checkout() -> None:
     dirty = GitState(same.commit, dirty=True)
     assert EnvironmentStatus("production", "svc", deployed, dirty).matches_checkout is False
     assert EnvironmentStatus("production", "svc", deployed, None).matches_checkout is None
-    line = ops.format_status(EnvironmentStatus("production", "svc", deployed, other))
+    line = format_status(EnvironmentStatus("production", "svc", deployed, other))
     assert "v4 commit 1a2b3c4" in line and "differs from this checkout (7777777)" in line
     missing = EnvironmentStatus("staging", "svc-staging", None, same)
-    assert ops.format_status(missing).endswith("svc-staging: not deployed")
+    assert format_status(missing).endswith("svc-staging: not deployed")
     assert missing.to_dict()["deployed"] is False
 
 
@@ -243,30 +249,30 @@ def _service_in_git(tmp_path: Path, example: str = "32b") -> Path:
 
 def test_git_state_clean_dirty_and_outside_git(tmp_path: Path) -> None:
     service = _service_in_git(tmp_path)
-    state = ops.git_state(service)
+    state = git_state(service)
     assert state is not None and not state.dirty
     assert state.commit == _git(service, "rev-parse", "HEAD") and state.tag == state.commit[:7]
     (service / "notes.txt").write_text("untracked counts, as in Modal's own commit record\n")
-    dirty = ops.git_state(service)
+    dirty = git_state(service)
     assert dirty is not None and dirty.dirty and dirty.tag == f"{state.short}-dirty"
     outside = tmp_path / "plain"
     outside.mkdir()
-    assert ops.git_state(outside) is None
+    assert git_state(outside) is None
 
 
 def test_production_from_a_dirty_tree_is_refused_unless_allowed(tmp_path: Path) -> None:
     service = _service_in_git(tmp_path)
-    clean = ops.prepare_deploy(ops.locate_service(service), "production", skip_check=True)
+    clean = prepare_deploy(locate_service(service), "production", skip_check=True)
     assert clean.command.argv[-5:] == ["--tag", clean.git.short, "--strategy", "rolling", "app.py"]
     (service / "app.py").write_text("# edited by hand\n")
     with pytest.raises(OpsError, match="uncommitted changes.*--allow-dirty"):
-        ops.prepare_deploy(ops.locate_service(service), "production", skip_check=True)
-    allowed = ops.prepare_deploy(
-        ops.locate_service(service), "production", allow_dirty=True, skip_check=True,
+        prepare_deploy(locate_service(service), "production", skip_check=True)
+    allowed = prepare_deploy(
+        locate_service(service), "production", allow_dirty=True, skip_check=True,
     )
     assert f"{clean.git.short}-dirty" in allowed.command.argv
     # Staging may run uncommitted work; the tag says so.
-    staging = ops.prepare_deploy(ops.locate_service(service), "staging", skip_check=True)
+    staging = prepare_deploy(locate_service(service), "staging", skip_check=True)
     assert staging.command.argv[staging.command.argv.index("--tag") + 1].endswith("-dirty")
     assert staging.notes == []
 
@@ -277,22 +283,22 @@ def test_production_outside_git_is_refused_and_spec_without_app_too(tmp_path: Pa
     (service / "deployment.yaml").write_text(EXAMPLES["32b"].read_text())
     (service / "app.py").write_text("")
     with pytest.raises(OpsError, match="not in a git checkout"):
-        ops.prepare_deploy(ops.locate_service(service), "production", skip_check=True)
-    untagged = ops.prepare_deploy(ops.locate_service(service), "staging", skip_check=True)
+        prepare_deploy(locate_service(service), "production", skip_check=True)
+    untagged = prepare_deploy(locate_service(service), "staging", skip_check=True)
     assert "--tag" not in untagged.command.argv
     with pytest.raises(OpsError, match="no rendered app.py"):
-        ops.prepare_deploy(ops.locate_service(EXAMPLES["32b"]), "staging")
+        prepare_deploy(locate_service(EXAMPLES["32b"]), "staging")
     with pytest.raises(OpsError, match="has no deployment.yaml"):
-        ops.locate_service(tmp_path)
+        locate_service(tmp_path)
 
 
 def test_production_notes_show_the_always_on_cost_and_url_lookup(tmp_path: Path) -> None:
     always_on = _variant("32b", production={"runtime": {"min_containers": 1}})
-    notes = "\n".join(ops.production_notes(always_on))
+    notes = "\n".join(production_notes(always_on))
     monthly = always_on.always_on_monthly_usd
     assert monthly > 1000 and f"${monthly:,.0f}/month" in notes
     assert "MODAL_ENDPOINT_URL" in notes and "Server.from_name('lift-sys-inference'" in notes
-    cold = "\n".join(ops.production_notes(_resolve("32b", "production")))
+    cold = "\n".join(production_notes(_resolve("32b", "production")))
     assert "$0/month" in cold and "600 s idle" in cold
 
 
@@ -319,7 +325,7 @@ def service(rendered_32b: Path, tmp_path: Path) -> Path:
 
 
 def test_deploy_of_a_clean_rendered_service(service: Path) -> None:
-    step = ops.prepare_deploy(ops.locate_service(service), "production")
+    step = prepare_deploy(locate_service(service), "production")
     head = _git(service, "rev-parse", "--short=7", "HEAD")
     assert step.command.argv == [
         "modal", "deploy", "--name", "lift-sys-inference", "--tag", head,
@@ -341,7 +347,7 @@ def test_deploy_notes_carry_the_plans_warnings(service: Path) -> None:
     )
     render(spec_file, service)
     _git(service, "commit", "-q", "-am", "20 concurrent")
-    notes = "\n".join(ops.prepare_deploy(ops.locate_service(service), "production").notes)
+    notes = "\n".join(prepare_deploy(locate_service(service), "production").notes)
     assert "plan: warning" in notes and "20" in notes
 
 
@@ -355,20 +361,20 @@ def test_stale_app_and_a_plan_that_does_not_fit_are_refused(service: Path) -> No
     spec_file.write_text(text.replace("\n  staging:\n", "\n  staging:\n    gpu: {type: A10G}\n"))
     _git(service, "commit", "-q", "-am", "staging on A10G")
     with pytest.raises(OpsError, match="rendered app is stale.*liftdeploy render"):
-        ops.prepare_deploy(ops.locate_service(service), "staging")
+        prepare_deploy(locate_service(service), "staging")
     render(service / "deployment.yaml", service)
     _git(service, "add", ".")
     _git(service, "commit", "-q", "-m", "re-render")
     with pytest.raises(OpsError, match="does not fit.*--skip-check"):
-        ops.prepare_deploy(ops.locate_service(service), "staging")
-    forced = ops.prepare_deploy(ops.locate_service(service), "staging", skip_check=True)
+        prepare_deploy(locate_service(service), "staging")
+    forced = prepare_deploy(locate_service(service), "staging", skip_check=True)
     assert forced.command.argv[3] == "lift-sys-inference-staging"
 
 
 def test_real_modal_deploy_imports_the_rendered_app_then_stops_at_login(service: Path) -> None:
-    step = ops.prepare_deploy(ops.locate_service(service), "staging")
+    step = prepare_deploy(locate_service(service), "staging")
     with pytest.raises(ModalCommandError) as caught:
-        ops.run_modal(step.command, capture=True)
+        run_modal(step.command, capture=True)
     # Modal imported app.py (LIFTDEPLOY_ENV=staging picked a known overlay) and only then asked
     # for credentials; a broken app or a bad environment would fail before the token check.
     assert "Token missing" in caught.value.stderr_tail
@@ -394,9 +400,9 @@ def test_cli_deploy_dry_run_of_a_rendered_service(service: Path) -> None:
 
 
 def test_failing_modal_command_becomes_ops_error_with_stderr_tail() -> None:
-    command = ops.history_command(_resolve("32b", "production"))
+    command = history_command(_resolve("32b", "production"))
     with pytest.raises(ModalCommandError) as caught:
-        ops.run_modal(command, capture=True)
+        run_modal(command, capture=True)
     error = caught.value
     assert error.returncode != 0 and "Token missing" in error.stderr_tail
     assert "modal app history lift-sys-inference --json" in str(error)
@@ -415,7 +421,7 @@ def test_runner_streams_filtered_lines_and_echoes_stderr(
         "sys.exit(3)\n"
     )
     with pytest.raises(ModalCommandError) as caught:
-        ops.run_modal(Command([sys.executable, "-c", script]), line_filter=ops.is_error_line)
+        run_modal(Command([sys.executable, "-c", script]), line_filter=is_error_line)
     out, err = capsys.readouterr()
     assert out == "ERROR 11-28 engine died\nTraceback (most recent call last):\n"
     assert err == "progress on stderr\n"
@@ -429,18 +435,18 @@ def test_modal_deploy_of_a_broken_app_reports_its_error(tmp_path: Path) -> None:
         ["modal", "deploy", "app.py"], env={"LIFTDEPLOY_ENV": "staging"}, cwd=tmp_path
     )
     with pytest.raises(ModalCommandError, match="broken app module"):
-        ops.run_modal(command, capture=True)
+        run_modal(command, capture=True)
 
 
 def test_missing_modal_cli_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with pytest.raises(OpsError, match="cannot run .*liftdeploy-no-such-program"):
-        ops.run_modal(Command(["liftdeploy-no-such-program", "app", "list"]))
+        run_modal(Command(["liftdeploy-no-such-program", "app", "list"]))
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     with pytest.raises(OpsError, match="pip install modal"):
-        ops.run_modal(Command(["modal", "app", "list"]))
+        run_modal(Command(["modal", "app", "list"]))
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -580,7 +586,7 @@ def test_no_secret_value_in_any_output_or_argv(tmp_path: Path) -> None:
             assert value not in result.stdout and value not in result.stderr
     assert "from $HF_TOKEN" in runs[0].stdout and "from $VLLM_API_KEY" in runs[0].stdout
     assert "modal deploy --name lift-sys-inference-staging" in runs[3].stdout
-    step = ops.prepare_deploy(ops.locate_service(tmp_path), "staging", skip_check=True)
+    step = prepare_deploy(locate_service(tmp_path), "staging", skip_check=True)
     for value in env.values():
         assert value not in " ".join(step.command.argv) and value not in str(step.command.env)
 

@@ -16,7 +16,7 @@ import pytest
 from hub_standin import hub_standin
 from liftdeploy.planner.arch import load_architecture
 from liftdeploy.planner.checkpoint import HEADERS_FILE
-from liftdeploy.planner.hub import cached_config_dir
+from liftdeploy.planner.hub_config import cached_config_dir
 from liftdeploy.planner.memory import formula_weights_per_rank, weights_per_rank
 from liftdeploy.twin.tinymodel import build_family_model
 from test_planner_families import safetensors_bytes

@@ -22,10 +22,12 @@ from liftdeploy.client.routing import RELEASE_KEY, ReleaseRouter, RoutedClient
 from liftdeploy.errors import OpsError
 from liftdeploy.ops import release as rel
 from liftdeploy.ops.http import smoke, warmup
-from liftdeploy.ops.modal_cli import Command, ModalCommandError, locate_service
+from liftdeploy.ops.modal_commands import Command
+from liftdeploy.ops.modal_runner import ModalCommandError
 from liftdeploy.ops.release_verdict import (
     ReleaseWindow, format_table, judge, window_from_metrics, window_from_server_stats,
 )
+from liftdeploy.ops.service_files import locate_service
 from liftdeploy.spec.model import ReleaseSection
 from liftdeploy.spec.specfile import load_spec
 from test_ops import _cli, _service_in_git, _variant, modal_cli_parse, no_modal_token  # noqa: F401

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from liftdeploy.ops.modal_cli import stop_command
+from liftdeploy.ops.modal_commands import stop_command
 from test_ops import ENVIRONMENTS, _resolve, _variant, modal_cli_parse, no_modal_token  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

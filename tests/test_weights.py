@@ -17,7 +17,7 @@ import pytest
 
 from liftdeploy.cli.main import main
 from liftdeploy.errors import OpsError
-from liftdeploy.ops.hub import pin, resolve_revision
+from liftdeploy.ops.pinning import pin, resolve_revision
 from liftdeploy.spec.model import pinning_problem
 from liftdeploy.spec.specfile import load_spec
 
@@ -439,7 +439,7 @@ def _modal_run_params(argv: list[str]) -> tuple[dict[str, object], list[str]]:
 
 
 def test_download_command_parses_with_modals_cli(tmp_path: Path) -> None:
-    from liftdeploy.ops.modal_cli import download_command
+    from liftdeploy.ops.modal_commands import download_command
     from liftdeploy.spec.specfile import read_yaml, spec_from_data
 
     data = read_yaml(EXAMPLE_32B)
@@ -464,9 +464,9 @@ def test_cli_download_dry_run_and_the_real_modal_run(
     rendered_80b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from liftdeploy.ops.modal_cli import (
-        ModalCommandError, locate_service, prepare_download, run_modal,
-    )
+    from liftdeploy.ops.deploy_policy import prepare_download
+    from liftdeploy.ops.modal_runner import ModalCommandError, run_modal
+    from liftdeploy.ops.service_files import locate_service
 
     assert main(["download", str(rendered_80b), "--env", "staging", "--dry-run"]) == 0
     assert capsys.readouterr().out == (
@@ -492,7 +492,8 @@ def test_download_refuses_a_stale_app_without_suggesting_skip_check(
     spec = service / "deployment.yaml"
     spec.write_text(spec.read_text().replace(
         "c5f5f263bdd5cc134092897864e8905d8fe7b928", "d" * 40))
-    from liftdeploy.ops.modal_cli import locate_service, prepare_download
+    from liftdeploy.ops.deploy_policy import prepare_download
+    from liftdeploy.ops.service_files import locate_service
 
     with pytest.raises(OpsError, match="stale") as caught:
         prepare_download(locate_service(service), "staging")

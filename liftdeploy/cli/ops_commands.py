@@ -1,7 +1,9 @@
 """bootstrap, deploy, status, rollback, logs, stop, audit-endpoints: Modal-side operations.
 
-The work is in liftdeploy.ops.modal_cli (modal CLI commands), liftdeploy.ops.modal_sdk (bootstrap through
-Modal's SDK) and liftdeploy.ops.audit; these handlers parse, print and pick exit codes.
+The work is in liftdeploy.ops.modal_commands (modal CLI commands, run by ops.modal_runner),
+liftdeploy.ops.deploy_policy (the checks before a deploy), liftdeploy.ops.status,
+liftdeploy.ops.modal_sdk (bootstrap through Modal's SDK) and liftdeploy.ops.audit; these handlers
+parse, print and pick exit codes.
 """
 
 from __future__ import annotations
@@ -111,7 +113,9 @@ def bootstrap(args: argparse.Namespace) -> int:
 
 
 def deploy(args: argparse.Namespace) -> int:
-    from liftdeploy.ops.modal_cli import locate_service, prepare_deploy, run_modal
+    from liftdeploy.ops.deploy_policy import prepare_deploy
+    from liftdeploy.ops.modal_runner import run_modal
+    from liftdeploy.ops.service_files import locate_service
 
     step = prepare_deploy(
         locate_service(args.spec), args.env,
@@ -144,7 +148,9 @@ def _print_url(resolved: ResolvedDeployment) -> None:
 
 
 def status(args: argparse.Namespace) -> int:
-    from liftdeploy.ops.modal_cli import environment_status, format_status, git_state, locate_service
+    from liftdeploy.ops.git_state import git_state
+    from liftdeploy.ops.service_files import locate_service
+    from liftdeploy.ops.status import environment_status, format_status
 
     service = locate_service(args.spec)
     spec = common.load(str(service.spec_path))
@@ -160,7 +166,8 @@ def status(args: argparse.Namespace) -> int:
 
 
 def rollback(args: argparse.Namespace) -> int:
-    from liftdeploy.ops.modal_cli import rollback_command, run_modal
+    from liftdeploy.ops.modal_commands import rollback_command
+    from liftdeploy.ops.modal_runner import run_modal
 
     command = rollback_command(common.resolve(args.spec, args.env), args.to)
     if args.dry_run:
@@ -172,7 +179,8 @@ def rollback(args: argparse.Namespace) -> int:
 
 
 def stop(args: argparse.Namespace) -> int:
-    from liftdeploy.ops.modal_cli import run_modal, stop_command
+    from liftdeploy.ops.modal_commands import stop_command
+    from liftdeploy.ops.modal_runner import run_modal
 
     resolved = common.resolve(args.spec, args.env)
     command = stop_command(resolved)
@@ -208,7 +216,8 @@ def _confirm_stop(app_name: str) -> None:
 
 
 def logs(args: argparse.Namespace) -> int:
-    from liftdeploy.ops.modal_cli import is_error_line, logs_command, run_modal
+    from liftdeploy.ops.modal_commands import is_error_line, logs_command
+    from liftdeploy.ops.modal_runner import run_modal
 
     resolved = common.resolve(args.spec, args.env)
     command = logs_command(resolved, since=args.since, follow=args.follow)

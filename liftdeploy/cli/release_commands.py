@@ -62,8 +62,8 @@ def _percent(value: str) -> float:
 
 
 def _release(spec: str) -> Release:
-    from liftdeploy.ops.modal_cli import locate_service
     from liftdeploy.ops.release import ModalDictStore, Release
+    from liftdeploy.ops.service_files import locate_service
 
     service = locate_service(spec)
     resolved = common.load(str(service.spec_path)).resolve()
@@ -72,8 +72,9 @@ def _release(spec: str) -> Release:
 
 def start(args: argparse.Namespace) -> int:
     if args.dry_run:
-        from liftdeploy.ops.modal_cli import locate_service, prepare_deploy
+        from liftdeploy.ops.deploy_policy import prepare_deploy
         from liftdeploy.ops.release import candidate_deploy_command
+        from liftdeploy.ops.service_files import locate_service
 
         service = locate_service(args.spec)
         resolved = common.load(str(service.spec_path)).resolve()

@@ -1,7 +1,7 @@
 """pin, download: the weights a service serves, fixed to a commit and fetched onto its Volume.
 
-The work is in liftdeploy.ops.hub (the Hub lookup and the in-place edit) and
-liftdeploy.ops.modal_cli (the `modal run` of the app's download function).
+The work is in liftdeploy.ops.pinning (the Hub lookup and the in-place edit) and
+liftdeploy.ops.deploy_policy (the checks before the `modal run` of the app's download function).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def pin(args: argparse.Namespace) -> int:
-    from liftdeploy.ops.hub import pin as pin_revisions
+    from liftdeploy.ops.pinning import pin as pin_revisions
 
     path = common.spec_path(args.spec)
     changes, notes = pin_revisions(path, args.env)
@@ -51,8 +51,9 @@ def pin(args: argparse.Namespace) -> int:
 
 
 def download(args: argparse.Namespace) -> int:
-    from liftdeploy.ops.modal_cli import locate_service, prepare_download, run_modal
-
+    from liftdeploy.ops.deploy_policy import prepare_download
+    from liftdeploy.ops.modal_runner import run_modal
+    from liftdeploy.ops.service_files import locate_service
     from liftdeploy.spec.model import revision_warnings
 
     service = locate_service(args.spec)

@@ -10,7 +10,7 @@ candidate with production over the same window (Modal's own counts, see release_
 the candidate; `abort` sets the share to 0 and stops the candidate. Each step is written to the
 record before it is taken, so an interrupted promote or abort is finished by running it again;
 both are no-ops once done. Every `modal` command is built by a pure function (tests parse them
-with modal's own CLI) and run by modal_cli.run_modal.
+with modal's own CLI) and run by modal_runner.run_modal.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from typing import Any
 from liftdeploy.client.endpoints import SERVER_CLASS_NAME
 from liftdeploy.client.routing import RELEASE_KEY, ShareStore, candidate_app_name
 from liftdeploy.errors import OpsError
-from liftdeploy.ops.modal_cli import (
-    MODAL, Command, ModalCommandError, Service, _env_args, environment_status, git_state,
-    prepare_deploy, run_modal,
-)
+from liftdeploy.ops.deploy_policy import prepare_deploy
+from liftdeploy.ops.git_state import git_state
+from liftdeploy.ops.modal_commands import MODAL, Command, env_args
+from liftdeploy.ops.modal_runner import ModalCommandError, run_modal
 from liftdeploy.ops.release_verdict import ReleaseWindow, Verdict, judge
+from liftdeploy.ops.service_files import ServiceFiles
+from liftdeploy.ops.status import environment_status
 from liftdeploy.spec.model import _MAX_APP_NAME, ResolvedDeployment
 
 DONE_PHASES = ("promoted", "aborted")
@@ -64,7 +66,7 @@ def promote_deploy_command(deploy: Command) -> Command:
 def stop_command(resolved: ResolvedDeployment) -> Command:
     """`modal app stop <app>-candidate --yes`: the candidate's containers end at once."""
     return Command([MODAL, "app", "stop", candidate_app_name(resolved), "--yes",
-                    *_env_args(resolved)])
+                    *env_args(resolved)])
 
 
 def candidate_url(resolved: ResolvedDeployment) -> str:
@@ -137,7 +139,7 @@ class Release:
     """The release of one service's production. Modal is reached only through `run` (modal CLI
     commands), `store` (the release Dict), `lookup_url`, `probe` and `windows`."""
 
-    service: Service
+    service: ServiceFiles
     resolved: ResolvedDeployment
     """production, resolved from the working tree's spec."""
     store: ShareStore

@@ -1,7 +1,7 @@
 """The planner: will a resolved spec fit its GPUs, how much KV cache, how fast, what it costs.
 
 `report` assembles a `Plan` from `arch` (the model's architecture: config.json, the catalog, or
-config.json alone fetched from the Hub by `hub`), `memory` (weights, KV bytes, activation and
+config.json alone fetched from the Hub by `hub_config`), `memory` (weights, KV bytes, activation and
 CUDA-graph estimates), `checks` (verdicts with fixes) and `prices` (live Modal rates); `advice`
 turns a plan into settings that fit (`plan --suggest`). Arithmetic over the spec: it imports
 only the spec part, never vllm, torch, modal or copier (huggingface_hub only to fetch a

@@ -1,6 +1,6 @@
 """Model architecture for the planner: from a local config.json, the local Hugging Face cache,
-the shipped catalog, or the model's config.json read from the Hub (`hub`), normalised into one
-small typed record.
+the shipped catalog, or the model's config.json read from the Hub (`hub_config`), normalised into
+one small typed record.
 
 Reading config.json is plain JSON: no transformers, no weights; the network only for a model
 nothing local knows (one small file, then cached).
@@ -16,7 +16,7 @@ from typing import Any
 
 from liftdeploy.errors import PlanError
 from liftdeploy.planner import checkpoint as safetensors_headers
-from liftdeploy.planner import hub
+from liftdeploy.planner import hub_config
 from liftdeploy.spec import catalog
 from liftdeploy.spec.model import revision_problem
 
@@ -423,15 +423,16 @@ def load_architecture(model_id: str, revision: str | None = None, *,
     path = local_config_path(model_id, revision)
     where, headers = None, None
     if path is None:
-        path = hub.cached_config_path(model_id, revision)
-        where = hub.CACHED_SOURCE
+        path = hub_config.cached_config_path(model_id, revision)
+        where = hub_config.CACHED_SOURCE
     entry = catalog.model_arch(model_id)
     if path is None and entry is not None:
         return from_config(entry.config, model_id=entry.model_id, source=entry.source)
     if path is None and fetch and "/" in model_id and not Path(model_id).expanduser().exists():
-        path = hub.fetch_config(model_id, revision)
-        where = f"fetched from {hub.hub_endpoint()}/{model_id}"
-        headers = safetensors_headers.fetch(model_id, revision, path.parent, hub.hub_endpoint())
+        path = hub_config.fetch_config(model_id, revision)
+        where = f"fetched from {hub_config.hub_endpoint()}/{model_id}"
+        headers = safetensors_headers.fetch(
+            model_id, revision, path.parent, hub_config.hub_endpoint())
     if path is None:
         known = ", ".join(catalog.models())
         raise PlanError(
@@ -439,7 +440,7 @@ def load_architecture(model_id: str, revision: str | None = None, *,
             f"Hugging Face cache, and not in the catalog ({known}). Use a directory with its "
             f"config.json as model.id, or an `org/name` model id on the Hub"
         )
-    arch = from_config(hub.read_config(path), model_id=model_id,
+    arch = from_config(hub_config.read_config(path), model_id=model_id,
                        source=f"{path} ({where})" if where else str(path))
     arch = replace(arch, checkpoint=headers or _checkpoint_beside(path, cached=where is not None))
     if arch.params_total_b is None and entry is not None:  # keep the published count
