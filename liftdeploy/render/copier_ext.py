@@ -189,16 +189,27 @@ class Service:
         return SENTRY_SDK_VERSION
 
     def vllm_args(self) -> str:
-        """The argv of every environment, for the app module's `VLLM_ARGS` (a dict literal the
-        template indexes): from the library's one argv function, one flag and value per line."""
+        """The app module's `VLLM_ARGS` expression: each environment's argv from the library's
+        one argv function, written once. A value every environment shares and a named constant
+        holds is written as that constant; what differs is a dict indexed by ARGV_ENVIRONMENT
+        (a rehearsal runs another environment's argv, so per-environment constants, which
+        follow ENVIRONMENT, never stand in for its values)."""
         from liftdeploy.render.vllm_args import server_args
 
-        blocks = []
-        for env, resolved in self.resolved.items():
-            argv = server_args(resolved, self.sized(env).lifecycle)
-            lines = "".join(f"\n        {line}" for line in _argv_lines(argv))
-            blocks.append(f"\n    {py(env)}: [{lines}\n    ],")
-        return "{" + "".join(blocks) + "\n}"
+        per_env = {env: _argv_lines(server_args(resolved, self.sized(env).lifecycle),
+                                    self._shared_constants())
+                   for env, resolved in self.resolved.items()}
+        return _merged_lines(per_env)
+
+    def _shared_constants(self) -> dict[str, tuple[str, str]]:
+        """Flag -> (its value as text, the app's constant that holds it) for the constants every
+        environment agrees on."""
+        found = {"--port": (str(self.port), "str(VLLM_PORT)")}
+        for flag, (value, name) in ARGV_CONSTANTS.items():
+            values = {str(APP_VALUES[value](r, self.sized(env))) for env, r in self.resolved.items()}
+            if len(values) == 1:
+                found[flag] = (values.pop(), name)
+        return found
 
     @property
     def python_version(self) -> str:
@@ -452,15 +463,71 @@ def python_module(source: str, filename: str = "app.py") -> str:
     return source
 
 
-def _argv_lines(argv: list[str]) -> list[str]:
-    """Group a flag with the values that follow it: `"--model", "Qwen/...",` per line."""
+# Flags whose value the app also holds in a named constant: (APP_VALUES key, how the argv
+# writes the constant).
+ARGV_CONSTANTS = {
+    "--model": ("model_id", "MODEL_ID"),
+    "--revision": ("model_revision", "MODEL_REVISION"),
+    "--max-num-seqs": ("max_concurrency", "str(MAX_CONCURRENCY)"),
+}
+
+
+def _argv_lines(argv: list[str], constants: dict[str, tuple[str, str]]) -> list[str]:
+    """Group a flag with the values that follow it: `"--model", MODEL_ID,` per line, a value
+    written as its constant where `constants` (flag -> (value, code)) names one."""
     groups: list[list[str]] = []
     for token in argv:
         if token.startswith("--") or not groups:
             groups.append([token])
         else:
             groups[-1].append(token)
-    return [", ".join(py(t) for t in group) + "," for group in groups]
+    lines = []
+    for group in groups:
+        flag, *values = group
+        shared = constants.get(flag)
+        if shared and values == [shared[0]]:
+            lines.append(f"{py(flag)}, {shared[1]},")
+        else:
+            lines.append(", ".join(py(t) for t in group) + ",")
+    return lines
+
+
+def _list_of_lines(lines: list[str]) -> str:
+    """A list literal of argv lines inside the per-environment dict: one line when short."""
+    one_line = "[" + " ".join(lines).rstrip(",") + "]"
+    if len(one_line) <= 72:
+        return one_line
+    return "[" + "".join(f"\n            {line}" for line in lines) + "\n        ]"
+
+
+def _merged_lines(per_env: dict[str, list[str]]) -> str:
+    """One list literal from each environment's argv lines: the lines every environment has,
+    in order, once; between them, what each environment adds as a dict indexed by
+    ARGV_ENVIRONMENT and unpacked in place."""
+    import difflib
+
+    envs = list(per_env)
+    common = per_env[envs[0]]
+    for env in envs[1:]:  # the lines all environments share, in argv order
+        matcher = difflib.SequenceMatcher(a=common, b=per_env[env], autojunk=False)
+        common = [line for block in matcher.get_matching_blocks()
+                  for line in common[block.a:block.a + block.size]]
+    out: list[str] = []
+    positions = {env: 0 for env in envs}
+    for line in [*common, None]:
+        extra = {}
+        for env in envs:
+            lines = per_env[env]
+            end = lines.index(line, positions[env]) if line is not None else len(lines)
+            extra[env] = lines[positions[env]:end]
+            positions[env] = end + 1
+        if any(extra.values()):
+            items = "".join(f"\n        {py(env)}: {_list_of_lines(lines)},"
+                            for env, lines in extra.items())
+            out.append(f"*{{{items}\n    }}[ARGV_ENVIRONMENT],")
+        if line is not None:
+            out.append(line)
+    return "[" + "".join(f"\n    {line}" for line in out) + "\n]"
 
 
 def runtime_source(filename: str) -> str:
