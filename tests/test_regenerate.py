@@ -246,3 +246,53 @@ def test_copier_update_of_a_custom_service_says_to_render_in_one_line(
         "this service was rendered by `liftdeploy render` from a spec of its own, which "
         "Copier's answers do not hold; regenerate it with `liftdeploy render .`"]
     assert snapshot(service) == before
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _assignment(lines: list[str], name: str) -> list[str]:
+    """The lines that assign `name` at module level: one line, or a literal to its closing line
+    (per-environment values render as a dict)."""
+    (start,) = [i for i, line in enumerate(lines) if line.startswith(f"{name} = ")]
+    end = start
+    if lines[start].rstrip().endswith(("{", "[", "(")):
+        while not lines[end].startswith(("}", "]", ")")):
+            end += 1
+    return lines[start:end + 1]
+
+
+def test_a_comment_above_a_spec_controlled_line_survives_render(tmp_path: Path) -> None:
+    """Issue 28 item 5: a comment above the lines a spec value renders, then `set` that value
+    and `render .`: no conflict, the comment stays, the new value is applied."""
+    (tmp_path / "init").mkdir()
+    made = _cli("init", "commented", "--model-id", "Qwen/Qwen2.5-Coder-32B-Instruct",
+                cwd=tmp_path / "init")
+    assert made.returncode == 0, made.stderr
+    # Rendered by liftdeploy, so the merge base is the kept last render (a Copier-made
+    # service's base is re-rendered from its recorded template commit).
+    service = tmp_path / "commented"
+    rendered = _cli("render", str(tmp_path / "init" / "commented"), "-o", str(service),
+                    cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    git(service, "init", "-q", "-b", "main")
+    commit_all(service, "init")
+    app = service / "app.py"
+    lines = app.read_text().splitlines()
+    before = _assignment(lines, "MAX_CONTAINERS")  # what runtime.max_containers renders
+    comment = "# hand note: raised for the launch week, see ticket OPS-12"
+    lines.insert(lines.index(before[0]), comment)
+    app.write_text("\n".join(lines) + "\n")
+    commit_all(service, "a comment")
+    changed = _cli("set", ".", "runtime.max_containers=3", cwd=service)
+    assert changed.returncode == 0, changed.stderr
+    rendered = _cli("render", ".", cwd=service)
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    fresh = _assignment((service / PRISTINE_DIR / "app.py").read_text().splitlines(),
+                        "MAX_CONTAINERS")
+    assert fresh != before  # the spec change reached the render
+    merged = app.read_text().splitlines()
+    at = merged.index(comment)
+    assert merged[at + 1:at + 1 + len(fresh)] == fresh
