@@ -33,7 +33,7 @@ from liftdeploy.runtime.monitor import (
     AlertNotSent,
     Monitor,
     Thresholds,
-    Window,
+    TrafficWindow,
     engine_counters,
     post_alert,
     window_between,
@@ -348,7 +348,7 @@ def _check_runs(state: dict[str, Any], now: float = 10_000.0) -> Monitor:
     assert math.isfinite(since) and now - 3600 <= since <= now
     window = watch.engine_window(exposition(30, 6, 4, [3.0] * 20))
     assert window is None or (window.requests >= 0 and window.errors >= 0)
-    watch.check([window, Window("test", requests=1)], lambda text: None, now=now)
+    watch.check([window, TrafficWindow("test", requests=1)], lambda text: None, now=now)
     json.dumps(state[STATE_KEY], allow_nan=False)
     return watch
 
@@ -384,7 +384,7 @@ def test_good_saved_state_is_kept_whole(caplog: pytest.LogCaptureFixture) -> Non
     state: dict[str, Any] = {}
     with caplog.at_level(logging.WARNING, logger="liftdeploy.monitor"):
         Monitor("svc", Thresholds(), state).check(
-            [Window("test", requests=20, errors=10)], lambda text: None, now=100.0)
+            [TrafficWindow("test", requests=20, errors=10)], lambda text: None, now=100.0)
         watch = _check_runs(state, now=400.0)
     assert caplog.records == []
     assert watch.since(500.0, 300) == 400.0

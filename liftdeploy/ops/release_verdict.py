@@ -88,7 +88,7 @@ def window_from_metrics(text: str) -> ReleaseWindow:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ReleaseVerdict:
     outcome: Outcome
     reasons: list[str]
 
@@ -97,12 +97,12 @@ class Verdict:
 
 
 def judge(candidate: ReleaseWindow, production: ReleaseWindow,
-          thresholds: ReleaseSection) -> Verdict:
+          thresholds: ReleaseSection) -> ReleaseVerdict:
     """pass, fail or wait (too few candidate requests to judge). A rate fails only when it is
     above its threshold and above production's own (a bad hour for both is not the release's
     fault); latency fails when the candidate's p95 is more than the ratio times production's."""
     if candidate.requests < thresholds.min_requests:
-        return Verdict("wait", [
+        return ReleaseVerdict("wait", [
             f"the candidate served {candidate.requests} requests, fewer than "
             f"release.min_requests {thresholds.min_requests}; send it more traffic (raise "
             f"release.share_percent, or `liftdeploy loadtest --url` it) and ask again"])
@@ -123,10 +123,10 @@ def judge(candidate: ReleaseWindow, production: ReleaseWindow,
             reasons.append(f"p95 latency {p95:.3g} s is {p95 / base:.2f}x production's "
                            f"{base:.3g} s (allowed {ratio:g}x)")
     if reasons:
-        return Verdict("fail", reasons)
+        return ReleaseVerdict("fail", reasons)
     note = ("" if p95 is not None and base else
             "; latency not compared (no p95 on one side)")
-    return Verdict("pass", [f"within every threshold over {candidate.requests} candidate "
+    return ReleaseVerdict("pass", [f"within every threshold over {candidate.requests} candidate "
                             f"requests{note}"])
 
 

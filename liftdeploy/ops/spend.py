@@ -43,7 +43,7 @@ PERIODS = ("today", "yesterday", "this-week", "last-week", "this-month", "last-m
 # --- the window --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Window:
+class SpendWindow:
     """[start, end) in UTC, both on hour boundaries (Modal bills whole intervals)."""
 
     start: datetime
@@ -56,7 +56,7 @@ class Window:
 
 
 def window_for(period: str | None = None, since: str | None = None, until: str | None = None,
-               now: datetime | None = None) -> Window:
+               now: datetime | None = None) -> SpendWindow:
     """The window of `--for PERIOD` or `--since DATE [--until DATE]` (default: this month),
     ending at the last whole hour before `now` unless the period ends earlier. Calendar periods
     are UTC days, the way Modal's daily intervals are aligned."""
@@ -71,7 +71,7 @@ def window_for(period: str | None = None, since: str | None = None, until: str |
         if start >= end:
             end_text = f"--until {until}" if until else "now"
             raise OpsError(f"--since {since} is not before {end_text}; give an earlier --since")
-        return Window(start, end)
+        return SpendWindow(start, end)
     name = (period or "this-month").strip().lower().replace(" ", "-")
     monday = today - timedelta(days=today.weekday())
     last_month = (month - DAY).replace(day=1)
@@ -92,7 +92,7 @@ def window_for(period: str | None = None, since: str | None = None, until: str |
                        f"(e.g. --for 7d)")
     if end <= start:
         raise OpsError(f"--for {period}: no whole hour has passed yet in it; try --for yesterday")
-    return Window(start, end)
+    return SpendWindow(start, end)
 
 
 def _parse_date(text: str, option: str) -> datetime:
@@ -240,7 +240,7 @@ class EnvironmentSpend:
 @dataclass(frozen=True)
 class SpendReport:
     service: str
-    window: Window
+    window: SpendWindow
     source: str
     environments: list[EnvironmentSpend]
 
@@ -258,7 +258,7 @@ class SpendReport:
         }
 
 
-def report_span(window: Window) -> tuple[datetime, datetime]:
+def report_span(window: SpendWindow) -> tuple[datetime, datetime]:
     """What to ask Modal for: the window, extended back to the start of the month it ends in
     (for the month-to-date figures)."""
     month_start = (window.end - HOUR).replace(day=1, hour=0)
@@ -269,7 +269,7 @@ def spend_report(
     spec: ModelDeployment,
     environments: list[str],
     items: Iterable[BillingRow],
-    window: Window,
+    window: SpendWindow,
     *,
     source: str,
     readings: dict[str, list[TokenReading]] | None = None,
@@ -301,18 +301,18 @@ def spend_report(
     return SpendReport(spec.name, window, source, result)
 
 
-def _days(window: Window) -> list[date]:
+def _days(window: SpendWindow) -> list[date]:
     first, last = window.start.date(), (window.end - HOUR).date()
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def _hours_in(day: date, window: Window) -> list[datetime]:
+def _hours_in(day: date, window: SpendWindow) -> list[datetime]:
     start = max(window.start, datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
     end = min(window.end, datetime(day.year, day.month, day.day, tzinfo=timezone.utc) + DAY)
     return [start + i * HOUR for i in range(int((end - start) / HOUR))]
 
 
-def _day(resolved: ResolvedDeployment, bill: Hourly, day: date, window: Window) -> DaySpend:
+def _day(resolved: ResolvedDeployment, bill: Hourly, day: date, window: SpendWindow) -> DaySpend:
     hours = _hours_in(day, window)
     price = resolved.container_hour_usd()
     runtime = resolved.runtime
@@ -410,7 +410,7 @@ def _likely_cause(resolved: ResolvedDeployment, d: DaySpend) -> tuple[str, str]:
     )
 
 
-def _month_to_date(resolved: ResolvedDeployment, bill: Hourly, window: Window) -> MonthToDate:
+def _month_to_date(resolved: ResolvedDeployment, bill: Hourly, window: SpendWindow) -> MonthToDate:
     end = window.end
     start = (end - HOUR).replace(day=1, hour=0)
     hours = int((end - start) / HOUR)
@@ -441,7 +441,7 @@ def _month_to_date(resolved: ResolvedDeployment, bill: Hourly, window: Window) -
 # --- tokens ------------------------------------------------------------------------------------
 
 def token_cost(
-    resolved: ResolvedDeployment, bill: Hourly, readings: list[TokenReading], window: Window,
+    resolved: ResolvedDeployment, bill: Hourly, readings: list[TokenReading], window: SpendWindow,
     *, note: str | None = None,
 ) -> TokenCost:
     """$ per million output tokens between the first and last readings inside the window; the

@@ -131,7 +131,7 @@ except ImportError:  # pragma: no cover - vLLM always has it
 
 
 @dataclass(frozen=True)
-class Verdict:
+class AnswerVerdict:
     """What the guard decided about one choice."""
 
     kind: str
@@ -477,34 +477,37 @@ def schema_violation(value: Any, schema: dict[str, Any] | bool) -> str | None:
 
 
 def judge_answer(text: str | None, schema: dict[str, Any] | bool, finish_reason: str | None,
-                 *, budget_s: float | None = None) -> Verdict:
+                 *, budget_s: float | None = None) -> AnswerVerdict:
     """Decides what to return for one choice's text, within budget_s seconds when given."""
     _budget.deadline = None if budget_s is None else time.monotonic() + budget_s
     try:
         return _judge(text, schema, finish_reason)
     except TooExpensive:
-        return Verdict("unchecked", None, f"the schema is too expensive to check (over "
+        return AnswerVerdict("unchecked", None, f"the schema is too expensive to check (over "
                        f"{budget_s:g} s; a `pattern` with nested repetition is the usual cause)")
     finally:
         _budget.deadline = None
 
 
-def _judge(text: str | None, schema: dict[str, Any] | bool, finish_reason: str | None) -> Verdict:
+def _judge(
+    text: str | None, schema: dict[str, Any] | bool, finish_reason: str | None
+) -> AnswerVerdict:
     if finish_reason == "length":
-        return Verdict("incomplete", text)
+        return AnswerVerdict("incomplete", text)
     if text is None:
-        return Verdict("invalid_json", None, "the answer is empty")
+        return AnswerVerdict("invalid_json", None, "the answer is empty")
     kind, candidate = "valid", text
     try:
         value = parse_strict(text)
     except (ValueError, RecursionError) as err:
         candidate = escape_control_characters(text)
         if candidate == text:
-            return Verdict("invalid_json", None, f"the answer is not valid JSON ({err})")
+            return AnswerVerdict("invalid_json", None, f"the answer is not valid JSON ({err})")
         try:
             value = parse_strict(candidate)
         except (ValueError, RecursionError) as repaired_err:
-            return Verdict("invalid_json", None, f"the answer is not valid JSON ({repaired_err})")
+            return AnswerVerdict("invalid_json", None,
+                                 f"the answer is not valid JSON ({repaired_err})")
         kind = "repaired"
     try:
         problem = schema_violation(value, schema)
@@ -513,13 +516,13 @@ def _judge(text: str | None, schema: dict[str, Any] | bool, finish_reason: str |
     except Exception as err:  # noqa: BLE001 - a schema jsonschema cannot evaluate must not crash the server
         remote = _remote_cause(err)
         if remote is not None:
-            return Verdict("unchecked", None, f"the answer could not be checked: the schema "
+            return AnswerVerdict("unchecked", None, f"the answer could not be checked: the schema "
                            f"refers to {remote.uri!r}, outside itself, which is never fetched")
-        return Verdict("unchecked", None, f"the answer could not be checked: jsonschema cannot "
-                       f"evaluate the schema ({err})")
+        return AnswerVerdict("unchecked", None, f"the answer could not be checked: jsonschema "
+                             f"cannot evaluate the schema ({err})")
     if problem is not None:
-        return Verdict("schema_violation", None, f"the answer breaks its schema {problem}")
-    return Verdict(kind, candidate)
+        return AnswerVerdict("schema_violation", None, f"the answer breaks its schema {problem}")
+    return AnswerVerdict(kind, candidate)
 
 
 def _choice_text(choice: dict[str, Any]) -> tuple[str | None, Callable[[str], None]]:
@@ -644,7 +647,7 @@ class StructuredOutputGuard:
                            attempt)
 
     async def _answer(self, response: _BufferedResponse,
-                      judged: tuple[dict[str, Any], list[Any], list[Verdict]], path: str,
+                      judged: tuple[dict[str, Any], list[Any], list[AnswerVerdict]], path: str,
                       send: Send, backend: str | None, extra_headers: list[tuple[bytes, bytes]],
                       plan: GrammarPlan | None, attempts: int) -> None:
         answer, texts, verdicts_of = judged
@@ -676,7 +679,7 @@ class StructuredOutputGuard:
 
 async def _judged(
     response: _BufferedResponse, schema: dict[str, Any] | bool
-) -> tuple[dict[str, Any], list[Any], list[Verdict]] | None:
+) -> tuple[dict[str, Any], list[Any], list[AnswerVerdict]] | None:
     """(answer, each choice's text and setter, verdicts), or None when the response is not a
     completion (vLLM's own errors), which passes unchanged."""
     try:
@@ -696,7 +699,7 @@ def _grammar_kind(plan: GrammarPlan) -> str:
     return "relaxed" if plan.mode == "relaxed" else "rewritten" if plan.rewrites else "exact"
 
 
-def _resamplable(verdicts: list[Verdict], request: dict[str, Any]) -> bool:
+def _resamplable(verdicts: list[AnswerVerdict], request: dict[str, Any]) -> bool:
     """Whether sampling again can help: an answer broke its schema (not `unchecked`, which a
     retry never fixes) and the request samples (temperature 0 gives the same answer again)."""
     if not any(v.kind in ("schema_violation", "invalid_json") for v in verdicts):
@@ -770,7 +773,9 @@ def _count_grammar(event: str, **fields: Any) -> None:
                           "grammar_events": dict(grammar_events)})
 
 
-def _truncation_hint(request: dict[str, Any], schema: Any, verdicts: list[Verdict]) -> str | None:
+def _truncation_hint(
+    request: dict[str, Any], schema: Any, verdicts: list[AnswerVerdict]
+) -> str | None:
     """For an answer cut at the model's context because the request set no max_tokens: where
     the schema lets the answer grow without bound, and what to set."""
     if not any(v.kind == "incomplete" for v in verdicts):
@@ -823,10 +828,10 @@ _checker: ThreadPoolExecutor | None = None
 
 async def _judge_off_loop(
     choices: list[tuple[str | None, str | None]], schema: dict[str, Any] | bool
-) -> list[Verdict]:
+) -> list[AnswerVerdict]:
     """Every choice's verdict, computed in a worker thread within VALIDATION_BUDGET_S in all:
     the event loop keeps serving /health and other requests meanwhile."""
-    def judge_all() -> list[Verdict]:
+    def judge_all() -> list[AnswerVerdict]:
         deadline = time.monotonic() + VALIDATION_BUDGET_S  # from the start, not the queueing
         return [judge_answer(text, schema, reason,
                              budget_s=max(deadline - time.monotonic(), 0.001))

@@ -2,8 +2,9 @@
 
 The rendered app's `monitor` function (CPU only, on a schedule) gathers what happened since its
 last run — Modal's own request and container counts for the server, and vLLM's Prometheus
-`/metrics` when a container is running anyway — as `Window`s, checks them against `Thresholds`
-and posts to a Slack-compatible webhook once when an incident opens and once when it clears.
+`/metrics` when a container is running anyway — as `TrafficWindow`s, checks them against
+`Thresholds` and posts to a Slack-compatible webhook once when an incident opens and once when it
+clears.
 What it must remember between runs (open incidents, the last scrape) lives in a mapping the app
 passes in (a `modal.Dict`; a plain dict in tests). Standard library only.
 """
@@ -71,11 +72,11 @@ class Thresholds:
     throttled_rate: float = 0.05
     start_failures: int = 1
     daily_spend_usd: float | None = None
-    """Hook for the spend report: alert when `Window.spend_today_usd` is above it."""
+    """Hook for the spend report: alert when `TrafficWindow.spend_today_usd` is above it."""
 
 
 @dataclass(frozen=True)
-class Window:
+class TrafficWindow:
     """What happened between two checks, from one source (Modal's counts or vLLM's metrics)."""
 
     source: str
@@ -88,7 +89,7 @@ class Window:
     spend_today_usd: float | None = None
 
 
-def evaluate(window: Window, thresholds: Thresholds) -> dict[str, str]:
+def evaluate(window: TrafficWindow, thresholds: Thresholds) -> dict[str, str]:
     """The thresholds this window crosses: incident name -> one readable line."""
     breaches = {}
     busy = window.requests >= thresholds.min_requests
@@ -222,7 +223,7 @@ def checked_counters(saved: Any) -> dict[str, Any] | None:
     return {**counts, "buckets": buckets}
 
 
-def window_between(previous: dict[str, Any], current: dict[str, Any]) -> Window:
+def window_between(previous: dict[str, Any], current: dict[str, Any]) -> TrafficWindow:
     """What happened between two scrapes. Any counter that went down means the server
     restarted: then everything since the restart is the window (never a negative count)."""
     restarted = any(current[key] < previous[key] for key in _COUNTER_KEYS) or any(
@@ -233,7 +234,7 @@ def window_between(previous: dict[str, Any], current: dict[str, Any]) -> Window:
         return int(current[key] - base[key])
 
     buckets = {le: count - base["buckets"].get(le, 0.0) for le, count in current["buckets"].items()}
-    return Window(
+    return TrafficWindow(
         source="vLLM /metrics",
         requests=delta("requests"),
         errors=delta("errors"),
@@ -255,7 +256,7 @@ def percentile(buckets: dict[str, float], quantile: float) -> float | None:
 # ## Modal's counts
 
 
-def window_from_modal_stats(stats: Any) -> Window:
+def window_from_modal_stats(stats: Any) -> TrafficWindow:
     """A window from `modal.Server.stats(since=..., until=...)` (modal.types.ServerStats):
     what Modal's proxy saw (429s included, which vLLM never sees) and container failures.
     The latency is vLLM's end-to-end p95 as Modal reports it, else the next percentile above."""
@@ -271,7 +272,7 @@ def window_from_modal_stats(stats: Any) -> Window:
             if p.percentile >= 95
         )
         p95 = above[0][1] if above else None
-    return Window(
+    return TrafficWindow(
         source="Modal",
         requests=stats.request_count,
         errors=errors,
@@ -309,7 +310,7 @@ class Monitor:
         own = 1 if self.record.get("scraped") else 0
         return running_containers > 0 and requests_since_last_check > own
 
-    def engine_window(self, metrics_text: str | None) -> Window | None:
+    def engine_window(self, metrics_text: str | None) -> TrafficWindow | None:
         """The window since the last check's scrape (None without one), remembering this one.
         None for `metrics_text` records that no scrape was made: windows span one check only."""
         if metrics_text is None:
@@ -323,7 +324,7 @@ class Monitor:
 
     def check(
         self,
-        windows: Iterable[Window | None],
+        windows: Iterable[TrafficWindow | None],
         notify: Callable[[str], None],
         *,
         now: float | None = None,
