@@ -31,10 +31,12 @@ SpecLike = Union["ModelDeployment", str, Path, Mapping[str, Any]]
 
 def load(spec: SpecLike) -> ModelDeployment:
     """The spec as a validated ModelDeployment (files and mappings migrated as on the CLI)."""
+    from liftdeploy.planner.checks import check_layouts
     from liftdeploy.spec.model import ModelDeployment, ResolvedDeployment
     from liftdeploy.spec.specfile import load_spec, spec_from_data
 
     if isinstance(spec, ModelDeployment):
+        check_layouts(spec)
         return spec
     if isinstance(spec, ResolvedDeployment):
         raise SpecError(
@@ -42,13 +44,16 @@ def load(spec: SpecLike) -> ModelDeployment:
             f"the ModelDeployment (or its file) it was resolved from"
         )
     if isinstance(spec, str | Path):
-        return load_spec(_spec_file(spec))
-    if isinstance(spec, Mapping):
-        return spec_from_data(dict(spec))
-    raise SpecError(
-        f"expected a ModelDeployment, a spec file's path or a mapping; got "
-        f"{type(spec).__name__}"
-    )
+        loaded = load_spec(_spec_file(spec))
+    elif isinstance(spec, Mapping):
+        loaded = spec_from_data(dict(spec))
+    else:
+        raise SpecError(
+            f"expected a ModelDeployment, a spec file's path or a mapping; got "
+            f"{type(spec).__name__}"
+        )
+    check_layouts(loaded)
+    return loaded
 
 
 def resolve(spec: SpecLike | ResolvedDeployment, env: str | None = None) -> ResolvedDeployment:
@@ -102,7 +107,7 @@ def to_yaml(spec: SpecLike) -> str:
 
 def _spec_file(path: str | Path) -> Path:
     """A spec file, or the deployment.yaml of a service directory (as the CLI takes SPEC)."""
-    from liftdeploy.render.regenerate import SPEC_FILE
+    from liftdeploy.spec.specfile import SPEC_FILE
 
     path = Path(path)
     return path / SPEC_FILE if path.is_dir() else path

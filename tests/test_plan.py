@@ -246,9 +246,12 @@ def test_480b_at_tp8_needs_expert_parallel_for_its_fp8_blocks() -> None:
     assert "2560" in errors[0].message and "320" in errors[0].message
     assert "128" in errors[0].message
     assert errors[0].fix and "gpu.expert_parallel: true" in errors[0].fix
-    data["gpu"]["expert_parallel"] = False  # validation refuses the spec itself (item 5)
+    data["gpu"]["expert_parallel"] = False  # every load (validate, the Python API) refuses it
+    from liftdeploy.planner.checks import check_layouts
+    from liftdeploy.spec.specfile import spec_from_data
+
     with pytest.raises(SpecError, match=r"320-wide slices at TP 8.*gpu.expert_parallel: true"):
-        resolved_from(data)
+        check_layouts(spec_from_data(data))
 
 
 def test_tp_that_does_not_divide_heads_is_an_error() -> None:

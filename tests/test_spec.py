@@ -497,7 +497,7 @@ def test_passthrough_of_a_flag_liftdeploy_sets_is_refused(arg: str) -> None:
 def test_every_flag_of_the_argv_function_is_owned_by_the_spec() -> None:
     """SPEC_OWNED_FLAGS is what extra_args may not repeat; it must cover every flag the one argv
     function can emit (here with every optional flag switched on)."""
-    from liftdeploy.spec.model import SPEC_OWNED_FLAGS
+    from liftdeploy.spec.argv import SPEC_OWNED_FLAGS
     from liftdeploy.render.vllm_args import server_args
 
     data = spec(

@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from liftdeploy.render.regenerate import SPEC_FILE as SPEC_FILE_NAME
-
 if TYPE_CHECKING:
     from liftdeploy.spec.model import ModelDeployment, ResolvedDeployment
 
@@ -51,20 +49,26 @@ def spec_path(value: str) -> Path:
     path = Path(value)
     if not path.is_dir():
         return path
-    if not (path / SPEC_FILE_NAME).is_file():
+    from liftdeploy.spec.specfile import SPEC_FILE  # pydantic: not on the start-up path
+
+    if not (path / SPEC_FILE).is_file():
         from liftdeploy.errors import SpecFileError
 
         raise SpecFileError(
-            f"directory has no {SPEC_FILE_NAME}; pass a spec file or a rendered service "
+            f"directory has no {SPEC_FILE}; pass a spec file or a rendered service "
             f"directory", source=str(path),
         )
-    return path / SPEC_FILE_NAME
+    return path / SPEC_FILE
 
 
 def load(value: str) -> ModelDeployment:
+    from liftdeploy.planner.checks import check_layouts
     from liftdeploy.spec.specfile import load_spec
 
-    return load_spec(spec_path(value))
+    path = spec_path(value)
+    spec = load_spec(path)
+    check_layouts(spec, source=str(path))
+    return spec
 
 
 def resolve(value: str, env: str | None) -> ResolvedDeployment:

@@ -20,6 +20,7 @@ from liftdeploy.planner.memory import (
 )
 
 if TYPE_CHECKING:
+    from liftdeploy.spec.model import ModelDeployment
     from liftdeploy.spec.model import ResolvedDeployment
 
 Level = Literal["ok", "warning", "error"]
@@ -139,6 +140,48 @@ def sharding_problems(arch: Architecture, layout: Layout) -> list[Verdict]:
                 fix,
             ))
     return found
+
+
+def layout_problem(
+    model_id: str, revision: str | None, *, tp: int, expert_parallel: bool, pp: int = 1,
+) -> str | None:
+    """Why vLLM would refuse to split this model `tp` ways (heads, KV heads, expert widths,
+    block-quantized widths), from whatever config is known offline: a local directory, the
+    Hugging Face cache, liftdeploy's cache of Hub configs or the catalog. None when it splits,
+    or when no config is known without the network (`plan` then reads it)."""
+    if tp == 1:
+        return None
+    from liftdeploy.errors import PlanError
+    from liftdeploy.planner.arch import load_architecture
+
+    try:
+        arch = load_architecture(model_id, revision, fetch=False)
+    except PlanError:  # no config offline, or a broken one: `plan` says which
+        return None
+    if arch.num_heads % tp:
+        return (f"gpu.tensor_parallel_size {tp} does not divide {model_id}'s {arch.num_heads} "
+                f"attention heads; use one of "
+                f"{[d for d in range(1, 9) if arch.num_heads % d == 0]}")
+    layout = Layout(gpu="", count=tp * pp, tp=tp, expert_ranks=tp if expert_parallel else 1,
+                    pp=pp)
+    for verdict in sharding_problems(arch, layout):
+        return f"{model_id} at gpu.tensor_parallel_size {tp}: {verdict.message}; {verdict.fix}"
+    return None
+
+
+def check_layouts(spec: ModelDeployment, *, source: str | None = None) -> None:
+    """Raise SpecError when an environment's tensor parallelism does not split the model the
+    way vLLM needs. `validate` (every CLI command's load) and the Python API run it: the spec's
+    own validation sees only the catalog's heads, the planner reads any config known offline."""
+    from liftdeploy.errors import SpecError
+
+    for env in spec.environments:
+        resolved = spec.resolve(env)
+        gpu = resolved.gpu
+        if problem := layout_problem(resolved.model.id, resolved.model.revision, tp=gpu.tp,
+                                     expert_parallel=gpu.expert_parallel,
+                                     pp=gpu.pipeline_parallel_size):
+            raise SpecError(f"in environment {env!r}: {problem}", source=source)
 
 
 def _block_quantized_widths(arch: Architecture, layout: Layout) -> list[tuple[str, int]]:
@@ -279,14 +322,14 @@ def cost_at_demand(
     """(containers, $ per million output tokens) for the workload's demand on `layout`:
     containers = ceil(demanded tokens/s / one container's tokens/s at the concurrency its KV
     cache serves, the planner's bandwidth bound); None without a demand or a speed."""
-    from liftdeploy.planner.report import _speed  # report builds on these checks
+    from liftdeploy.planner.speed import decode_speed
 
     demand = demand_tokens_per_s(resolved)
     if demand is None:
         return None
     saturated = resolved.model_copy(update={"runtime": resolved.runtime.model_copy(
         update={"max_concurrent_requests": SATURATION_SEQS})})
-    per_container = _speed(saturated, arch, layout, memory).tokens_per_s_aggregate
+    per_container = decode_speed(saturated, arch, layout, memory).tokens_per_s_aggregate
     if per_container <= 0:
         return None
     containers = max(1, math.ceil(demand / per_container))

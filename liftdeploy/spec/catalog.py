@@ -178,34 +178,6 @@ def models() -> dict[str, ModelArch]:
     }
 
 
-def layout_problem(
-    model_id: str, revision: str | None, *, tp: int, expert_parallel: bool, pp: int = 1,
-) -> str | None:
-    """Why vLLM would refuse to split this model `tp` ways (heads, KV heads, expert widths,
-    block-quantized widths), from whatever config is known offline: a local directory, the
-    Hugging Face cache, liftdeploy's cache of Hub configs or this catalog. None when it splits,
-    or when no config is known without the network (`plan` then reads it)."""
-    if tp == 1:
-        return None
-    from liftdeploy.errors import PlanError
-    from liftdeploy.planner.arch import load_architecture
-    from liftdeploy.planner.checks import Layout, sharding_problems
-
-    try:
-        arch = load_architecture(model_id, revision, fetch=False)
-    except PlanError:  # no config offline, or a broken one: `plan` says which
-        return None
-    if arch.num_heads % tp:
-        return (f"gpu.tensor_parallel_size {tp} does not divide {model_id}'s {arch.num_heads} "
-                f"attention heads; use one of "
-                f"{[d for d in range(1, 9) if arch.num_heads % d == 0]}")
-    layout = Layout(gpu="", count=tp * pp, tp=tp, expert_ranks=tp if expert_parallel else 1,
-                    pp=pp)
-    for verdict in sharding_problems(arch, layout):
-        return f"{model_id} at gpu.tensor_parallel_size {tp}: {verdict.message}; {verdict.fix}"
-    return None
-
-
 def model_arch(model_id: str) -> ModelArch | None:
     """The catalog entry for a Hugging Face model id (case-insensitive), or None."""
     wanted = model_id.lower()

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from liftdeploy.spec import catalog
 from liftdeploy.errors import EnvironmentNotFound, SpecError
-from liftdeploy.spec.argv import SPEC_OWNED_FLAGS
+from liftdeploy.spec.argv import check_passthrough
 from liftdeploy.spec.messages import format_validation_error, shown
 from liftdeploy.versions import IMAGE_BUILDER_VERSION, VLLM_VERSION
 
@@ -752,7 +752,7 @@ class DeploymentSettings(SpecModel):
     @model_validator(mode="after")
     def _check_across_sections(self) -> DeploymentSettings:
         _check_heads_divide(self)
-        _check_passthrough(self)
+        check_passthrough(self)
         _check_budget(self)
         return self
 
@@ -772,146 +772,19 @@ class DeploymentSettings(SpecModel):
 
 
 def _check_heads_divide(settings: DeploymentSettings) -> None:
-    gpu = settings.gpu
-    if problem := catalog.layout_problem(settings.model.id, settings.model.revision, tp=gpu.tp,
-                                         expert_parallel=gpu.expert_parallel,
-                                         pp=gpu.pipeline_parallel_size):
-        raise ValueError(problem)
-
-
-# Flags whose value is a credential: on the command line it would show in `ps`, logs and files.
-_SECRET_FLAG_SUFFIXES = ("-token", "-key", "-password", "-secret")
-_NEGATIVE_INTEGER = re.compile(r"^-\d+$")
-_NO_SUCH_OPTION = "has no such option"
-
-
-def reads_as_flag(token: str) -> bool:
-    """Whether vLLM's server reads this argv token as an option rather than a value.
-
-    Any token that starts with '-': argparse takes it as an option unless it is a negative
-    number or '-' alone, and vLLM first rewrites every token that starts with '-' and holds a
-    '.' (values included: `-1.5`, `--allowed-origins.*`) into its nested `--flag.key` form.
-    So only a whole negative number and '-' stay values."""
-    return token.startswith("-") and token != "-" and not _NEGATIVE_INTEGER.match(token)
-
-
-def server_option(token: str) -> tuple[str, bool] | None:
-    """The vLLM server option an `engine.extra_args` token sets, read the way vLLM's parser reads
-    it, as (the option's full name, whether the token spelled it out), or None for a value.
-
-    vLLM first turns `_` into `-` up to the first `.`, takes `--flag.key value` as JSON for
-    `--flag`, and `-O3` as `--optimization-level`; then argparse (allow_abbrev) takes any unique
-    prefix of an option (`--allowed-orig`) and a short option with its value attached (`-qfp8`).
-    The option table comes from vLLM's own parser (catalog.vllm_server_options). Raises
-    ValueError for a token that is no option or could be several."""
-    if not reads_as_flag(token):
-        return None
-    options: dict[str, str] = catalog.vllm_server_options()["options"]
-    if token.startswith("--"):
-        name = "--" + token.split("=", 1)[0].split(".", 1)[0][2:].replace("_", "-")
-    elif token.startswith("-O"):
-        name = "--optimization-level"
-    else:
-        name = token.split("=", 1)[0]
-    if name in options:
-        return options[name], True
-    matches = {options[o] for o in options if o.startswith(name)}
-    if not token.startswith("--") and token[:2] in options:
-        matches.add(options[token[:2]])  # `-qfp8`: the short option `-q` with its value
-    if len(matches) == 1:
-        return matches.pop(), False
-    if matches:
-        raise ValueError(f"could read it as any of {', '.join(sorted(matches))}")
-    raise ValueError(_NO_SUCH_OPTION)
-
-
-def _check_passthrough(settings: DeploymentSettings) -> None:
-    """Read engine.extra_args as vLLM's parser reads them: every token is a flag the pinned
-    vLLM's server has (not one the spec owns, not a credential, not one that prints and exits,
-    written in full) or a value of the flag before it; nothing else."""
-    table = catalog.vllm_server_options()
-    table_version = table["vllm_version"]
-    room: int | str = 0  # values the flag before may still take: a count, "?" or "+"
-    forced = False  # a dotted `--flag.key` takes the next token whatever it is
-    for index, arg in enumerate(settings.engine.extra_args):
-        passes = f"engine.extra_args[{index}] {shown(arg)}"
-        if arg != arg.strip():
-            raise ValueError(
-                f"{passes} has leading or trailing whitespace, which vLLM reads as a stray "
-                f"argument; write each flag and each value as its own list item without spaces"
-            )
-        if forced or not reads_as_flag(arg):
-            if not forced and room == 0:
-                raise ValueError(
-                    f"{passes} is no flag and follows no flag that takes a value (vLLM would "
-                    f"read it as the model to serve); remove it or put its flag before it"
-                )
-            room = room - 1 if isinstance(room, int) else ("+" if room.startswith("+") else 0)
-            forced = False
-            continue
-        if room not in (0, "?", "+"):
-            raise ValueError(f"engine.extra_args[{index - 1}] needs a value before {shown(arg)}; "
-                             f"add it{_dash_value_hint(arg)}")
-        name = arg.split("=", 1)[0]
-        if name in ("-h", "--help", "--version") or name in table.get("exits", ()):
-            raise ValueError(
-                f"{passes} makes vLLM print and exit instead of serving; remove it (run "
-                f"`python -m vllm.entrypoints.openai.api_server --help` yourself to read it)"
-            )
-        try:
-            option = server_option(arg)
-        except ValueError as exc:
-            if str(exc) == _NO_SUCH_OPTION and settings.engine.vllm_version != table_version:
-                room = "+"  # another vLLM release may have it; its own parser will tell
-                continue
-            raise ValueError(
-                f"engine.extra_args passes {arg!r}: vLLM {table_version}'s server {exc}; write "
-                f"the full flag as `python -m vllm.entrypoints.openai.api_server --help` lists "
-                f"it{_dash_value_hint(arg)}"
-            ) from None
-        assert option is not None  # reads_as_flag(arg)
-        flag, spelled_out = option
-        if flag in SPEC_OWNED_FLAGS:
-            owner = SPEC_OWNED_FLAGS[flag]
-            raise ValueError(
-                f"engine.extra_args passes {arg!r}, but {flag} is set by {owner}; "
-                f"remove it from extra_args" + (f" and change {owner} instead" if "." in owner
-                                                and " " not in owner else "")
-            )
-        if flag.endswith(_SECRET_FLAG_SUFFIXES):
-            raise ValueError(
-                f"engine.extra_args passes {flag}, which would put a secret on the command line; "
-                f"remove it and put the value in a Modal Secret listed in storage.secrets "
-                f"(vLLM reads VLLM_API_KEY and HF_TOKEN from the environment)"
-            )
-        if not spelled_out:
-            raise ValueError(
-                f"engine.extra_args passes {arg!r}, which vLLM reads as {flag}; write {flag} in "
-                f"full (an abbreviation can mean another flag in the next vLLM release)"
-            )
-        room, forced = _values_after(arg, flag, table)
-    if room not in (0, "?", "+") or forced:
-        raise ValueError(f"engine.extra_args ends with {shown(settings.engine.extra_args[-1])}, "
-                         f"which needs a value; add it")
-
-
-def _dash_value_hint(arg: str) -> str:
-    """For a token that looks like a number but is read as a flag: how to pass it."""
-    if arg[1:2].isdigit() or arg[1:2] == ".":
-        return (" (vLLM reads a value that starts with '-' as a flag unless it is a whole "
-                "number; attach it to its flag instead: --flag=VALUE)")
-    return ""
-
-
-def _values_after(arg: str, flag: str, table: dict[str, Any]) -> tuple[int | str, bool]:
-    """How many tokens after `arg` vLLM reads as its values, and whether it takes the next one
-    whatever it is (vLLM's dotted `--flag.key value`)."""
-    if "=" in arg or (arg.startswith("-O") and arg != "-O"):
-        return 0, False  # the value is attached
-    if "." in arg:
-        return 1, True
-    takes = table.get("values", {}).get(flag, 1)
-    return ("+!" if takes == "+" else takes), False  # "+!": one or more, none yet
+    """The catalog's heads only: the planner (`planner.checks.check_layouts`, run by every CLI
+    load and the Python API) checks every split vLLM needs, from any config known offline."""
+    arch = catalog.model_arch(settings.model.id)
+    tp = settings.gpu.tp
+    if arch is None or tp == 1:
+        return
+    heads = arch.num_attention_heads
+    if heads % tp:
+        divisors = [d for d in range(1, 9) if heads % d == 0]
+        raise ValueError(
+            f"gpu.tensor_parallel_size {tp} does not divide {settings.model.id}'s {heads} "
+            f"attention heads; use one of {divisors}"
+        )
 
 
 def _check_budget(settings: DeploymentSettings) -> None:
