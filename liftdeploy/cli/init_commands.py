@@ -78,9 +78,9 @@ def _gpu_choice(out: object) -> str:
     from pathlib import Path
 
     from liftdeploy.planner.checks import ranking_note
-    from liftdeploy.spec.specfile import load_spec
+    from liftdeploy.spec.specfile import SPEC_FILE, load_spec
 
-    resolved = load_spec(Path(str(out)) / common.SPEC_FILE_NAME).resolve()
+    resolved = load_spec(Path(str(out)) / SPEC_FILE).resolve()
     return (f"{resolved.gpu.type} x{resolved.gpu.count}, the first of the GPUs that hold the "
             f"model and that vLLM starts on, {ranking_note(resolved)}")
 
@@ -99,9 +99,9 @@ def _shared_with_example(out: object, preset: str) -> list[str]:
 
     from liftdeploy.render.copier_ext import preset_path
     from liftdeploy.render.service import template_source
-    from liftdeploy.spec.specfile import load_spec
+    from liftdeploy.spec.specfile import SPEC_FILE, load_spec
 
-    mine = load_spec(Path(str(out)) / common.SPEC_FILE_NAME)
+    mine = load_spec(Path(str(out)) / SPEC_FILE)
     example = load_spec(preset_path(Path(template_source()), preset))
     shared: list[str] = []
     for env in mine.environments:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liftdeploy.errors import OpsError
-from liftdeploy.render.regenerate import SPEC_FILE
+from liftdeploy.spec.specfile import SPEC_FILE
 
 APP_FILE = "app.py"
 

@@ -17,7 +17,6 @@ _EXPORTS = {
     "scaffold": "liftdeploy.render.service",
     "server_args": "liftdeploy.render.vllm_args",
     "server_env": "liftdeploy.render.vllm_args",
-    "SPEC_FILE": "liftdeploy.render.regenerate",
 }
 
 __all__ = list(_EXPORTS)

@@ -17,12 +17,11 @@ from pathlib import Path
 
 from liftdeploy.errors import RenderError
 from liftdeploy.files import StagedWrites, refuse_symlinked_dirs
+from liftdeploy.spec.specfile import SPEC_FILE
 
 PRISTINE_DIR = Path(".liftdeploy") / "last-render"
 """Where a service keeps its last render, the base of the next three-way merge."""
 
-SPEC_FILE = "deployment.yaml"
-"""The spec's name inside a rendered service directory: its single source of truth."""
 ANSWERS_FILE = ".copier-answers.yml"
 # Always taken from the fresh render, never merged: the spec is the render's input and the
 # answers file is Copier's record of it.

@@ -20,8 +20,9 @@ from liftdeploy import __version__
 from liftdeploy.render import regenerate, template_version
 from liftdeploy.errors import FileWriteError, RenderError
 from liftdeploy.files import new_directory
-from liftdeploy.render.regenerate import ANSWERS_FILE, SPEC_FILE
+from liftdeploy.render.regenerate import ANSWERS_FILE
 from liftdeploy.render.template_version import Template
+from liftdeploy.spec.specfile import SPEC_FILE
 
 __all__ = [
     "render", "check", "unpinned_production", "template_source", "render_to_dict", "is_service",

@@ -55,6 +55,9 @@ MIGRATIONS: dict[int, Migration] = {1: _request_timeout_from_timeout}
 Every change of the spec format bumps `spec.SPEC_VERSION` and registers the step from the
 previous version here, so old files keep loading."""
 
+SPEC_FILE = "deployment.yaml"
+"""The spec's name inside a rendered service directory: its single source of truth."""
+
 _UNVERSIONED = 1
 """The version a file without a `version` key is read as: the first format."""
 
