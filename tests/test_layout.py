@@ -138,17 +138,7 @@ def cycles_inside_parts(package: Path) -> list[str]:
     return [" -> ".join([*loop, loop[0]]) for loop in sorted(found)]
 
 
-KNOWN_CYCLES = {
-    "render": "template_version and service import each other (issue 24, item 3)",
-}
-"""Parts whose cycle is still to be split; strict, so the test says when it is gone."""
-
-
-@pytest.mark.parametrize("part", [
-    pytest.param(part, marks=pytest.mark.xfail(reason=KNOWN_CYCLES[part], strict=True))
-    if part in KNOWN_CYCLES else part
-    for part in PARTS
-])
+@pytest.mark.parametrize("part", PARTS)
 def test_no_import_cycle_inside_a_part(part: str) -> None:
     prefix = f"liftdeploy.{part}."
     assert [c for c in cycles_inside_parts(PACKAGE) if c.startswith(prefix)] == []

@@ -13,7 +13,7 @@ _EXPORTS = {
     "render": "liftdeploy.render.service",
     "check": "liftdeploy.render.service",
     "is_service": "liftdeploy.render.service",
-    "template_source": "liftdeploy.render.service",
+    "template_source": "liftdeploy.render.template_version",
     "scaffold": "liftdeploy.render.service",
     "server_args": "liftdeploy.render.vllm_args",
     "server_env": "liftdeploy.render.vllm_args",

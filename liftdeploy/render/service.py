@@ -21,27 +21,13 @@ from liftdeploy.render import regenerate, template_version
 from liftdeploy.errors import FileWriteError, RenderError
 from liftdeploy.files import new_directory
 from liftdeploy.render.regenerate import ANSWERS_FILE
-from liftdeploy.render.template_version import Template
+from liftdeploy.render.template_version import Template, template_source
 from liftdeploy.spec.specfile import SPEC_FILE
 
 __all__ = [
     "render", "check", "unpinned_production", "template_source", "render_to_dict", "is_service",
     "scaffold",
 ]
-
-def template_source() -> Path:
-    """The template root holding copier.yml: the wheel's copy, else the checkout's root."""
-    packaged = Path(__file__).parent.parent / "_template"
-    if (packaged / "copier.yml").is_file():
-        return packaged
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "copier.yml").is_file() and (checkout / "template").is_dir():
-        return checkout
-    raise RenderError(
-        f"liftdeploy's Copier template is missing (looked in {packaged} and {checkout}); "
-        f"reinstall liftdeploy (pip install --force-reinstall liftdeploy)"
-    )
-
 
 def render_to_dict(
     spec_path: str | Path, *, template: str | Path | Template | None = None

@@ -65,11 +65,23 @@ class Template:
     fix: str | None = None
 
 
+def template_source() -> Path:
+    """The template root holding copier.yml: the wheel's copy, else the checkout's root."""
+    packaged = Path(__file__).parent.parent / "_template"
+    if (packaged / "copier.yml").is_file():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "copier.yml").is_file() and (checkout / "template").is_dir():
+        return checkout
+    raise RenderError(
+        f"liftdeploy's Copier template is missing (looked in {packaged} and {checkout}); "
+        f"reinstall liftdeploy (pip install --force-reinstall liftdeploy)"
+    )
+
+
 def installed() -> Template:
     """The installed liftdeploy's template; a git checkout renders its working tree (HEAD plus
     uncommitted work), not its latest tag."""
-    from liftdeploy.render.service import template_source
-
     return at_root(template_source())
 
 
@@ -174,8 +186,6 @@ def install_source(src_path: str, commit_hash: str | None) -> InstallSource:
             return InstallSource(None, f"the template at {src_path}, at no recorded commit")
         return InstallSource(pip_requirement(src_path, commit_hash),
                              f"the template's git repository {src_path} at {commit_hash}")
-    from liftdeploy.render.service import template_source
-
     path = Path(src_path).expanduser()
     if path.resolve() == template_source().resolve():
         return package_source()  # `liftdeploy render`/`init`: the installed package's template
