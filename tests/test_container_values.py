@@ -5,6 +5,8 @@ and start-up failures reported to Sentry (a local receiver)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -344,3 +346,73 @@ def test_plan_says_when_the_monitor_will_not_read_metrics(
     source = (service / "app.py").read_text()
     assert "headers = metrics_headers(os.environ, proxy_auth=not UNAUTHENTICATED)" in source
     assert "_auth_headers()" not in source.split("def monitor()", 1)[1].split("\n\n\n")[0]
+
+
+def _scheduled(module: ModuleType) -> dict[str, Any]:
+    """Each of the app's functions with its schedule (None: runs only when called)."""
+    from modal._utils.async_utils import synchronizer
+
+    app = synchronizer._translate_in(module.app)
+    return {name: _closure(function._load)["schedule"]
+            for name, function in app._local_state.functions.items()}
+
+
+def test_a_release_candidate_shares_none_of_productions_writable_state(
+    rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`release start` deploys production's settings as `<app>-candidate`: it must not write
+    production's Volumes, run production's monitor, nor be billed as production's serving."""
+    from modal._utils.async_utils import synchronizer
+    from test_rendered_app import _import_in_container
+
+    from liftdeploy.client.routing import candidate_app_name
+
+    service = rendered["qwen25-coder-32b"]
+    production = load_spec(EXAMPLES / "qwen25-coder-32b.yaml").resolve("production")
+    assert production.observability.alerts, "the example's production watches itself"
+    name = candidate_app_name(production)
+
+    def read_only(mounts: list[Any]) -> dict[str, bool]:
+        return {str(path): bool(volume._mount_options and volume._mount_options.read_only)
+                for path, volume in mounts}
+
+    as_production = import_app(service, "production", monkeypatch)
+    assert [f for f, schedule in _scheduled(as_production).items() if schedule] == ["monitor"]
+    assert as_production.CONTAINER_ENV["LIFTDEPLOY_APP_NAME"] == production.app_name
+    assert "liftdeploy-release" not in synchronizer._translate_in(as_production.app)._local_state.tags
+
+    module = import_app(service, "production", monkeypatch, LIFTDEPLOY_APP_NAME=name)
+    app = synchronizer._translate_in(module.app)
+    assert (app.name, module.CANDIDATE) == (name, True)
+    server, download = _objects(module)
+    mounts = read_only(server["validated_volumes_no_cloud_buckets"])
+    assert set(mounts) == {v.mount_path for v in production.volumes}
+    assert all(mounts.values()), mounts
+    assert all(read_only(download["validated_volumes_no_cloud_buckets"]).values())
+    # vLLM compiles into the container, not onto production's (read-only) compile cache.
+    assert not module.SERVER_PROCESS_ENV["VLLM_CACHE_ROOT"].startswith(module.COMPILE_CACHE_DIR)
+    assert not hasattr(module, "monitor")
+    assert [f for f, schedule in _scheduled(module).items() if schedule] == []
+    assert app._local_state.tags["liftdeploy-release"] == "candidate"
+    # The containers (told only what the deploy passed in) agree that they are the candidate.
+    passed_in = {k: v for k, v in module.CONTAINER_ENV.items() if v is not None}
+    assert passed_in["LIFTDEPLOY_APP_NAME"] == name
+    seen = _import_in_container(service / "app.py", passed_in)
+    assert seen.returncode == 0, seen.stderr
+    assert json.loads(seen.stdout)["app"] == name
+
+
+@pytest.mark.parametrize(("env", "app_name", "message"), [
+    ("production", "lift-sys-inference-canary",
+     "LIFTDEPLOY_APP_NAME='lift-sys-inference-canary' is neither production's app "
+     "'lift-sys-inference' nor its release candidate 'lift-sys-inference-candidate'; unset"),
+    ("staging", "lift-sys-inference-staging-candidate",
+     "is neither staging's app 'lift-sys-inference-staging' (only production has a release "
+     "candidate); unset LIFTDEPLOY_APP_NAME"),
+])
+def test_any_other_deployed_app_name_is_refused(
+    env: str, app_name: str, message: str, rendered: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        import_app(rendered["qwen25-coder-32b"], env, monkeypatch, LIFTDEPLOY_APP_NAME=app_name)

@@ -102,9 +102,14 @@ def test_commands_parse_with_modals_cli(tmp_path: Path) -> None:
     name, params = modal_cli_parse(candidate.argv)
     assert (name, params["name"], params["env"], params["tag"], params["app_ref"]) == (
         "deploy", "qwen3-next-80b-candidate", "inference-prod", "abc1234", "app.py")
-    assert candidate.env == {"LIFTDEPLOY_ENV": "production"} and candidate.cwd == tmp_path
-    name, params = modal_cli_parse(rel.promote_deploy_command(deploy).argv)
+    # The app learns it is the candidate (read-only Volumes, no monitor, its own billing tag).
+    assert candidate.env == {"LIFTDEPLOY_ENV": "production",
+                             "LIFTDEPLOY_APP_NAME": "qwen3-next-80b-candidate"}
+    assert candidate.cwd == tmp_path
+    promote = rel.promote_deploy_command(resolved, deploy)
+    name, params = modal_cli_parse(promote.argv)
     assert (name, params["name"], params["strategy"]) == ("deploy", "qwen3-next-80b", "rolling")
+    assert promote.env == {"LIFTDEPLOY_ENV": "production", "LIFTDEPLOY_APP_NAME": "qwen3-next-80b"}
     name, params = modal_cli_parse(rel.stop_command(resolved).argv)
     assert (name, params["app_identifier"], params["yes"], params["env"]) == (
         "stop", "qwen3-next-80b-candidate", True, "inference-prod")
@@ -123,8 +128,8 @@ def test_a_release_from_start_to_promote_on_two_local_servers(
     assert (record["phase"], record["share"], record["candidate_url"], record["commit"]) == (
         "running", 0.5, candidate.url, head)
     (name, params, command), = runner.calls
-    assert (name, params["name"], command.env) == (
-        "deploy", f"{APP}-candidate", {"LIFTDEPLOY_ENV": "production"})
+    assert (name, params["name"], command.env) == ("deploy", f"{APP}-candidate", {
+        "LIFTDEPLOY_ENV": "production", "LIFTDEPLOY_APP_NAME": f"{APP}-candidate"})
     assert candidate.completions == 1  # the smoke test went to the candidate
     with pytest.raises(OpsError, match="already running"):
         release.start(skip_check=True)
@@ -141,8 +146,9 @@ def test_a_release_from_start_to_promote_on_two_local_servers(
 
     assert release.promote().startswith("promoted")
     assert runner.names == ["deploy", "deploy", "stop"]
-    _, params, _ = runner.calls[1]
+    _, params, command = runner.calls[1]
     assert (params["name"], params["strategy"]) == (APP, "rolling")
+    assert command.env["LIFTDEPLOY_APP_NAME"] == APP
     assert store.data[RELEASE_KEY]["phase"] == "promoted" and store.data[RELEASE_KEY]["share"] == 0
     assert "nothing to do" in release.promote() and "nothing to abort" in release.abort()
     assert runner.names == ["deploy", "deploy", "stop"]  # the second runs changed nothing

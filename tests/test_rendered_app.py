@@ -48,7 +48,8 @@ def import_app(
     # makes monkeypatch remove it again after the test.
     monkeypatch.setenv("MODAL_IMAGE_BUILDER_VERSION", "")
     monkeypatch.delenv("MODAL_IMAGE_BUILDER_VERSION")
-    for var in ("LIFTDEPLOY_ENV", "ENVIRONMENT", "LIFTDEPLOY_DUMMY_WEIGHTS", "LIFTDEPLOY_ARGV_OF"):
+    for var in ("LIFTDEPLOY_ENV", "ENVIRONMENT", "LIFTDEPLOY_DUMMY_WEIGHTS", "LIFTDEPLOY_ARGV_OF",
+                "LIFTDEPLOY_APP_NAME"):
         monkeypatch.delenv(var, raising=False)
     if env is not None:
         monkeypatch.setenv("LIFTDEPLOY_ENV", env)
@@ -144,7 +145,7 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
         "volumes": volumes,
         "secrets": resolved.secret_names,
         "server_env": {**server_env(resolved), "LIFTDEPLOY_DUMMY_WEIGHTS": "0",
-                       "LIFTDEPLOY_ARGV_OF": env},
+                       "LIFTDEPLOY_ARGV_OF": env, "LIFTDEPLOY_APP_NAME": resolved.app_name},
         "download_timeout": planned.download.timeout_s,
         "download_retries": DOWNLOAD_RETRIES,
         "download_secrets": [resolved.model.hf_token_secret] if resolved.model.hf_token_secret else [],

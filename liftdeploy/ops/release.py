@@ -1,8 +1,9 @@
 """Safe releases of production: a candidate app beside production, judged, promoted or aborted.
 
 `start` deploys the working tree as `<app>-candidate` (production's overlay, so production's
-Secrets and API key, the weights Volume mounted read-only as in every server; `modal deploy
---name` with production's LIFTDEPLOY_ENV, in production's Modal environment), waits until it is
+Secrets and API key; `modal deploy --name` with production's LIFTDEPLOY_ENV, in production's
+Modal environment, and LIFTDEPLOY_APP_NAME naming the candidate, so the app mounts every Volume
+read-only, deploys no monitor and is tagged as a candidate), waits until it is
 healthy and smoke-tests it, then writes the release record with the share into production's
 release Dict (`<app>-release`), where every RoutedClient reads it. `status` compares the
 candidate with production over the same window (Modal's own counts, see release_verdict).
@@ -45,6 +46,17 @@ def _with_option(argv: list[str], flag: str, value: str) -> list[str]:
     return [*argv[:index + 1], value, *argv[index + 2:]]
 
 
+APP_NAME_ENV = "LIFTDEPLOY_APP_NAME"
+"""The app name a deploy runs under, told to the rendered app (and by it to its containers):
+under the candidate's name the app mounts every Volume read-only, deploys no monitor and is
+tagged `liftdeploy-release: candidate`, so it shares none of production's writable state."""
+
+
+def _deployed_as(name: str, argv: list[str], deploy: Command) -> Command:
+    """`deploy` with `argv`, telling the app the name `--name` deploys it under."""
+    return Command(argv, env={**deploy.env, APP_NAME_ENV: name}, cwd=deploy.cwd)
+
+
 def candidate_deploy_command(resolved: ResolvedDeployment, deploy: Command) -> Command:
     """production's checked deploy command, under the candidate's app name."""
     name = candidate_app_name(resolved)
@@ -53,14 +65,15 @@ def candidate_deploy_command(resolved: ResolvedDeployment, deploy: Command) -> C
             f"the candidate's app name {name!r} is longer than Modal's {_MAX_APP_NAME} "
             f"characters; shorten the spec's name"
         )
-    return Command(_with_option(deploy.argv, "--name", name), env=deploy.env, cwd=deploy.cwd)
+    return _deployed_as(name, _with_option(deploy.argv, "--name", name), deploy)
 
 
-def promote_deploy_command(deploy: Command) -> Command:
+def promote_deploy_command(resolved: ResolvedDeployment, deploy: Command) -> Command:
     """production's deploy command, rolling whatever runtime.deploy_strategy says: callers keep
-    being served while the candidate's version replaces production's containers."""
-    return Command(_with_option(deploy.argv, "--strategy", "rolling"), env=deploy.env,
-                   cwd=deploy.cwd)
+    being served while the candidate's version replaces production's containers. It names
+    production's app, so a LIFTDEPLOY_APP_NAME left in the shell never deploys a candidate."""
+    return _deployed_as(resolved.app_name, _with_option(deploy.argv, "--strategy", "rolling"),
+                        deploy)
 
 
 def stop_command(resolved: ResolvedDeployment) -> Command:
@@ -265,7 +278,7 @@ class Release:
                 # The checkout is the candidate's commit, checked when the candidate started.
                 step = prepare_deploy(self.service, self.resolved.environment, skip_check=True,
                                       allow_dirty=str(record.get("tag")).endswith("-dirty"))
-                self._run(promote_deploy_command(step.command))
+                self._run(promote_deploy_command(self.resolved, step.command))
             self._save(phase="stopping", share=0, outcome="promoted")
         self._stop_candidate()
         self._save(phase="promoted")
