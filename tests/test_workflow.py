@@ -520,6 +520,60 @@ def test_push_to_staging_runs_the_whole_path(tmp_path: Path, twin: Any) -> None:
     assert_modal_calls_parse(run)
 
 
+def test_release_mode_ships_production_as_a_candidate_and_staging_as_a_deploy(
+    tmp_path: Path,
+) -> None:
+    """release.ci: release: the workflow still passes GitHub's schema and zizmor; production
+    gets `release start`, the bake, `release finish` and no plain deploy; staging is deployed
+    as before, and every modal call parses with modal's CLI."""
+    spec = tmp_path / "released.yaml"
+    spec.write_text((EXAMPLES / "qwen25-coder-32b.yaml").read_text()
+                    + "release:\n  ci: release\n  bake_s: 600\n")
+    service = render(spec, tmp_path / "svc")
+    answers = service / ".copier-answers.yml"
+    answers.write_text(answers.read_text() + f"{INSTALL_KEY}: liftdeploy==0.1.0\n")
+    git(service, "init", "-q", "-b", "main")
+    commit_all(service, "render")
+    workflow = service / WORKFLOW
+    schema = subprocess.run([tool("check-jsonschema"), "--builtin-schema",
+                             "vendor.github-workflows", str(workflow)],
+                            capture_output=True, text=True, timeout=120)
+    assert schema.returncode == 0, schema.stdout + schema.stderr
+    audit = subprocess.run([tool("zizmor"), "--offline", "--no-progress", str(workflow)],
+                           capture_output=True, text=True, timeout=120)
+    assert audit.returncode == 0 and "No findings to report" in audit.stdout + audit.stderr, (
+        audit.stdout + audit.stderr)
+
+    # The release and the checks of production's URL reach Modal (its SDK, its URLs): parsed
+    # only, like the SDK-bound commands; the bake's sleep is recorded, not slept.
+    bin_dir = recorders(tmp_path / "bin")
+    (bin_dir / "liftdeploy").write_text(RECORDER.format(
+        python=sys.executable, name="liftdeploy", tail=LIFTDEPLOY_TAIL.format(
+            sdk_bound=(*SDK_BOUND, "release", "warmup", "health", "smoke"))))
+    (bin_dir / "sleep").write_text(RECORDER.format(python=sys.executable, name="sleep", tail=""))
+    (bin_dir / "sleep").chmod(0o755)
+
+    run = run_workflow(service, bin_dir, event="workflow_dispatch", environment="production")
+    assert set(run.outcomes.values()) <= {"success", "skipped"}, run.output
+    assert run.outcomes["deploy"] == "skipped"
+    assert [c[:3] for c in run.calls if c[0] in ("liftdeploy", "sleep")] == [
+        ["liftdeploy", "check", "."], ["liftdeploy", "bootstrap", "deployment.yaml"],
+        ["liftdeploy", "download", "deployment.yaml"],
+        ["liftdeploy", "release", "start"], ["sleep", "600"],
+        ["liftdeploy", "release", "finish"], ["liftdeploy", "ci-warmup", "deployment.yaml"],
+        ["liftdeploy", "warmup", "deployment.yaml"], ["liftdeploy", "health", "deployment.yaml"],
+        ["liftdeploy", "smoke", "deployment.yaml"]]
+    assert not any(c[:2] == ["modal", "deploy"] for c in run.calls)
+    assert_modal_calls_parse(run)
+
+    staging = run_workflow(service, bin_dir, event="push")
+    assert set(staging.outcomes.values()) <= {"success", "skipped"}, staging.output
+    assert not any(c[:2] == ["liftdeploy", "release"] for c in staging.calls)
+    deploys = [c for c in staging.calls if c[:2] == ["modal", "deploy"]]
+    assert len(deploys) == 1 and modal_cli_parse(deploys[0])[1]["name"].endswith("-staging")
+    assert_modal_calls_parse(staging)
+
+
 # --- a broken production deploy: healthy, but its answers fail ----------------------------------
 
 
