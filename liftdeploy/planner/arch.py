@@ -327,7 +327,7 @@ def _quantization(config: dict[str, Any], *, source: str = "config.json") -> Qua
     unquantized_attention = any("self_attn" in m or m.endswith("attn") for m in skipped)
     mlp_layers = {m.split(".layers.")[1].split(".")[0] for m in skipped
                   if ".layers." in m and ".mlp" in m}
-    common = dict(unquantized_attention=unquantized_attention,
+    common: dict[str, Any] = dict(unquantized_attention=unquantized_attention,
                   unquantized_mlp_layers=len({n for n in mlp_layers if n.isdigit()}))
     if method in ("fp8", "fbgemm_fp8", "modelopt"):
         block = qc.get("weight_block_size") or config.get("weight_block_size")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal
 
 from liftdeploy.spec import catalog
 from liftdeploy.planner import gpu_support
@@ -274,7 +274,8 @@ def _suggest_gpus(resolved: ResolvedDeployment, arch: Architecture, layout: Layo
             f"gpu.count)")
 
 
-class Candidate(NamedTuple):
+@dataclass(frozen=True)
+class Candidate:
     """One GPU layout that fits, with what it costs at the spec's workload."""
 
     usd_per_hour: float
@@ -368,7 +369,7 @@ def fitting_layouts(
     if demand_tokens_per_s(resolved) is not None:
         return sorted(fits, key=lambda c: (c.usd_per_million is None, c.usd_per_million or 0,
                                            c.usd_per_hour))
-    return sorted(fits)
+    return sorted(fits, key=lambda c: (c.usd_per_hour, c.gpu, c.count))
 
 
 def _refused_here(resolved: ResolvedDeployment, arch: Architecture, gpu_type: str) -> bool:

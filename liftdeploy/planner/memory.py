@@ -176,7 +176,7 @@ def formula_weights_per_rank(
     per_expert = 0.0
     if arch.is_moe:
         expert_params = 3 * h * arch.moe_intermediate_size
-        width, hidden = arch.moe_intermediate_size / tp, h
+        width, hidden = arch.moe_intermediate_size / tp, float(h)
         if expert_ranks > 1:
             experts_here, width = math.ceil(arch.num_experts / expert_ranks), arch.moe_intermediate_size
         else:
@@ -564,7 +564,7 @@ def weights_from_headers(
         is_linear_weight = name.endswith(".weight") and len(shape) >= 2 \
             and not _KEPT_IN_MODEL_DTYPE.search(name)
         if stored in _FLOAT_DTYPES and not is_scale:
-            per_value = 1 if online_fp8 and is_linear_weight and not (
+            per_value: float = 1 if online_fp8 and is_linear_weight and not (
                 _EMBEDDING.search(name) or _LM_HEAD.search(name)) else act
         else:
             per_value = DTYPE_BYTES[stored]

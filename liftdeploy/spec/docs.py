@@ -45,8 +45,8 @@ def reference_markdown() -> str:
     order = sorted(fields, key=lambda name: (name == "environments", "$ref" in fields[name]))
     root["properties"] = {name: fields[name] for name in order}
     # A section gets its key as title (`gpu`); a nested type its class name (VolumeMount).
-    titles = {_ref_name(root["properties"][name]): name for name in order
-              if "$ref" in root["properties"][name]}
+    titles: dict[str, str] = {str(_ref_name(root["properties"][name])): name for name in order
+                              if "$ref" in root["properties"][name]}
     titles |= {target: target for target in defs if target not in titles}
     out = [
         "# Spec reference",
