@@ -14,7 +14,7 @@ import pytest
 
 from liftdeploy.errors import SpecError
 from liftdeploy.spec import catalog
-from liftdeploy.spec.model import server_option
+from liftdeploy.spec.argv import server_option
 from liftdeploy.spec.specfile import spec_from_data
 
 from test_spec import spec
