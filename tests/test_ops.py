@@ -562,7 +562,9 @@ def test_bootstrap_dry_run_logged_out_lists_what_it_would_check() -> None:
     report = bootstrap(_resolve("32b", "production"), dry_run=True, environ={})
     assert report.offline_reason and "not logged in" in report.offline_reason
     assert {row.state for row in report.rows} == {"unknown"}
-    assert len(report.rows) == 6
+    # 2 Volumes, 2 Dicts, the Hugging Face Secret, and production's Sentry, OTLP-headers and
+    # alerts-webhook Secrets
+    assert len(report.rows) == 8
     with pytest.raises(OpsError, match="not logged in"):
         bootstrap(_resolve("32b", "production"), environ={"HF_TOKEN": SECRET_VALUE})
 

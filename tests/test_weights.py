@@ -139,11 +139,9 @@ def _unpinned_copy(tmp_path: Path, *, staging_revision: str | None = None) -> Pa
     text = EXAMPLE_32B.read_text()
     text = text.replace("  revision: b47205940b83b5b484577359f71ee7b88472df67\n", "")
     if staging_revision:
-        text = text.replace(
-            "    storage: {secrets: [staging-modal-secrets]}\n",
-            "    storage: {secrets: [staging-modal-secrets]}\n"
-            f"    model: {{revision: {staging_revision}}}\n",
-        )
+        anchor = "  staging:\n"
+        assert text.count(anchor) == 1
+        text = text.replace(anchor, anchor + f"    model: {{revision: {staging_revision}}}\n")
     path = tmp_path / "deployment.yaml"
     path.write_text(text)
     return path
@@ -514,7 +512,7 @@ def test_environments_share_only_the_weights_volume() -> None:
     assert _names(staging) & _names(development) == {("volume", "lift-sys-models")}
     # Inherited names get the suffix; the overlay's own Secret keeps its name.
     assert staging.storage.dicts == ["lift-sys-token-store-staging", "lift-sys-user-prefs-staging"]
-    assert staging.secret_names == ["staging-modal-secrets", "huggingface-staging"]
+    assert staging.secret_names == ["huggingface-staging"]
     assert production.storage.dicts == ["lift-sys-token-store", "lift-sys-user-prefs"]
     assert spec.shared_resources("staging") == {
         "volume lift-sys-models": ["production", "development"]}
@@ -565,6 +563,7 @@ def test_a_users_own_secret_is_listed_with_a_command_modal_accepts() -> None:
 
     data = read_yaml(EXAMPLE_32B)
     data["environments"]["staging"]["modal_environment"] = "ml-staging"
+    data["environments"]["staging"]["storage"] = {"secrets": ["staging-modal-secrets"]}
     [own] = [r for r in required_resources(spec_from_data(data).resolve("staging"))
              if r.user_created]
     line = BootstrapRow(own, "missing").format()
