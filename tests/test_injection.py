@@ -19,7 +19,7 @@ import yaml
 
 from liftdeploy.cli.main import main
 from liftdeploy.errors import RenderError, SpecError
-from liftdeploy.render.copier_ext import comment_text, docstring_text, py
+from liftdeploy.render.literals import comment_text, docstring_text, py
 from liftdeploy.render.service import render
 from liftdeploy.spec.specfile import spec_from_data
 

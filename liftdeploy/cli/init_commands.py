@@ -52,7 +52,7 @@ def init(args: argparse.Namespace) -> int:
 
     from pathlib import Path
 
-    from liftdeploy.render.copier_ext import BLANK_PRESET
+    from liftdeploy.render.answers import BLANK_PRESET
     from liftdeploy.render.presets import service_name
 
     answers = {q: getattr(args, q) for q in QUESTIONS if getattr(args, q) is not None}
@@ -97,7 +97,7 @@ def _shared_with_example(out: object, preset: str) -> list[str]:
     """Every Modal object and CORS origin the new service shares with the example it copied."""
     from pathlib import Path
 
-    from liftdeploy.render.copier_ext import preset_path
+    from liftdeploy.render.answers import preset_path
     from liftdeploy.render.service import template_source
     from liftdeploy.spec.specfile import SPEC_FILE, load_spec
 
@@ -125,7 +125,7 @@ def _check_answers(answers: dict[str, object]) -> None:
     a preset that is not one, and text that cannot be written to a file (argv bytes that are
     not UTF-8 arrive as lone surrogates)."""
     from liftdeploy.errors import LiftdeployError
-    from liftdeploy.render.copier_ext import BLANK_PRESET, presets
+    from liftdeploy.render.answers import BLANK_PRESET, presets
     from liftdeploy.render.service import template_source
 
     for question, value in answers.items():

@@ -1,10 +1,12 @@
 """Rendering: a spec in, a Modal service directory out, and drift checks against it.
 
 `service` drives the Copier template (render, check, scaffold for `init`), `copier_ext` is the
-Jinja extension that hands the template ready-made literals, `presets` writes the blank
-preset's spec from the answers, `regenerate` merges a fresh render into a service that
-has hand edits, and `vllm_args` is the one function that computes the vLLM argv and env for a
-spec. It imports the spec and planner parts; copier is imported only inside functions.
+thin Jinja extension that hands the template a `view.ServiceView` of ready-made values,
+`literals` is the one escaping path every spec value takes into a generated file, `answers`
+maps Copier's answers to and from a spec, `presets` writes the blank preset's spec from the
+answers, `regenerate` merges a fresh render into a service that has hand edits, and
+`vllm_args` is the one function that computes the vLLM argv and env for a spec. It imports
+the spec and planner parts; copier is imported only inside functions.
 """
 
 from liftdeploy._lazy import lazy_exports

@@ -324,7 +324,7 @@ def _copier_render(spec_path: Path, out: Path, template: Template) -> None:
     """Run Copier's copy with the spec text and the answers `copier copy` would record."""
     from copier.errors import CopierError
 
-    from liftdeploy.render.copier_ext import answers_for_spec
+    from liftdeploy.render.answers import answers_for_spec
     from liftdeploy.spec.specfile import read_text
 
     text = read_text(spec_path)
