@@ -149,7 +149,8 @@ def test_copier_copy_answers_render_as_data(tmp_path: Path) -> None:
     answers = {  # what `copier copy` asks as free text, each with a different class
         "description": PAYLOADS["triple-quotes"] + PAYLOADS["backslashes"] + PAYLOADS["jinja"],
         "model_id": PAYLOADS["newline"] + PAYLOADS["line-separators"],
-        "model_revision": PAYLOADS["hash"] + PAYLOADS["single-triple-quotes"],
+        # A revision is a git ref name, so a hostile one is refused (below); this one is odd but valid.
+        "model_revision": "release/v1.2_rc-3",
     }
     proc = copier_copy(tmp_path / "svc", "preset=qwen25-coder-32b",
                        *(f"{key}={value}" for key, value in answers.items()))
@@ -165,6 +166,10 @@ def test_copier_copy_answers_render_as_data(tmp_path: Path) -> None:
     assert module["model_id"] == answers["model_id"]
     assert module["revision"] == answers["model_revision"]
     assert not list(run_dir.iterdir()), "importing the copied app ran code from an answer"
+    refused = copier_copy(tmp_path / "svc2", "preset=qwen25-coder-32b",
+                          f"model_revision={PAYLOADS['hash'] + PAYLOADS['single-triple-quotes']}")
+    assert refused.returncode != 0 and "model.revision" in refused.stderr
+    assert not (tmp_path / "svc2").exists()
 
 
 def test_render_refuses_python_that_does_not_compile(tmp_path: Path) -> None:
