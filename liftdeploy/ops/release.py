@@ -34,7 +34,7 @@ from liftdeploy.ops.modal_runner import ModalCommandError, run_modal
 from liftdeploy.ops.release_verdict import ReleaseVerdict, ReleaseWindow, judge
 from liftdeploy.ops.service_files import ServiceFiles
 from liftdeploy.ops.status import environment_status
-from liftdeploy.spec.model import _MAX_APP_NAME, ResolvedDeployment
+from liftdeploy.spec.model import MAX_APP_NAME, ResolvedDeployment
 
 DONE_PHASES = ("promoted", "aborted")
 _GONE = ("App is already stopped", "No App with name", "not found")
@@ -60,9 +60,9 @@ def _deployed_as(name: str, argv: list[str], deploy: Command) -> Command:
 def candidate_deploy_command(resolved: ResolvedDeployment, deploy: Command) -> Command:
     """production's checked deploy command, under the candidate's app name."""
     name = candidate_app_name(resolved)
-    if len(name) > _MAX_APP_NAME:
+    if len(name) > MAX_APP_NAME:
         raise OpsError(
-            f"the candidate's app name {name!r} is longer than Modal's {_MAX_APP_NAME} "
+            f"the candidate's app name {name!r} is longer than Modal's {MAX_APP_NAME} "
             f"characters; shorten the spec's name"
         )
     return _deployed_as(name, _with_option(deploy.argv, "--name", name), deploy)

@@ -1,10 +1,12 @@
 """The spec: one declarative ModelDeployment, its YAML file, its catalog, its schema and docs.
 
-`model` holds the pydantic models (validation next to each field), `specfile` reads and writes
-spec files (line numbers in errors, comment-keeping `set`, version migrations), `messages` turns
-validation errors into one line, `catalog` reads the GPU and model data in `data/`, `docs`
-generates the JSON schema and docs/spec-reference.md. This part imports no other part of
-liftdeploy (only `errors` and `versions`): everything else builds on it.
+`model` holds the pydantic models (validation next to each field), built from `specmodel` (the
+base class), `names` (name rules), `sections`, `environments` (overlays, per-environment names)
+and `policy` (checks across sections, advisories); `argv` reads vLLM's flags, `specfile` reads
+and writes spec files (line numbers in errors, comment-keeping `set`, version migrations),
+`messages` turns validation errors into one line, `catalog` reads the GPU and model data in
+`data/`, `docs` generates the JSON schema and docs/spec-reference.md. This part imports no other
+part of liftdeploy (only `errors` and `versions`): everything else builds on it.
 """
 
 from liftdeploy._lazy import lazy_exports
