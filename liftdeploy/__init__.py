@@ -30,13 +30,13 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from liftdeploy.api import plan, to_yaml
     from liftdeploy.client.api import Client
     from liftdeploy.errors import LiftdeployError, SpecError
-    from liftdeploy.api import plan, to_yaml
     from liftdeploy.planner.report import Plan, format_plan
+    from liftdeploy.render.vllm_args import server_args
     from liftdeploy.spec.model import ModelDeployment, ResolvedDeployment
     from liftdeploy.spec.specfile import load_spec
-    from liftdeploy.render.vllm_args import server_args
 
 
 __getattr__ = lazy_exports(__name__, _EXPORTS)

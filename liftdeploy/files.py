@@ -58,8 +58,9 @@ def refuse_symlinked_dirs(root: Path, relative_paths: Iterable[str | PurePosixPa
     for rel in relative_paths:
         parts = PurePosixPath(rel).parts
         if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
-            raise FileWriteError(f"{root / rel}: not a path inside {root}; liftdeploy writes "
-                                 f"only inside it")
+            raise FileWriteError(
+                f"{root / rel}: not a path inside {root}; liftdeploy writes only inside it"
+            )
         directory = root
         for part in parts[:-1]:
             directory = directory / part
@@ -70,10 +71,13 @@ def refuse_symlinked_dirs(root: Path, relative_paths: Iterable[str | PurePosixPa
                 raise FileWriteError(
                     f"{directory}: is a symbolic link (to {os.readlink(directory)}); liftdeploy "
                     f"never writes or deletes through a link inside {root}, since that changes "
-                    f"files elsewhere. Replace the link with a real directory, then run again")
+                    f"files elsewhere. Replace the link with a real directory, then run again"
+                )
             if directory.exists() and not directory.is_dir():
-                raise FileWriteError(f"{directory}: is a file where the service needs a "
-                                     f"directory; move it away, then run again")
+                raise FileWriteError(
+                    f"{directory}: is a file where the service needs a "
+                    f"directory; move it away, then run again"
+                )
 
 
 class StagedWrites:
@@ -138,7 +142,8 @@ class StagedWrites:
             self.discard()
             raise FileWriteError(
                 f"{self.root}: renaming the written files into place failed ({exc}); some files "
-                f"are new and some old. Fix the cause, then run the command again") from None
+                f"are new and some old. Fix the cause, then run the command again"
+            ) from None
         for directory in {target.parent for _, target in self._files}:
             _sync_directory(directory)
 
@@ -181,8 +186,9 @@ def new_directory(target: str | Path) -> Iterator[Path]:
         raise _write_error(target, exc) from None
     try:
         yield built
-        os.chmod(built, stat.S_IMODE(target.stat().st_mode) if target.is_dir()
-                 else 0o777 & ~_umask())
+        os.chmod(
+            built, stat.S_IMODE(target.stat().st_mode) if target.is_dir() else 0o777 & ~_umask()
+        )
         os.replace(built, target)  # over an empty directory too (rename(2) allows it)
         _sync_directory(target.parent)
     except BaseException as exc:
@@ -213,7 +219,7 @@ def _write_new(path: Path, data: str | bytes, *, mode: int | None = None) -> Non
             os.fchmod(fd, mode)
         view = memoryview(payload)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -233,7 +239,8 @@ def _swap_directory(built: Path, target: Path) -> None:
 def _write_error(path: Path, exc: OSError) -> LiftdeployError:
     return FileWriteError(
         f"{path}: cannot write ({exc.strerror or exc}); nothing was changed. Free disk space or "
-        f"fix the permissions, then run the command again")
+        f"fix the permissions, then run the command again"
+    )
 
 
 def _remove_quietly(path: Path) -> None:

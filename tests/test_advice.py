@@ -20,8 +20,13 @@ CODER_32B = REPO / "examples" / "qwen25-coder-32b.yaml"
 
 
 def liftdeploy(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "liftdeploy.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def data_of(path: Path) -> dict[str, Any]:
@@ -59,9 +64,11 @@ def test_every_example_plans_without_an_unexplained_warning_and_needs_no_advice(
 
 
 def test_suggestions_for_the_original_32b_plan_are_accepted_by_plan(tmp_path: Path) -> None:
-    original = CODER_32B.read_text().replace(
-        "max_concurrent_requests: 13", "max_concurrent_requests: 20").replace(
-        "target_concurrent_requests: 10", "target_concurrent_requests: 16")
+    original = (
+        CODER_32B.read_text()
+        .replace("max_concurrent_requests: 13", "max_concurrent_requests: 20")
+        .replace("target_concurrent_requests: 10", "target_concurrent_requests: 16")
+    )
     spec = tmp_path / "deployment.yaml"
     spec.write_text(original)
     assert any("max_concurrent_requests 20" in w for w in warnings_of(spec, "production"))
@@ -121,8 +128,10 @@ def test_a_spec_that_does_not_fit_gets_the_first_of_the_plans_fixes_that_fits(
     YAML().dump(data, spec)
     done = liftdeploy("plan", str(spec), "--suggest")
     assert done.returncode == 1 and "cannot hold one 32,768-token sequence" in done.stdout
-    assert "none: the settings fit" not in done.stdout and "gpu.memory_utilization: 0.9 ->" \
-        in done.stdout, done.stdout
+    assert (
+        "none: the settings fit" not in done.stdout
+        and "gpu.memory_utilization: 0.9 ->" in done.stdout
+    ), done.stdout
     line = next(row for row in done.stdout.splitlines() if "apply with: liftdeploy set" in row)
     assert liftdeploy(*line.split("liftdeploy ", 1)[1].split()).returncode == 0
     assert liftdeploy("plan", str(spec)).returncode == 0
@@ -147,9 +156,12 @@ def test_a_bill_without_a_ceiling_gets_max_containers() -> None:
 
 def test_an_overlay_key_is_suggested_in_the_overlay(tmp_path: Path) -> None:
     spec = tmp_path / "deployment.yaml"
-    spec.write_text(CODER_32B.read_text().replace(
-        "runtime: {min_containers: 0, max_containers: 1}",
-        "runtime: {min_containers: 0, max_containers: 2, max_concurrent_requests: 30}"))
+    spec.write_text(
+        CODER_32B.read_text().replace(
+            "runtime: {min_containers: 0, max_containers: 1}",
+            "runtime: {min_containers: 0, max_containers: 2, max_concurrent_requests: 30}",
+        )
+    )
     done = liftdeploy("plan", str(spec), "--env", "staging", "--suggest", "--json")
     sets = json.loads(done.stdout)["set"]
     assert sets == ["environments.staging.runtime.max_concurrent_requests=15"]

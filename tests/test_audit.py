@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from liftdeploy.ops.audit import AuditError, audit, scan_text
 from liftdeploy.cli.main import main
+from liftdeploy.ops.audit import AuditError, audit, scan_text
 
 # The original plan, gap 2: lift_sys/dspy_signatures/provider_adapter.py:26.
 PLAN_URL = "https://rand--generate.modal.run"
@@ -40,13 +40,17 @@ def codebase(tmp_path: Path) -> Path:
     """A tree with one bad adapter, good env-var clients, and places the audit must skip."""
     root = tmp_path / "lift-sys"
     _write(root, "lift_sys/dspy_signatures/provider_adapter.py", _adapter_source())
-    _write(root, "lift_sys/client.py", (
-        "import os\n"
-        'ENDPOINT = os.environ["MODAL_ENDPOINT_URL"]\n'
-        'OPTIONAL = os.getenv("MODAL_ENDPOINT_URL")\n'
-        'LOCAL = f"http://127.0.0.1:{port}/v1"\n'
-        "result = client.modal.run(job)\n"
-    ))
+    _write(
+        root,
+        "lift_sys/client.py",
+        (
+            "import os\n"
+            'ENDPOINT = os.environ["MODAL_ENDPOINT_URL"]\n'
+            'OPTIONAL = os.getenv("MODAL_ENDPOINT_URL")\n'
+            'LOCAL = f"http://127.0.0.1:{port}/v1"\n'
+            "result = client.modal.run(job)\n"
+        ),
+    )
     # Places the audit must not look into: VCS data, virtualenvs, dependencies, docs, binaries.
     _write(root, ".git/hooks/post-commit.py", f'URL = "{PLAN_URL}"\n')
     _write(root, ".venv/lib/python3.11/site-packages/x.py", f'URL = "{PLAN_URL}"\n')
@@ -81,31 +85,41 @@ def test_env_var_fallback_with_a_literal_url_is_flagged_as_fallback() -> None:
     )
     findings = scan_text(text, "adapter.py")
     assert [(f.line, f.kind, f.fallback) for f in findings] == [
-        (1, "modal", True), (2, "loopback", True), (3, "modal", True),
+        (1, "modal", True),
+        (2, "loopback", True),
+        (3, "modal", True),
     ]
     assert "no fallback" in findings[0].advice
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ('BASE = "https://acme-staging--qwen-server.modal.run/v1"',
-     "https://acme-staging--qwen-server.modal.run/v1"),
-    ("ws = 'wss://acme--stream.modal.direct:443/ws'", "wss://acme--stream.modal.direct:443/ws"),
-    ('HOST = "rand--generate.modal.run"', "rand--generate.modal.run"),
-    ('requests.get("http://localhost:8001/generate")', "http://localhost:8001/generate"),
-    ('API = "http://10.2.3.4:8000"', "http://10.2.3.4:8000"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            'BASE = "https://acme-staging--qwen-server.modal.run/v1"',
+            "https://acme-staging--qwen-server.modal.run/v1",
+        ),
+        ("ws = 'wss://acme--stream.modal.direct:443/ws'", "wss://acme--stream.modal.direct:443/ws"),
+        ('HOST = "rand--generate.modal.run"', "rand--generate.modal.run"),
+        ('requests.get("http://localhost:8001/generate")', "http://localhost:8001/generate"),
+        ('API = "http://10.2.3.4:8000"', "http://10.2.3.4:8000"),
+    ],
+)
 def test_hard_coded_endpoints_in_code(line: str, expected: str) -> None:
     assert [f.url for f in scan_text(line, "x.py")] == [expected]
 
 
-@pytest.mark.parametrize("line", [
-    "result = client.modal.run(job)",                   # code, not a host
-    'url = f"http://127.0.0.1:{port}"',                 # port from a variable: the local twin
-    'doc = "e.g. https://workspace--app-server.modal.run"',  # placeholder in a message
-    'see = "https://modal.com/docs/guide/webhooks"',    # Modal's docs, not an endpoint
-    'bind = "0.0.0.0"',                                 # a bind address, not a URL
-    'x = "https://rand--generate.modal.run"  # liftdeploy: allow-endpoint',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "result = client.modal.run(job)",  # code, not a host
+        'url = f"http://127.0.0.1:{port}"',  # port from a variable: the local twin
+        'doc = "e.g. https://workspace--app-server.modal.run"',  # placeholder in a message
+        'see = "https://modal.com/docs/guide/webhooks"',  # Modal's docs, not an endpoint
+        'bind = "0.0.0.0"',  # a bind address, not a URL
+        'x = "https://rand--generate.modal.run"  # liftdeploy: allow-endpoint',
+    ],
+)
 def test_not_endpoints(line: str) -> None:
     assert scan_text(line, "x.py") == []
 
@@ -126,9 +140,11 @@ def test_cli_prints_file_line_and_env_var_and_exits_1(codebase: Path, capsys) ->
 
 def test_cli_exits_0_once_the_url_comes_from_the_environment(codebase: Path, capsys) -> None:
     adapter = codebase / "lift_sys/dspy_signatures/provider_adapter.py"
-    adapter.write_text(adapter.read_text().replace(
-        f'endpoint_url="{PLAN_URL}"', 'endpoint_url=os.environ["MODAL_ENDPOINT_URL"]'
-    ))
+    adapter.write_text(
+        adapter.read_text().replace(
+            f'endpoint_url="{PLAN_URL}"', 'endpoint_url=os.environ["MODAL_ENDPOINT_URL"]'
+        )
+    )
     assert main(["audit-endpoints", str(codebase)]) == 0
     assert capsys.readouterr().out == ""
 
@@ -154,7 +170,9 @@ def test_single_file_and_missing_path(codebase: Path, tmp_path: Path, capsys) ->
 def test_console_script_runs_without_traceback(codebase: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "liftdeploy.cli.main", "audit-endpoints", str(codebase)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "provider_adapter.py:26" in result.stdout

@@ -47,12 +47,18 @@ def test_the_limit_decides_against_the_cold_start_cost() -> None:
 
 def test_cold_start_grows_with_the_idle_window_and_matches_the_plan() -> None:
     resolved = staging("qwen3-next-80b")
-    longer = resolved.model_copy(update={"runtime": resolved.runtime.model_copy(
-        update={"scaledown_window_s": resolved.runtime.scaledown_window_s + 3600})})
+    longer = resolved.model_copy(
+        update={
+            "runtime": resolved.runtime.model_copy(
+                update={"scaledown_window_s": resolved.runtime.scaledown_window_s + 3600}
+            )
+        }
+    )
     per_hour = resolved.container_hour_usd()
     startup_s = startup(resolved)
-    assert cold_start_usd(longer, startup_s) - cold_start_usd(resolved, startup_s) \
-        == pytest.approx(per_hour)
+    assert cold_start_usd(longer, startup_s) - cold_start_usd(resolved, startup_s) == pytest.approx(
+        per_hour
+    )
     assert cold_start_seconds(resolved, startup_s) > resolved.runtime.scaledown_window_s
     assert plan(resolved).cost.cold_start_usd == pytest.approx(cold_start_usd(resolved, startup_s))
 

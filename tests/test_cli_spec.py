@@ -20,7 +20,10 @@ HEAVY = ("modal", "copier", "vllm", "torch", "transformers", "openai")
 def liftdeploy(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "liftdeploy.cli.main", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -51,7 +54,10 @@ BAD_INPUTS = {
     "missing-file": (None, "missing.yaml: no such file; check the path"),
     "directory-without-spec": ("<dir>", "empty-dir: directory has no deployment.yaml"),
     "malformed-yaml": ("name: svc\nmodel: {id: x\n", "bad.yaml:3:1: YAML syntax error"),
-    "empty-file": ("", "a spec must be a YAML mapping with at least name, model and gpu; got an empty document"),
+    "empty-file": (
+        "",
+        "a spec must be a YAML mapping with at least name, model and gpu; got an empty document",
+    ),
     "list-not-mapping": ("- name: svc\n- gpu: H100\n", "got a list"),
     "wrong-types": (
         "name: svc\nmodel: {id: x/y, max_model_len: long}\ngpu: {type: H100, count: [1]}\n",
@@ -116,12 +122,13 @@ def test_show_unknown_environment_lists_the_valid_ones() -> None:
 def test_set_through_the_cli(tmp_path: Path) -> None:
     spec = tmp_path / "deployment.yaml"
     spec.write_bytes((ROOT / "examples" / "qwen25-coder-32b.yaml").read_bytes())
-    result = liftdeploy("set", str(tmp_path), "runtime.min_containers=1",
-                        "environments.staging.gpu.type=H100")
+    result = liftdeploy(
+        "set", str(tmp_path), "runtime.min_containers=1", "environments.staging.gpu.type=H100"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"{spec}: runtime.min_containers: 0 -> 1",
-        f"{spec}: environments.staging.gpu.type: null -> \"H100\"",
+        f'{spec}: environments.staging.gpu.type: null -> "H100"',
     ]
     text = spec.read_text(encoding="utf-8")
     assert "  min_containers: 1          # 1 would cost about $1,825/month" in text
@@ -130,8 +137,15 @@ def test_set_through_the_cli(tmp_path: Path) -> None:
 def test_set_name_moves_the_names_derived_from_it(tmp_path: Path) -> None:
     """Issue 28 item 5: `set name=` renames the Volumes, Dicts and Secrets `init` named after
     the service, line by line, and says plainly what Modal keeps under the old names."""
-    made = liftdeploy("init", "old-svc", "--model-id", "Qwen/Qwen2.5-Coder-32B-Instruct",
-                      "--dicts", "prefs", cwd=tmp_path)
+    made = liftdeploy(
+        "init",
+        "old-svc",
+        "--model-id",
+        "Qwen/Qwen2.5-Coder-32B-Instruct",
+        "--dicts",
+        "prefs",
+        cwd=tmp_path,
+    )
     assert made.returncode == 0, made.stderr
     spec = tmp_path / "old-svc" / "deployment.yaml"
     untouched = spec.read_text(encoding="utf-8")
@@ -163,8 +177,9 @@ def test_set_name_moves_the_names_derived_from_it(tmp_path: Path) -> None:
     # A value the same `set` assigns is kept: the old weights stay in use.
     result = liftdeploy("set", str(spec), "name=third", "storage.volumes.0.name=old-svc-weights")
     assert result.returncode == 0, result.stderr
-    assert "storage.volumes.1.name: \"new-svc-compile-cache\" -> \"third-compile-cache\"" in (
-        result.stdout)
+    assert 'storage.volumes.1.name: "new-svc-compile-cache" -> "third-compile-cache"' in (
+        result.stdout
+    )
     assert "- {name: old-svc-weights," in spec.read_text(encoding="utf-8")
 
 
@@ -203,12 +218,18 @@ sys.stdout.write('\\nHEAVY=' + json.dumps(heavy))
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["validate", *EXAMPLES], ["show", EXAMPLES[0]]],
-                         ids=["help", "validate", "show"])
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["validate", *EXAMPLES], ["show", EXAMPLES[0]]],
+    ids=["help", "validate", "show"],
+)
 def test_cli_start_imports_no_heavy_library(args: list[str]) -> None:
     result = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(HEAVY), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     marker = result.stdout.rsplit("HEAVY=", 1)
     assert len(marker) == 2, result.stdout + result.stderr
@@ -217,10 +238,15 @@ def test_cli_start_imports_no_heavy_library(args: list[str]) -> None:
 
 def test_the_probe_sees_heavy_imports() -> None:
     """The import check can fail: the same probe notices a heavy library when one is imported."""
-    probe = _PROBE.replace("from liftdeploy.cli.main import main", "import jsonschema\nmain = print")
+    probe = _PROBE.replace(
+        "from liftdeploy.cli.main import main", "import jsonschema\nmain = print"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe, json.dumps(["jsonschema"])],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert json.loads(result.stdout.rsplit("HEAVY=", 1)[1]) == ["jsonschema"]
 
@@ -253,8 +279,11 @@ def _leaf_fields(model: type, prefix: str = "") -> list[str]:
 
     paths = []
     for name, info in model.model_fields.items():
-        nested = [a for a in (info.annotation, *get_args(info.annotation))
-                  if isinstance(a, type) and issubclass(a, SpecModel)]
+        nested = [
+            a
+            for a in (info.annotation, *get_args(info.annotation))
+            if isinstance(a, type) and issubclass(a, SpecModel)
+        ]
         paths += _leaf_fields(nested[0], f"{prefix}{name}.") if nested else [f"{prefix}{name}"]
     return paths
 
@@ -263,8 +292,11 @@ def _every_spec_field() -> list[str]:
     from liftdeploy.spec.model import SECTIONS, ModelDeployment
 
     fields = ModelDeployment.model_fields
-    return [f"{section}.{leaf}" for section in SECTIONS
-            for leaf in _leaf_fields(fields[section].annotation)]
+    return [
+        f"{section}.{leaf}"
+        for section in SECTIONS
+        for leaf in _leaf_fields(fields[section].annotation)
+    ]
 
 
 def test_set_sweep_of_invalid_values_into_absent_sections(
@@ -288,6 +320,9 @@ def test_set_sweep_of_invalid_values_into_absent_sections(
             refused += 1
             assert code == 2 and spec.read_text() == MINIMAL_SPEC, (path, value, err)
             assert err.startswith(f"error: {spec}: not changed") and err.count("\n") == 1, (
-                path, value, err)
+                path,
+                value,
+                err,
+            )
             assert "Traceback" not in err and "Extra inputs" not in err, (path, value, err)
     assert refused > len(paths)

@@ -9,8 +9,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -60,9 +60,17 @@ Step = Any
 def completion(content: str, finish_reason: str = "stop") -> dict[str, Any]:
     """A chat.completion body as vLLM sends it."""
     return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "scripted",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                     "finish_reason": finish_reason}],
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "scripted",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+            }
+        ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8},
     }
 
@@ -118,9 +126,13 @@ class ScriptedServer:
             handler.send_header("content-type", "text/event-stream")
             handler.send_header("transfer-encoding", "chunked")
             handler.end_headers()
-            chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                     "choices": [{"index": 0, "delta": {"content": step[1]},
-                                  "finish_reason": None}]}
+            chunk = {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": "m",
+                "choices": [{"index": 0, "delta": {"content": step[1]}, "finish_reason": None}],
+            }
             data = f"data: {json.dumps(chunk)}\n\n".encode()
             handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             handler.wfile.flush()
@@ -163,6 +175,7 @@ UNAVAILABLE = (503, {"error": "container starting"})
 
 # -- retry policy -----------------------------------------------------------------------------
 
+
 def test_503_is_retried_until_the_answer_comes(scripted: type[ScriptedServer]) -> None:
     server = scripted({CHAT: [UNAVAILABLE, UNAVAILABLE, (200, completion('{"a": 7}'))]})
     client = Client(server.url, model="m", retry=FAST_RETRY)
@@ -180,8 +193,9 @@ def test_retries_are_bounded_in_attempts(scripted: type[ScriptedServer]) -> None
 
 def test_retries_are_bounded_in_time(scripted: type[ScriptedServer]) -> None:
     server = scripted({CHAT: [UNAVAILABLE]})
-    policy = RetryPolicy(max_attempts=1000, initial_backoff_s=0.2, max_backoff_s=0.2,
-                         max_total_s=1.0)
+    policy = RetryPolicy(
+        max_attempts=1000, initial_backoff_s=0.2, max_backoff_s=0.2, max_total_s=1.0
+    )
     started = time.monotonic()
     with pytest.raises(ServiceUnavailable):
         Client(server.url, model="m", retry=policy).generate("hi", SCHEMA)
@@ -215,8 +229,11 @@ def test_a_caller_who_will_not_wait_for_the_cold_start_is_told_at_once(
 ) -> None:
     resolved = load_spec(EXAMPLE_480B).resolve("staging")
     server = scripted({CHAT: [UNAVAILABLE]})
-    with pytest.raises(ClientError, match=r"up to 1,680 s .* longer than the 60 s .*"
-                                          r"runtime.min_containers: 1 for the staging"):
+    with pytest.raises(
+        ClientError,
+        match=r"up to 1,680 s .* longer than the 60 s .*"
+        r"runtime.min_containers: 1 for the staging",
+    ):
         Client.for_deployment(resolved, url=server.url, cold_start_patience_s=60)
     assert server.requests == []
     patient = Client.for_deployment(resolved, url=server.url, cold_start_patience_s=1680)
@@ -231,8 +248,9 @@ def test_an_always_warm_environment_keeps_the_short_retry_window(
     data["budget"]["max_monthly_always_on_usd"] = 25_000
     resolved = ResolvedDeployment.model_validate(data)
     server = scripted({CHAT: [UNAVAILABLE]})
-    client = Client.for_deployment(resolved, url=server.url, retry=FAST_RETRY,
-                                   cold_start_patience_s=1)
+    client = Client.for_deployment(
+        resolved, url=server.url, retry=FAST_RETRY, cold_start_patience_s=1
+    )
     assert client.retry.cold_start_s == 0
     with pytest.raises(ServiceUnavailable, match="gave up after 3 attempts"):
         client.generate("hi", SCHEMA)
@@ -282,6 +300,7 @@ def test_a_stream_cut_after_the_first_chunk_is_not_retried(
 
 # -- answers that must never be returned as results -------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("content", "finish_reason", "error"),
     [
@@ -295,7 +314,10 @@ def test_a_stream_cut_after_the_first_chunk_is_not_retried(
     ],
 )
 def test_bad_answers_raise_their_own_error(
-    scripted: type[ScriptedServer], content: str, finish_reason: str, error: type[ClientError],
+    scripted: type[ScriptedServer],
+    content: str,
+    finish_reason: str,
+    error: type[ClientError],
 ) -> None:
     server = scripted({CHAT: [(200, completion(content, finish_reason))]})
     with pytest.raises(error):
@@ -304,14 +326,24 @@ def test_bad_answers_raise_their_own_error(
 
 @pytest.mark.parametrize(
     ("problem", "error"),
-    [("the answer is not valid JSON (Invalid control character at: line 1)", InvalidJson),
-     ("the answer breaks its schema at $.a: 'x' is not of type 'integer'", SchemaViolation)],
+    [
+        ("the answer is not valid JSON (Invalid control character at: line 1)", InvalidJson),
+        ("the answer breaks its schema at $.a: 'x' is not of type 'integer'", SchemaViolation),
+    ],
 )
 def test_an_answer_withheld_by_the_guard_keeps_its_kind(
-    scripted: type[ScriptedServer], problem: str, error: type[ClientError],
+    scripted: type[ScriptedServer],
+    problem: str,
+    error: type[ClientError],
 ) -> None:
-    body = {"error": {"message": f"the model's answer ... was withheld (choice 0: {problem})",
-                      "type": GUARD_ERROR_TYPE, "param": None, "code": 502}}
+    body = {
+        "error": {
+            "message": f"the model's answer ... was withheld (choice 0: {problem})",
+            "type": GUARD_ERROR_TYPE,
+            "param": None,
+            "code": 502,
+        }
+    }
     server = scripted({CHAT: [(502, body)]})
     with pytest.raises(error, match="withheld"):
         Client(server.url, model="m", retry=FAST_RETRY).generate("hi", SCHEMA)
@@ -345,6 +377,7 @@ def test_a_schema_the_backend_cannot_compile_is_refused_locally(
 
 # -- configuration from the environment -------------------------------------------------------
 
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in (*API_KEY_ENVS, PROXY_KEY_ENV, PROXY_SECRET_ENV, MODEL_ENV, ENDPOINT_URL_ENV):
@@ -353,7 +386,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_credentials_from_the_environment_are_sent(
-    scripted: type[ScriptedServer], clean_env: pytest.MonkeyPatch,
+    scripted: type[ScriptedServer],
+    clean_env: pytest.MonkeyPatch,
 ) -> None:
     server = scripted({CHAT: [(200, completion('{"a": 1}'))], "/health": [(200, {})]})
     clean_env.setenv(ENDPOINT_URL_ENV, server.url)
@@ -386,6 +420,7 @@ def test_from_env_without_a_url_says_what_to_set(clean_env: pytest.MonkeyPatch) 
 
 
 # -- against the local twin (real vLLM) -------------------------------------------------------
+
 
 @pytest.mark.twin
 def test_generate_returns_a_schema_valid_object(twin: Any) -> None:

@@ -25,8 +25,7 @@ from liftdeploy.spec.specfile import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMES = ["qwen25-coder-32b", "qwen3-next-80b", "qwen3-coder-480b"]
-CASES = [(name, env) for name in NAMES
-         for env in load_spec(EXAMPLES / f"{name}.yaml").environments]
+CASES = [(name, env) for name in NAMES for env in load_spec(EXAMPLES / f"{name}.yaml").environments]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +65,9 @@ def test_a_deploy_waits_for_requests_up_to_their_limit(
     # The exit hook drains for less, so Modal has time to commit the Volumes after it returns.
     assert module.DRAIN_S == grace - VOLUME_COMMIT_S
     assert "self.server.stop(grace_s=DRAIN_S)" in (rendered[name] / "app.py").read_text()
-    print(f"\n{name} [{env}]: request limit {limit} s, exit grace {grace} s, drain "
-          f"{module.DRAIN_S} s")
+    print(
+        f"\n{name} [{env}]: request limit {limit} s, exit grace {grace} s, drain {module.DRAIN_S} s"
+    )
 
 
 @pytest.mark.parametrize(("name", "env"), CASES)
@@ -80,9 +80,13 @@ def test_server_and_download_reserve_cpu_and_memory(
     assert (server["cpu"], server["memory"]) == (expected.cpu, expected.memory_mib)
     assert server["cpu"] >= 2 + 2 * resolved.gpu.count, "engine, API server, one per GPU"
     assert (download["cpu"], download["memory"]) == (
-        DOWNLOAD_RESERVATION.cpu, DOWNLOAD_RESERVATION.memory_mib)
-    print(f"\n{name} [{env}]: server {server['cpu']:g} CPU, {server['memory']} MiB; download "
-          f"{download['cpu']:g} CPU, {download['memory']} MiB")
+        DOWNLOAD_RESERVATION.cpu,
+        DOWNLOAD_RESERVATION.memory_mib,
+    )
+    print(
+        f"\n{name} [{env}]: server {server['cpu']:g} CPU, {server['memory']} MiB; download "
+        f"{download['cpu']:g} CPU, {download['memory']} MiB"
+    )
 
 
 def test_the_spec_overrides_the_reservation() -> None:
@@ -91,8 +95,10 @@ def test_the_spec_overrides_the_reservation() -> None:
     assert sized is not None and sized.cpu == 8 and sized.memory_mib > 16 * 1024
     chosen = plan(_with_runtime(resolved, cpu=12.5, memory_mib=65536)).reservation
     assert chosen is not None and (chosen.cpu, chosen.memory_mib) == (12.5, 65536)
-    assert plan(resolved).to_dict()["reservation"] == {"cpu": sized.cpu,
-                                                       "memory_mib": sized.memory_mib}
+    assert plan(resolved).to_dict()["reservation"] == {
+        "cpu": sized.cpu,
+        "memory_mib": sized.memory_mib,
+    }
 
 
 def test_a_small_model_reserves_less_memory_than_the_shard_bound() -> None:
@@ -108,8 +114,10 @@ def test_servers_mount_the_shared_weights_read_only(
     server, download = _objects(module)
 
     def read_only(mounts: list[Any]) -> dict[str, bool]:
-        return {str(path): bool(volume._mount_options and volume._mount_options.read_only)
-                for path, volume in mounts}
+        return {
+            str(path): bool(volume._mount_options and volume._mount_options.read_only)
+            for path, volume in mounts
+        }
 
     server_mounts = read_only(server["validated_volumes_no_cloud_buckets"])
     assert server_mounts[module.WEIGHTS_DIR] is True
@@ -117,12 +125,15 @@ def test_servers_mount_the_shared_weights_read_only(
     assert read_only(download["validated_volumes_no_cloud_buckets"]) == {module.WEIGHTS_DIR: False}
 
 
-@pytest.mark.parametrize(("endpoint", "protocol"), [
-    ("https://otlp.example.com/v1/traces", "http/protobuf"),
-    ("http://collector:4318/v1/traces", "http/protobuf"),
-    ("http://collector:4317", "grpc"),
-    ("grpc://collector:4317", "grpc"),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "protocol"),
+    [
+        ("https://otlp.example.com/v1/traces", "http/protobuf"),
+        ("http://collector:4318/v1/traces", "http/protobuf"),
+        ("http://collector:4317", "grpc"),
+        ("grpc://collector:4317", "grpc"),
+    ],
+)
 def test_otlp_protocol_follows_the_endpoint(
     endpoint: str, protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -143,7 +154,9 @@ def test_missing_weights_at_start_up_reach_sentry(
     import sentry_sdk
 
     from liftdeploy.runtime.errortracking import (
-        DSN_ENV, reporting_start_failure, start_error_tracking,
+        DSN_ENV,
+        reporting_start_failure,
+        start_error_tracking,
     )
     from liftdeploy.runtime.weights import WeightsMissing, require_snapshot
 
@@ -155,8 +168,13 @@ def test_missing_weights_at_start_up_reach_sentry(
         try:
             assert start_error_tracking(environment="staging", release="svc-staging")
             with pytest.raises(WeightsMissing), reporting_start_failure(EnterHook()):
-                require_snapshot(tmp_path, "org/model", None, volume="svc-weights",
-                                 fix="liftdeploy download deployment.yaml --env staging")
+                require_snapshot(
+                    tmp_path,
+                    "org/model",
+                    None,
+                    volume="svc-weights",
+                    fix="liftdeploy download deployment.yaml --env staging",
+                )
         finally:
             sentry_sdk.get_client().close()
             sentry_sdk.get_global_scope().set_client(None)
@@ -198,8 +216,11 @@ def test_a_second_download_of_one_snapshot_is_refused_while_the_first_writes() -
     writes: list[str] = []
     with single_writer(claims, key, writer="fc-first", hold_s=600, what=what):
         writes.append("first")
-        with pytest.raises(DownloadInProgress, match=r"another download \(fc-first\) is "
-                                                     r"writing org/model at abc123 on Volume"):
+        with pytest.raises(
+            DownloadInProgress,
+            match=r"another download \(fc-first\) is "
+            r"writing org/model at abc123 on Volume",
+        ):
             with single_writer(claims, key, writer="fc-second", hold_s=600, what=what):
                 writes.append("second")
         # A retry of the first call (same function call id) takes its own claim back.
@@ -248,8 +269,11 @@ def _image_layers(image: Any, builder_version: str) -> list[str]:
     cells = _closure(synchronizer._translate_in(image)._load)
     if "mount" in cells:  # add_local_dir: files mounted on top of its base image
         return _image_layers(cells["base_image"], builder_version)
-    below = [command for base in (cells["base_images"] or {}).values()
-             for command in _image_layers(base, builder_version)]
+    below = [
+        command
+        for base in (cells["base_images"] or {}).values()
+        for command in _image_layers(base, builder_version)
+    ]
     return below + list(cells["dockerfile_function"](builder_version).commands)
 
 
@@ -276,10 +300,17 @@ def test_the_image_pins_uv_the_base_image_and_its_builder_version(
 def test_a_deployer_variable_that_contradicts_the_spec_is_refused(
     rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(ValueError, match=r"MODAL_IMAGE_BUILDER_VERSION=2026.10 but deployment"
-                                         r".yaml builds with 2025.06"):
-        import_app(rendered["qwen3-next-80b"], "staging", monkeypatch,
-                   MODAL_IMAGE_BUILDER_VERSION="2026.10")
+    with pytest.raises(
+        ValueError,
+        match=r"MODAL_IMAGE_BUILDER_VERSION=2026.10 but deployment"
+        r".yaml builds with 2025.06",
+    ):
+        import_app(
+            rendered["qwen3-next-80b"],
+            "staging",
+            monkeypatch,
+            MODAL_IMAGE_BUILDER_VERSION="2026.10",
+        )
 
 
 def test_productions_command_line_rehearses_on_staging_with_dummy_weights(
@@ -295,8 +326,13 @@ def test_productions_command_line_rehearses_on_staging_with_dummy_weights(
 
     spec = load_spec(EXAMPLES / "qwen3-coder-480b.yaml")
     production, staging = spec.resolve("production"), spec.resolve("staging")
-    module = import_app(rendered["qwen3-coder-480b"], "staging", monkeypatch,
-                        LIFTDEPLOY_DUMMY_WEIGHTS="1", LIFTDEPLOY_ARGV_OF="production")
+    module = import_app(
+        rendered["qwen3-coder-480b"],
+        "staging",
+        monkeypatch,
+        LIFTDEPLOY_DUMMY_WEIGHTS="1",
+        LIFTDEPLOY_ARGV_OF="production",
+    )
     assert module.APP_NAME == staging.app_name != production.app_name
     assert module._server_command() == [*server_args(production), "--load-format", "dummy"]
     assert "--enforce-eager" in server_args(staging)
@@ -305,15 +341,24 @@ def test_productions_command_line_rehearses_on_staging_with_dummy_weights(
     passed_in = {k: v for k, v in module.CONTAINER_ENV.items() if v is not None}  # as Modal does
     seen = _import_in_container(rendered["qwen3-coder-480b"] / "app.py", passed_in)
     assert seen.returncode == 0, seen.stderr
-    assert json.loads(seen.stdout) == {"env": "staging", "app": staging.app_name,
-                                       "argv": server_args(production)}
+    assert json.loads(seen.stdout) == {
+        "env": "staging",
+        "app": staging.app_name,
+        "argv": server_args(production),
+    }
     # Only a rehearsal: real weights under another environment's argv are refused.
     with pytest.raises(ValueError, match="only a rehearsal: set LIFTDEPLOY_DUMMY_WEIGHTS=1"):
-        import_app(rendered["qwen3-coder-480b"], "staging", monkeypatch,
-                   LIFTDEPLOY_ARGV_OF="production")
+        import_app(
+            rendered["qwen3-coder-480b"], "staging", monkeypatch, LIFTDEPLOY_ARGV_OF="production"
+        )
     with pytest.raises(ValueError, match="LIFTDEPLOY_ARGV_OF='prod' is not an environment"):
-        import_app(rendered["qwen3-coder-480b"], "staging", monkeypatch,
-                   LIFTDEPLOY_DUMMY_WEIGHTS="1", LIFTDEPLOY_ARGV_OF="prod")
+        import_app(
+            rendered["qwen3-coder-480b"],
+            "staging",
+            monkeypatch,
+            LIFTDEPLOY_DUMMY_WEIGHTS="1",
+            LIFTDEPLOY_ARGV_OF="prod",
+        )
 
 
 def test_the_monitor_reads_metrics_through_proxy_auth_only_with_a_token() -> None:
@@ -331,14 +376,23 @@ def test_plan_says_when_the_monitor_will_not_read_metrics(
 ) -> None:
     text = (EXAMPLES / "qwen25-coder-32b.yaml").read_text()
     spec = tmp_path / "watched.yaml"
-    spec.write_text(text + "observability:\n  alerts: {webhook_secret: watched-alerts}\n"
-                    + ("" if proxy_auth else "auth: {proxy_auth: false, "
-                                             "api_key_secret: watched-key}\n"))
+    spec.write_text(
+        text
+        + "observability:\n  alerts: {webhook_secret: watched-alerts}\n"
+        + ("" if proxy_auth else "auth: {proxy_auth: false, api_key_secret: watched-key}\n")
+    )
     resolved = load_spec(spec).resolve("staging")
     lines = [line for line in plan(resolved).observability if "/metrics" in line]
     if proxy_auth:
-        assert lines == [line for line in lines if "Secret watched-alerts also holds "
-                         "MODAL_PROXY_KEY and MODAL_PROXY_SECRET" in line] != []
+        assert (
+            lines
+            == [
+                line
+                for line in lines
+                if "Secret watched-alerts also holds MODAL_PROXY_KEY and MODAL_PROXY_SECRET" in line
+            ]
+            != []
+        )
     else:
         assert lines == []
     service = render(spec, tmp_path / "watched")
@@ -353,8 +407,10 @@ def _scheduled(module: ModuleType) -> dict[str, Any]:
     from modal._utils.async_utils import synchronizer
 
     app = synchronizer._translate_in(module.app)
-    return {name: _closure(function._load)["schedule"]
-            for name, function in app._local_state.functions.items()}
+    return {
+        name: _closure(function._load)["schedule"]
+        for name, function in app._local_state.functions.items()
+    }
 
 
 def test_a_release_candidate_shares_none_of_productions_writable_state(
@@ -373,13 +429,17 @@ def test_a_release_candidate_shares_none_of_productions_writable_state(
     name = candidate_app_name(production)
 
     def read_only(mounts: list[Any]) -> dict[str, bool]:
-        return {str(path): bool(volume._mount_options and volume._mount_options.read_only)
-                for path, volume in mounts}
+        return {
+            str(path): bool(volume._mount_options and volume._mount_options.read_only)
+            for path, volume in mounts
+        }
 
     as_production = import_app(service, "production", monkeypatch)
     assert [f for f, schedule in _scheduled(as_production).items() if schedule] == ["monitor"]
     assert as_production.CONTAINER_ENV["LIFTDEPLOY_APP_NAME"] == production.app_name
-    assert "liftdeploy-release" not in synchronizer._translate_in(as_production.app)._local_state.tags
+    assert (
+        "liftdeploy-release" not in synchronizer._translate_in(as_production.app)._local_state.tags
+    )
 
     module = import_app(service, "production", monkeypatch, LIFTDEPLOY_APP_NAME=name)
     app = synchronizer._translate_in(module.app)
@@ -402,16 +462,28 @@ def test_a_release_candidate_shares_none_of_productions_writable_state(
     assert json.loads(seen.stdout)["app"] == name
 
 
-@pytest.mark.parametrize(("env", "app_name", "message"), [
-    ("production", "lift-sys-inference-canary",
-     "LIFTDEPLOY_APP_NAME='lift-sys-inference-canary' is neither production's app "
-     "'lift-sys-inference' nor its release candidate 'lift-sys-inference-candidate'; unset"),
-    ("staging", "lift-sys-inference-staging-candidate",
-     "is neither staging's app 'lift-sys-inference-staging' (only production has a release "
-     "candidate); unset LIFTDEPLOY_APP_NAME"),
-])
+@pytest.mark.parametrize(
+    ("env", "app_name", "message"),
+    [
+        (
+            "production",
+            "lift-sys-inference-canary",
+            "LIFTDEPLOY_APP_NAME='lift-sys-inference-canary' is neither production's app "
+            "'lift-sys-inference' nor its release candidate 'lift-sys-inference-candidate'; unset",
+        ),
+        (
+            "staging",
+            "lift-sys-inference-staging-candidate",
+            "is neither staging's app 'lift-sys-inference-staging' (only production has a release "
+            "candidate); unset LIFTDEPLOY_APP_NAME",
+        ),
+    ],
+)
 def test_any_other_deployed_app_name_is_refused(
-    env: str, app_name: str, message: str, rendered: dict[str, Path],
+    env: str,
+    app_name: str,
+    message: str,
+    rendered: dict[str, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -48,8 +48,14 @@ def test_urls_are_normalised_to_the_service_root(given: str, expected: str) -> N
 
 @pytest.mark.parametrize(
     "url",
-    ["http://a--b.modal.run", "https://localhost:8000", "https://127.0.0.1", "http://[::1]:8000",
-     "https://0.0.0.0:8000", "https://api.localhost"],
+    [
+        "http://a--b.modal.run",
+        "https://localhost:8000",
+        "https://127.0.0.1",
+        "http://[::1]:8000",
+        "https://0.0.0.0:8000",
+        "https://api.localhost",
+    ],
 )
 def test_production_refuses_plain_http_and_local_addresses(url: str) -> None:
     with pytest.raises(EndpointError, match="production") as info:
@@ -63,8 +69,14 @@ def test_other_environments_accept_a_local_server(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://x.modal.run", "a--b.modal.run", "https://", "https://x.modal.run/generate",
-            "https://x.modal.run/?q=1"],
+    "url",
+    [
+        "ftp://x.modal.run",
+        "a--b.modal.run",
+        "https://",
+        "https://x.modal.run/generate",
+        "https://x.modal.run/?q=1",
+    ],
 )
 def test_malformed_urls_are_refused_with_the_fix(url: str) -> None:
     with pytest.raises(EndpointError, match="base URL"):

@@ -35,8 +35,9 @@ def test_a_start_up_failure_is_one_event_with_the_log_tail(
 ) -> None:
     assert start_error_tracking(environment="staging", release="svc-staging")
     missing = tmp_path / "no-model-here"
-    server = ServerProcess(["--model", str(missing), "--port", str(free_port())],
-                           port=free_port(), echo=False)
+    server = ServerProcess(
+        ["--model", str(missing), "--port", str(free_port())], port=free_port(), echo=False
+    )
     with pytest.raises(ServerDied, match="exited with status"):
         with reporting_start_failure(server):
             server.wait_healthy(300)

@@ -11,23 +11,36 @@ import io
 from typing import Any
 
 import pytest
+from test_spec import spec
 
 from liftdeploy.errors import SpecError
 from liftdeploy.spec import catalog
 from liftdeploy.spec.argv import server_option
 from liftdeploy.spec.specfile import spec_from_data
 
-from test_spec import spec
-
 # (token, its value or None): each token sets a flag the spec owns, most by abbreviation.
 OWNED_SPELLINGS = [
-    ("--allowed-orig", '["*"]'), ("--middlew", "evil.mod"), ("--api-k", "abc"),
-    ("--max_num_se", "3"), ("--no-enforce-e", None), ("-tp", "2"), ("-qfp8", None),
-    ("--structured_outputs_config.backend", "xgrammar"), ("--served-model=x", None),
-    ("-ep", None), ("--gpu-memory-util", "0.5"), ("--conf", "x.yaml"),
+    ("--allowed-orig", '["*"]'),
+    ("--middlew", "evil.mod"),
+    ("--api-k", "abc"),
+    ("--max_num_se", "3"),
+    ("--no-enforce-e", None),
+    ("-tp", "2"),
+    ("-qfp8", None),
+    ("--structured_outputs_config.backend", "xgrammar"),
+    ("--served-model=x", None),
+    ("-ep", None),
+    ("--gpu-memory-util", "0.5"),
+    ("--conf", "x.yaml"),
 ]
-OTHER_SPELLINGS = [("--seed", "5"), ("--see", "5"), ("-O3", None), ("--enable-prefix-caching", None),
-                   ("--no-enable-prefix-caching", None), ("--block_size=32", None)]
+OTHER_SPELLINGS = [
+    ("--seed", "5"),
+    ("--see", "5"),
+    ("-O3", None),
+    ("--enable-prefix-caching", None),
+    ("--no-enable-prefix-caching", None),
+    ("--block_size=32", None),
+]
 REFUSED_BY_VLLM = [("--conf", "x.yaml"), ("--nope", "1"), ("-d", "2")]
 
 
@@ -67,7 +80,8 @@ def test_option_table_is_the_installed_vllms(vllm_parser: Any) -> None:
     from liftdeploy.render.vllm_options import option_table
 
     assert option_table(vllm_parser) == catalog.vllm_server_options(), (
-        "regenerate it: python -m liftdeploy.render.vllm_options")
+        "regenerate it: python -m liftdeploy.render.vllm_options"
+    )
 
 
 def _parsed(parser: Any, argv: list[str]) -> dict[str, Any] | None:

@@ -13,8 +13,14 @@ from pathlib import Path
 import pytest
 
 MODEL = "Qwen/Qwen2.5-Coder-32B-Instruct"  # an example's model: init must not borrow its names
-OTHER_SERVICES = ("lift-sys", "prod-modal-secrets", "staging-modal-secrets", "qwen3-next-80b",
-                  "qwen3-coder-480b", "lift-sys.vercel.app")
+OTHER_SERVICES = (
+    "lift-sys",
+    "prod-modal-secrets",
+    "staging-modal-secrets",
+    "qwen3-next-80b",
+    "qwen3-coder-480b",
+    "lift-sys.vercel.app",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -25,19 +31,30 @@ def logged_out(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 
 
 def git(directory: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                   cwd=directory, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=directory,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_first_hour_of_a_new_service(tmp_path: Path) -> None:
     transcript: list[str] = []
 
     def run(*args: str, ok: bool = True, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", *args],
-                                cwd=cwd, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "liftdeploy.cli.main", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         where = "my-coder$ " if cwd != tmp_path else "$ "
-        transcript.append(f"{where}liftdeploy {' '.join(args)}  # exit {result.returncode}\n"
-                          f"{result.stdout}{result.stderr}")
+        transcript.append(
+            f"{where}liftdeploy {' '.join(args)}  # exit {result.returncode}\n"
+            f"{result.stdout}{result.stderr}"
+        )
         output = result.stdout + result.stderr
         assert "Traceback" not in output, output
         leaked = [name for name in OTHER_SERVICES if name in output]

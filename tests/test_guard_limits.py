@@ -31,8 +31,14 @@ from liftdeploy.twin.local import LocalTwin
 # `a{26}!` branch, after 2^26 ways of failing the first one.
 REDOS_SCHEMA = {
     "type": "object",
-    "properties": {"s": {"type": "string", "pattern": "^(?:(a|a)+b{40}|a+!)$",
-                         "minLength": 27, "maxLength": 27}},
+    "properties": {
+        "s": {
+            "type": "string",
+            "pattern": "^(?:(a|a)+b{40}|a+!)$",
+            "minLength": 27,
+            "maxLength": 27,
+        }
+    },
     "required": ["s"],
     "additionalProperties": False,
 }
@@ -52,8 +58,10 @@ def test_one_slow_keyword_on_a_large_answer_is_stopped_by_the_budget() -> None:
     """Before: uniqueItems under allOf (unseen by vLLM's xgrammar check) compared 4,000 objects
     pairwise in one keyword call for 18-40 s, past any budget, then answered "valid"."""
     items = [{"id": i, **{f"field{k}": f"value {i} {k}" for k in range(20)}} for i in range(4000)]
-    schema = {"type": "object",
-              "properties": {"xs": {"allOf": [{"type": "array"}, {"uniqueItems": True}]}}}
+    schema = {
+        "type": "object",
+        "properties": {"xs": {"allOf": [{"type": "array"}, {"uniqueItems": True}]}},
+    }
     started = time.monotonic()
     verdict = judge_answer(json.dumps({"xs": items}), schema, "stop", budget_s=0.3)
     took = time.monotonic() - started
@@ -63,9 +71,15 @@ def test_one_slow_keyword_on_a_large_answer_is_stopped_by_the_budget() -> None:
 
 def test_unique_items_compares_as_json_schema_does() -> None:
     unique = {"uniqueItems": True}
-    distinct = '[1, true, 0, false, null, "1", [1], [true], {"a": 1}, {"a": true}, {"a": 1, "b": 2}]'
+    distinct = (
+        '[1, true, 0, false, null, "1", [1], [true], {"a": 1}, {"a": true}, {"a": 1, "b": 2}]'
+    )
     assert judge_answer(distinct, unique, "stop").kind == "valid"
-    for repeated in ("[1, 1.0]", '[{"a": 1, "b": [2]}, {"b": [2.0], "a": 1}]', "[[false], [false]]"):
+    for repeated in (
+        "[1, 1.0]",
+        '[{"a": 1, "b": [2]}, {"b": [2.0], "a": 1}]',
+        "[[false], [false]]",
+    ):
         verdict = judge_answer(repeated, unique, "stop")
         assert verdict.kind == "schema_violation" and "repeats" in (verdict.problem or ""), repeated
 
@@ -73,8 +87,11 @@ def test_unique_items_compares_as_json_schema_does() -> None:
 def test_additional_properties_patterns_are_bounded_by_the_budget() -> None:
     """Before: additionalProperties matched patternProperties with `re` (no deadline, and the
     GIL held meanwhile), so one answer key pinned the whole server while it backtracked."""
-    schema = {"type": "object", "additionalProperties": False,
-              "patternProperties": {"^(a|a)+$": {}}}
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "patternProperties": {"^(a|a)+$": {}},
+    }
     started = time.monotonic()
     verdict = judge_answer(json.dumps({"a" * 26 + "!": 1}), schema, "stop", budget_s=0.3)
     took = time.monotonic() - started
@@ -95,7 +112,9 @@ def test_schemas_and_answers_that_recurse_are_verdicts_not_crashes() -> None:
 
 
 def test_request_flags_read_as_vllm_reads_them() -> None:
-    assert [_true(v) for v in ("false", "False", "0", "no", "off", "", False, None, 0)] == [False] * 9
+    assert [_true(v) for v in ("false", "False", "0", "no", "off", "", False, None, 0)] == [
+        False
+    ] * 9
     assert [_true(v) for v in ("true", "1", "yes", "on", True, 1)] == [True] * 6
 
 
@@ -126,6 +145,7 @@ def _chat(twin: LocalTwin, schema: dict[str, Any], **extra: Any) -> dict[str, An
 def test_costly_schema_never_stalls_health(twin: LocalTwin) -> None:
     """Before: validating on the event loop froze every request for about 28 s."""
     with httpx.Client(base_url=twin.url, headers=_headers(twin), timeout=120) as http:
+
         def constrained() -> httpx.Response:
             return http.post("/v1/chat/completions", json=_chat(twin, REDOS_SCHEMA))
 
@@ -148,21 +168,37 @@ def test_costly_schema_never_stalls_health(twin: LocalTwin) -> None:
 
 @pytest.mark.twin
 def test_deep_json_body_is_a_clear_400(twin: LocalTwin) -> None:
-    body = json.dumps(_chat(twin, {"type": "object"}))[:-1] + ', "x": ' + "[" * 50_000 \
-        + "]" * 50_000 + "}"
-    reply = httpx.post(f"{twin.url}/v1/chat/completions", content=body, timeout=60,
-                       headers={**_headers(twin), "content-type": "application/json"})
+    body = (
+        json.dumps(_chat(twin, {"type": "object"}))[:-1]
+        + ', "x": '
+        + "[" * 50_000
+        + "]" * 50_000
+        + "}"
+    )
+    reply = httpx.post(
+        f"{twin.url}/v1/chat/completions",
+        content=body,
+        timeout=60,
+        headers={**_headers(twin), "content-type": "application/json"},
+    )
     assert reply.status_code == 400, reply.text
     assert "nests JSON too deeply" in reply.json()["error"]["message"]
 
 
 @pytest.mark.twin
 def test_stream_false_as_a_string_is_not_refused(twin: LocalTwin) -> None:
-    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0,
-                                                      "maximum": 9}},
-              "required": ["n"], "additionalProperties": False}
-    reply = httpx.post(f"{twin.url}/v1/chat/completions", headers=_headers(twin), timeout=120,
-                       json=_chat(twin, schema, stream="false"))
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9}},
+        "required": ["n"],
+        "additionalProperties": False,
+    }
+    reply = httpx.post(
+        f"{twin.url}/v1/chat/completions",
+        headers=_headers(twin),
+        timeout=120,
+        json=_chat(twin, schema, stream="false"),
+    )
     assert reply.status_code == 200, reply.text
     assert reply.headers[VERDICT_HEADER.decode()] in ("valid", "repaired", "incomplete")
 
@@ -176,7 +212,11 @@ def test_chunked_body_over_the_cap_is_413(twin: LocalTwin) -> None:
             yield piece
         yield b'"pad": 1}'
 
-    reply = httpx.post(f"{twin.url}/v1/chat/completions", content=chunks(), timeout=120,
-                       headers={**_headers(twin), "content-type": "application/json"})
+    reply = httpx.post(
+        f"{twin.url}/v1/chat/completions",
+        content=chunks(),
+        timeout=120,
+        headers={**_headers(twin), "content-type": "application/json"},
+    )
     assert reply.status_code == 413, reply.text
     assert "too large" in reply.json()["error"]["message"]

@@ -33,8 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "examples" / "qwen3-next-80b.yaml"
 
 
-def cli_with_file_size_limit(args: list[str], limit: int, *, pythonpath: Path | None = None,
-                             cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli_with_file_size_limit(
+    args: list[str], limit: int, *, pythonpath: Path | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """`liftdeploy ARGS` in a child that cannot write any file past `limit` bytes."""
 
     def limit_file_size() -> None:
@@ -44,8 +45,15 @@ def cli_with_file_size_limit(args: list[str], limit: int, *, pythonpath: Path | 
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     if pythonpath:
         env["PYTHONPATH"] = str(pythonpath)
-    return subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", *args], cwd=cwd, env=env,
-                          preexec_fn=limit_file_size, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "liftdeploy.cli.main", *args],
+        cwd=cwd,
+        env=env,
+        preexec_fn=limit_file_size,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, bytes | str]]:
@@ -66,8 +74,11 @@ def snapshot(root: Path) -> dict[str, tuple[str, bytes | str]]:
 
 
 def temp_files(root: Path) -> list[str]:
-    return [p.relative_to(root).as_posix() for p in root.rglob("*")
-            if "liftdeploy-tmp" in p.name or p.name.endswith(".new")]
+    return [
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if "liftdeploy-tmp" in p.name or p.name.endswith(".new")
+    ]
 
 
 def one_line_error(stderr: str) -> str:
@@ -78,8 +89,12 @@ def one_line_error(stderr: str) -> str:
 
 
 def git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                   cwd=cwd, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
 
 
 # --- item 5: `set` (and `pin`, which writes through it) on a full disk -------------------------
@@ -125,8 +140,9 @@ def installed_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     then reads the template files directly, instead of cloning the checkout (whose git objects
     are larger than the file size limit the test sets)."""
     root = tmp_path_factory.mktemp("installed")
-    shutil.copytree(REPO_ROOT / "liftdeploy", root / "liftdeploy",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO_ROOT / "liftdeploy", root / "liftdeploy", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copytree(REPO_ROOT / "template", root / "template")
     shutil.copy2(REPO_ROOT / "copier.yml", root / "copier.yml")
     return root
@@ -136,8 +152,9 @@ def test_render_over_a_service_on_a_full_disk_changes_nothing(
     tmp_path: Path, installed_copy: Path
 ) -> None:
     service = tmp_path / "svc"
-    made = cli_with_file_size_limit(["render", str(EXAMPLE), "-o", str(service)], 2**40,
-                                    pythonpath=installed_copy)
+    made = cli_with_file_size_limit(
+        ["render", str(EXAMPLE), "-o", str(service)], 2**40, pythonpath=installed_copy
+    )
     assert made.returncode == 0, made.stderr
     # A long hand-written block on top of app.py: the merged app.py is then the largest file
     # the render writes, so a limit just under its size fails exactly there.
@@ -154,8 +171,11 @@ def test_render_over_a_service_on_a_full_disk_changes_nothing(
     assert done.returncode == 0, done.stderr
     merged = (probe / "app.py").stat().st_size
     limit = merged - 1
-    others = [p for p in probe.rglob("*") if p.is_file() and ".git" not in p.parts
-              and p != probe / "app.py"]
+    others = [
+        p
+        for p in probe.rglob("*")
+        if p.is_file() and ".git" not in p.parts and p != probe / "app.py"
+    ]
     assert app.stat().st_size <= limit  # the merge's own copy of app.py fits
     assert max(p.stat().st_size for p in others) <= limit  # so does every other file
     before = snapshot(service)
@@ -173,13 +193,17 @@ def _tmpfs_namespace_available() -> bool:
     if shutil.which("unshare") is None:
         return False
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(["unshare", "-Urm", "mount", "-t", "tmpfs", "-o", "size=64k",
-                               "tmpfs", tmp], capture_output=True)
+        proc = subprocess.run(
+            ["unshare", "-Urm", "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", tmp],
+            capture_output=True,
+        )
     return proc.returncode == 0
 
 
-@pytest.mark.skipif(not _tmpfs_namespace_available(),
-                    reason="needs unprivileged user namespaces to mount a tiny tmpfs")
+@pytest.mark.skipif(
+    not _tmpfs_namespace_available(),
+    reason="needs unprivileged user namespaces to mount a tiny tmpfs",
+)
 @pytest.mark.parametrize("target_exists", [False, True], ids=["absent", "empty-dir"])
 def test_new_service_on_a_full_disk_leaves_nothing(tmp_path: Path, target_exists: bool) -> None:
     """A 96 KiB tmpfs (a service with its last render is about 200 KB) mounted in a user
@@ -192,17 +216,21 @@ def test_new_service_on_a_full_disk_leaves_nothing(tmp_path: Path, target_exists
         f'PYTHONDONTWRITEBYTECODE=1 "$2" -m liftdeploy.cli.main render "$3" -o "$1/svc"; '
         f'echo "rc=$?"; cd "$1" && find . -mindepth 1 | sort'
     )
-    proc = subprocess.run(["unshare", "-Urm", "sh", "-c", script, "sh", str(disk),
-                           sys.executable, str(EXAMPLE)], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        ["unshare", "-Urm", "sh", "-c", script, "sh", str(disk), sys.executable, str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
     lines = proc.stdout.strip().splitlines()
     rc_line = next(line for line in lines if line.startswith("rc="))
     assert rc_line != "rc=0", proc.stdout
-    one_line_error("\n".join(line for line in proc.stderr.splitlines()
-                             if not line.startswith("note:")))
+    one_line_error(
+        "\n".join(line for line in proc.stderr.splitlines() if not line.startswith("note:"))
+    )
     assert "No space left on device" in proc.stderr
-    left = lines[lines.index(rc_line) + 1:]
+    left = lines[lines.index(rc_line) + 1 :]
     # An absent target stays absent; an empty one stays empty; no temporary files either.
     # Today: svc/ with app.py and a temporary file, and no .liftdeploy/.
     assert left == (["./svc"] if target_exists else []), left
@@ -216,8 +244,9 @@ def pristine_service(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return render(EXAMPLE, tmp_path_factory.mktemp("pristine") / "svc")
 
 
-@pytest.mark.parametrize("linked", [".liftdeploy", ".liftdeploy/last-render",
-                                    "liftdeploy_runtime", ".github/workflows"])
+@pytest.mark.parametrize(
+    "linked", [".liftdeploy", ".liftdeploy/last-render", "liftdeploy_runtime", ".github/workflows"]
+)
 def test_render_refuses_a_symlinked_directory_and_touches_nothing_outside(
     tmp_path: Path, pristine_service: Path, linked: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -252,8 +281,11 @@ def validate_text(text: str) -> tuple[int, str]:
         path = Path(tmp) / "deployment.yaml"
         path.write_text(text, encoding="utf-8")
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-                warnings.catch_warnings(record=True) as caught:
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            warnings.catch_warnings(record=True) as caught,
+        ):
             warnings.simplefilter("always")
             code = main(["validate", str(path)])
         # A warning would print its own lines (and a source line) around the one-line answer.
@@ -261,15 +293,18 @@ def validate_text(text: str) -> tuple[int, str]:
         return code, out.getvalue() + err.getvalue()
 
 
-@pytest.mark.parametrize("text, where", [
-    ("? &a [1]\n: x\n? [*a]\n: y\n", ":1:3:"),
-    ("? [1, [2]]\n: x\n", ":1:3:"),
-    ("{? {a: [1]} : 1}\n", ":1:4:"),
-    ("name: x\nenvironments:\n  ? [staging]\n  : {}\n", ":3:5:"),
-    ("? !!set {a}\n: 1\n", ":1:3:"),
-    ("!!omap [{[1, [2]]: x}]\n", ":1:10:"),
-    ("? &k {x: [1]}\n: 1\n*k : 2\n", ":1:3:"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("? &a [1]\n: x\n? [*a]\n: y\n", ":1:3:"),
+        ("? [1, [2]]\n: x\n", ":1:3:"),
+        ("{? {a: [1]} : 1}\n", ":1:4:"),
+        ("name: x\nenvironments:\n  ? [staging]\n  : {}\n", ":3:5:"),
+        ("? !!set {a}\n: 1\n", ":1:3:"),
+        ("!!omap [{[1, [2]]: x}]\n", ":1:10:"),
+        ("? &k {x: [1]}\n: 1\n*k : 2\n", ":1:3:"),
+    ],
+)
 def test_a_list_or_mapping_as_a_key_is_one_line_with_its_position(text: str, where: str) -> None:
     code, output = validate_text(text)
     assert code == 2
@@ -277,12 +312,15 @@ def test_a_list_or_mapping_as_a_key_is_one_line_with_its_position(text: str, whe
     assert where in output and "keys must be plain names" in output, output
 
 
-@pytest.mark.parametrize("text, where, kind", [
-    ("name: x\n1.5: a\n", ":2:1:", "a number"),
-    ("name: x\nenvironments:\n  true: {}\n", ":3:3:", "true/false"),
-    ("name: x\n? !!binary aGk=\n: 1\n", ":2:3:", "bytes"),
-    ("{name: x, null: 1}\n", ":1:11:", "null"),
-])
+@pytest.mark.parametrize(
+    "text, where, kind",
+    [
+        ("name: x\n1.5: a\n", ":2:1:", "a number"),
+        ("name: x\nenvironments:\n  true: {}\n", ":3:3:", "true/false"),
+        ("name: x\n? !!binary aGk=\n: 1\n", ":2:3:", "bytes"),
+        ("{name: x, null: 1}\n", ":1:11:", "null"),
+    ],
+)
 def test_a_key_that_is_not_text_is_refused_with_its_line(text: str, where: str, kind: str) -> None:
     code, output = validate_text(text)
     assert code == 2 and len(output.strip().splitlines()) == 1, output
@@ -291,8 +329,25 @@ def test_a_key_that_is_not_text_is_refused_with_its_line(text: str, where: str, 
 
 _ANCHORS = ["&a ", "&b ", ""]
 _ALIASES = ["*a", "*b"]
-_SCALARS = ["1", "1.5", "x", "null", "~", "true", "''", '"\\ud800"', "!!binary aGk=",
-            "2001-12-14", "!!str 3", "!x y", "<<", "-", "[]", "{}", ".inf"]
+_SCALARS = [
+    "1",
+    "1.5",
+    "x",
+    "null",
+    "~",
+    "true",
+    "''",
+    '"\\ud800"',
+    "!!binary aGk=",
+    "2001-12-14",
+    "!!str 3",
+    "!x y",
+    "<<",
+    "-",
+    "[]",
+    "{}",
+    ".inf",
+]
 
 
 @st.composite
@@ -300,8 +355,11 @@ def hostile_yaml(draw: st.DrawFn) -> str:
     """Flow-style YAML built from anchors, aliases, complex keys, tags and odd scalars."""
 
     def node(depth: int) -> str:
-        kind = draw(st.sampled_from(["scalar", "alias", "list", "map", "tagged"]
-                                    if depth < 4 else ["scalar", "alias"]))
+        kind = draw(
+            st.sampled_from(
+                ["scalar", "alias", "list", "map", "tagged"] if depth < 4 else ["scalar", "alias"]
+            )
+        )
         anchor = draw(st.sampled_from(_ANCHORS))
         if kind == "scalar":
             return anchor + draw(st.sampled_from(_SCALARS))
@@ -313,8 +371,7 @@ def hostile_yaml(draw: st.DrawFn) -> str:
         if kind == "tagged":
             tag = draw(st.sampled_from(["!!set", "!!omap", "!!pairs", "!!map", "!!seq", "!t"]))
             return f"{tag} {node(depth + 1)}"
-        pairs = [f"? {node(depth + 1)} : {node(depth + 1)}"
-                 for _ in range(draw(st.integers(0, 3)))]
+        pairs = [f"? {node(depth + 1)} : {node(depth + 1)}" for _ in range(draw(st.integers(0, 3)))]
         return f"{anchor}{{{', '.join(pairs)}}}"
 
     head = draw(st.sampled_from(["", "name: svc\n", "---\n", "%YAML 1.1\n---\n"]))

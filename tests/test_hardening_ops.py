@@ -63,12 +63,17 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
 
-def _cli(*args: str, env: dict[str, str] | None = None,
-         timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "liftdeploy.cli.main", *args], capture_output=True, text=True,
-        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
-        timeout=timeout, preexec_fn=_limit_memory,
+        [sys.executable, "-m", "liftdeploy.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        timeout=timeout,
+        preexec_fn=_limit_memory,
     )
 
 
@@ -81,13 +86,27 @@ def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def _spend(report: Path, *extra: str, env: dict[str, str] | None = None,
-           timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return _cli("spend", str(SPEC_32B), "--all-envs", "--report", str(report), "--since",
-                "2026-11-01", "--until", "2026-11-04", *extra, env=env, timeout=timeout)
+def _spend(
+    report: Path, *extra: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return _cli(
+        "spend",
+        str(SPEC_32B),
+        "--all-envs",
+        "--report",
+        str(report),
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-11-04",
+        *extra,
+        env=env,
+        timeout=timeout,
+    )
 
 
 # --- item 6: a cost that is not a dollar figure refuses the report ------------------------------
+
 
 @pytest.fixture()
 def receiver() -> Iterator[Receiver]:
@@ -110,23 +129,40 @@ def _write(tmp_path: Path, rows: Any, name: str = "report.json") -> Path:
 # JSON literal of the cost -> how the error shows it. NaN and Infinity as JSON literals (Python's
 # json reads them) and as text, overflowing, negative, above any real row, not numbers at all.
 HOSTILE_COSTS = [
-    ("NaN", "nan"), ('"nan"', "'nan'"), ('"sNaN"', "'sNaN'"), ("Infinity", "inf"),
-    ("-Infinity", "-inf"), ("1e999", "inf"), ("-0.01", "-0.01"), ('"-5.00"', "'-5.00'"),
-    ('"1e400"', "'1e400'"), ('"99999999"', "'99999999'"), ("1e300", "1e+300"),
-    ('"abc"', "'abc'"), ('"$12.00"', "'$12.00'"), ("true", "True"), ("null", "None"),
-    ("[1]", "a list"), ('{"usd": 1}', "a mapping"), ('""', "''"),
+    ("NaN", "nan"),
+    ('"nan"', "'nan'"),
+    ('"sNaN"', "'sNaN'"),
+    ("Infinity", "inf"),
+    ("-Infinity", "-inf"),
+    ("1e999", "inf"),
+    ("-0.01", "-0.01"),
+    ('"-5.00"', "'-5.00'"),
+    ('"1e400"', "'1e400'"),
+    ('"99999999"', "'99999999'"),
+    ("1e300", "1e+300"),
+    ('"abc"', "'abc'"),
+    ('"$12.00"', "'$12.00'"),
+    ("true", "True"),
+    ("null", "None"),
+    ("[1]", "a list"),
+    ('{"usd": 1}', "a mapping"),
+    ('""', "''"),
 ]
 
 
 @pytest.mark.parametrize(("cost", "shown"), HOSTILE_COSTS)
 def test_a_cost_that_is_not_dollars_refuses_the_report_naming_row_and_value(
-    tmp_path: Path, receiver: Receiver, cost: str, shown: str,
+    tmp_path: Path,
+    receiver: Receiver,
+    cost: str,
+    shown: str,
 ) -> None:
     rows = _saved_rows(tmp_path)
     # A staging row: staging is over budget, so a NaN that silenced the verdict would also
     # silence the alert.
-    position = next(i for i, row in enumerate(rows)
-                    if row["description"] == "lift-sys-inference-staging")
+    position = next(
+        i for i, row in enumerate(rows) if row["description"] == "lift-sys-inference-staging"
+    )
     rows[position]["cost"] = "__COST__"
     path = _write(tmp_path, json.dumps(rows).replace('"__COST__"', cost))
     result = _spend(path, "--alert", env={WEBHOOK_ENV: receiver.url + "/hook"})
@@ -138,18 +174,28 @@ def test_a_cost_that_is_not_dollars_refuses_the_report_naming_row_and_value(
 
 
 def test_a_garbled_cost_by_resource_or_resource_row_refuses_the_report(
-    tmp_path: Path, receiver: Receiver,
+    tmp_path: Path,
+    receiver: Receiver,
 ) -> None:
     rows = _saved_rows(tmp_path)
     rows[3]["cost_by_resource"]["GPU (A100-80GB)"] = "NaN"
-    line = _one_line_error(_spend(_write(tmp_path, rows), "--alert",
-                                  env={WEBHOOK_ENV: receiver.url}))
+    line = _one_line_error(
+        _spend(_write(tmp_path, rows), "--alert", env={WEBHOOK_ENV: receiver.url})
+    )
     assert "row 4 (" in line and "cost_by_resource['GPU (A100-80GB)'] is 'NaN'" in line
     # `modal billing report --json --show-resources`: one resource a row.
-    modal_rows = [{"object_id": "ap-1", "description": "lift-sys-inference",
-                   "environment": "main", "interval_start": "2026-11-02T10:00:00",
-                   "resource": resource_name, "cost": cost, "tags": "{}"}
-                  for resource_name, cost in (("GPU (A100-80GB)", "2.5"), ("CPU", "-1e3"))]
+    modal_rows = [
+        {
+            "object_id": "ap-1",
+            "description": "lift-sys-inference",
+            "environment": "main",
+            "interval_start": "2026-11-02T10:00:00",
+            "resource": resource_name,
+            "cost": cost,
+            "tags": "{}",
+        }
+        for resource_name, cost in (("GPU (A100-80GB)", "2.5"), ("CPU", "-1e3"))
+    ]
     line = _one_line_error(_spend(_write(tmp_path, modal_rows, "modal.json")))
     assert "row 2 ('ap-1' at 2026-11-02T10:00:00) cost is '-1e3'" in line
     assert receiver.posts == []
@@ -159,19 +205,25 @@ def test_modal_rows_with_a_nan_cost_are_refused_before_any_total() -> None:
     """Rows fetched from Modal (not a saved file) are checked the same way."""
     from liftdeploy.spec.specfile import load_spec
 
-    rows = [billing_item("lift-sys-inference-staging", h, 1, env="staging")
-            for h in hours(2, 0, 23)]
+    rows = [
+        billing_item("lift-sys-inference-staging", h, 1, env="staging") for h in hours(2, 0, 23)
+    ]
     rows[5] = replace(rows[5], cost=Decimal("NaN"))
-    with pytest.raises(OpsError, match=r"row 'ap-lift-sys-inference-staging' at "
-                                       r"2026-11-02T05:00:00\+00:00: cost is Decimal\('NaN'\)"):
+    with pytest.raises(
+        OpsError,
+        match=r"row 'ap-lift-sys-inference-staging' at "
+        r"2026-11-02T05:00:00\+00:00: cost is Decimal\('NaN'\)",
+    ):
         spend.spend_report(load_spec(SPEC_32B), ["staging"], rows, WINDOW, source="test")
-    rows[5] = replace(rows[5], cost=Decimal("2.9"),
-                      cost_by_resource={"GPU (A100-80GB)": Decimal("-Infinity")})
+    rows[5] = replace(
+        rows[5], cost=Decimal("2.9"), cost_by_resource={"GPU (A100-80GB)": Decimal("-Infinity")}
+    )
     with pytest.raises(OpsError, match="'GPU \\(A100-80GB\\)' cost is Decimal\\('-Infinity'\\)"):
         spend.spend_report(load_spec(SPEC_32B), ["staging"], rows, WINDOW, source="test")
 
 
 # --- item 7: report files go through the one hardened loader -------------------------------------
+
 
 def test_a_fifo_report_is_refused_at_once(tmp_path: Path) -> None:
     fifo = tmp_path / "report.fifo"
@@ -218,30 +270,44 @@ def test_deeply_nested_tags_text_is_one_line(tmp_path: Path) -> None:
     assert "row 2 (" in line and "tags are" in line
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("tags", ["liftdeploy-service", "x"], "tags are a list, not a mapping"),
-    ("tags", "[1, 2]", "tags are '[1, 2]', not a mapping"),
-    ("tags", "{not json", "tags are '{not json', not a mapping"),
-    ("tags", 7, "tags are 7, not a mapping"),
-    ("tags", {"liftdeploy-service": {"nested": 1}}, "tag 'liftdeploy-service' is a mapping"),
-    ("cost_by_resource", [["GPU", "1.0"]], "cost_by_resource is a list, not a mapping"),
-    ("cost_by_resource", "GPU=1.0", "cost_by_resource is 'GPU=1.0', not a mapping"),
-    ("object_id", {"id": 1}, "object_id is a mapping, not text"),
-    ("interval_start", None, "interval_start is None, not text"),
-    ("interval_start", "yesterday", "interval_start 'yesterday' is not an ISO time"),
-    ("description", ["a"], "description is a list, not text"),
-])
-def test_wrong_types_in_a_row_are_one_line(tmp_path: Path, field: str, value: Any,
-                                            expected: str) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("tags", ["liftdeploy-service", "x"], "tags are a list, not a mapping"),
+        ("tags", "[1, 2]", "tags are '[1, 2]', not a mapping"),
+        ("tags", "{not json", "tags are '{not json', not a mapping"),
+        ("tags", 7, "tags are 7, not a mapping"),
+        ("tags", {"liftdeploy-service": {"nested": 1}}, "tag 'liftdeploy-service' is a mapping"),
+        ("cost_by_resource", [["GPU", "1.0"]], "cost_by_resource is a list, not a mapping"),
+        ("cost_by_resource", "GPU=1.0", "cost_by_resource is 'GPU=1.0', not a mapping"),
+        ("object_id", {"id": 1}, "object_id is a mapping, not text"),
+        ("interval_start", None, "interval_start is None, not text"),
+        ("interval_start", "yesterday", "interval_start 'yesterday' is not an ISO time"),
+        ("description", ["a"], "description is a list, not text"),
+    ],
+)
+def test_wrong_types_in_a_row_are_one_line(
+    tmp_path: Path, field: str, value: Any, expected: str
+) -> None:
     rows = _saved_rows(tmp_path)[:3]
     rows[2][field] = value
     line = _one_line_error(_spend(_write(tmp_path, rows)))
     assert "row 3" in line and expected in line, line
 
 
-@pytest.mark.parametrize("document", ['{"rows": []}', "[1, 2]", '"text"', "", "\x00\xff",
-                                      '[{"object_id": "a"}, {"object_id": "a"}]',
-                                      "[" * 50_000, '{"a": ' * 50_000])
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"rows": []}',
+        "[1, 2]",
+        '"text"',
+        "",
+        "\x00\xff",
+        '[{"object_id": "a"}, {"object_id": "a"}]',
+        "[" * 50_000,
+        '{"a": ' * 50_000,
+    ],
+)
 def test_a_report_that_is_not_rows_is_one_line(tmp_path: Path, document: str) -> None:
     path = tmp_path / "odd.json"
     path.write_bytes(document.encode("latin-1"))
@@ -262,12 +328,18 @@ def test_a_token_counter_that_is_not_a_count_is_refused(value: str) -> None:
         generation_tokens(line)
 
 
-@pytest.mark.parametrize("reading", ['{"at": "2026-11-01T00:00:00", "generation_tokens": NaN}',
-                                     '{"at": "2026-11-01T00:00:00", "generation_tokens": -1}',
-                                     '{"at": "2026-11-01T00:00:00", "generation_tokens": 1e999}',
-                                     '[' * 100_000])
+@pytest.mark.parametrize(
+    "reading",
+    [
+        '{"at": "2026-11-01T00:00:00", "generation_tokens": NaN}',
+        '{"at": "2026-11-01T00:00:00", "generation_tokens": -1}',
+        '{"at": "2026-11-01T00:00:00", "generation_tokens": 1e999}',
+        "[" * 100_000,
+    ],
+)
 def test_saved_token_readings_that_are_not_counts_are_one_line(
-    tmp_path: Path, reading: str,
+    tmp_path: Path,
+    reading: str,
 ) -> None:
     readings = tmp_path / "readings"
     readings.mkdir()
@@ -353,25 +425,40 @@ def _check_runs(state: dict[str, Any], now: float = 10_000.0) -> Monitor:
     return watch
 
 
-@pytest.mark.parametrize("saved", [
-    "garbage", [1, 2], 42, float("nan"),
-    {"last_check": "abc"}, {"last_check": float("nan")}, {"last_check": float("inf")},
-    {"last_check": 10**400}, {"last_check": 10**5000}, {"last_check": True}, {"last_check": [1]},
-    {"incidents": {10**5000: {"since": 1.0, "text": "t"}}},
-    {"engine": "x"}, {"engine": {"requests": "10"}},
-    {"engine": {"requests": float("nan"), "errors": 0, "throttled": 0, "buckets": {}}},
-    {"engine": {"requests": 1e309, "errors": 0, "throttled": 0, "buckets": {}}},
-    {"engine": {"requests": -3, "errors": 0, "throttled": 0, "buckets": {}}},
-    {"engine": {"requests": 1, "errors": 0, "throttled": 0, "buckets": {"abc": 1}}},
-    {"engine": {"requests": 1, "errors": 0, "throttled": 0, "buckets": {"1.0": float("nan")}}},
-    {"engine": {"requests": 1, "errors": 0, "throttled": 0, "buckets": []}},
-    {"incidents": "x"}, {"incidents": [["error_rate", {}]]},
-    {"incidents": {"error_rate": "open"}}, {"incidents": {"error_rate": {"since": "x"}}},
-    {"incidents": {"error_rate": {"since": float("nan"), "text": "t"}}},
-    {"scraped": "yes", "engine": None},
-])
+@pytest.mark.parametrize(
+    "saved",
+    [
+        "garbage",
+        [1, 2],
+        42,
+        float("nan"),
+        {"last_check": "abc"},
+        {"last_check": float("nan")},
+        {"last_check": float("inf")},
+        {"last_check": 10**400},
+        {"last_check": 10**5000},
+        {"last_check": True},
+        {"last_check": [1]},
+        {"incidents": {10**5000: {"since": 1.0, "text": "t"}}},
+        {"engine": "x"},
+        {"engine": {"requests": "10"}},
+        {"engine": {"requests": float("nan"), "errors": 0, "throttled": 0, "buckets": {}}},
+        {"engine": {"requests": 1e309, "errors": 0, "throttled": 0, "buckets": {}}},
+        {"engine": {"requests": -3, "errors": 0, "throttled": 0, "buckets": {}}},
+        {"engine": {"requests": 1, "errors": 0, "throttled": 0, "buckets": {"abc": 1}}},
+        {"engine": {"requests": 1, "errors": 0, "throttled": 0, "buckets": {"1.0": float("nan")}}},
+        {"engine": {"requests": 1, "errors": 0, "throttled": 0, "buckets": []}},
+        {"incidents": "x"},
+        {"incidents": [["error_rate", {}]]},
+        {"incidents": {"error_rate": "open"}},
+        {"incidents": {"error_rate": {"since": "x"}}},
+        {"incidents": {"error_rate": {"since": float("nan"), "text": "t"}}},
+        {"scraped": "yes", "engine": None},
+    ],
+)
 def test_corrupt_saved_state_starts_that_part_afresh(
-    saved: Any, caplog: pytest.LogCaptureFixture,
+    saved: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     state: dict[str, Any] = {STATE_KEY: saved}
     with caplog.at_level(logging.WARNING, logger="liftdeploy.monitor"):
@@ -384,7 +471,8 @@ def test_good_saved_state_is_kept_whole(caplog: pytest.LogCaptureFixture) -> Non
     state: dict[str, Any] = {}
     with caplog.at_level(logging.WARNING, logger="liftdeploy.monitor"):
         Monitor("svc", Thresholds(), state).check(
-            [TrafficWindow("test", requests=20, errors=10)], lambda text: None, now=100.0)
+            [TrafficWindow("test", requests=20, errors=10)], lambda text: None, now=100.0
+        )
         watch = _check_runs(state, now=400.0)
     assert caplog.records == []
     assert watch.since(500.0, 300) == 400.0
@@ -422,19 +510,22 @@ def _assert_no_secret(text: str) -> None:
 
 @pytest.mark.parametrize("url", [u for u in HOSTILE_URLS if _refusing(u)])
 def test_alerts_test_refuses_a_bad_webhook_url_in_one_line_without_its_path(
-    tmp_path: Path, url: str,
+    tmp_path: Path,
+    url: str,
 ) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(ALERTS_SPEC)
-    line = _one_line_error(_cli("alerts", "test", str(spec), "--env", "production",
-                                env={WEBHOOK_ENV: url}, timeout=60))
+    line = _one_line_error(
+        _cli("alerts", "test", str(spec), "--env", "production", env={WEBHOOK_ENV: url}, timeout=60)
+    )
     assert WEBHOOK_ENV in line
     _assert_no_secret(line)
 
 
 @pytest.mark.parametrize("url", [u for u in HOSTILE_URLS if _refusing(u)])
 def test_spend_alert_refuses_a_bad_webhook_url_before_anything(
-    tmp_path: Path, url: str,
+    tmp_path: Path,
+    url: str,
 ) -> None:
     report = tmp_path / "report.json"
     billing.save_report(recorded_report(), report)
@@ -457,11 +548,19 @@ def test_webhook_errors_after_sending_never_show_the_path() -> None:
         assert webhook.texts() == ["hello"]
 
 
-@pytest.mark.parametrize("url", [
-    "http://[::1", "http://[::1]:99999", "http://exa mple.com", "http://127.0.0.1:8000/\x1b[2J",
-    f"https://x.modal.run/{SECRET}?key={SECRET}", f"https://user:{SECRET}@x.modal.run",
-    "https://x.modal.run:notaport", "http://\u0430pple.modal.run",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://[::1]:99999",
+        "http://exa mple.com",
+        "http://127.0.0.1:8000/\x1b[2J",
+        f"https://x.modal.run/{SECRET}?key={SECRET}",
+        f"https://user:{SECRET}@x.modal.run",
+        "https://x.modal.run:notaport",
+        "http://\u0430pple.modal.run",
+    ],
+)
 def test_health_url_is_parsed_before_use_and_never_echoed(url: str) -> None:
     for args, env in (
         (["--url", url], {}),

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_lifecycle import LIFTDEPLOY, PRIMARY, _group_members, _wait_until
 
 from liftdeploy.twin.local import free_port
-from test_lifecycle import LIFTDEPLOY, PRIMARY, _group_members, _wait_until
 
 GONE_WITHIN_S = 30
 """After the kill: a SIGKILLed group is gone at once; vLLM's own SIGTERM handling takes
@@ -67,8 +67,11 @@ def _descendants(root: int, table: dict[int, Proc]) -> list[Proc]:
 def _alive(recorded: dict[int, Proc]) -> list[Proc]:
     """The recorded processes still running (a zombie has ended; a reused pid is another)."""
     table = _processes()
-    return [proc for pid, proc in recorded.items()
-            if pid in table and table[pid].started == proc.started and table[pid].state != "Z"]
+    return [
+        proc
+        for pid, proc in recorded.items()
+        if pid in table and table[pid].started == proc.started and table[pid].state != "Z"
+    ]
 
 
 def _is_api_server(proc: Proc) -> bool:
@@ -79,9 +82,14 @@ def _is_engine(proc: Proc, table: dict[int, Proc]) -> bool:
     """vLLM's engine core: the API server's child spawned by multiprocessing (the other child,
     multiprocessing's resource tracker, is not it), renamed VLLM::EngineCore once it runs."""
     parent = table.get(proc.ppid)
-    return parent is not None and _is_api_server(parent) and (
-        any("multiprocessing.spawn" in arg for arg in proc.argv)
-        or proc.argv[0].startswith("VLLM::"))
+    return (
+        parent is not None
+        and _is_api_server(parent)
+        and (
+            any("multiprocessing.spawn" in arg for arg in proc.argv)
+            or proc.argv[0].startswith("VLLM::")
+        )
+    )
 
 
 @pytest.fixture
@@ -92,12 +100,24 @@ def watched() -> Iterator[Callable[..., dict[int, Proc]]]:
     recorded: dict[int, Proc] = {}
     commands: list[subprocess.Popen[str]] = []
 
-    def start(tiny_model_path: Path,
-              until: Callable[[list[Proc], dict[int, Proc]], bool]) -> dict[int, Proc]:
+    def start(
+        tiny_model_path: Path, until: Callable[[list[Proc], dict[int, Proc]], bool]
+    ) -> dict[int, Proc]:
         command = subprocess.Popen(
-            [*LIFTDEPLOY, "serve", str(PRIMARY), "--local", "--quiet", "--model",
-             str(tiny_model_path), "--port", str(free_port())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                *LIFTDEPLOY,
+                "serve",
+                str(PRIMARY),
+                "--local",
+                "--quiet",
+                "--model",
+                str(tiny_model_path),
+                "--port",
+                str(free_port()),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         commands.append(command)
         recorded[command.pid] = _processes()[command.pid]
@@ -133,11 +153,14 @@ def _kill_and_expect_all_gone(recorded: dict[int, Proc], command_pid: int) -> No
 
 @pytest.mark.twin
 def test_sigkill_once_the_engine_process_exists_ends_the_server_and_engine(
-    twin_supported: None, tiny_model_path: Path, watched: Callable[..., dict[int, Proc]],
+    twin_supported: None,
+    tiny_model_path: Path,
+    watched: Callable[..., dict[int, Proc]],
 ) -> None:
     # The moment vLLM spawns its engine core: the API server swallowed SIGTERM then.
-    recorded = watched(tiny_model_path, lambda family, table: any(
-        _is_engine(proc, table) for proc in family))
+    recorded = watched(
+        tiny_model_path, lambda family, table: any(_is_engine(proc, table) for proc in family)
+    )
     command_pid = next(iter(recorded))  # recorded first (see `watched`)
     assert any(_is_api_server(proc) for proc in recorded.values())
     _kill_and_expect_all_gone(recorded, command_pid)
@@ -145,11 +168,14 @@ def test_sigkill_once_the_engine_process_exists_ends_the_server_and_engine(
 
 @pytest.mark.twin
 def test_sigkill_before_the_engine_process_exists_ends_the_server(
-    twin_supported: None, tiny_model_path: Path, watched: Callable[..., dict[int, Proc]],
+    twin_supported: None,
+    tiny_model_path: Path,
+    watched: Callable[..., dict[int, Proc]],
 ) -> None:
     # The moment the API server is started, long before it spawns the engine.
-    recorded = watched(tiny_model_path, lambda family, table: any(
-        _is_api_server(proc) for proc in family))
+    recorded = watched(
+        tiny_model_path, lambda family, table: any(_is_api_server(proc) for proc in family)
+    )
     command_pid = next(iter(recorded))  # recorded first (see `watched`)
     _kill_and_expect_all_gone(recorded, command_pid)
 
@@ -182,13 +208,18 @@ sys.stdin.read()  # until the test kills this process
 """
 
 
-@pytest.mark.parametrize("wrapper_signal", [signal.SIGKILL, signal.SIGTERM],
-                         ids=["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize(
+    "wrapper_signal", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"]
+)
 def test_the_watchdog_kills_the_group_when_its_starter_dies(
     wrapper_signal: signal.Signals,
 ) -> None:
-    wrapper = subprocess.Popen([sys.executable, "-c", STAND_IN, "watch"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+    wrapper = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, "watch"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     pgid = 0
     try:
         assert wrapper.stdout is not None
@@ -199,8 +230,9 @@ def test_the_watchdog_kills_the_group_when_its_starter_dies(
         wrapper.send_signal(wrapper_signal)
         wrapper.wait()
         _wait_until(lambda: not _group_members(pgid), GONE_WITHIN_S, "the group killed")
-        _wait_until(lambda: not _alive({watchdog.pid: watchdog}), GONE_WITHIN_S,
-                    "the watchdog exited")
+        _wait_until(
+            lambda: not _alive({watchdog.pid: watchdog}), GONE_WITHIN_S, "the watchdog exited"
+        )
     finally:
         wrapper.kill()
         if pgid:
@@ -212,17 +244,23 @@ def test_the_watchdog_kills_the_group_when_its_starter_dies(
 def test_a_watchdog_leaves_once_its_server_is_stopped(ending: str) -> None:
     # Released by LocalTwin.stop, or on its own once the group is gone (start_twin's callers
     # stop the server alone): never lingering to signal a later group reusing the number.
-    wrapper = subprocess.Popen([sys.executable, "-c", STAND_IN, ending],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    wrapper = subprocess.Popen(
+        [sys.executable, "-c", STAND_IN, ending],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert wrapper.stdout is not None
         pgid = int(wrapper.stdout.readline())
-        watchdog = next(proc for proc in _descendants(wrapper.pid, _processes())
-                        if "-I" in proc.argv)
+        watchdog = next(
+            proc for proc in _descendants(wrapper.pid, _processes()) if "-I" in proc.argv
+        )
         assert wrapper.stdout.readline().strip() == "stopped"
         _wait_until(lambda: not _group_members(pgid), GONE_WITHIN_S, "the group killed")
-        _wait_until(lambda: not _alive({watchdog.pid: watchdog}), GONE_WITHIN_S,
-                    "the watchdog exited")
+        _wait_until(
+            lambda: not _alive({watchdog.pid: watchdog}), GONE_WITHIN_S, "the watchdog exited"
+        )
         if ending == "release":
             assert _descendants(wrapper.pid, _processes()) == [], "release() reaps it"
     finally:

@@ -47,6 +47,7 @@ def _closed_port_url() -> str:
 
 # -- health -----------------------------------------------------------------------------------
 
+
 @pytest.mark.twin
 def test_health_of_a_running_server(cli_env: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["health", *cli_env, "--json"]) == 0
@@ -66,13 +67,18 @@ def test_health_refuses_a_local_url_for_production(capsys: pytest.CaptureFixture
 
 # -- warmup -----------------------------------------------------------------------------------
 
+
 def test_warmup_waits_through_503_until_healthy(
     scripted: type[ScriptedServer],  # noqa: F811 - the fixture imported above
 ) -> None:
     server = scripted({"/health": [(503, {}), (503, {}), (200, {})]})
     waits: list[Health] = []
-    result = warmup(Client(server.url), timeout_s=30, initial_interval_s=0.05,
-                    on_wait=lambda _s, health: waits.append(health))
+    result = warmup(
+        Client(server.url),
+        timeout_s=30,
+        initial_interval_s=0.05,
+        on_wait=lambda _s, health: waits.append(health),
+    )
     assert result.probes == 3
     assert [h.status_code for h in waits] == [503, 503]
 
@@ -102,7 +108,8 @@ def test_warmup_stops_at_once_on_a_wrong_url(scripted: type[ScriptedServer]) -> 
 
 @pytest.mark.twin
 def test_warmup_started_before_the_server_ends_when_it_is_ready(
-    twin_supported: None, tiny_model_path: Path,
+    twin_supported: None,
+    tiny_model_path: Path,
 ) -> None:
     """The one test that starts a second server: warmup must outlast a real cold start."""
     from liftdeploy.spec.specfile import load_spec
@@ -115,8 +122,15 @@ def test_warmup_started_before_the_server_ends_when_it_is_ready(
 
     def run() -> None:
         try:
-            outcome.append(warmup(client, timeout_s=600, initial_interval_s=0.5,
-                                  max_interval_s=2.0, on_wait=lambda _s, h: waits.append(h)))
+            outcome.append(
+                warmup(
+                    client,
+                    timeout_s=600,
+                    initial_interval_s=0.5,
+                    max_interval_s=2.0,
+                    on_wait=lambda _s, h: waits.append(h),
+                )
+            )
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             outcome.append(exc)
 
@@ -138,6 +152,7 @@ def test_warmup_started_before_the_server_ends_when_it_is_ready(
 
 # -- smoke ------------------------------------------------------------------------------------
 
+
 @pytest.mark.twin
 def test_smoke_returns_a_validated_answer(twin: Any) -> None:
     answer = smoke(Client(twin.url, model=twin.model_name, api_key=twin.api_key))
@@ -146,10 +161,16 @@ def test_smoke_returns_a_validated_answer(twin: Any) -> None:
 
 @pytest.mark.twin
 def test_smoke_command(
-    cli_env: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    cli_env: list[str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
-    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
-              "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}},
+        "required": ["ok"],
+        "additionalProperties": False,
+    }
     schema_path = tmp_path / "schema.json"
     schema_path.write_text(json.dumps(schema))
     assert main(["smoke", *cli_env, "--schema", str(schema_path), "--json"]) == 0
@@ -159,7 +180,9 @@ def test_smoke_command(
 
 @pytest.mark.twin
 def test_smoke_command_without_the_api_key_fails_naming_it(
-    cli_env: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    cli_env: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.delenv("LIFTDEPLOY_API_KEY")
     monkeypatch.delenv("VLLM_API_KEY", raising=False)
@@ -168,6 +191,7 @@ def test_smoke_command_without_the_api_key_fails_naming_it(
 
 
 # -- loadtest ---------------------------------------------------------------------------------
+
 
 def _assert_counts_add_up(report: LoadReport) -> None:
     assert report.sent + report.not_sent == report.requested
@@ -180,8 +204,13 @@ def _assert_counts_add_up(report: LoadReport) -> None:
 def test_a_short_loadtest_whose_counts_add_up(twin: Any) -> None:
     progress: list[int] = []
     client = Client(twin.url, model=twin.model_name, api_key=twin.api_key)
-    report = loadtest(client, requests=12, concurrency=3, container_hour_usd=2.5,
-                      on_progress=lambda done, _total, _errors, _s: progress.append(done))
+    report = loadtest(
+        client,
+        requests=12,
+        concurrency=3,
+        container_hour_usd=2.5,
+        on_progress=lambda done, _total, _errors, _s: progress.append(done),
+    )
     _assert_counts_add_up(report)
     assert (report.sent, report.not_sent) == (12, 0)
     assert sorted(progress) == list(range(1, 13))  # one progress call per finished request
@@ -195,10 +224,22 @@ def test_a_short_loadtest_whose_counts_add_up(twin: Any) -> None:
 
 @pytest.mark.twin
 def test_loadtest_command_stops_starting_requests_at_its_duration(
-    cli_env: list[str], capsys: pytest.CaptureFixture[str],
+    cli_env: list[str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code = main(["loadtest", *cli_env, "--requests", "100000", "--concurrency", "2",
-                 "--duration", "2", "--json"])
+    code = main(
+        [
+            "loadtest",
+            *cli_env,
+            "--requests",
+            "100000",
+            "--concurrency",
+            "2",
+            "--duration",
+            "2",
+            "--json",
+        ]
+    )
     captured = capsys.readouterr()
     report = json.loads(captured.out)
     assert code == (0 if report["failed"] == 0 else 1)
@@ -220,8 +261,14 @@ def test_loadtest_duration_bounds_requests_in_flight(scripted: type[ScriptedServ
     server = scripted({"/v1/chat/completions": [("hang", 5)]})
     started = time.monotonic()
     with Client(server.url, model="m") as client:
-        report = loadtest(client, requests=4, concurrency=2, container_hour_usd=1.0,
-                          duration_s=0.5, deadline_grace_s=0.5)
+        report = loadtest(
+            client,
+            requests=4,
+            concurrency=2,
+            container_hour_usd=1.0,
+            duration_s=0.5,
+            deadline_grace_s=0.5,
+        )
     assert time.monotonic() - started < 10
     assert report.sent == 2 and report.succeeded == 0
     assert report.errors == {"CutByDeadline": 2} and report.failed == 2

@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 import yaml
+from test_render import REPO_ROOT, copier_copy
 
 from liftdeploy.cli.main import main
 from liftdeploy.errors import RenderError, SpecError
 from liftdeploy.render.literals import comment_text, docstring_text, py
 from liftdeploy.render.service import render
 from liftdeploy.spec.specfile import spec_from_data
-
-from test_render import REPO_ROOT, copier_copy
 
 EXAMPLE = REPO_ROOT / "examples" / "qwen25-coder-32b.yaml"
 CODE = 'open("PWNED", "w").write("ran")'
@@ -99,10 +98,21 @@ for path in sys.argv[1:]:
                 "volumes": module["VOLUMES"]})
 print(json.dumps(out))
 """
-    env = {"PATH": "/usr/bin:/bin", "LIFTDEPLOY_ENV": "production", "HOME": str(cwd),
-           "PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run([sys.executable, "-c", script, *map(str, apps)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LIFTDEPLOY_ENV": "production",
+        "HOME": str(cwd),
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *map(str, apps)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -152,8 +162,11 @@ def test_copier_copy_answers_render_as_data(tmp_path: Path) -> None:
         # A revision is a git ref name, so a hostile one is refused (below); this one is odd but valid.
         "model_revision": "release/v1.2_rc-3",
     }
-    proc = copier_copy(tmp_path / "svc", "preset=qwen25-coder-32b",
-                       *(f"{key}={value}" for key, value in answers.items()))
+    proc = copier_copy(
+        tmp_path / "svc",
+        "preset=qwen25-coder-32b",
+        *(f"{key}={value}" for key, value in answers.items()),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     service = tmp_path / "svc"
     spec = yaml.safe_load((service / "deployment.yaml").read_text())
@@ -166,8 +179,11 @@ def test_copier_copy_answers_render_as_data(tmp_path: Path) -> None:
     assert module["model_id"] == answers["model_id"]
     assert module["revision"] == answers["model_revision"]
     assert not list(run_dir.iterdir()), "importing the copied app ran code from an answer"
-    refused = copier_copy(tmp_path / "svc2", "preset=qwen25-coder-32b",
-                          f"model_revision={PAYLOADS['hash'] + PAYLOADS['single-triple-quotes']}")
+    refused = copier_copy(
+        tmp_path / "svc2",
+        "preset=qwen25-coder-32b",
+        f"model_revision={PAYLOADS['hash'] + PAYLOADS['single-triple-quotes']}",
+    )
     assert refused.returncode != 0 and "model.revision" in refused.stderr
     assert not (tmp_path / "svc2").exists()
 

@@ -16,7 +16,6 @@ works in a fresh clone of this repository.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -41,8 +40,9 @@ def template_repo(tmp_path: Path) -> Path:
     repo.mkdir(parents=True)
     shutil.copy2(REPO_ROOT / "copier.yml", repo / "copier.yml")
     shutil.copytree(REPO_ROOT / "template", repo / "template")
-    shutil.copytree(REPO_ROOT / "examples", repo / "examples",
-                    ignore=shutil.ignore_patterns("rendered"))
+    shutil.copytree(
+        REPO_ROOT / "examples", repo / "examples", ignore=shutil.ignore_patterns("rendered")
+    )
     git(repo, "init", "-q", "-b", "main")
     commit_all(repo, "template")
     return repo
@@ -73,8 +73,19 @@ def test_copier_from_a_git_url_installs_that_repository_at_the_rendered_commit(
     config = tmp_path / "gitconfig"
     config.write_text(f'[url "{template_repo.as_uri()}"]\n\tinsteadOf = {FORGE_URL}\n')
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
-    proc = copier("copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
-                  "--data", "preset=qwen3-next-80b", FORGE_URL, "svc", cwd=tmp_path)
+    proc = copier(
+        "copy",
+        "--trust",
+        "--defaults",
+        "--quiet",
+        "--vcs-ref",
+        "HEAD",
+        "--data",
+        "preset=qwen3-next-80b",
+        FORGE_URL,
+        "svc",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     service = committed(tmp_path / "svc")
     commit = git(template_repo, "rev-parse", "HEAD").strip()
@@ -88,15 +99,30 @@ def test_copier_from_a_git_url_installs_that_repository_at_the_rendered_commit(
 def test_copier_from_a_local_path_is_refused_with_the_fix(
     tmp_path: Path, template_repo: Path
 ) -> None:
-    proc = copier("copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
-                  "--data", "preset=qwen3-next-80b", str(template_repo), "svc", cwd=tmp_path)
+    proc = copier(
+        "copy",
+        "--trust",
+        "--defaults",
+        "--quiet",
+        "--vcs-ref",
+        "HEAD",
+        "--data",
+        "preset=qwen3-next-80b",
+        str(template_repo),
+        "svc",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     service = committed(tmp_path / "svc")
     assert recorded_requirement(service) is None
     assert_install_refused(service, recorders(tmp_path / "bin"))
     # `check` says so at once (the workflow would refuse), without failing on it.
-    checked = subprocess.run([str(Path(sys.executable).parent / "liftdeploy"), "check",
-                              str(service)], capture_output=True, text=True, timeout=300)
+    checked = subprocess.run(
+        [str(Path(sys.executable).parent / "liftdeploy"), "check", str(service)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert PIP_VARIABLE in checked.stderr, checked.stderr
 
 
@@ -105,7 +131,8 @@ def init(installed: Installed, directory: Path) -> subprocess.CompletedProcess[s
 
 
 def test_init_from_an_installed_wheel_file_is_refused_with_the_fix(
-    tmp_path: Path, installed: Installed  # noqa: F811
+    tmp_path: Path,
+    installed: Installed,  # noqa: F811
 ) -> None:
     proc = init(installed, tmp_path / "svc")
     assert proc.returncode == 0, proc.stderr
@@ -115,7 +142,8 @@ def test_init_from_an_installed_wheel_file_is_refused_with_the_fix(
 
 
 def test_init_says_at_once_that_ci_cannot_install_it(
-    tmp_path: Path, installed: Installed  # noqa: F811
+    tmp_path: Path,
+    installed: Installed,  # noqa: F811
 ) -> None:
     proc = init(installed, tmp_path / "svc")
     assert proc.returncode == 0, proc.stderr
@@ -123,7 +151,8 @@ def test_init_says_at_once_that_ci_cannot_install_it(
 
 
 def test_init_from_a_release_on_an_index_installs_that_release(
-    tmp_path: Path, installed: Installed  # noqa: F811
+    tmp_path: Path,
+    installed: Installed,  # noqa: F811
 ) -> None:
     # The same wheel installed by name from a package index (a --find-links folder): pip
     # records no direct URL, as for any index release.
@@ -132,10 +161,25 @@ def test_init_from_a_release_on_an_index_installs_that_release(
     site = next((venv / "lib").glob("python*/site-packages"))
     shutil.copy2(next((installed.venv / "lib").glob("python*/site-packages/deps.pth")), site)
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-         "--no-deps", "--no-index", "--ignore-installed", "--find-links",
-         str(installed.venv.parent / "dist"), "-q",
-         f"liftdeploy=={__version__}"], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--ignore-installed",
+            "--find-links",
+            str(installed.venv.parent / "dist"),
+            "-q",
+            f"liftdeploy=={__version__}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert pip.returncode == 0, pip.stderr
     proc = init(Installed(venv, tmp_path), tmp_path / "svc")
     assert proc.returncode == 0, proc.stderr
@@ -149,16 +193,21 @@ def test_init_from_a_release_on_an_index_installs_that_release(
 # --- the shipped examples ------------------------------------------------------------------
 
 
-EXAMPLE_SERVICES = sorted(p.parent.name for p in
-                          (REPO_ROOT / "examples" / "rendered").glob("*/.copier-answers.yml"))
+EXAMPLE_SERVICES = sorted(
+    p.parent.name for p in (REPO_ROOT / "examples" / "rendered").glob("*/.copier-answers.yml")
+)
 
 
 @pytest.fixture(scope="module")
 def fresh_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This repository as a new user clones it (committed files only)."""
     clone = tmp_path_factory.mktemp("clone") / "liftdeploy"
-    proc = subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["git", "clone", "-q", str(REPO_ROOT), str(clone)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return clone
 
@@ -172,12 +221,22 @@ def test_example_records_a_reachable_source_and_copier_update_works_in_a_fresh_c
     source = re.search(r"(?m)^_src_path: *(.+)$", answers).group(1)
     assert not Path(source).is_absolute(), (
         f"{example} records {source}, a path of the machine that rendered it; re-render the "
-        f"examples (see template_version.portable_answers)")
+        f"examples (see template_version.portable_answers)"
+    )
     assert (service / source).resolve() == fresh_clone.resolve()
     assert recorded_requirement(service) == source  # CI installs this checkout's liftdeploy
-    proc = copier("update", "--trust", "--defaults", "--quiet", "--skip-answered",
-                  "--vcs-ref", "HEAD", cwd=service)
+    proc = copier(
+        "update",
+        "--trust",
+        "--defaults",
+        "--quiet",
+        "--skip-answered",
+        "--vcs-ref",
+        "HEAD",
+        cwd=service,
+    )
     assert proc.returncode == 0, proc.stderr
     status = git(fresh_clone, "status", "--porcelain", "--", str(service))
     assert ".rej" not in status and "<<<<<<<" not in "".join(
-        p.read_text() for p in service.rglob("*.py")), status
+        p.read_text() for p in service.rglob("*.py")
+    ), status

@@ -80,7 +80,9 @@ def test_the_package_follows_the_dependency_rule() -> None:
 
 
 def module_name(path: Path, package: Path) -> str:
-    return ".".join(path.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+    return ".".join(path.relative_to(package.parent).with_suffix("").parts).removesuffix(
+        ".__init__"
+    )
 
 
 def _typing_only(tree: ast.Module) -> set[int]:
@@ -120,14 +122,15 @@ def module_imports(package: Path) -> dict[str, set[str]]:
 def cycles_inside_parts(package: Path) -> list[str]:
     """Each import cycle among the modules of one part, as `a -> b -> a`."""
     graph = module_imports(package)
-    same_part = {m: {t for t in targets if part_of(t) == part_of(m)}
-                 for m, targets in graph.items()}
+    same_part = {
+        m: {t for t in targets if part_of(t) == part_of(m)} for m, targets in graph.items()
+    }
     found: set[tuple[str, ...]] = set()
 
     def visit(module: str, path: list[str]) -> None:
         for target in sorted(same_part.get(module, ())):
             if target in path:
-                loop = path[path.index(target):]
+                loop = path[path.index(target) :]
                 start = loop.index(min(loop))  # one rotation per cycle
                 found.add(tuple(loop[start:] + loop[:start]))
             elif target > path[0]:  # each cycle is walked from its smallest module only
@@ -155,15 +158,19 @@ def test_an_import_cycle_inside_a_part_is_caught(tmp_path: Path, at_module_level
     if not at_module_level:
         line = f"def _late() -> None:\n    {line}"
     target.write_text(target.read_text() + f"\n{line}\n")
-    assert any("liftdeploy.planner.download -> liftdeploy.planner.report" in cycle
-               for cycle in cycles_inside_parts(copy)), cycles_inside_parts(copy)
+    assert any(
+        "liftdeploy.planner.download -> liftdeploy.planner.report" in cycle
+        for cycle in cycles_inside_parts(copy)
+    ), cycles_inside_parts(copy)
 
 
 def test_every_part_is_a_subpackage_with_a_docstring() -> None:
     for part in PARTS:
         init = PACKAGE / part / "__init__.py"
         assert init.is_file(), part
-        assert ast.get_docstring(ast.parse(init.read_text())), f"{part}/__init__.py has no docstring"
+        assert ast.get_docstring(ast.parse(init.read_text())), (
+            f"{part}/__init__.py has no docstring"
+        )
 
 
 @pytest.mark.parametrize(
@@ -195,7 +202,7 @@ def test_public_names_keep_working() -> None:
     assert liftdeploy.ModelDeployment.__name__ == "ModelDeployment"
     assert liftdeploy.client.Client is liftdeploy.Client
     assert liftdeploy.examples.QWEN25_CODER_32B.name
-    from liftdeploy.spec import load_spec
     from liftdeploy.planner import plan
+    from liftdeploy.spec import load_spec
 
     assert callable(load_spec) and callable(plan)

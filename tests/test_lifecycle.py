@@ -71,16 +71,20 @@ def _with_runtime(resolved: ResolvedDeployment, **runtime: Any) -> ResolvedDeplo
     return ResolvedDeployment.model_validate(data)
 
 
-def _long_request(client: openai.OpenAI, model: str, n: int,
-                  schema: dict[str, Any] | None = None) -> tuple[int, str, float]:
+def _long_request(
+    client: openai.OpenAI, model: str, n: int, schema: dict[str, Any] | None = None
+) -> tuple[int, str, float]:
     """(HTTP status, answer or error, seconds) for one long constrained request."""
     started = time.monotonic()
     try:
         reply = client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": f"List {n}."}],
+            model=model,
+            messages=[{"role": "user", "content": f"List {n}."}],
             max_tokens=LONG_MAX_TOKENS,
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "words", "schema": schema or LONG_SCHEMA}},
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "words", "schema": schema or LONG_SCHEMA},
+            },
         )
     except openai.APIStatusError as error:
         return error.status_code, f"{error} {error.body}", time.monotonic() - started
@@ -94,8 +98,11 @@ def _long_request(client: openai.OpenAI, model: str, n: int,
 def _metric(url: str, name: str) -> float:
     """One vLLM gauge from /metrics, summed over its label sets."""
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
 
 
 def _wait_until(condition: Any, timeout_s: float, what: str) -> None:
@@ -176,14 +183,16 @@ def test_startup_timeout_is_sized_from_the_weights_and_compile() -> None:
     sized = startup_timeout_s(base)
     eager = _with_runtime(base)  # same weights, no compile
     eager = ResolvedDeployment.model_validate(
-        {**eager.model_dump(), "engine": {**eager.engine.model_dump(), "enforce_eager": True}})
+        {**eager.model_dump(), "engine": {**eager.engine.model_dump(), "enforce_eager": True}}
+    )
     big = load_spec(next(p for p in EXAMPLES if "480b" in p.name)).resolve()
     assert startup_timeout_s(eager) < sized < startup_timeout_s(big), "more to load, longer"
     assert sized >= 10 * 60, "a 65 GB load and a compile take minutes, not Modal's 30 s"
     assert sized % 60 == 0
     assert startup_timeout_s(_with_runtime(base, startup_timeout_s=42)) == 42
     unknown = ResolvedDeployment.model_validate(
-        {**base.model_dump(), "model": {**base.model.model_dump(), "id": "my-org/unknown"}})
+        {**base.model_dump(), "model": {**base.model.model_dump(), "id": "my-org/unknown"}}
+    )
     assert startup_timeout_s(unknown) == UNKNOWN_MODEL_STARTUP_S
     # The enter hook gives up before Modal does, so vLLM's last lines get reported.
     assert healthy_within_s(sized) == sized - STARTUP_MARGIN_S
@@ -196,12 +205,14 @@ def test_plan_shows_the_lifecycle_figures() -> None:
     resolved = load_spec(PRIMARY).resolve()
     report = plan(resolved)
     figures = report.to_dict()["lifecycle_s"]
-    assert figures == {"startup_timeout": startup_timeout_s(resolved),
-                       "healthy_within": healthy_within_s(startup_timeout_s(resolved)),
-                       "exit_grace_period": exit_grace_period_s(resolved),
-                       "request_timeout": resolved.runtime.request_timeout_s,
-                       # scales to zero: the client waits out a cold start
-                       "cold_start_wait": startup_timeout_s(resolved)}
+    assert figures == {
+        "startup_timeout": startup_timeout_s(resolved),
+        "healthy_within": healthy_within_s(startup_timeout_s(resolved)),
+        "exit_grace_period": exit_grace_period_s(resolved),
+        "request_timeout": resolved.runtime.request_timeout_s,
+        # scales to zero: the client waits out a cold start
+        "cold_start_wait": startup_timeout_s(resolved),
+    }
     text = format_plan(report)
     assert f"drains for up to {figures['exit_grace_period']:,} s" in text
     assert f"starts within {figures['startup_timeout']:,} s" in text
@@ -241,7 +252,7 @@ def _abortable_app(events: list[str]) -> Any:
     @with_cancellation
     async def stream(raw_request: Request) -> StreamingResponse:
         async def tokens() -> Any:
-            yield b"data: {\"token\": 1}\n\n"
+            yield b'data: {"token": 1}\n\n'
             await forever("stream")
 
         return StreamingResponse(tokens(), media_type="text/event-stream")
@@ -249,14 +260,16 @@ def _abortable_app(events: list[str]) -> Any:
     return app
 
 
-async def _through_the_limit(monkeypatch: pytest.MonkeyPatch, path: str,
-                             events: list[str]) -> httpx.Response:
+async def _through_the_limit(
+    monkeypatch: pytest.MonkeyPatch, path: str, events: list[str]
+) -> httpx.Response:
     from liftdeploy.runtime.lifecycle import RequestLifecycle
 
     monkeypatch.setenv(REQUEST_TIMEOUT_ENV, "0.5")
     app = RequestLifecycle(_abortable_app(events))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://service") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://service"
+    ) as client:
         answer = await client.post(path, json={})
         events.append("answered")
         return answer
@@ -287,7 +300,9 @@ def test_a_stream_past_the_limit_ends_with_an_error_event_then_done(
 
 
 async def _through_vllms_middleware_stack(
-    monkeypatch: pytest.MonkeyPatch, drain_file: Path, requests: list[tuple[str, str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    drain_file: Path,
+    requests: list[tuple[str, str, str]],
 ) -> list[httpx.Response]:
     """The primary example's production argv parsed by vLLM's own parser, its middlewares added
     by vLLM's own `init_entrypoints_middleware` (CORS first, then every --middleware in order)
@@ -308,26 +323,36 @@ async def _through_vllms_middleware_stack(
     init_entrypoints_middleware(args, app, ())
     assert [m.cls.__name__ for m in app.user_middleware][0] == "RequestLifecycle"
     answers = []
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://service") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://service"
+    ) as client:
         for method, origin, state in requests:
             if state == "draining":
                 drain_file.touch()
-            answers.append(await client.request(method, "/v1/completions", json={},
-                                                headers={"Origin": origin}))
+            answers.append(
+                await client.request(method, "/v1/completions", json={}, headers={"Origin": origin})
+            )
     return answers
 
 
 def test_liftdeploys_own_answers_carry_cors_headers_for_an_allowed_origin(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """vLLM's CORS layer is the innermost, so the 504 and the drain's 503 (answered outside it)
     need the lifecycle middleware's own CORS layer, which holds the spec's origins."""
     allowed, other = "https://lift-sys.vercel.app", "https://elsewhere.example"
-    late, stranger, draining = asyncio.run(_through_vllms_middleware_stack(
-        monkeypatch, tmp_path / "draining", [
-            ("POST", allowed, "serving"), ("POST", other, "serving"),
-            ("POST", allowed, "draining")]))
+    late, stranger, draining = asyncio.run(
+        _through_vllms_middleware_stack(
+            monkeypatch,
+            tmp_path / "draining",
+            [
+                ("POST", allowed, "serving"),
+                ("POST", other, "serving"),
+                ("POST", allowed, "draining"),
+            ],
+        )
+    )
     assert late.status_code == 504, late.text
     assert late.headers.get("access-control-allow-origin") == allowed
     assert stranger.status_code == 504
@@ -365,16 +390,23 @@ def test_stop_lets_requests_in_flight_finish_refuses_new_ones_and_ends_the_group
     with ThreadPoolExecutor(max_workers=8) as pool:
         stopping = threading.Thread(target=twin.stop)  # what the app's @modal.exit hook calls
         in_flight, stop_started = _stop_with_requests_in_flight(
-            client, twin.model_name, 8, stopping.start, pool)
+            client, twin.model_name, 8, stopping.start, pool
+        )
         for future in in_flight:
             future.add_done_callback(lambda _: answered_at.append(time.monotonic()))
         _wait_until(lambda: _health(twin.url) == 503, 30, "/health says draining")
         late_started = time.monotonic()
         try:
-            late = httpx.post(f"{twin.base_url}/chat/completions", timeout=10,
-                              headers={"Authorization": f"Bearer {API_KEY}"},
-                              json={"model": twin.model_name, "max_tokens": 8,
-                                    "messages": [{"role": "user", "content": "late"}]})
+            late = httpx.post(
+                f"{twin.base_url}/chat/completions",
+                timeout=10,
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                json={
+                    "model": twin.model_name,
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": "late"}],
+                },
+            )
             late_outcome = f"{late.status_code} {late.json()['error']['message']}"
             assert late.status_code == 503 and late.headers["retry-after"], late_outcome
         except httpx.ConnectError:
@@ -393,11 +425,13 @@ def test_stop_lets_requests_in_flight_finish_refuses_new_ones_and_ends_the_group
     # held: no timing bound, as a decoding 2-core twin takes seconds to answer anything.
     assert twin.server.process.returncode is not None
     _wait_until(lambda: not _group_members(pgid), 10, "every process of the group ended")
-    print(f"\ndrain: 8 requests in flight when stop() began, "
-          f"{sum(s == 200 for s, _, _ in results)} completed with 200 and schema-valid JSON; "
-          f"drained (last answer) {max(answered_at) - stop_started:.1f} s after stop() began, "
-          f"which returned after {stopped_s:.1f} s (vLLM's engine teardown included); a request "
-          f"during the drain: {late_outcome} in {late_s:.2f} s; no process of the group left")
+    print(
+        f"\ndrain: 8 requests in flight when stop() began, "
+        f"{sum(s == 200 for s, _, _ in results)} completed with 200 and schema-valid JSON; "
+        f"drained (last answer) {max(answered_at) - stop_started:.1f} s after stop() began, "
+        f"which returned after {stopped_s:.1f} s (vLLM's engine teardown included); a request "
+        f"during the drain: {late_outcome} in {late_s:.2f} s; no process of the group left"
+    )
 
 
 def _endless_request(client: openai.OpenAI, model: str) -> tuple[int, str, float]:
@@ -406,8 +440,9 @@ def _endless_request(client: openai.OpenAI, model: str) -> tuple[int, str, float
     a short limit or a second Ctrl-C, however loaded the machine is."""
     started = time.monotonic()
     try:
-        client.completions.create(model=model, prompt="Count.", max_tokens=ENDLESS_TOKENS,
-                                  extra_body={"ignore_eos": True})
+        client.completions.create(
+            model=model, prompt="Count.", max_tokens=ENDLESS_TOKENS, extra_body={"ignore_eos": True}
+        )
     except openai.APIStatusError as error:
         return error.status_code, f"{error} {error.body}", time.monotonic() - started
     except openai.APIConnectionError as error:
@@ -418,16 +453,19 @@ def _endless_request(client: openai.OpenAI, model: str) -> tuple[int, str, float
 def _finished(url: str, reason: str) -> float:
     """vLLM's count of requests that ended for `reason` (stop, length)."""
     text = httpx.get(f"{url}/metrics", timeout=30).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("vllm:request_success_total{")
-               and f'finished_reason="{reason}"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vllm:request_success_total{") and f'finished_reason="{reason}"' in line
+    )
 
 
 @pytest.mark.twin
 def test_a_request_past_the_limit_gets_504_and_frees_its_slot(own_twin: Any) -> None:
     limit_s = 2
-    twin = own_twin(request_timeout_s=limit_s, max_concurrent_requests=2,
-                    target_concurrent_requests=2)
+    twin = own_twin(
+        request_timeout_s=limit_s, max_concurrent_requests=2, target_concurrent_requests=2
+    )
     client = openai.OpenAI(base_url=twin.base_url, api_key=API_KEY, max_retries=0, timeout=60)
     length_before = _finished(twin.url, "length")
     status, message, took_s = _endless_request(client, twin.model_name)
@@ -437,8 +475,11 @@ def test_a_request_past_the_limit_gets_504_and_frees_its_slot(own_twin: Any) -> 
     assert "request_timeout_s" in message and "RequestTimeout" in message
     assert limit_s <= took_s < limit_s + 15, f"504 after {took_s:.1f} s"
     # The engine aborted the request (it never ran to its length): its slot is free.
-    _wait_until(lambda: _metric(twin.url, "vllm:num_requests_running") == 0, 10,
-                "the engine freed the request's slot")
+    _wait_until(
+        lambda: _metric(twin.url, "vllm:num_requests_running") == 0,
+        10,
+        "the engine freed the request's slot",
+    )
     freed_s = time.monotonic() - answered
     # Stopped mid-way: it never reached its length (vLLM counts no abort in request_success).
     assert _finished(twin.url, "length") == length_before, "the engine decoded on after the 504"
@@ -447,8 +488,10 @@ def test_a_request_past_the_limit_gets_504_and_frees_its_slot(own_twin: Any) -> 
     assert _metric(twin.url, "vllm:num_requests_running") <= 2  # --max-num-seqs
     short = client.completions.create(model=twin.model_name, max_tokens=16, prompt="hi")
     assert short.choices[0].finish_reason in ("stop", "length")
-    print(f"\n504 after {took_s:.1f} s (limit {limit_s} s); vllm:num_requests_running read 0 "
-          f"{freed_s:.2f} s after the 504; {decoded:.0f} of {ENDLESS_TOKENS} tokens decoded")
+    print(
+        f"\n504 after {took_s:.1f} s (limit {limit_s} s); vllm:num_requests_running read 0 "
+        f"{freed_s:.2f} s after the 504; {decoded:.0f} of {ENDLESS_TOKENS} tokens decoded"
+    )
 
 
 # -- the twin dies with the command that started it ---------------------------------------------
@@ -464,9 +507,22 @@ def serve(tiny_model_path: Path) -> Iterator[Any]:
     def start() -> tuple[subprocess.Popen[str], int]:
         port = free_port()
         process = subprocess.Popen(
-            [*LIFTDEPLOY, "serve", str(PRIMARY), "--local", "--quiet", "--model",
-             str(tiny_model_path), "--port", str(port), "--api-key-env", "LIFECYCLE_KEY"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                *LIFTDEPLOY,
+                "serve",
+                str(PRIMARY),
+                "--local",
+                "--quiet",
+                "--model",
+                str(tiny_model_path),
+                "--port",
+                str(port),
+                "--api-key-env",
+                "LIFECYCLE_KEY",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "LIFECYCLE_KEY": API_KEY},
         )
         started.append((process, port))
@@ -489,7 +545,11 @@ def serve(tiny_model_path: Path) -> Iterator[Any]:
 
 
 def _stop_with_requests_in_flight(
-    client: openai.OpenAI, model: str, n: int, stop: Any, pool: ThreadPoolExecutor,
+    client: openai.OpenAI,
+    model: str,
+    n: int,
+    stop: Any,
+    pool: ThreadPoolExecutor,
 ) -> tuple[list[Future[tuple[int, str, float]]], float]:
     """Sends `n` very long requests, then calls `stop()` while they run; (the requests, when
     stop was called). On 2 cores a busy twin answers /metrics only between bursts of decoding, so
@@ -504,8 +564,9 @@ def _stop_with_requests_in_flight(
 
 
 def _serve_client(port: int) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY,
-                         max_retries=0, timeout=300)
+    return openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY, max_retries=0, timeout=300
+    )
 
 
 @pytest.mark.twin
@@ -515,8 +576,12 @@ def test_serve_local_drains_on_sigterm(twin_supported: None, serve: Any) -> None
     submitted = time.monotonic()
     with ThreadPoolExecutor(max_workers=3) as pool:
         in_flight, signalled = _stop_with_requests_in_flight(
-            _serve_client(port), "qwen25-coder-32b", 3,
-            lambda: process.send_signal(signal.SIGTERM), pool)
+            _serve_client(port),
+            "qwen25-coder-32b",
+            3,
+            lambda: process.send_signal(signal.SIGTERM),
+            pool,
+        )
         results = [future.result() for future in in_flight]
     assert process.wait(timeout=TWIN_EXIT_GRACE_S + 30) == 0, process.stderr.read()[-3000:]
     assert [status for status, _, _ in results] == [200] * 3, results
@@ -562,8 +627,11 @@ def test_serve_local_never_leaves_its_server_behind(
     pgid = os.getpgid(api_server)
     process.send_signal(stop_signal)
     process.wait(timeout=TWIN_EXIT_GRACE_S + 30)
-    _wait_until(lambda: _port_closed(port) and not _group_members(pgid), TWIN_EXIT_GRACE_S + 30,
-                f"the server's process group gone after {stop_signal.name}")
+    _wait_until(
+        lambda: _port_closed(port) and not _group_members(pgid),
+        TWIN_EXIT_GRACE_S + 30,
+        f"the server's process group gone after {stop_signal.name}",
+    )
 
 
 @pytest.mark.twin
@@ -571,14 +639,22 @@ def test_demo_stops_its_server_on_sigterm(twin_supported: None, tiny_model_path:
     port = free_port()
     process = subprocess.Popen(  # as `timeout liftdeploy demo` ends it
         [*LIFTDEPLOY, "demo", "--port", str(port), "--model", str(tiny_model_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    _wait_until(lambda: _api_server_on(port) is not None or process.poll() is not None, 300,
-                "the demo started its server")
+    _wait_until(
+        lambda: _api_server_on(port) is not None or process.poll() is not None,
+        300,
+        "the demo started its server",
+    )
     api_server = _api_server_on(port)
     assert api_server is not None, process.communicate()[1][-3000:]
     pgid = os.getpgid(api_server)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=TWIN_EXIT_GRACE_S + 30)
-    _wait_until(lambda: _port_closed(port) and not _group_members(pgid), 30,
-                "the demo's server gone after SIGTERM")
+    _wait_until(
+        lambda: _port_closed(port) and not _group_members(pgid),
+        30,
+        "the demo's server gone after SIGTERM",
+    )

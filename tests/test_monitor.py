@@ -39,13 +39,19 @@ def exposition(ok: int, bad_4xx: int, bad_5xx: int, latencies: list[float]) -> s
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
     registry = CollectorRegistry()
-    requests = Counter("http_requests", "requests", ["handler", "method", "status"],
-                       registry=registry)
+    requests = Counter(
+        "http_requests", "requests", ["handler", "method", "status"], registry=registry
+    )
     requests.labels("/v1/chat/completions", "POST", "2xx").inc(ok)
     requests.labels("/v1/chat/completions", "POST", "4xx").inc(bad_4xx)
     requests.labels("/v1/models", "GET", "5xx").inc(bad_5xx)
-    latency = Histogram("vllm:e2e_request_latency_seconds", "latency", ["model_name"],
-                        buckets=LATENCY_BUCKETS, registry=registry)
+    latency = Histogram(
+        "vllm:e2e_request_latency_seconds",
+        "latency",
+        ["model_name"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
     for seconds in latencies:
         latency.labels('a "quoted" model').observe(seconds)
     return generate_latest(registry).decode()
@@ -53,10 +59,16 @@ def exposition(ok: int, bad_4xx: int, bad_5xx: int, latencies: list[float]) -> s
 
 def test_metrics_text_is_read_as_prometheus_writes_it() -> None:
     samples = parse_metrics(exposition(3, 2, 1, [0.2, 3.0]))
-    assert ("http_requests_total", {"handler": "/v1/models", "method": "GET", "status": "5xx"},
-            1.0) in samples
-    buckets = {labels["le"]: value for name, labels, value in samples
-               if name == "vllm:e2e_request_latency_seconds_bucket"}
+    assert (
+        "http_requests_total",
+        {"handler": "/v1/models", "method": "GET", "status": "5xx"},
+        1.0,
+    ) in samples
+    buckets = {
+        labels["le"]: value
+        for name, labels, value in samples
+        if name == "vllm:e2e_request_latency_seconds_bucket"
+    }
     assert buckets == {"0.5": 1.0, "1.0": 1.0, "5.0": 2.0, "20.0": 2.0, "+Inf": 2.0}
     assert {s[1]["model_name"] for s in samples if "model_name" in s[1]} == {'a "quoted" model'}
     counters = engine_counters(exposition(3, 2, 1, []))
@@ -81,16 +93,35 @@ def test_percentile_edges() -> None:
 
 
 def test_each_threshold_and_the_request_floor() -> None:
-    t = Thresholds(min_requests=10, error_rate=0.1, p95_latency_s=2.0, throttled_rate=0.1,
-                   start_failures=2, daily_spend_usd=100.0)
+    t = Thresholds(
+        min_requests=10,
+        error_rate=0.1,
+        p95_latency_s=2.0,
+        throttled_rate=0.1,
+        start_failures=2,
+        daily_spend_usd=100.0,
+    )
     quiet = TrafficWindow("test", requests=9, errors=9, throttled=9, p95_latency_s=60.0)
     assert evaluate(quiet, t) == {}  # too few requests to judge a rate
-    busy = TrafficWindow("test", requests=20, errors=3, throttled=3, p95_latency_s=2.5,
-                  start_failures=2, spend_today_usd=120.0)
-    assert set(evaluate(busy, t)) == {"error_rate", "throttled_rate", "p95_latency",
-                                      "start_failures", "daily_spend"}
-    fine = dataclasses.replace(busy, errors=2, throttled=2, p95_latency_s=2.0, start_failures=1,
-                               spend_today_usd=99.0)
+    busy = TrafficWindow(
+        "test",
+        requests=20,
+        errors=3,
+        throttled=3,
+        p95_latency_s=2.5,
+        start_failures=2,
+        spend_today_usd=120.0,
+    )
+    assert set(evaluate(busy, t)) == {
+        "error_rate",
+        "throttled_rate",
+        "p95_latency",
+        "start_failures",
+        "daily_spend",
+    }
+    fine = dataclasses.replace(
+        busy, errors=2, throttled=2, p95_latency_s=2.0, start_failures=1, spend_today_usd=99.0
+    )
     assert evaluate(fine, t) == {}
     assert "3 of 20 requests failed (15% > 10%" in evaluate(busy, t)["error_rate"]
 
@@ -108,21 +139,36 @@ def test_modal_server_stats_make_a_window() -> None:
 
     now = datetime.now(timezone.utc)
     latency = StatsPercentileDistribution(
-        unit="s", percentiles=[StatsPercentile(50.0, 1.0), StatsPercentile(90.0, 3.0),
-                               StatsPercentile(99.0, 9.0)])
+        unit="s",
+        percentiles=[
+            StatsPercentile(50.0, 1.0),
+            StatsPercentile(90.0, 3.0),
+            StatsPercentile(99.0, 9.0),
+        ],
+    )
     stats = ServerStats(
-        since=now, until=now, request_count=100,
+        since=now,
+        until=now,
+        request_count=100,
         request_count_by_status_code={200: 80, 429: 12, 400: 3, 502: 5},
-        request_rate_per_second=0.3, request_percentile_stats={},
-        container_started_count=2, container_error_count=1, container_creating_at_end_count=0,
-        container_total_count=2, container_percentile_stats={},
-        inference=ServerStats.InferenceStats(engine="vllm", status="available",
-                                             percentile_stats={"end_to_end_latency": latency},
-                                             scalar_stats={}),
+        request_rate_per_second=0.3,
+        request_percentile_stats={},
+        container_started_count=2,
+        container_error_count=1,
+        container_creating_at_end_count=0,
+        container_total_count=2,
+        container_percentile_stats={},
+        inference=ServerStats.InferenceStats(
+            engine="vllm",
+            status="available",
+            percentile_stats={"end_to_end_latency": latency},
+            scalar_stats={},
+        ),
     )
     window = window_from_modal_stats(stats)
-    assert window == TrafficWindow("Modal", requests=100, errors=8, throttled=12, p95_latency_s=9.0,
-                            start_failures=1)
+    assert window == TrafficWindow(
+        "Modal", requests=100, errors=8, throttled=12, p95_latency_s=9.0, start_failures=1
+    )
     no_inference = window_from_modal_stats(dataclasses.replace(stats, inference=None))
     assert no_inference.p95_latency_s is None
 
@@ -149,6 +195,7 @@ def test_an_incident_is_posted_once_and_resolved_across_runs() -> None:
     state: dict[str, Any] = {}  # what a modal.Dict keeps between scheduled runs
     failing = TrafficWindow("test", requests=20, errors=10)
     with Receiver() as webhook:
+
         def run(window: TrafficWindow, now: float) -> list[str]:
             watch = Monitor("svc", Thresholds(), state)  # each run starts from the state only
             return watch.check([window], lambda text: post_alert(webhook.url, text), now=now)
@@ -183,7 +230,8 @@ def test_a_webhook_that_is_not_a_url_is_one_clear_error() -> None:
 
 def _call(twin: Any, path: str, body: dict[str, Any] | None = None) -> int:
     request = urllib.request.Request(
-        twin.url + path, data=json.dumps(body).encode() if body is not None else None,
+        twin.url + path,
+        data=json.dumps(body).encode() if body is not None else None,
         headers={"Authorization": f"Bearer {twin.api_key}", "Content-Type": "application/json"},
     )
     try:
@@ -196,8 +244,11 @@ def _call(twin: Any, path: str, body: dict[str, Any] | None = None) -> int:
 def _load(twin: Any, *, good: int, bad: int) -> None:
     for _ in range(good):
         assert _call(twin, "/v1/models") == 200
-    invalid = {"model": twin.model_name, "messages": [{"role": "user", "content": "hi"}],
-               "max_tokens": -1}
+    invalid = {
+        "model": twin.model_name,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": -1,
+    }
     for _ in range(bad):
         assert _call(twin, "/v1/chat/completions", invalid) == 400
 
@@ -207,12 +258,14 @@ def test_errors_at_the_twin_alert_once_and_resolve_when_the_load_stops(twin: Any
     state: dict[str, Any] = {}
     thresholds = Thresholds(min_requests=5, error_rate=0.2)
     with Receiver() as webhook:
+
         def scheduled_run() -> list[str]:
             with urllib.request.urlopen(twin.url + "/metrics", timeout=30) as response:
                 metrics = response.read().decode()
             watch = Monitor("twin", thresholds, state)
-            return watch.check([watch.engine_window(metrics)],
-                               lambda text: post_alert(webhook.url, text))
+            return watch.check(
+                [watch.engine_window(metrics)], lambda text: post_alert(webhook.url, text)
+            )
 
         assert scheduled_run() == []  # the first scrape is the baseline
         _load(twin, good=8, bad=1)  # 1 error in 9: under the threshold

@@ -5,12 +5,9 @@ receivers, and no secret value anywhere."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-import uuid
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,7 +36,9 @@ gpu:
   type: A100-80GB
 """
 # Error tracking everywhere, traces and alerts in production only.
-PER_ENVIRONMENT = BASE + f"""\
+PER_ENVIRONMENT = (
+    BASE
+    + f"""\
 observability:
   sentry_dsn_secret: watched-sentry
 environments:
@@ -54,11 +53,15 @@ environments:
         check_every_s: 120
         error_rate: 0.1
 """
-EVERYWHERE = BASE + """\
+)
+EVERYWHERE = (
+    BASE
+    + """\
 observability:
   alerts:
     webhook_secret: watched-alerts
 """
+)
 
 
 def _secret_names(secrets: list[Any]) -> list[str]:
@@ -75,8 +78,12 @@ def monitor_view(module: ModuleType) -> dict[str, Any]:
     from modal._utils.async_utils import synchronizer
 
     cells = _closure(synchronizer._translate_in(module.monitor)._load)
-    return {"schedule": cells["schedule"].proto_message, "gpu": cells["gpu"],
-            "secrets": _secret_names(cells["secrets"]), "image": cells["image"]}
+    return {
+        "schedule": cells["schedule"].proto_message,
+        "gpu": cells["gpu"],
+        "secrets": _secret_names(cells["secrets"]),
+        "image": cells["image"],
+    }
 
 
 @pytest.fixture
@@ -100,8 +107,10 @@ def test_alerts_in_production_only_register_a_cpu_schedule_there(
     assert view["schedule"].period.seconds == 120
     assert view["gpu"] is None  # never a GPU: the monitor only reads counts and posts
     assert view["secrets"] == ["watched-alerts"]
-    images = {name: synchronizer._translate_in(getattr(production, name))
-              for name in ("monitor_image", "image")}
+    images = {
+        name: synchronizer._translate_in(getattr(production, name))
+        for name in ("monitor_image", "image")
+    }
     assert view["image"] is images["monitor_image"] and view["image"] is not images["image"]
     assert production.ALERTS["thresholds"]["error_rate"] == 0.1
     server = _closure(synchronizer._translate_in(production.Server)._service_function._load)
@@ -144,9 +153,11 @@ def test_observability_off_leaves_the_app_as_before() -> None:
 def test_no_secret_value_in_the_rendered_files(
     tmp_path: Path, rendered: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    values = {"SENTRY_DSN": "https://f00dfeedc0ffee@o1.ingest.sentry.io/4242",
-              "LIFTDEPLOY_ALERT_WEBHOOK_URL": "https://hooks.slack.com/services/T0/s3cr3tW3bh00k",
-              "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-api-key=0tlpS3cr3tK3y"}
+    values = {
+        "SENTRY_DSN": "https://f00dfeedc0ffee@o1.ingest.sentry.io/4242",
+        "LIFTDEPLOY_ALERT_WEBHOOK_URL": "https://hooks.slack.com/services/T0/s3cr3tW3bh00k",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-api-key=0tlpS3cr3tK3y",
+    }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     spec = tmp_path / "again.yaml"
@@ -156,16 +167,21 @@ def test_no_secret_value_in_the_rendered_files(
     assert len(texts) > 5
     for value in values.values():
         assert not any(value in text for text in texts)
-    assert all('"watched-' + name in (service / "app.py").read_text()
-               for name in ("sentry", "otlp", "alerts"))
+    assert all(
+        '"watched-' + name in (service / "app.py").read_text()
+        for name in ("sentry", "otlp", "alerts")
+    )
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("sentry_dsn_secret", "https://f00d@o1.ingest.sentry.io/42", "looks like a secret value"),
-    ("otlp_traces_endpoint", "otlp.example.com", "is not a URL"),
-    ("otlp_traces_endpoint", "https://user:pw@otlp.example.com", "is not a URL"),
-    ("otlp_headers_secret", "watched-otlp", "otlp_traces_endpoint is not"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("sentry_dsn_secret", "https://f00d@o1.ingest.sentry.io/42", "looks like a secret value"),
+        ("otlp_traces_endpoint", "otlp.example.com", "is not a URL"),
+        ("otlp_traces_endpoint", "https://user:pw@otlp.example.com", "is not a URL"),
+        ("otlp_headers_secret", "watched-otlp", "otlp_traces_endpoint is not"),
+    ],
+)
 def test_bad_observability_values_are_one_clear_error(
     tmp_path: Path, field: str, value: str, expected: str
 ) -> None:
@@ -183,20 +199,25 @@ def test_otlp_flag_is_accepted_by_vllms_parser(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(PER_ENVIRONMENT)
     argv = server_args(load_spec(spec).resolve("production"))
-    code = ("import json, sys\n"
-            "from vllm.entrypoints.launchers.cli_args import make_arg_parser\n"
-            "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
-            "args = make_arg_parser(FlexibleArgumentParser()).parse_args(json.load(sys.stdin))\n"
-            "print(json.dumps(args.otlp_traces_endpoint))\n")
-    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps(argv),
-                          capture_output=True, text=True, timeout=300)
+    code = (
+        "import json, sys\n"
+        "from vllm.entrypoints.launchers.cli_args import make_arg_parser\n"
+        "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+        "args = make_arg_parser(FlexibleArgumentParser()).parse_args(json.load(sys.stdin))\n"
+        "print(json.dumps(args.otlp_traces_endpoint))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps(argv),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == OTLP_URL
 
 
-def test_plan_lists_what_is_sent_where(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_plan_lists_what_is_sent_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text(PER_ENVIRONMENT)
     main(["plan", str(spec), "--env", "production"])
@@ -230,11 +251,18 @@ def test_plan_lists_what_each_feature_costs(
     out = capsys.readouterr().out
     assert "    cost of alerts: about $3.15/month" in out
     # Checked every minute, the container never idles out: billed the whole month.
-    spec.write_text(EVERYWHERE.replace("webhook_secret: watched-alerts",
-                                       "webhook_secret: watched-alerts\n    check_every_s: 60"))
+    spec.write_text(
+        EVERYWHERE.replace(
+            "webhook_secret: watched-alerts",
+            "webhook_secret: watched-alerts\n    check_every_s: 60",
+        )
+    )
     main(["plan", str(spec), "--json"])
-    (cost,) = [line for line in json.loads(capsys.readouterr().out)["observability"]
-               if line.startswith("cost of alerts")]
+    (cost,) = [
+        line
+        for line in json.loads(capsys.readouterr().out)["observability"]
+        if line.startswith("cost of alerts")
+    ]
     assert "about $5.03/month" in cost
 
 
@@ -280,8 +308,13 @@ def test_bootstrap_creates_each_observability_secret_with_its_key(tmp_path: Path
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(PER_ENVIRONMENT)
-    secrets = {r.name: r.secret_keys for r in required_resources(load_spec(spec).resolve())
-               if r.kind == "secret"}
-    assert secrets == {"watched-sentry": ("SENTRY_DSN",),
-                       "watched-otlp": ("OTEL_EXPORTER_OTLP_TRACES_HEADERS",),
-                       "watched-alerts": ("LIFTDEPLOY_ALERT_WEBHOOK_URL",)}
+    secrets = {
+        r.name: r.secret_keys
+        for r in required_resources(load_spec(spec).resolve())
+        if r.kind == "secret"
+    }
+    assert secrets == {
+        "watched-sentry": ("SENTRY_DSN",),
+        "watched-otlp": ("OTEL_EXPORTER_OTLP_TRACES_HEADERS",),
+        "watched-alerts": ("LIFTDEPLOY_ALERT_WEBHOOK_URL",),
+    }

@@ -23,12 +23,21 @@ from liftdeploy.ops.deploy_policy import prepare_deploy, production_notes
 from liftdeploy.ops.git_state import GitState, git_state
 from liftdeploy.ops.history import DeployedVersion, parse_history
 from liftdeploy.ops.modal_commands import (
-    Command, deploy_command, history_command, is_error_line, logs_command, normalize_version,
+    Command,
+    deploy_command,
+    history_command,
+    is_error_line,
+    logs_command,
+    normalize_version,
     rollback_command,
 )
 from liftdeploy.ops.modal_runner import ModalCommandError, run_modal
 from liftdeploy.ops.modal_sdk import (
-    CreateCall, Resource, bootstrap, creation_calls, required_resources,
+    CreateCall,
+    Resource,
+    bootstrap,
+    creation_calls,
+    required_resources,
 )
 from liftdeploy.ops.service_files import locate_service
 from liftdeploy.ops.status import EnvironmentStatus, format_status
@@ -102,7 +111,14 @@ def test_deploy_command_per_environment(example: str, env: str, app_name: str) -
     resolved = _resolve(example, env)
     command = deploy_command(resolved, Path("/srv/svc/app.py"), tag="1a2b3c4")
     assert command.argv == [
-        "modal", "deploy", "--name", app_name, "--tag", "1a2b3c4", "--strategy", "rolling",
+        "modal",
+        "deploy",
+        "--name",
+        app_name,
+        "--tag",
+        "1a2b3c4",
+        "--strategy",
+        "rolling",
         "app.py",
     ]
     assert command.env == {"LIFTDEPLOY_ENV": env}
@@ -113,7 +129,11 @@ def test_deploy_command_per_environment(example: str, env: str, app_name: str) -
     )
     name, params = modal_cli_parse(command.argv)
     assert (name, params["name"], params["tag"], params["strategy"], params["app_ref"]) == (
-        "deploy", app_name, "1a2b3c4", "rolling", "app.py",
+        "deploy",
+        app_name,
+        "1a2b3c4",
+        "rolling",
+        "app.py",
     )
 
 
@@ -121,35 +141,74 @@ def test_deploy_command_per_environment(example: str, env: str, app_name: str) -
 def test_app_commands_per_environment(example: str, env: str, app_name: str) -> None:
     resolved = _resolve(example, env)
     assert rollback_command(resolved).argv == [
-        "modal", "app", "rollback", app_name, "--strategy", "rolling",
+        "modal",
+        "app",
+        "rollback",
+        app_name,
+        "--strategy",
+        "rolling",
     ]
     assert rollback_command(resolved, "12").argv == [
-        "modal", "app", "rollback", app_name, "v12", "--strategy", "rolling",
+        "modal",
+        "app",
+        "rollback",
+        app_name,
+        "v12",
+        "--strategy",
+        "rolling",
     ]
     assert logs_command(resolved, since="1h").argv == [
-        "modal", "app", "logs", app_name, "--since", "1h",
+        "modal",
+        "app",
+        "logs",
+        app_name,
+        "--since",
+        "1h",
     ]
     assert logs_command(resolved, follow=True).argv == [
-        "modal", "app", "logs", app_name, "--follow",
+        "modal",
+        "app",
+        "logs",
+        app_name,
+        "--follow",
     ]
     assert history_command(resolved).argv == ["modal", "app", "history", app_name, "--json"]
-    for command in (rollback_command(resolved, "v3"), logs_command(resolved, since="2h"),
-                    logs_command(resolved, follow=True), history_command(resolved)):
+    for command in (
+        rollback_command(resolved, "v3"),
+        logs_command(resolved, since="2h"),
+        logs_command(resolved, follow=True),
+        history_command(resolved),
+    ):
         name, params = modal_cli_parse(command.argv)
         assert params["app_identifier"] == app_name, command.argv
 
 
 def test_modal_environment_and_strategy_reach_every_command() -> None:
-    resolved = _variant("80b", production={
-        "modal_environment": "inference-prod", "runtime": {"deploy_strategy": "recreate"},
-    })
+    resolved = _variant(
+        "80b",
+        production={
+            "modal_environment": "inference-prod",
+            "runtime": {"deploy_strategy": "recreate"},
+        },
+    )
     deploy = deploy_command(resolved, Path("svc/app.py"), tag=None)
     assert deploy.argv == [
-        "modal", "deploy", "--env", "inference-prod", "--name", "qwen3-next-80b",
-        "--strategy", "recreate", "app.py",
+        "modal",
+        "deploy",
+        "--env",
+        "inference-prod",
+        "--name",
+        "qwen3-next-80b",
+        "--strategy",
+        "recreate",
+        "app.py",
     ]
-    for command in (deploy, rollback_command(resolved, "v2"), history_command(resolved),
-                    logs_command(resolved, since="30m")):
+    for command in (
+        deploy,
+        rollback_command(resolved, "v2"),
+        history_command(resolved),
+        logs_command(resolved, since="30m"),
+    ):
         assert modal_cli_parse(command.argv)[1]["env"] == "inference-prod", command.argv
     assert modal_cli_parse(rollback_command(resolved).argv)[1]["strategy"] == "recreate"
 
@@ -163,15 +222,21 @@ def test_bad_rollback_version_and_follow_with_since_are_refused() -> None:
         logs_command(resolved, since="1h", follow=True)
 
 
-@pytest.mark.parametrize(("line", "is_error"), [
-    ('{"asctime": "2026-11-28 10:00:00", "levelname": "ERROR", "message": "engine died"}', True),
-    ("ERROR 11-28 10:00:00 [engine.py:12] CUDA out of memory", True),
-    ("Traceback (most recent call last):", True),
-    ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", True),
-    ('{"levelname": "INFO", "message": "GET /health 200"}', False),
-    ("INFO 11-28 10:00:00 [api_server.py:1] Starting vLLM API server on 0.0.0.0:8000", False),
-    ("Avg prompt throughput: 12.0 tokens/s, errors: 0", False),
-])
+@pytest.mark.parametrize(
+    ("line", "is_error"),
+    [
+        (
+            '{"asctime": "2026-11-28 10:00:00", "levelname": "ERROR", "message": "engine died"}',
+            True,
+        ),
+        ("ERROR 11-28 10:00:00 [engine.py:12] CUDA out of memory", True),
+        ("Traceback (most recent call last):", True),
+        ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", True),
+        ('{"levelname": "INFO", "message": "GET /health 200"}', False),
+        ("INFO 11-28 10:00:00 [api_server.py:1] Starting vLLM API server on 0.0.0.0:8000", False),
+        ("Avg prompt throughput: 12.0 tokens/s, errors: 0", False),
+    ],
+)
 def test_errors_filter(line: str, is_error: bool) -> None:
     assert is_error_line(line) is is_error
 
@@ -191,18 +256,21 @@ def _history_json(rows: list[list[str | None]], *, with_tag: bool = True) -> str
 
 
 def test_parse_history_newest_first_with_dirty_marker_and_tag() -> None:
-    text = _history_json([
-        ["v2", "2026-11-27 09:00", "1.6.4", "ana", "1a2b3c4", "1a2b3c4"],
-        ["v10", "2026-11-28 10:00", "1.6.4", "ben", "9f8e7d6*", "9f8e7d6-dirty"],
-        ["v1", "2026-11-26 08:00", "1.6.4", "ana", None, None],
-    ])
+    text = _history_json(
+        [
+            ["v2", "2026-11-27 09:00", "1.6.4", "ana", "1a2b3c4", "1a2b3c4"],
+            ["v10", "2026-11-28 10:00", "1.6.4", "ben", "9f8e7d6*", "9f8e7d6-dirty"],
+            ["v1", "2026-11-26 08:00", "1.6.4", "ana", None, None],
+        ]
+    )
     history = parse_history(text)
     assert [v.version for v in history] == ["v10", "v2", "v1"]
     newest = history[0]
     assert (newest.commit, newest.dirty, newest.tag) == ("9f8e7d6", True, "9f8e7d6-dirty")
     assert (history[2].commit, history[2].tag) == (None, None)
-    untagged = parse_history(_history_json([["v1", "t", "1.6.4", "ana", "1a2b3c4"]],
-                                               with_tag=False))
+    untagged = parse_history(
+        _history_json([["v1", "t", "1.6.4", "ana", "1a2b3c4"]], with_tag=False)
+    )
     assert untagged[0].tag is None and untagged[0].commit == "1a2b3c4"
     with pytest.raises(OpsError, match="not JSON"):
         parse_history("Error: something")
@@ -230,7 +298,10 @@ def test_status_compares_deployed_commit_with_checkout() -> None:
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=repo, check=True, capture_output=True, text=True,
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -268,7 +339,10 @@ def test_production_from_a_dirty_tree_is_refused_unless_allowed(tmp_path: Path) 
     with pytest.raises(OpsError, match="uncommitted changes.*--allow-dirty"):
         prepare_deploy(locate_service(service), "production", skip_check=True)
     allowed = prepare_deploy(
-        locate_service(service), "production", allow_dirty=True, skip_check=True,
+        locate_service(service),
+        "production",
+        allow_dirty=True,
+        skip_check=True,
     )
     assert f"{clean.git.short}-dirty" in allowed.command.argv
     # Staging may run uncommitted work; the tag says so.
@@ -328,8 +402,15 @@ def test_deploy_of_a_clean_rendered_service(service: Path) -> None:
     step = prepare_deploy(locate_service(service), "production")
     head = _git(service, "rev-parse", "--short=7", "HEAD")
     assert step.command.argv == [
-        "modal", "deploy", "--name", "lift-sys-inference", "--tag", head,
-        "--strategy", "rolling", "app.py",
+        "modal",
+        "deploy",
+        "--name",
+        "lift-sys-inference",
+        "--tag",
+        head,
+        "--strategy",
+        "rolling",
+        "app.py",
     ]
     assert step.command.cwd == service and step.command.env == {"LIFTDEPLOY_ENV": "production"}
     notes = "\n".join(step.notes)
@@ -453,16 +534,22 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     """The real console entry point in a subprocess, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "liftdeploy.cli.main", *args],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 
-@pytest.mark.parametrize("args", [
-    ["rollback", str(EXAMPLES["80b"]), "--env", "production"],
-    ["logs", str(EXAMPLES["80b"]), "--env", "staging", "--since", "1h", "--errors"],
-    ["status", str(EXAMPLES["480b"])],
-    ["bootstrap", str(EXAMPLES["32b"]), "--env", "production"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rollback", str(EXAMPLES["80b"]), "--env", "production"],
+        ["logs", str(EXAMPLES["80b"]), "--env", "staging", "--since", "1h", "--errors"],
+        ["status", str(EXAMPLES["480b"])],
+        ["bootstrap", str(EXAMPLES["32b"]), "--env", "production"],
+    ],
+)
 def test_cli_reports_modal_failures_without_traceback(args: list[str]) -> None:
     result = _cli(*args)
     assert result.returncode == 1, result.stderr
@@ -482,23 +569,31 @@ def test_cli_dry_runs_print_exact_commands() -> None:
 def test_required_resources_per_environment() -> None:
     production = required_resources(_resolve("32b", "production"))
     assert [(r.kind, r.name) for r in production] == [
-        ("volume", "lift-sys-models"), ("volume", "lift-sys-torch-cache"),
-        ("dict", "lift-sys-token-store"), ("dict", "lift-sys-user-prefs"),
-        ("secret", "huggingface"), ("secret", "lift-sys-sentry"),
-        ("secret", "lift-sys-otlp-headers"), ("secret", "lift-sys-alerts-webhook"),
+        ("volume", "lift-sys-models"),
+        ("volume", "lift-sys-torch-cache"),
+        ("dict", "lift-sys-token-store"),
+        ("dict", "lift-sys-user-prefs"),
+        ("secret", "huggingface"),
+        ("secret", "lift-sys-sentry"),
+        ("secret", "lift-sys-otlp-headers"),
+        ("secret", "lift-sys-alerts-webhook"),
     ]
     # No Secret nothing reads (the plan's prod-modal-secrets held VLLM_EAGER/ENVIRONMENT, now
     # spec fields): every Secret has the keys its reader takes, and bootstrap creates it.
     keys = {r.name: (r.secret_keys, r.user_created) for r in production if r.kind == "secret"}
-    assert keys == {"huggingface": (("HF_TOKEN",), False),
-                    "lift-sys-sentry": (("SENTRY_DSN",), False),
-                    "lift-sys-otlp-headers": (("OTEL_EXPORTER_OTLP_TRACES_HEADERS",), False),
-                    "lift-sys-alerts-webhook": (("LIFTDEPLOY_ALERT_WEBHOOK_URL",), False)}
+    assert keys == {
+        "huggingface": (("HF_TOKEN",), False),
+        "lift-sys-sentry": (("SENTRY_DSN",), False),
+        "lift-sys-otlp-headers": (("OTEL_EXPORTER_OTLP_TRACES_HEADERS",), False),
+        "lift-sys-alerts-webhook": (("LIFTDEPLOY_ALERT_WEBHOOK_URL",), False),
+    }
     # Staging has its own Dicts, Secrets and compile cache; only the weights Volume is shared.
     staging = required_resources(_resolve("32b", "staging"))
     assert [(r.kind, r.name) for r in staging] == [
-        ("volume", "lift-sys-models"), ("volume", "lift-sys-torch-cache-staging"),
-        ("dict", "lift-sys-token-store-staging"), ("dict", "lift-sys-user-prefs-staging"),
+        ("volume", "lift-sys-models"),
+        ("volume", "lift-sys-torch-cache-staging"),
+        ("dict", "lift-sys-token-store-staging"),
+        ("dict", "lift-sys-user-prefs-staging"),
         ("secret", "huggingface-staging"),
     ]
     # Default volumes when the spec names none, and the API key secret.
@@ -507,16 +602,21 @@ def test_required_resources_per_environment() -> None:
     data["auth"] = {"api_key_secret": "qwen-api-key"}
     resources = required_resources(spec_from_data(data).resolve("development"))
     assert [r.name for r in resources if r.kind == "volume"] == [
-        "qwen3-next-80b-weights", "qwen3-next-80b-compile-cache-development",
+        "qwen3-next-80b-weights",
+        "qwen3-next-80b-compile-cache-development",
     ]
     assert [r.secret_keys for r in resources if r.name == "qwen-api-key-development"] == [
-        ("VLLM_API_KEY",)]
+        ("VLLM_API_KEY",)
+    ]
 
 
 def test_creation_calls_carry_values_to_the_sdk_and_hide_them_elsewhere() -> None:
     resolved = _resolve("32b", "staging")
-    missing = [r for r in required_resources(resolved)
-               if r.name != "lift-sys-models" and not r.user_created]
+    missing = [
+        r
+        for r in required_resources(resolved)
+        if r.name != "lift-sys-models" and not r.user_created
+    ]
     calls = creation_calls(missing, "ml-staging", environ={"HF_TOKEN": SECRET_VALUE})
     described = [c.describe() for c in calls]
     assert described == [

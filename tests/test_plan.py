@@ -16,9 +16,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from liftdeploy.errors import SpecError
-from liftdeploy.planner.checks import Layout, sharding_problems
-from liftdeploy.planner.report import format_plan, plan
 from liftdeploy.planner.arch import Quantization, from_config, load_architecture
+from liftdeploy.planner.checks import Layout, sharding_problems
 from liftdeploy.planner.memory import (
     GIB,
     SAMPLER_BYTES_PER_LOGIT,
@@ -29,6 +28,7 @@ from liftdeploy.planner.memory import (
     state_bytes_per_sequence,
     weights_per_rank,
 )
+from liftdeploy.planner.report import format_plan, plan
 from liftdeploy.spec.specfile import load_spec, spec_from_data
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,6 +49,7 @@ def resolved_from(data: dict[str, Any], env: str | None = None):
 
 # --- formulas against hand-computed values -------------------------------------------------
 
+
 def test_llama_8b_weights_match_its_published_parameter_count() -> None:
     arch = load_architecture("meta-llama/Llama-3.1-8B-Instruct")
     # 2 x 128256 x 4096 (embeddings + lm_head) + 32 x (4096 x 10240 + 4096 x 4096 attention
@@ -68,8 +69,14 @@ def test_tensor_parallel_splits_weights_and_vocab() -> None:
 
 def test_pipeline_stages_split_layers_and_keep_one_vocab_table_each() -> None:
     arch = load_architecture("meta-llama/Llama-3.1-8B-Instruct")
-    args = dict(gpu_memory_gib=79.22, utilization=0.9, tp=1, max_model_len=8192,
-                batched_tokens=8192, num_seqs=256)
+    args = dict(
+        gpu_memory_gib=79.22,
+        utilization=0.9,
+        tp=1,
+        max_model_len=8192,
+        batched_tokens=8192,
+        num_seqs=256,
+    )
     whole = estimate_memory(arch, **args)
     staged = estimate_memory(arch, pp=2, **args)
     vocab_table = 128256 * 4096 * 2
@@ -84,9 +91,15 @@ def test_fp8_block_scales_cost_one_fp32_per_block() -> None:
 
 
 def test_four_bit_weights_are_a_quarter_of_bf16_plus_group_scales() -> None:
-    raw = {"hidden_size": 3584, "num_attention_heads": 28, "num_hidden_layers": 28,
-           "vocab_size": 152064, "num_key_value_heads": 4, "intermediate_size": 18944,
-           "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128}}
+    raw = {
+        "hidden_size": 3584,
+        "num_attention_heads": 28,
+        "num_hidden_layers": 28,
+        "vocab_size": 152064,
+        "num_key_value_heads": 4,
+        "intermediate_size": 18944,
+        "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 128},
+    }
     awq = from_config(raw, model_id="Qwen/Qwen2.5-7B-Instruct-AWQ", source="test")
     per_param = linear_bytes_per_param(awq.quantization, 2)
     assert per_param == 0.5 + 2.5 / 128
@@ -112,22 +125,25 @@ def test_moe_experts_split_the_same_total_by_tp_slicing_or_expert_parallel() -> 
     whole = weights_per_rank(arch, tp=8, expert_ranks=8)
     assert whole.mlp_bytes == pytest.approx(sliced.mlp_bytes)  # 160 experts / 8 = 20 each
     # One expert: 3 x 6144 x 2560 weights per layer, 62 layers, fp8 with block scales.
-    assert whole.expert_bytes_per_expert == pytest.approx(
-        3 * 6144 * 2560 * 62 * (1 + 4 / 16384))
+    assert whole.expert_bytes_per_expert == pytest.approx(3 * 6144 * 2560 * 62 * (1 + 4 / 16384))
 
 
 def test_kv_bytes_per_token_gqa_and_replicated_heads() -> None:
     coder = load_architecture("Qwen/Qwen2.5-Coder-32B-Instruct")
-    assert kv_bytes_per_token(coder, tp=1, kv_cache_dtype="auto", dtype="auto") == \
-        2 * 64 * 8 * 128 * 2
-    assert kv_bytes_per_token(coder, tp=2, kv_cache_dtype="auto", dtype="auto") == \
-        2 * 64 * 4 * 128 * 2
-    assert kv_bytes_per_token(coder, tp=1, kv_cache_dtype="fp8", dtype="auto") == \
-        2 * 64 * 8 * 128 * 1
+    assert (
+        kv_bytes_per_token(coder, tp=1, kv_cache_dtype="auto", dtype="auto") == 2 * 64 * 8 * 128 * 2
+    )
+    assert (
+        kv_bytes_per_token(coder, tp=2, kv_cache_dtype="auto", dtype="auto") == 2 * 64 * 4 * 128 * 2
+    )
+    assert (
+        kv_bytes_per_token(coder, tp=1, kv_cache_dtype="fp8", dtype="auto") == 2 * 64 * 8 * 128 * 1
+    )
     # 8 KV heads on 16 ranks would be replicated: each rank still holds one head.
     big = load_architecture("Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8")
-    assert kv_bytes_per_token(big, tp=8, kv_cache_dtype="auto", dtype="auto") == \
-        2 * 62 * 1 * 128 * 2
+    assert (
+        kv_bytes_per_token(big, tp=8, kv_cache_dtype="auto", dtype="auto") == 2 * 62 * 1 * 128 * 2
+    )
 
 
 def test_hybrid_keeps_kv_only_in_full_attention_layers_plus_fixed_state() -> None:
@@ -145,15 +161,29 @@ def test_hybrid_keeps_kv_only_in_full_attention_layers_plus_fixed_state() -> Non
 
 def test_available_kv_is_the_budget_minus_every_overhead() -> None:
     arch = load_architecture("Qwen/Qwen2.5-Coder-32B-Instruct")
-    mem = estimate_memory(arch, gpu_memory_gib=79.15, utilization=0.9, tp=1,
-                          max_model_len=16384, batched_tokens=2048, num_seqs=20)
+    mem = estimate_memory(
+        arch,
+        gpu_memory_gib=79.15,
+        utilization=0.9,
+        tp=1,
+        max_model_len=16384,
+        batched_tokens=2048,
+        num_seqs=20,
+    )
     assert mem.available_kv_gib == pytest.approx(
-        0.9 * 79.15 - mem.weights_gib - mem.activation_gib - mem.non_torch_gib
-        - mem.cuda_graph_gib)
+        0.9 * 79.15 - mem.weights_gib - mem.activation_gib - mem.non_torch_gib - mem.cuda_graph_gib
+    )
     assert mem.cuda_graph_gib > 0
-    eager = estimate_memory(arch, gpu_memory_gib=79.15, utilization=0.9, tp=1,
-                            max_model_len=16384, batched_tokens=2048, num_seqs=20,
-                            enforce_eager=True)
+    eager = estimate_memory(
+        arch,
+        gpu_memory_gib=79.15,
+        utilization=0.9,
+        tp=1,
+        max_model_len=16384,
+        batched_tokens=2048,
+        num_seqs=20,
+        enforce_eager=True,
+    )
     assert eager.cuda_graph_gib == 0
     assert eager.available_kv_gib == pytest.approx(mem.available_kv_gib + mem.cuda_graph_gib)
     # Tokens: whole 16-token blocks of 256 KiB/token; concurrency: tokens / max_model_len.
@@ -162,6 +192,7 @@ def test_available_kv_is_the_budget_minus_every_overhead() -> None:
 
 
 # --- speed and money ----------------------------------------------------------------------
+
 
 def test_speed_bound_is_above_the_published_measurement() -> None:
     # Qwen2.5-32B (the Coder's architecture) on 2x A100-80GB, TP 2: measured 34.2 output
@@ -195,7 +226,8 @@ def test_money_per_hour_month_worst_case_and_per_token() -> None:
     assert p.cost.always_on_usd_per_month == pytest.approx(2.50 * 730)
     assert p.cost.worst_case_usd_per_hour == 2 * 2.50
     assert p.cost.usd_per_million_output_tokens == pytest.approx(
-        2.50 / (p.speed.tokens_per_s_aggregate * 3600) * 1e6)
+        2.50 / (p.speed.tokens_per_s_aggregate * 3600) * 1e6
+    )
     eight = plan(load_spec(CODER_480B).resolve())
     assert eight.cost.usd_per_hour == 8 * 3.95
 
@@ -218,6 +250,7 @@ def test_unbounded_max_containers_is_a_warning() -> None:
 
 
 # --- verdicts -----------------------------------------------------------------------------
+
 
 def test_examples_fit_as_shipped() -> None:
     for path in EXAMPLES:
@@ -255,9 +288,18 @@ def test_480b_at_tp8_needs_expert_parallel_for_its_fp8_blocks() -> None:
 
 
 def test_tp_that_does_not_divide_heads_is_an_error() -> None:
-    arch = from_config({"hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 4,
-                        "num_hidden_layers": 28, "vocab_size": 152064,
-                        "intermediate_size": 18944}, model_id="org/custom-7b", source="test")
+    arch = from_config(
+        {
+            "hidden_size": 3584,
+            "num_attention_heads": 28,
+            "num_key_value_heads": 4,
+            "num_hidden_layers": 28,
+            "vocab_size": 152064,
+            "intermediate_size": 18944,
+        },
+        model_id="org/custom-7b",
+        source="test",
+    )
     data = example_data(CODER_32B)
     data["model"]["id"] = "org/custom-7b"
     data["gpu"] = {"type": "L4", "count": 8}
@@ -292,8 +334,7 @@ def test_fallback_gpu_that_cannot_hold_the_model_is_an_error() -> None:
     data = example_data(CODER_32B)
     data["gpu"]["fallback"] = ["L4"]
     p = plan(resolved_from(data))
-    assert any(v.level == "error" and v.message.startswith("fallback GPU L4")
-               for v in p.verdicts)
+    assert any(v.level == "error" and v.message.startswith("fallback GPU L4") for v in p.verdicts)
 
 
 def test_max_model_len_beyond_the_model_is_an_error() -> None:
@@ -306,10 +347,18 @@ def test_max_model_len_beyond_the_model_is_an_error() -> None:
 
 # --- architecture sources -----------------------------------------------------------------
 
+
 def test_local_directory_config_json_wins(tmp_path: Path) -> None:
-    config = {"model_type": "qwen2", "hidden_size": 5120, "num_attention_heads": 40,
-              "num_key_value_heads": 8, "num_hidden_layers": 48, "vocab_size": 152064,
-              "intermediate_size": 27648, "torch_dtype": "bfloat16"}
+    config = {
+        "model_type": "qwen2",
+        "hidden_size": 5120,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "num_hidden_layers": 48,
+        "vocab_size": 152064,
+        "intermediate_size": 27648,
+        "torch_dtype": "bfloat16",
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     data = example_data(CODER_32B)
     data["model"]["id"] = str(tmp_path)
@@ -318,15 +367,22 @@ def test_local_directory_config_json_wins(tmp_path: Path) -> None:
     assert p.architecture.num_layers == 48
 
 
-def test_hugging_face_cache_config_beats_the_catalog(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hugging_face_cache_config_beats_the_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = tmp_path / "hub" / "models--Qwen--Qwen2.5-7B-Instruct"
     snapshot = repo / "snapshots" / "abc123"
     snapshot.mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123")
-    config = {"hidden_size": 3584, "num_attention_heads": 28, "num_key_value_heads": 4,
-              "num_hidden_layers": 30, "vocab_size": 152064, "intermediate_size": 18944}
+    config = {
+        "hidden_size": 3584,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "num_hidden_layers": 30,
+        "vocab_size": 152064,
+        "intermediate_size": 18944,
+    }
     (snapshot / "config.json").write_text(json.dumps(config))
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
@@ -336,6 +392,7 @@ def test_hugging_face_cache_config_beats_the_catalog(tmp_path: Path,
 
 
 # --- accuracy against public vLLM startup logs ---------------------------------------------
+
 
 def _records() -> list[dict[str, Any]]:
     text = resources.files("liftdeploy.spec.data").joinpath("vllm_startup_records.yaml").read_text()
@@ -348,12 +405,17 @@ def _predict(record: dict[str, Any]):
         arch = replace(arch, quantization=Quantization(**record["quantization"]))
     return estimate_memory(
         arch,
-        gpu_memory_gib=record["gpu_memory_gib"], utilization=record["gpu_memory_utilization"],
-        tp=record["tp"], expert_ranks=record.get("expert_ranks", 1),
-        max_model_len=record["max_model_len"], batched_tokens=record["max_num_batched_tokens"],
-        num_seqs=record["max_num_seqs"], count_cuda_graphs=record["cuda_graphs_counted"],
-        sampler_bytes_per_logit=(SAMPLER_BYTES_PER_LOGIT if _release(record) >= (0, 8)
-                                 else SAMPLER_BYTES_PER_LOGIT_V0),
+        gpu_memory_gib=record["gpu_memory_gib"],
+        utilization=record["gpu_memory_utilization"],
+        tp=record["tp"],
+        expert_ranks=record.get("expert_ranks", 1),
+        max_model_len=record["max_model_len"],
+        batched_tokens=record["max_num_batched_tokens"],
+        num_seqs=record["max_num_seqs"],
+        count_cuda_graphs=record["cuda_graphs_counted"],
+        sampler_bytes_per_logit=(
+            SAMPLER_BYTES_PER_LOGIT if _release(record) >= (0, 8) else SAMPLER_BYTES_PER_LOGIT_V0
+        ),
         kv_cache_dtype=record.get("kv_cache_dtype", "auto"),
     )
 
@@ -408,14 +470,29 @@ def test_activation_peak_of_a_32b_dense_model_on_h100_matches_public_logs() -> N
     # the offline LLM class's H100 defaults (16,384 batched tokens, 1,024 sequences) the
     # forward pass is ~3.1 GiB and the sorted sampler logits ~2.3 GiB.
     arch = load_architecture("Qwen/Qwen2.5-Coder-32B-Instruct")
-    peak = estimate_memory(arch, gpu_memory_gib=79.22, utilization=0.9, tp=1,
-                           max_model_len=16384, batched_tokens=16384, num_seqs=1024)
+    peak = estimate_memory(
+        arch,
+        gpu_memory_gib=79.22,
+        utilization=0.9,
+        tp=1,
+        max_model_len=16384,
+        batched_tokens=16384,
+        num_seqs=1024,
+    )
     assert 4.8 <= peak.activation_gib <= 5.6, peak.activation_gib
     # liftdeploy passes --max-num-seqs (runtime.max_concurrent_requests): a small sampler.
-    own = estimate_memory(arch, gpu_memory_gib=79.22, utilization=0.9, tp=1,
-                          max_model_len=16384, batched_tokens=16384, num_seqs=16)
+    own = estimate_memory(
+        arch,
+        gpu_memory_gib=79.22,
+        utilization=0.9,
+        tp=1,
+        max_model_len=16384,
+        batched_tokens=16384,
+        num_seqs=16,
+    )
     assert peak.activation_gib - own.activation_gib == pytest.approx(
-        (1024 - 16) * 152064 * SAMPLER_BYTES_PER_LOGIT / GIB)
+        (1024 - 16) * 152064 * SAMPLER_BYTES_PER_LOGIT / GIB
+    )
 
 
 def test_kv_tokens_follow_from_bytes_per_token_like_vllm_logs() -> None:
@@ -436,6 +513,7 @@ def _pct(value: float | None) -> str:
 
 # --- the command line ---------------------------------------------------------------------
 
+
 def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     code = (
         "import json, sys\n"
@@ -446,8 +524,9 @@ def _run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         "print('HEAVY=' + json.dumps(heavy), file=sys.stderr)\n"
         "sys.exit(rc)\n"
     )
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
 
 
 def test_cli_plans_all_examples_without_heavy_imports() -> None:
@@ -487,8 +566,12 @@ def test_suggest_ranks_gpus_per_million_tokens_at_the_spec_demand(tmp_path: Path
     workload.requests_per_minute (issue 25 item 4), and says how it ranked."""
     from liftdeploy.planner.advice import suggest
 
-    data = {"name": "seven", "model": {"id": "Qwen/Qwen2.5-7B-Instruct", "max_model_len": 8192},
-            "gpu": {"type": "L4"}, "runtime": {"max_containers": 4}}
+    data = {
+        "name": "seven",
+        "model": {"id": "Qwen/Qwen2.5-7B-Instruct", "max_model_len": 8192},
+        "gpu": {"type": "L4"},
+        "runtime": {"max_containers": 4},
+    }
     keys = {s.key: s for s in suggest(resolved_from(data))}
     assert "gpu.type" not in keys  # no demand: no GPU advice
     data["workload"] = {"requests_per_minute": 1}
@@ -496,19 +579,31 @@ def test_suggest_ranks_gpus_per_million_tokens_at_the_spec_demand(tmp_path: Path
     data["workload"] = {"requests_per_minute": 6000}
     keys = {s.key: s for s in suggest(resolved_from(data))}
     assert keys["gpu.type"].value in ("H100", "H200", "B200")
-    assert "cheapest per million output tokens first at workload.requests_per_minute 6000" \
+    assert (
+        "cheapest per million output tokens first at workload.requests_per_minute 6000"
         in keys["gpu.type"].reason
+    )
     spec = tmp_path / "deployment.yaml"
     spec.write_text(json.dumps(data))
-    done = subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", "plan", str(spec),
-                           "--suggest"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "liftdeploy.cli.main", "plan", str(spec), "--suggest"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert f"gpu.type: L4 -> {keys['gpu.type'].value}" in done.stdout, done.stderr
     assert f"gpu.type={keys['gpu.type'].value}" in done.stdout
     assert "GPU ranking       cheapest per million output tokens first" in done.stdout
     del data["workload"]
     spec.write_text(json.dumps(data))
-    done = subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", "plan", str(spec),
-                           "--suggest", "--json"], capture_output=True, text=True, cwd=REPO,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "liftdeploy.cli.main", "plan", str(spec), "--suggest", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert json.loads(done.stdout)["gpu_ranking"].startswith(
-        "cheapest per hour first (set workload.requests_per_minute to rank by $ per million")
+        "cheapest per hour first (set workload.requests_per_minute to rank by $ per million"
+    )

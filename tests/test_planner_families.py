@@ -69,7 +69,10 @@ def test_weight_bytes_equal_the_checkpoint(family: str, family_dirs: dict[str, P
     for tp, experts in ((2, 1), (2, 2)):
         by_headers = weights_per_rank(arch, tp=tp, expert_ranks=experts, dtype="auto")
         by_formula = weights_per_rank(formula, tp=tp, expert_ranks=experts, dtype="auto")
-        assert by_headers.total_bytes == pytest.approx(by_formula.total_bytes, rel=1e-9), (tp, experts)
+        assert by_headers.total_bytes == pytest.approx(by_formula.total_bytes, rel=1e-9), (
+            tp,
+            experts,
+        )
 
 
 # -- full-size models against vLLM's start-up logs (issue 25) ----------------------------------
@@ -88,20 +91,35 @@ VLLM_LOGS = [
 
 def full_size(name: str):
     path = CONFIGS / name / "config.json"
-    return from_config(json.loads(path.read_text()), model_id=name.replace("--", "/"),
-                       source=str(path))
+    return from_config(
+        json.loads(path.read_text()), model_id=name.replace("--", "/"), source=str(path)
+    )
 
 
-@pytest.mark.parametrize(("name", "gpus", "weights_gib", "kv_gib"), VLLM_LOGS,
-                         ids=[row[0].split("--")[1] for row in VLLM_LOGS])
+@pytest.mark.parametrize(
+    ("name", "gpus", "weights_gib", "kv_gib"),
+    VLLM_LOGS,
+    ids=[row[0].split("--")[1] for row in VLLM_LOGS],
+)
 def test_full_size_models_match_vllm_logs(
-    name: str, gpus: int, weights_gib: float | None, kv_gib: float | None,
+    name: str,
+    gpus: int,
+    weights_gib: float | None,
+    kv_gib: float | None,
 ) -> None:
     memory = estimate_memory(
-        full_size(name), gpu_memory_gib=H100_GIB, utilization=0.95, tp=gpus,
-        max_model_len=8192, batched_tokens=8192, num_seqs=1024)
-    print(f"{name} x{gpus}: weights {memory.weights_gib:.2f} GiB/GPU (vLLM {weights_gib}), "
-          f"available KV {memory.available_kv_gib:.2f} GiB (vLLM {kv_gib})")
+        full_size(name),
+        gpu_memory_gib=H100_GIB,
+        utilization=0.95,
+        tp=gpus,
+        max_model_len=8192,
+        batched_tokens=8192,
+        num_seqs=1024,
+    )
+    print(
+        f"{name} x{gpus}: weights {memory.weights_gib:.2f} GiB/GPU (vLLM {weights_gib}), "
+        f"available KV {memory.available_kv_gib:.2f} GiB (vLLM {kv_gib})"
+    )
     if weights_gib is not None:
         assert memory.weights_gib == pytest.approx(weights_gib, rel=0.03)
     if kv_gib is not None:
@@ -110,18 +128,39 @@ def test_full_size_models_match_vllm_logs(
 
 def test_mla_kv_is_the_compressed_latent_whole_on_every_rank() -> None:
     lite = full_size("deepseek-ai--DeepSeek-V2-Lite-Chat")
-    one = estimate_memory(lite, gpu_memory_gib=H100_GIB, utilization=0.95, tp=1,
-                          max_model_len=8192, batched_tokens=8192, num_seqs=256)
-    two = estimate_memory(lite, gpu_memory_gib=H100_GIB, utilization=0.95, tp=2,
-                          max_model_len=8192, batched_tokens=8192, num_seqs=256)
+    one = estimate_memory(
+        lite,
+        gpu_memory_gib=H100_GIB,
+        utilization=0.95,
+        tp=1,
+        max_model_len=8192,
+        batched_tokens=8192,
+        num_seqs=256,
+    )
+    two = estimate_memory(
+        lite,
+        gpu_memory_gib=H100_GIB,
+        utilization=0.95,
+        tp=2,
+        max_model_len=8192,
+        batched_tokens=8192,
+        num_seqs=256,
+    )
     assert one.kv_bytes_per_token == 27 * (512 + 64) * 2
     assert two.kv_bytes_per_token == one.kv_bytes_per_token
 
 
 def test_sliding_window_layers_hold_a_window_per_sequence_not_the_whole_context() -> None:
     gemma = full_size("google--gemma-2-9b-it")
-    memory = estimate_memory(gemma, gpu_memory_gib=H100_GIB, utilization=0.95, tp=1,
-                             max_model_len=8192, batched_tokens=2048, num_seqs=256)
+    memory = estimate_memory(
+        gemma,
+        gpu_memory_gib=H100_GIB,
+        utilization=0.95,
+        tp=1,
+        max_model_len=8192,
+        batched_tokens=2048,
+        num_seqs=256,
+    )
     per_layer = 2 * 8 * 256 * 2
     assert memory.kv_bytes_per_token == 21 * per_layer  # the 21 full-attention layers
     # 21 sliding layers: cdiv(min(4096 - 1 + 2048, 8192), 16) + 1 = 385 blocks of 16 tokens.
@@ -144,21 +183,44 @@ def test_quantization_bytes_as_each_checkpoint_stores_them() -> None:
     fp8 = full_size("meta-llama--Llama-3.1-405B-Instruct-FP8").quantization
     assert (fp8.method, linear_bytes_per_param(fp8, 2)) == ("fbgemm_fp8", 1.0)
     assert fp8.unquantized_attention and fp8.unquantized_mlp_layers == 2
-    base = {"hidden_size": 64, "num_attention_heads": 1, "num_hidden_layers": 1,
-            "vocab_size": 64}
-    w4a16 = from_config({**base, "quantization_config": {
-        "quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {
-            "num_bits": 4, "type": "int", "strategy": "group", "group_size": 128,
-            "symmetric": True}}}}}, model_id="x/y", source="test").quantization
+    base = {"hidden_size": 64, "num_attention_heads": 1, "num_hidden_layers": 1, "vocab_size": 64}
+    w4a16 = from_config(
+        {
+            **base,
+            "quantization_config": {
+                "quant_method": "compressed-tensors",
+                "config_groups": {
+                    "group_0": {
+                        "weights": {
+                            "num_bits": 4,
+                            "type": "int",
+                            "strategy": "group",
+                            "group_size": 128,
+                            "symmetric": True,
+                        }
+                    }
+                },
+            },
+        },
+        model_id="x/y",
+        source="test",
+    ).quantization
     assert linear_bytes_per_param(w4a16, 2) == 0.5 + 2 / 128
 
 
 @pytest.mark.parametrize("method", ["bitsandbytes", "hqq", ""])
 def test_an_unknown_quantization_method_is_an_error_naming_it(method: str) -> None:
-    config = {"hidden_size": 64, "num_attention_heads": 1, "num_hidden_layers": 1,
-              "vocab_size": 64, "quantization_config": {"quant_method": method}}
-    with pytest.raises(PlanError, match=repr(method) if method not in ("", "bitsandbytes")
-                       else "bitsandbytes|missing"):
+    config = {
+        "hidden_size": 64,
+        "num_attention_heads": 1,
+        "num_hidden_layers": 1,
+        "vocab_size": 64,
+        "quantization_config": {"quant_method": method},
+    }
+    with pytest.raises(
+        PlanError,
+        match=repr(method) if method not in ("", "bitsandbytes") else "bitsandbytes|missing",
+    ):
         from_config(config, model_id="x/y", source="config.json")
 
 
@@ -173,23 +235,29 @@ def test_weights_on_every_rank_add_up_to_the_checkpoint_under_tensor_parallel() 
 
 # -- what each GPU can run (vLLM's rules, liftdeploy/spec/data/vllm_gpu_support.json) ----------
 
+
 def _spec(model_dir: Path, gpu: str, count: int = 1, dtype: str = "auto"):
     from liftdeploy.spec.specfile import spec_from_data
 
-    return spec_from_data({
-        "version": 2, "name": "fam",
-        "model": {"id": str(model_dir), "max_model_len": 8192, "dtype": dtype},
-        "gpu": {"type": gpu, "count": count},
-        "runtime": {"max_containers": 1},
-    }, source="test").resolve()
+    return spec_from_data(
+        {
+            "version": 2,
+            "name": "fam",
+            "model": {"id": str(model_dir), "max_model_len": 8192, "dtype": dtype},
+            "gpu": {"type": gpu, "count": count},
+            "runtime": {"max_containers": 1},
+        },
+        source="test",
+    ).resolve()
 
 
 def test_bf16_on_a_t4_is_refused_with_the_reason_and_the_alternative() -> None:
     from liftdeploy.planner.report import plan
 
     model = CONFIGS / "google--gemma-2-9b-it"
-    errors = [v for v in plan(_spec(model, "T4", 4, dtype="bfloat16")).verdicts
-              if v.level == "error"]
+    errors = [
+        v for v in plan(_spec(model, "T4", 4, dtype="bfloat16")).verdicts if v.level == "error"
+    ]
     assert errors and "vLLM refuses bfloat16 on T4" in errors[0].message
     assert "model.dtype: float16" in errors[0].fix and "L4" in errors[0].fix
 
@@ -204,19 +272,20 @@ def test_fp8_and_mxfp4_checkpoints_are_refused_where_vllm_lacks_the_kernels() ->
     assert gpu_support.refusal("T4", "float16", "awq") is None  # AWQ runs from 7.5
 
 
-@pytest.mark.parametrize("name", ["mistralai--Mixtral-8x7B-Instruct-v0.1",
-                                  "google--gemma-2-9b-it"])
+@pytest.mark.parametrize("name", ["mistralai--Mixtral-8x7B-Instruct-v0.1", "google--gemma-2-9b-it"])
 def test_init_picks_a_gpu_vllm_starts_on_and_that_holds_the_model(name: str) -> None:
     from liftdeploy.planner.checks import fitting_layouts
-    from liftdeploy.planner.gpu_support import refusal, capability
+    from liftdeploy.planner.gpu_support import capability, refusal
     from liftdeploy.planner.report import plan
 
     resolved = _spec(CONFIGS / name, "H100")
     arch = load_architecture(str(CONFIGS / name))
     best = fitting_layouts(resolved, arch)[0]
     gpu, count = best.gpu, best.count
-    assert refusal(gpu, resolved_dtype(arch, "auto", capability(gpu)), arch.quantization.method) \
+    assert (
+        refusal(gpu, resolved_dtype(arch, "auto", capability(gpu)), arch.quantization.method)
         is None
+    )
     chosen = _spec(CONFIGS / name, gpu, count)
     assert plan(chosen, arch=arch).fits, (gpu, count)
     print(name, "->", gpu, count)

@@ -32,8 +32,21 @@ KV_SPACE_GIB = 1
 MAX_MODEL_LEN = 512
 BATCHED_TOKENS = 512
 VLLM_DTYPE = "bfloat16"
-VLLM_FAMILIES = ["llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe", "qwen3_moe",
-                 "gemma", "gemma2", "phi3", "deepseek_v2", "deepseek_v3", "gpt_oss"]
+VLLM_FAMILIES = [
+    "llama",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "mixtral",
+    "qwen2_moe",
+    "qwen3_moe",
+    "gemma",
+    "gemma2",
+    "phi3",
+    "deepseek_v2",
+    "deepseek_v3",
+    "gpt_oss",
+]
 """Every family vLLM's CPU engine loads (all of TINY_FAMILIES in vLLM 0.32)."""
 _RUNNER = f"""
 import gc, json, os, sys
@@ -68,7 +81,12 @@ def vllm_reports(twin_supported: None, family_dirs: dict[str, Path]) -> dict[str
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": str(KV_SPACE_GIB), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, "-c", _RUNNER, *(str(family_dirs[f]) for f in VLLM_FAMILIES)],
-        capture_output=True, text=True, env=env, timeout=1500, check=False)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+        check=False,
+    )
     results = {}
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -80,17 +98,28 @@ def vllm_reports(twin_supported: None, family_dirs: dict[str, Path]) -> dict[str
 
 @pytest.mark.parametrize("family", VLLM_FAMILIES)
 def test_kv_tokens_match_what_vllm_cpu_reports(
-    family: str, family_dirs: dict[str, Path], vllm_reports: dict[str, dict],
+    family: str,
+    family_dirs: dict[str, Path],
+    vllm_reports: dict[str, dict],
 ) -> None:
     report = vllm_reports[family]
     assert "error" not in report, f"vLLM could not load the tiny {family}: {report['error']}"
     arch = load_architecture(str(family_dirs[family]))
     per_token = kv_bytes_per_token(arch, tp=1, kv_cache_dtype="auto", dtype=VLLM_DTYPE)
     fixed = sequence_fixed_bytes(
-        arch, tp=1, kv_cache_dtype="auto", dtype=VLLM_DTYPE, max_model_len=MAX_MODEL_LEN,
-        batched_tokens=BATCHED_TOKENS, block_tokens=report["block_size"])
-    tokens, _ = kv_cache_capacity(KV_SPACE_GIB * GIB, per_token, fixed, MAX_MODEL_LEN,
-                                  report["block_size"])
-    print(f"{family}: planner {tokens:,} tokens, vLLM {report['tokens']:,} "
-          f"({report['blocks']} blocks of {report['block_size']})")
+        arch,
+        tp=1,
+        kv_cache_dtype="auto",
+        dtype=VLLM_DTYPE,
+        max_model_len=MAX_MODEL_LEN,
+        batched_tokens=BATCHED_TOKENS,
+        block_tokens=report["block_size"],
+    )
+    tokens, _ = kv_cache_capacity(
+        KV_SPACE_GIB * GIB, per_token, fixed, MAX_MODEL_LEN, report["block_size"]
+    )
+    print(
+        f"{family}: planner {tokens:,} tokens, vLLM {report['tokens']:,} "
+        f"({report['blocks']} blocks of {report['block_size']})"
+    )
     assert tokens == report["tokens"]

@@ -12,14 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hub_standin import hub_standin
+from test_planner_families import safetensors_bytes
+
 from liftdeploy.planner.arch import load_architecture
 from liftdeploy.planner.checkpoint import HEADERS_FILE
 from liftdeploy.planner.hub_config import cached_config_dir
 from liftdeploy.planner.memory import formula_weights_per_rank, weights_per_rank
 from liftdeploy.twin.tinymodel import build_family_model
-from test_planner_families import safetensors_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 HEADERS_SAY = "weights counted from the checkpoint's safetensors headers"
@@ -50,25 +50,36 @@ def reshard(directory: Path) -> list[str]:
     single = directory / "model.safetensors"
     tensors = load_file(single)
     names = sorted(tensors)
-    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
-              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    halves = {
+        "model-00001-of-00002.safetensors": names[: len(names) // 2],
+        "model-00002-of-00002.safetensors": names[len(names) // 2 :],
+    }
     for file, part in halves.items():
         save_file({n: tensors[n] for n in part}, directory / file, metadata={"format": "pt"})
     single.unlink()
-    (directory / "model.safetensors.index.json").write_text(json.dumps({
-        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
-        "weight_map": {n: file for file, part in halves.items() for n in part}}))
+    (directory / "model.safetensors.index.json").write_text(
+        json.dumps(
+            {
+                "metadata": {
+                    "total_size": sum(t.numel() * t.element_size() for t in tensors.values())
+                },
+                "weight_map": {n: file for file, part in halves.items() for n in part},
+            }
+        )
+    )
     return list(halves)
 
 
 def test_header_bytes_from_the_hub_equal_the_files_and_only_headers_are_read(
-    hub, tmp_path: Path,
+    hub,
+    tmp_path: Path,
 ) -> None:
     model = build_family_model(tmp_path / "mixtral", "mixtral")
     serve(hub, "acme/tiny-mixtral", model)
     arch = load_architecture("acme/tiny-mixtral")
-    assert arch.weights_source == (f"the checkpoint's safetensors headers "
-                                   f"({hub.url}/acme/tiny-mixtral)")
+    assert arch.weights_source == (
+        f"the checkpoint's safetensors headers ({hub.url}/acme/tiny-mixtral)"
+    )
     held = safetensors_bytes(model)
     assert weights_per_rank(arch, tp=1, dtype="auto").total_bytes == held
     # Never the weights themselves: every read of the safetensors file is a header range.
@@ -95,19 +106,32 @@ def test_a_sharded_checkpoint_is_counted_across_its_files(hub, tmp_path: Path) -
 
 
 def test_plan_says_headers_then_works_offline_from_the_cache(
-    hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    hub,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model = build_family_model(tmp_path / "gemma2", "gemma2")
     serve(hub, "acme/tiny-gemma2", model)
     spec = tmp_path / "deployment.yaml"
-    spec.write_text(json.dumps({
-        "name": "tiny", "model": {"id": "acme/tiny-gemma2", "max_model_len": 2048},
-        "gpu": {"type": "L4"}, "runtime": {"max_containers": 1, "max_concurrent_requests": 4},
-    }))
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "tiny",
+                "model": {"id": "acme/tiny-gemma2", "max_model_len": 2048},
+                "gpu": {"type": "L4"},
+                "runtime": {"max_containers": 1, "max_concurrent_requests": 4},
+            }
+        )
+    )
 
     def plan(*flags: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", "plan", str(spec),
-                               *flags], capture_output=True, text=True, cwd=REPO, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "liftdeploy.cli.main", "plan", str(spec), *flags],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=120,
+        )
 
     done = plan()
     assert done.returncode == 0, done.stderr
@@ -120,16 +144,20 @@ def test_plan_says_headers_then_works_offline_from_the_cache(
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     cached = cached_config_dir("acme/tiny-gemma2") / HEADERS_FILE
-    assert report["architecture"]["weights_source"] == \
-        f"the checkpoint's safetensors headers ({cached})"
-    assert report["memory_per_gpu_gib"]["weights"] == \
-        round(safetensors_bytes(model) / 2**30, 2)
+    assert (
+        report["architecture"]["weights_source"]
+        == f"the checkpoint's safetensors headers ({cached})"
+    )
+    assert report["memory_per_gpu_gib"]["weights"] == round(safetensors_bytes(model) / 2**30, 2)
     assert len(hub.requests) == seen
 
 
 def test_without_safetensors_the_formula_counts_and_plan_says_so(hub) -> None:
-    config = json.loads((REPO / "tests" / "data" / "model-configs"
-                         / "google--gemma-2-9b-it" / "config.json").read_text())
+    config = json.loads(
+        (
+            REPO / "tests" / "data" / "model-configs" / "google--gemma-2-9b-it" / "config.json"
+        ).read_text()
+    )
     hub.add("acme/no-weights", {"config.json": config})
     arch = load_architecture("acme/no-weights")
     assert arch.checkpoint is None

@@ -27,7 +27,10 @@ HAND_EDIT = 'MINUTES = 60  # seconds\nTEAM = "ml-platform"  # hand edit: who run
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd, check=True, capture_output=True, text=True,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
 
 
@@ -37,13 +40,21 @@ def commit_all(repo: Path, message: str) -> None:
 
 
 def copier(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "copier", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "copier", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".git" not in p.parts}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".git" not in p.parts
+    }
 
 
 def hand_edit(app: Path) -> None:
@@ -77,9 +88,20 @@ def rendered_service(tmp_path: Path) -> Path:
     return service
 
 
-def test_copier_update_keeps_hand_edit_and_applies_new_value(tmp_path: Path, template_repo: Path) -> None:
-    proc = copier("copy", "--trust", "--defaults", "--quiet", "--data", "preset=qwen3-next-80b",
-                  str(template_repo), "svc", cwd=tmp_path)
+def test_copier_update_keeps_hand_edit_and_applies_new_value(
+    tmp_path: Path, template_repo: Path
+) -> None:
+    proc = copier(
+        "copy",
+        "--trust",
+        "--defaults",
+        "--quiet",
+        "--data",
+        "preset=qwen3-next-80b",
+        str(template_repo),
+        "svc",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     service = tmp_path / "svc"
     assert "_commit: v1.0.0" in (service / ".copier-answers.yml").read_text()
@@ -88,7 +110,9 @@ def test_copier_update_keeps_hand_edit_and_applies_new_value(tmp_path: Path, tem
     hand_edit(service / "app.py")
     commit_all(service, "hand edit")
 
-    proc = copier("update", "--trust", "--defaults", "--quiet", "--data", "gpu_count=4", cwd=service)
+    proc = copier(
+        "update", "--trust", "--defaults", "--quiet", "--data", "gpu_count=4", cwd=service
+    )
     assert proc.returncode == 0, proc.stderr
     app = (service / "app.py").read_text()
     assert 'GPU = "H100!:4"' in app and '"--tensor-parallel-size", "4",' in app
@@ -99,8 +123,11 @@ def test_copier_update_keeps_hand_edit_and_applies_new_value(tmp_path: Path, tem
 
     # A new template release (tag v1.1.0) changes app.py; the edit survives that too.
     jinja = template_repo / "template" / "app.py.jinja"
-    jinja.write_text(jinja.read_text().replace(
-        "MINUTES = 60  # seconds\n", "MINUTES = 60  # seconds\nHOURS = 60 * MINUTES\n", 1))
+    jinja.write_text(
+        jinja.read_text().replace(
+            "MINUTES = 60  # seconds\n", "MINUTES = 60  # seconds\nHOURS = 60 * MINUTES\n", 1
+        )
+    )
     commit_all(template_repo, "template: HOURS")
     git(template_repo, "tag", "v1.1.0")
     proc = copier("update", "--trust", "--defaults", "--quiet", cwd=service)
@@ -111,15 +138,28 @@ def test_copier_update_keeps_hand_edit_and_applies_new_value(tmp_path: Path, tem
     assert "_commit: v1.1.0" in (service / ".copier-answers.yml").read_text()
 
 
-def test_copier_update_with_an_invalid_value_changes_nothing(tmp_path: Path, template_repo: Path) -> None:
-    proc = copier("copy", "--trust", "--defaults", "--quiet", "--data", "preset=qwen3-next-80b",
-                  str(template_repo), "svc", cwd=tmp_path)
+def test_copier_update_with_an_invalid_value_changes_nothing(
+    tmp_path: Path, template_repo: Path
+) -> None:
+    proc = copier(
+        "copy",
+        "--trust",
+        "--defaults",
+        "--quiet",
+        "--data",
+        "preset=qwen3-next-80b",
+        str(template_repo),
+        "svc",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     service = tmp_path / "svc"
     git(service, "init", "-q", "-b", "main")
     commit_all(service, "copier copy")
     before = snapshot(service)
-    proc = copier("update", "--trust", "--defaults", "--quiet", "--data", "gpu_count=3", cwd=service)
+    proc = copier(
+        "update", "--trust", "--defaults", "--quiet", "--data", "gpu_count=3", cwd=service
+    )
     assert proc.returncode != 0
     assert "does not divide" in proc.stderr and "Traceback" not in proc.stderr
     assert snapshot(service) == before
@@ -142,8 +182,11 @@ def test_render_keeps_hand_edit_and_applies_spec_change(rendered_service: Path) 
 def test_conflict_is_reported_and_nothing_is_lost(rendered_service: Path) -> None:
     service = rendered_service
     app = service / "app.py"
-    app.write_text(app.read_text().replace(
-        'GPU = "H100!:2"\n', 'GPU = "H100!:2"  # two is enough, see ticket 42\n', 1))
+    app.write_text(
+        app.read_text().replace(
+            'GPU = "H100!:2"\n', 'GPU = "H100!:2"  # two is enough, see ticket 42\n', 1
+        )
+    )
     commit_all(service, "hand edit on the GPU line")
     set_values(service / "deployment.yaml", ["gpu.count=4"])
     before = snapshot(service)
@@ -202,8 +245,17 @@ def test_user_deleted_file_stays_deleted_and_new_files_arrive(rendered_service: 
 def test_render_over_a_copier_made_service_merges_against_its_recorded_answers(
     tmp_path: Path, template_repo: Path
 ) -> None:
-    proc = copier("copy", "--trust", "--defaults", "--quiet", "--data", "preset=qwen3-next-80b",
-                  str(template_repo), "svc", cwd=tmp_path)
+    proc = copier(
+        "copy",
+        "--trust",
+        "--defaults",
+        "--quiet",
+        "--data",
+        "preset=qwen3-next-80b",
+        str(template_repo),
+        "svc",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     service = tmp_path / "svc"
     assert not (service / PRISTINE_DIR).exists()
@@ -219,7 +271,8 @@ def test_render_over_a_copier_made_service_merges_against_its_recorded_answers(
 
 
 def test_copier_update_of_a_custom_service_says_to_render_in_one_line(
-    tmp_path: Path, template_repo: Path,
+    tmp_path: Path,
+    template_repo: Path,
 ) -> None:
     spec = tmp_path / "spec.yaml"
     shutil.copy2(EXAMPLE, spec)
@@ -228,10 +281,16 @@ def test_copier_update_of_a_custom_service_says_to_render_in_one_line(
     answers = service / ".copier-answers.yml"
     text = answers.read_text()
     assert "preset: custom" in text
-    answers.write_text("".join(
-        f"_src_path: {template_repo}\n" if line.startswith("_src_path:") else
-        "_commit: v1.0.0\n" if line.startswith("_commit:") else line
-        for line in text.splitlines(keepends=True)))
+    answers.write_text(
+        "".join(
+            f"_src_path: {template_repo}\n"
+            if line.startswith("_src_path:")
+            else "_commit: v1.0.0\n"
+            if line.startswith("_commit:")
+            else line
+            for line in text.splitlines(keepends=True)
+        )
+    )
     git(service, "init", "-q", "-b", "main")
     commit_all(service, "render")
     readme = template_repo / "template" / "README.md.jinja"
@@ -244,13 +303,19 @@ def test_copier_update_of_a_custom_service_says_to_render_in_one_line(
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "this service was rendered by `liftdeploy render` from a spec of its own, which "
-        "Copier's answers do not hold; regenerate it with `liftdeploy render .`"]
+        "Copier's answers do not hold; regenerate it with `liftdeploy render .`"
+    ]
     assert snapshot(service) == before
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "liftdeploy.cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _assignment(lines: list[str], name: str) -> list[str]:
@@ -261,21 +326,23 @@ def _assignment(lines: list[str], name: str) -> list[str]:
     if lines[start].rstrip().endswith(("{", "[", "(")):
         while not lines[end].startswith(("}", "]", ")")):
             end += 1
-    return lines[start:end + 1]
+    return lines[start : end + 1]
 
 
 def test_a_comment_above_a_spec_controlled_line_survives_render(tmp_path: Path) -> None:
     """Issue 28 item 5: a comment above the lines a spec value renders, then `set` that value
     and `render .`: no conflict, the comment stays, the new value is applied."""
     (tmp_path / "init").mkdir()
-    made = _cli("init", "commented", "--model-id", "Qwen/Qwen2.5-Coder-32B-Instruct",
-                cwd=tmp_path / "init")
+    made = _cli(
+        "init", "commented", "--model-id", "Qwen/Qwen2.5-Coder-32B-Instruct", cwd=tmp_path / "init"
+    )
     assert made.returncode == 0, made.stderr
     # Rendered by liftdeploy, so the merge base is the kept last render (a Copier-made
     # service's base is re-rendered from its recorded template commit).
     service = tmp_path / "commented"
-    rendered = _cli("render", str(tmp_path / "init" / "commented"), "-o", str(service),
-                    cwd=tmp_path)
+    rendered = _cli(
+        "render", str(tmp_path / "init" / "commented"), "-o", str(service), cwd=tmp_path
+    )
     assert rendered.returncode == 0, rendered.stderr
     git(service, "init", "-q", "-b", "main")
     commit_all(service, "init")
@@ -290,9 +357,10 @@ def test_a_comment_above_a_spec_controlled_line_survives_render(tmp_path: Path) 
     assert changed.returncode == 0, changed.stderr
     rendered = _cli("render", ".", cwd=service)
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
-    fresh = _assignment((service / PRISTINE_DIR / "app.py").read_text().splitlines(),
-                        "MAX_CONTAINERS")
+    fresh = _assignment(
+        (service / PRISTINE_DIR / "app.py").read_text().splitlines(), "MAX_CONTAINERS"
+    )
     assert fresh != before  # the spec change reached the render
     merged = app.read_text().splitlines()
     at = merged.index(comment)
-    assert merged[at + 1:at + 1 + len(fresh)] == fresh
+    assert merged[at + 1 : at + 1 + len(fresh)] == fresh

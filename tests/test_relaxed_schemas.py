@@ -13,41 +13,74 @@ from typing import Any
 import httpx
 import pytest
 
-from liftdeploy.runtime.guard import AnswerVerdict, _truncation_hint, parse_strict, unbounded_part, validator_for
+from liftdeploy.runtime.guard import (
+    AnswerVerdict,
+    _truncation_hint,
+    parse_strict,
+    unbounded_part,
+    validator_for,
+)
 from liftdeploy.twin.local import LocalTwin
 
 # Three distinct items out of three values: a random model repeats one most of the time, and
 # llguidance's lenient grammar ignores uniqueItems, so the guard has work to do.
-UNIQUE_TRIPLE = {"type": "array", "items": {"enum": [1, 2, 3]}, "minItems": 3, "maxItems": 3,
-                 "uniqueItems": True}
-DEPENDENCIES = {"type": "object", "properties": {"a": {"type": "integer", "maximum": 9},
-                                                 "b": {"type": "integer", "maximum": 9}},
-                "required": ["a"], "additionalProperties": False, "dependencies": {"a": ["b"]}}
-NOT_DISJOINT = {"type": "object", "patternProperties": {"name": {"type": "string"},
-                                                        "tags": {"type": "integer"}}}
+UNIQUE_TRIPLE = {
+    "type": "array",
+    "items": {"enum": [1, 2, 3]},
+    "minItems": 3,
+    "maxItems": 3,
+    "uniqueItems": True,
+}
+DEPENDENCIES = {
+    "type": "object",
+    "properties": {"a": {"type": "integer", "maximum": 9}, "b": {"type": "integer", "maximum": 9}},
+    "required": ["a"],
+    "additionalProperties": False,
+    "dependencies": {"a": ["b"]},
+}
+NOT_DISJOINT = {
+    "type": "object",
+    "patternProperties": {"name": {"type": "string"}, "tags": {"type": "integer"}},
+}
 
 
 def _metric(text: str, event: str) -> float:
-    match = re.search(rf'liftdeploy_structured_grammar_total\{{event="{event}"\}} ([0-9.e+]+)', text)
+    match = re.search(
+        rf'liftdeploy_structured_grammar_total\{{event="{event}"\}} ([0-9.e+]+)', text
+    )
     return float(match.group(1)) if match else 0.0
 
 
-def _ask(http: httpx.Client, twin: LocalTwin, schema: Any, seed: int, **extra: Any) -> httpx.Response:
-    return http.post("/v1/chat/completions", json={
-        "model": twin.model_name, "messages": [{"role": "user", "content": "JSON please"}],
-        "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
-        "seed": seed, "max_tokens": 40, **extra})
+def _ask(
+    http: httpx.Client, twin: LocalTwin, schema: Any, seed: int, **extra: Any
+) -> httpx.Response:
+    return http.post(
+        "/v1/chat/completions",
+        json={
+            "model": twin.model_name,
+            "messages": [{"role": "user", "content": "JSON please"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "a", "schema": schema},
+            },
+            "seed": seed,
+            "max_tokens": 40,
+            **extra,
+        },
+    )
 
 
 @pytest.mark.twin
 def test_relaxed_schema_is_served_resampled_and_never_invalid(twin: LocalTwin) -> None:
     assert twin.deployment.engine.structured_output_backend == "guidance"
-    with httpx.Client(base_url=twin.url, timeout=300,
-                      headers={"Authorization": f"Bearer {twin.api_key}"}) as http:
+    with httpx.Client(
+        base_url=twin.url, timeout=300, headers={"Authorization": f"Bearer {twin.api_key}"}
+    ) as http:
         before = http.get("/metrics").text
         with ThreadPoolExecutor(4) as pool:
-            responses = list(pool.map(lambda seed: _ask(http, twin, UNIQUE_TRIPLE, seed),
-                                      range(12)))
+            responses = list(
+                pool.map(lambda seed: _ask(http, twin, UNIQUE_TRIPLE, seed), range(12))
+            )
         after = http.get("/metrics").text
     outcomes: Counter[str] = Counter()
     for response in responses:
@@ -70,14 +103,16 @@ def test_relaxed_schema_is_served_resampled_and_never_invalid(twin: LocalTwin) -
     assert resamples >= 1, f"no answer broke uniqueItems in 12 tries: {dict(outcomes)}"
     assert _metric(after, "relaxed") - _metric(before, "relaxed") == 12
     assert _metric(after, "resample") - _metric(before, "resample") == resamples
-    assert (_metric(after, "rejected_after_resampling")
-            - _metric(before, "rejected_after_resampling")) == withheld
+    assert (
+        _metric(after, "rejected_after_resampling") - _metric(before, "rejected_after_resampling")
+    ) == withheld
 
 
 @pytest.mark.twin
 def test_exact_rewrite_and_refusal_with_the_fix(twin: LocalTwin) -> None:
-    with httpx.Client(base_url=twin.url, timeout=300,
-                      headers={"Authorization": f"Bearer {twin.api_key}"}) as http:
+    with httpx.Client(
+        base_url=twin.url, timeout=300, headers={"Authorization": f"Bearer {twin.api_key}"}
+    ) as http:
         rewritten = _ask(http, twin, DEPENDENCIES, 1)
         refused = _ask(http, twin, NOT_DISJOINT, 1)
     assert rewritten.status_code == 200, rewritten.text
@@ -91,16 +126,22 @@ def test_exact_rewrite_and_refusal_with_the_fix(twin: LocalTwin) -> None:
 
 
 def test_truncation_hint_names_the_unbounded_part_only_without_max_tokens() -> None:
-    schema = {"type": "object", "properties": {"id": {"type": "integer"},
-                                               "notes": {"type": "string"}}}
+    schema = {
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "notes": {"type": "string"}},
+    }
     cut = [AnswerVerdict("incomplete", "{")]
     hint = _truncation_hint({}, schema, cut)
     assert hint is not None and "unbounded string at #/properties/notes" in hint
     assert "set max_tokens" in hint
     assert _truncation_hint({"max_tokens": 50}, schema, cut) is None  # the caller's own cut
     assert _truncation_hint({}, schema, [AnswerVerdict("valid", "{}")]) is None
-    bounded = {"type": "object", "properties": {"tags": {"type": "array", "maxItems": 3,
-                                                         "items": {"enum": ["a", "b"]}}},
-               "additionalProperties": False}
+    bounded = {
+        "type": "object",
+        "properties": {"tags": {"type": "array", "maxItems": 3, "items": {"enum": ["a", "b"]}}},
+        "additionalProperties": False,
+    }
     assert unbounded_part(bounded) is None
-    assert unbounded_part({"type": "array", "items": {"type": "integer"}}) == "an unbounded array at #"
+    assert (
+        unbounded_part({"type": "array", "items": {"type": "integer"}}) == "an unbounded array at #"
+    )

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_ops import _cli, _service_in_git, _variant, modal_cli_parse, no_modal_token  # noqa: F401
+from test_release_routing import MODEL, DictStandIn, OpenAIShaped
 
 from liftdeploy.client.api import Client
 from liftdeploy.client.routing import RELEASE_KEY, ReleaseRouter, RoutedClient
@@ -25,13 +27,15 @@ from liftdeploy.ops.http import smoke, warmup
 from liftdeploy.ops.modal_commands import Command
 from liftdeploy.ops.modal_runner import ModalCommandError
 from liftdeploy.ops.release_verdict import (
-    ReleaseWindow, format_table, judge, window_from_metrics, window_from_server_stats,
+    ReleaseWindow,
+    format_table,
+    judge,
+    window_from_metrics,
+    window_from_server_stats,
 )
 from liftdeploy.ops.service_files import locate_service
 from liftdeploy.spec.model import ReleaseSection
 from liftdeploy.spec.specfile import load_spec
-from test_ops import _cli, _service_in_git, _variant, modal_cli_parse, no_modal_token  # noqa: F401
-from test_release_routing import MODEL, DictStandIn, OpenAIShaped
 
 APP = "lift-sys-inference"
 
@@ -73,38 +77,75 @@ def local_probe(resolved: Any, url: str, timeout_s: float) -> None:
 
 def metrics_windows(production: OpenAIShaped, candidate: OpenAIShaped):
     def windows(resolved: Any, since: float, until: float):
-        return (window_from_metrics(Client(candidate.url).metrics()),
-                window_from_metrics(Client(production.url).metrics()))
+        return (
+            window_from_metrics(Client(candidate.url).metrics()),
+            window_from_metrics(Client(production.url).metrics()),
+        )
+
     return windows
 
 
-def make_release(service: Path, store: DictStandIn, runner: ModalAtItsParser,
-                 servers: tuple[OpenAIShaped, OpenAIShaped], **options: Any) -> rel.Release:
+def make_release(
+    service: Path,
+    store: DictStandIn,
+    runner: ModalAtItsParser,
+    servers: tuple[OpenAIShaped, OpenAIShaped],
+    **options: Any,
+) -> rel.Release:
     production, candidate = servers
     located = locate_service(service)
     resolved = load_spec(located.spec_path).resolve()
     defaults: dict[str, Any] = dict(
-        run=runner, lookup_url=lambda r: candidate.url, probe=local_probe,
-        windows=metrics_windows(production, candidate), pause=lambda s: None,
-        deployed_commit=lambda r: None, say=lambda text: None,
+        run=runner,
+        lookup_url=lambda r: candidate.url,
+        probe=local_probe,
+        windows=metrics_windows(production, candidate),
+        pause=lambda s: None,
+        deployed_commit=lambda r: None,
+        say=lambda text: None,
     )
     return rel.Release(located, resolved, store, **{**defaults, **options})
 
 
 def test_commands_parse_with_modals_cli(tmp_path: Path) -> None:
-    resolved = _variant("80b", production={
-        "modal_environment": "inference-prod", "runtime": {"deploy_strategy": "recreate"},
-    })
-    deploy = Command(["modal", "deploy", "--env", "inference-prod", "--name", "qwen3-next-80b",
-                      "--tag", "abc1234", "--strategy", "recreate", "app.py"],
-                     env={"LIFTDEPLOY_ENV": "production"}, cwd=tmp_path)
+    resolved = _variant(
+        "80b",
+        production={
+            "modal_environment": "inference-prod",
+            "runtime": {"deploy_strategy": "recreate"},
+        },
+    )
+    deploy = Command(
+        [
+            "modal",
+            "deploy",
+            "--env",
+            "inference-prod",
+            "--name",
+            "qwen3-next-80b",
+            "--tag",
+            "abc1234",
+            "--strategy",
+            "recreate",
+            "app.py",
+        ],
+        env={"LIFTDEPLOY_ENV": "production"},
+        cwd=tmp_path,
+    )
     candidate = rel.candidate_deploy_command(resolved, deploy)
     name, params = modal_cli_parse(candidate.argv)
     assert (name, params["name"], params["env"], params["tag"], params["app_ref"]) == (
-        "deploy", "qwen3-next-80b-candidate", "inference-prod", "abc1234", "app.py")
+        "deploy",
+        "qwen3-next-80b-candidate",
+        "inference-prod",
+        "abc1234",
+        "app.py",
+    )
     # The app learns it is the candidate (read-only Volumes, no monitor, its own billing tag).
-    assert candidate.env == {"LIFTDEPLOY_ENV": "production",
-                             "LIFTDEPLOY_APP_NAME": "qwen3-next-80b-candidate"}
+    assert candidate.env == {
+        "LIFTDEPLOY_ENV": "production",
+        "LIFTDEPLOY_APP_NAME": "qwen3-next-80b-candidate",
+    }
     assert candidate.cwd == tmp_path
     promote = rel.promote_deploy_command(resolved, deploy)
     name, params = modal_cli_parse(promote.argv)
@@ -112,30 +153,44 @@ def test_commands_parse_with_modals_cli(tmp_path: Path) -> None:
     assert promote.env == {"LIFTDEPLOY_ENV": "production", "LIFTDEPLOY_APP_NAME": "qwen3-next-80b"}
     name, params = modal_cli_parse(rel.stop_command(resolved).argv)
     assert (name, params["app_identifier"], params["yes"], params["env"]) == (
-        "stop", "qwen3-next-80b-candidate", True, "inference-prod")
+        "stop",
+        "qwen3-next-80b-candidate",
+        True,
+        "inference-prod",
+    )
 
 
 def test_a_release_from_start_to_promote_on_two_local_servers(
-    tmp_path: Path, servers: tuple[OpenAIShaped, OpenAIShaped],
+    tmp_path: Path,
+    servers: tuple[OpenAIShaped, OpenAIShaped],
 ) -> None:
     production, candidate = servers
     service = _service_in_git(tmp_path)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=service, capture_output=True,
-                          text=True, check=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=service, capture_output=True, text=True, check=True
+    ).stdout.strip()
     store, runner = DictStandIn(), ModalAtItsParser()
     release = make_release(service, store, runner, servers)
     record = release.start(share_percent=50, skip_check=True)
     assert (record["phase"], record["share"], record["candidate_url"], record["commit"]) == (
-        "running", 0.5, candidate.url, head)
-    (name, params, command), = runner.calls
-    assert (name, params["name"], command.env) == ("deploy", f"{APP}-candidate", {
-        "LIFTDEPLOY_ENV": "production", "LIFTDEPLOY_APP_NAME": f"{APP}-candidate"})
+        "running",
+        0.5,
+        candidate.url,
+        head,
+    )
+    ((name, params, command),) = runner.calls
+    assert (name, params["name"], command.env) == (
+        "deploy",
+        f"{APP}-candidate",
+        {"LIFTDEPLOY_ENV": "production", "LIFTDEPLOY_APP_NAME": f"{APP}-candidate"},
+    )
     assert candidate.completions == 1  # the smoke test went to the candidate
     with pytest.raises(OpsError, match="already running"):
         release.start(skip_check=True)
 
-    client = RoutedClient(production.url, model=MODEL,
-                          router=ReleaseRouter(store, rng=random.Random(5)))
+    client = RoutedClient(
+        production.url, model=MODEL, router=ReleaseRouter(store, rng=random.Random(5))
+    )
     for _ in range(300):
         smoke(client)
     cand, prod, verdict = release.status()
@@ -155,7 +210,8 @@ def test_a_release_from_start_to_promote_on_two_local_servers(
 
 
 def test_an_interrupted_promote_is_finished_by_a_second_run(
-    tmp_path: Path, servers: tuple[OpenAIShaped, OpenAIShaped],
+    tmp_path: Path,
+    servers: tuple[OpenAIShaped, OpenAIShaped],
 ) -> None:
     service = _service_in_git(tmp_path)
     store, runner = DictStandIn(), ModalAtItsParser()
@@ -180,7 +236,8 @@ def test_an_interrupted_promote_is_finished_by_a_second_run(
 
 
 def test_abort_is_idempotent_and_tolerates_a_candidate_already_gone(
-    tmp_path: Path, servers: tuple[OpenAIShaped, OpenAIShaped],
+    tmp_path: Path,
+    servers: tuple[OpenAIShaped, OpenAIShaped],
 ) -> None:
     service = _service_in_git(tmp_path)
     store, runner = DictStandIn(), ModalAtItsParser()
@@ -198,7 +255,8 @@ def test_abort_is_idempotent_and_tolerates_a_candidate_already_gone(
 
 
 def test_a_candidate_that_fails_its_smoke_is_stopped_and_production_untouched(
-    tmp_path: Path, servers: tuple[OpenAIShaped, OpenAIShaped],
+    tmp_path: Path,
+    servers: tuple[OpenAIShaped, OpenAIShaped],
 ) -> None:
     production, candidate = servers
     candidate.status = 500
@@ -212,15 +270,29 @@ def test_a_candidate_that_fails_its_smoke_is_stopped_and_production_untouched(
 
 
 def test_promote_refuses_a_checkout_at_another_commit(
-    tmp_path: Path, servers: tuple[OpenAIShaped, OpenAIShaped],
+    tmp_path: Path,
+    servers: tuple[OpenAIShaped, OpenAIShaped],
 ) -> None:
     service = _service_in_git(tmp_path)
     store, runner = DictStandIn(), ModalAtItsParser()
     release = make_release(service, store, runner, servers)
     release.start(skip_check=True)
     (service / "notes.txt").write_text("later work\n")
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qam",
-                    "x", "--allow-empty"], cwd=service, check=True)
+    subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-qam",
+            "x",
+            "--allow-empty",
+        ],
+        cwd=service,
+        check=True,
+    )
     with pytest.raises(OpsError, match="check out"):
         release.promote()
     assert runner.names == ["deploy"]
@@ -230,23 +302,44 @@ def _stats(requests: int, by_status: dict[int, int], p50: float, p95: float) -> 
     from modal.types import ServerStats, StatsPercentile, StatsPercentileDistribution
 
     now = datetime.now(timezone.utc)
-    latency = StatsPercentileDistribution(unit="s", percentiles=[
-        StatsPercentile(50.0, p50), StatsPercentile(95.0, p95), StatsPercentile(99.0, p95 * 2)])
+    latency = StatsPercentileDistribution(
+        unit="s",
+        percentiles=[
+            StatsPercentile(50.0, p50),
+            StatsPercentile(95.0, p95),
+            StatsPercentile(99.0, p95 * 2),
+        ],
+    )
     return ServerStats(
-        since=now, until=now, request_count=requests, request_count_by_status_code=by_status,
-        request_rate_per_second=1.0, request_percentile_stats={}, container_started_count=1,
-        container_error_count=0, container_creating_at_end_count=0, container_total_count=1,
+        since=now,
+        until=now,
+        request_count=requests,
+        request_count_by_status_code=by_status,
+        request_rate_per_second=1.0,
+        request_percentile_stats={},
+        container_started_count=1,
+        container_error_count=0,
+        container_creating_at_end_count=0,
+        container_total_count=1,
         container_percentile_stats={},
-        inference=ServerStats.InferenceStats(engine="vllm", status="available",
-                                             percentile_stats={"end_to_end_latency": latency},
-                                             scalar_stats={}))
+        inference=ServerStats.InferenceStats(
+            engine="vllm",
+            status="available",
+            percentile_stats={"end_to_end_latency": latency},
+            scalar_stats={},
+        ),
+    )
 
 
 def test_verdict_from_modals_counts() -> None:
     thresholds = ReleaseSection()
     production = window_from_server_stats(_stats(1000, {200: 990, 500: 10}, 1.0, 4.0))
-    assert (production.requests, production.errors, production.p50_latency_s,
-            production.p95_latency_s) == (1000, 10, 1.0, 4.0)
+    assert (
+        production.requests,
+        production.errors,
+        production.p50_latency_s,
+        production.p95_latency_s,
+    ) == (1000, 10, 1.0, 4.0)
     healthy = window_from_server_stats(_stats(120, {200: 119, 500: 1}, 1.1, 4.5))
     assert judge(healthy, production, thresholds).outcome == "pass"
     failing = window_from_server_stats(_stats(120, {200: 100, 502: 20}, 1.1, 4.5))
@@ -277,8 +370,9 @@ def test_cli_logged_out_is_one_line_and_the_dict_adapter_keeps_modals_signatures
     from liftdeploy.client.routing import ShareStore
 
     for name in ("get", "put"):
-        assert (inspect.signature(getattr(rel.ModalDictStore, name))
-                == inspect.signature(getattr(ShareStore, name)))
+        assert inspect.signature(getattr(rel.ModalDictStore, name)) == inspect.signature(
+            getattr(ShareStore, name)
+        )
     spec = str(Path(__file__).resolve().parent.parent / "examples" / "qwen25-coder-32b.yaml")
     for action in ("status", "abort", "promote"):
         result = _cli("release", action, spec)

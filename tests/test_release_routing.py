@@ -17,7 +17,11 @@ from typing import Any
 import pytest
 
 from liftdeploy.client.routing import (
-    RELEASE_KEY, ReleaseRouter, RoutedClient, ShareStore, route_of,
+    RELEASE_KEY,
+    ReleaseRouter,
+    RoutedClient,
+    ShareStore,
+    route_of,
 )
 from liftdeploy.ops.http import SMOKE_SCHEMA, smoke
 
@@ -72,8 +76,22 @@ class OpenAIShaped:
                 if self.path == "/health":
                     self._send(200, b"")
                 elif self.path == "/v1/models":
-                    self._send(200, json.dumps({"object": "list", "data": [
-                        {"id": MODEL, "object": "model", "created": 0, "owned_by": "test"}]}).encode())
+                    self._send(
+                        200,
+                        json.dumps(
+                            {
+                                "object": "list",
+                                "data": [
+                                    {
+                                        "id": MODEL,
+                                        "object": "model",
+                                        "created": 0,
+                                        "owned_by": "test",
+                                    }
+                                ],
+                            }
+                        ).encode(),
+                    )
                 elif self.path == "/metrics":
                     self._send(200, owner.metrics().encode(), "text/plain")
                 else:
@@ -90,28 +108,62 @@ class OpenAIShaped:
                     owner.by_status[status] = owner.by_status.get(status, 0) + 1
                     owner.latencies.append(time.monotonic() - started)
                 if status != 200:
-                    self._send(status, json.dumps({"error": {"message": "candidate broke",
-                                                             "type": "InternalError"}}).encode())
+                    self._send(
+                        status,
+                        json.dumps(
+                            {"error": {"message": "candidate broke", "type": "InternalError"}}
+                        ).encode(),
+                    )
                     return
                 text = json.dumps({"status": "ok", "label": "fine", "ready": True})
                 if request.get("stream"):
-                    chunks = [{"delta": {"role": "assistant", "content": text[:10]}},
-                              {"delta": {"content": text[10:]}},
-                              {"delta": {}, "finish_reason": "stop"}]
-                    body = "".join(
-                        "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk",
-                                               "created": 0, "model": MODEL,
-                                               "choices": [{"index": 0, "finish_reason": None,
-                                                            **chunk}]}) + "\n\n"
-                        for chunk in chunks) + "data: [DONE]\n\n"
+                    chunks = [
+                        {"delta": {"role": "assistant", "content": text[:10]}},
+                        {"delta": {"content": text[10:]}},
+                        {"delta": {}, "finish_reason": "stop"},
+                    ]
+                    body = (
+                        "".join(
+                            "data: "
+                            + json.dumps(
+                                {
+                                    "id": "c",
+                                    "object": "chat.completion.chunk",
+                                    "created": 0,
+                                    "model": MODEL,
+                                    "choices": [{"index": 0, "finish_reason": None, **chunk}],
+                                }
+                            )
+                            + "\n\n"
+                            for chunk in chunks
+                        )
+                        + "data: [DONE]\n\n"
+                    )
                     self._send(200, body.encode(), "text/event-stream")
                     return
-                self._send(200, json.dumps({
-                    "id": "c", "object": "chat.completion", "created": 0, "model": MODEL,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
-                }).encode())
+                self._send(
+                    200,
+                    json.dumps(
+                        {
+                            "id": "c",
+                            "object": "chat.completion",
+                            "created": 0,
+                            "model": MODEL,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": text},
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": 5,
+                                "completion_tokens": 9,
+                                "total_tokens": 14,
+                            },
+                        }
+                    ).encode(),
+                )
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -121,8 +173,11 @@ class OpenAIShaped:
 
     def metrics(self) -> str:
         with self.lock:
-            lines = [f'http_requests_total{{handler="/v1/chat/completions",method="POST",'
-                     f'status="{code}"}} {count}' for code, count in self.by_status.items()]
+            lines = [
+                f'http_requests_total{{handler="/v1/chat/completions",method="POST",'
+                f'status="{code}"}} {count}'
+                for code, count in self.by_status.items()
+            ]
             for bound in (*LATENCY_BUCKETS, math.inf):
                 count = sum(latency <= bound for latency in self.latencies)
                 le = "+Inf" if math.isinf(bound) else repr(bound)
@@ -187,8 +242,10 @@ def test_observed_share_is_the_configured_share(servers: tuple[OpenAIShaped, Ope
     assert candidate.completions + production.completions == requests
     assert client.candidate_answers == candidate.completions
     bound = 4 * math.sqrt(requests * share * (1 - share))  # four binomial standard deviations
-    print(f"candidate answered {candidate.completions} of {requests} "
-          f"({candidate.completions / requests:.1%}; configured {share:.0%}, bound +-{bound:.0f})")
+    print(
+        f"candidate answered {candidate.completions} of {requests} "
+        f"({candidate.completions / requests:.1%}; configured {share:.0%}, bound +-{bound:.0f})"
+    )
     assert abs(candidate.completions - requests * share) <= bound
     assert client.failovers == 0
 
@@ -207,10 +264,14 @@ def test_no_release_record_or_an_unreadable_store_sends_everything_to_production
         for _ in range(20):
             smoke(client)
     assert (production.completions, candidate.completions) == (40, 0)
-    for record in (None, {"phase": "aborted", "share": 0.5, "candidate_url": candidate.url},
-                   {"phase": "running", "share": 0, "candidate_url": candidate.url},
-                   {"phase": "running", "share": True, "candidate_url": candidate.url},
-                   {"phase": "running", "share": 0.5}, "garbage"):
+    for record in (
+        None,
+        {"phase": "aborted", "share": 0.5, "candidate_url": candidate.url},
+        {"phase": "running", "share": 0, "candidate_url": candidate.url},
+        {"phase": "running", "share": True, "candidate_url": candidate.url},
+        {"phase": "running", "share": 0.5},
+        "garbage",
+    ):
         assert route_of(record).url is None, record
 
 
@@ -218,11 +279,9 @@ def test_the_share_is_re_read_after_refresh_s(servers: tuple[OpenAIShaped, OpenA
     production, candidate = servers
     store, clock = DictStandIn(), ManualClock()
     store.put(RELEASE_KEY, running_record(candidate.url, 1.0))
-    client = routed_client(production.url, store, refresh_s=10, clock=clock,
-                           rng=random.Random(2))
+    client = routed_client(production.url, store, refresh_s=10, clock=clock, rng=random.Random(2))
     smoke(client)
-    store.put(RELEASE_KEY, {**running_record(candidate.url, 1.0), "phase": "aborting",
-                            "share": 0})
+    store.put(RELEASE_KEY, {**running_record(candidate.url, 1.0), "phase": "aborting", "share": 0})
     clock.now = 9.9  # the share read before still holds
     smoke(client)
     assert (candidate.completions, production.completions, store.reads) == (2, 0, 1)
@@ -269,8 +328,11 @@ def test_a_failing_candidate_is_answered_by_production_and_streams_fail_over_too
     candidate.status = 200
     fresh = routed_client(production.url, store, rng=random.Random(3))
     stream = fresh.stream_generate("status?", SMOKE_SCHEMA, max_tokens=32)
-    assert json.loads("".join(stream)) == stream.value == {"status": "ok", "label": "fine",
-                                                          "ready": True}
+    assert (
+        json.loads("".join(stream))
+        == stream.value
+        == {"status": "ok", "label": "fine", "ready": True}
+    )
     assert fresh.candidate_answers == 1
     candidate.close()
     stream = fresh.stream_generate("status?", SMOKE_SCHEMA, max_tokens=32)

@@ -25,9 +25,24 @@ def copier_copy(dst: Path, *data: str, cwd: Path | None = None) -> subprocess.Co
     """The copier command line a user runs (the checkout as template, its working tree)."""
     args = [arg for item in data for arg in ("--data", item)]
     return subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet",
-         "--vcs-ref", "HEAD", *args, str(REPO_ROOT), str(dst)],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "copier",
+            "copy",
+            "--trust",
+            "--defaults",
+            "--quiet",
+            "--vcs-ref",
+            "HEAD",
+            *args,
+            str(REPO_ROOT),
+            str(dst),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -56,8 +71,13 @@ def test_copier_copy_equals_liftdeploy_render(tmp_path: Path) -> None:
 
 
 def test_copier_answers_change_the_spec_and_the_app(tmp_path: Path) -> None:
-    proc = copier_copy(tmp_path / "svc", "preset=qwen3-coder-480b", "name=coder-big",
-                       "min_containers=0", "max_containers=3")
+    proc = copier_copy(
+        tmp_path / "svc",
+        "preset=qwen3-coder-480b",
+        "name=coder-big",
+        "min_containers=0",
+        "max_containers=3",
+    )
     assert proc.returncode == 0, proc.stderr
     spec = (tmp_path / "svc" / "deployment.yaml").read_text()
     assert "name: coder-big" in spec and "max_containers: 3" in spec
@@ -87,8 +107,9 @@ def test_invalid_answer_stops_copier_with_the_spec_message(
 
 def test_invalid_spec_renders_nothing(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
-    spec.write_text((EXAMPLES / "qwen25-coder-32b.yaml").read_text().replace(
-        "count: 1", "count: 3"))
+    spec.write_text(
+        (EXAMPLES / "qwen25-coder-32b.yaml").read_text().replace("count: 1", "count: 3")
+    )
     with pytest.raises(SpecError, match="does not divide"):
         render(spec, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -96,7 +117,9 @@ def test_invalid_spec_renders_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_no_secret_value_in_any_rendered_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_secret_value_in_any_rendered_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     values = {
         "HF_TOKEN": "hf_" + "Zq8vW3xY" * 4,
         "VLLM_API_KEY": "sk-liftdeploy-" + "R4nd0mV4lue" * 3,
@@ -127,8 +150,11 @@ def test_check_finds_spec_drift_and_allows_hand_edits(tmp_path: Path) -> None:
     service = render(EXAMPLES / "qwen3-next-80b.yaml", tmp_path / "svc")
     assert (service / PRISTINE_DIR / "app.py").is_file()
     app = service / "app.py"
-    app.write_text(app.read_text().replace(
-        "MINUTES = 60  # seconds", "MINUTES = 60  # seconds\nTEAM = \"ml-platform\"  # hand edit"))
+    app.write_text(
+        app.read_text().replace(
+            "MINUTES = 60  # seconds", 'MINUTES = 60  # seconds\nTEAM = "ml-platform"  # hand edit'
+        )
+    )
     assert check(service) == []  # a hand edit is not drift: regenerating keeps it
     set_values(service / "deployment.yaml", ["gpu.count=4"])
     drift = check(service)
@@ -144,8 +170,11 @@ def test_check_refuses_hand_edits_that_contradict_the_spec(tmp_path: Path) -> No
     service = render(EXAMPLES / "qwen3-coder-480b.yaml", tmp_path / "svc")
     app = service / "app.py"
     text = app.read_text()
-    app.write_text(text.replace('GPU = "H100!:8"', 'GPU = "A10:1"')
-                   .replace("MAX_CONTAINERS = 1\n", "MAX_CONTAINERS = 50\n"))
+    app.write_text(
+        text.replace('GPU = "H100!:8"', 'GPU = "A10:1"').replace(
+            "MAX_CONTAINERS = 1\n", "MAX_CONTAINERS = 50\n"
+        )
+    )
     drift = check(service)
     assert any("GPU is 'A10:1' but deployment.yaml gives 'H100!:8'" in d for d in drift), drift
     assert any("MAX_CONTAINERS is 50" in d for d in drift), drift
@@ -171,7 +200,9 @@ def test_check_without_services_is_an_error(tmp_path: Path) -> None:
         check(tmp_path)
 
 
-def test_render_without_output_needs_a_service(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_without_output_needs_a_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["render", str(EXAMPLES / "qwen3-next-80b.yaml")]) == 1
     assert "pass the directory to render into with -o DIR" in capsys.readouterr().err
     service = tmp_path / "svc"
@@ -181,9 +212,11 @@ def test_render_without_output_needs_a_service(tmp_path: Path, capsys: pytest.Ca
 
 def test_readme_gives_the_whole_first_path(tmp_path: Path) -> None:
     readme = rendered_files(render(EXAMPLES / "qwen3-next-80b.yaml", tmp_path / "svc"))["README.md"]
-    start = readme[readme.index("## Quick start"):]
-    steps = [f"liftdeploy {verb} deployment.yaml --env staging"
-             for verb in ("plan", "bootstrap", "download", "deploy", "smoke")]
+    start = readme[readme.index("## Quick start") :]
+    steps = [
+        f"liftdeploy {verb} deployment.yaml --env staging"
+        for verb in ("plan", "bootstrap", "download", "deploy", "smoke")
+    ]
     steps += ["liftdeploy pin deployment.yaml", "--env production"]
     positions = [start.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), dict(zip(steps, positions))

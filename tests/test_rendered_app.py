@@ -24,14 +24,15 @@ import pytest
 from liftdeploy.planner.download import DOWNLOAD_RETRIES
 from liftdeploy.planner.report import plan
 from liftdeploy.planner.timeouts import healthy_within_s
-from liftdeploy.spec.specfile import load_spec
 from liftdeploy.render.vllm_args import server_args, server_env
+from liftdeploy.spec.specfile import load_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RENDERED = REPO_ROOT / "examples" / "rendered"
 EXAMPLES = ["qwen25-coder-32b", "qwen3-next-80b", "qwen3-coder-480b"]
 CASES = [
-    (name, env) for name in EXAMPLES
+    (name, env)
+    for name in EXAMPLES
     for env in load_spec(RENDERED / name / "deployment.yaml").environments
 ]
 
@@ -48,8 +49,13 @@ def import_app(
     # makes monkeypatch remove it again after the test.
     monkeypatch.setenv("MODAL_IMAGE_BUILDER_VERSION", "")
     monkeypatch.delenv("MODAL_IMAGE_BUILDER_VERSION")
-    for var in ("LIFTDEPLOY_ENV", "ENVIRONMENT", "LIFTDEPLOY_DUMMY_WEIGHTS", "LIFTDEPLOY_ARGV_OF",
-                "LIFTDEPLOY_APP_NAME"):
+    for var in (
+        "LIFTDEPLOY_ENV",
+        "ENVIRONMENT",
+        "LIFTDEPLOY_DUMMY_WEIGHTS",
+        "LIFTDEPLOY_ARGV_OF",
+        "LIFTDEPLOY_APP_NAME",
+    ):
         monkeypatch.delenv(var, raising=False)
     if env is not None:
         monkeypatch.setenv("LIFTDEPLOY_ENV", env)
@@ -58,8 +64,9 @@ def import_app(
     monkeypatch.setattr(sys, "dont_write_bytecode", True)  # keep the checkout clean
     monkeypatch.delenv("MODAL_TOKEN_ID", raising=False)
     monkeypatch.delenv("MODAL_TOKEN_SECRET", raising=False)
-    spec = importlib.util.spec_from_file_location(f"app_{uuid.uuid4().hex}",
-                                                  RENDERED / name / "app.py")  # absolute wins
+    spec = importlib.util.spec_from_file_location(
+        f"app_{uuid.uuid4().hex}", RENDERED / name / "app.py"
+    )  # absolute wins
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     with warnings.catch_warnings():
@@ -102,22 +109,29 @@ def modal_view(module: ModuleType) -> dict[str, Any]:
         "exit_grace_period": http.exit_grace_period,
         "port": http.port,
         "unauthenticated": http.unauthenticated,
-        "nonpreemptible": bool(server["scheduler_placement"]
-                               and server["scheduler_placement"].nonpreemptible),
+        "nonpreemptible": bool(
+            server["scheduler_placement"] and server["scheduler_placement"].nonpreemptible
+        ),
         "scaledown_window": autoscaler.scaledown_window,
         "min_containers": autoscaler.min_containers,
-        "max_containers": autoscaler.max_containers if autoscaler.HasField("max_containers") else None,
+        "max_containers": autoscaler.max_containers
+        if autoscaler.HasField("max_containers")
+        else None,
         "buffer_containers": autoscaler.buffer_containers,
         "target_concurrency": autoscaler.target_concurrency_float,
         "max_concurrency": server["max_concurrent_inputs"],
-        "volumes": {str(path): vol._name for path, vol in server["validated_volumes_no_cloud_buckets"]},
+        "volumes": {
+            str(path): vol._name for path, vol in server["validated_volumes_no_cloud_buckets"]
+        },
         "secrets": secret_names,
         "server_env": server_env,
         "download_timeout": download["timeout"],
         "download_retries": download["retry_policy"].retries,
         "download_secrets": download_secrets,
         "download_env": download_env,
-        "download_volumes": {str(p): v._name for p, v in download["validated_volumes_no_cloud_buckets"]},
+        "download_volumes": {
+            str(p): v._name for p, v in download["validated_volumes_no_cloud_buckets"]
+        },
     }
 
 
@@ -144,15 +158,22 @@ def test_modal_objects_equal_the_spec(name: str, env: str, monkeypatch: pytest.M
         "max_concurrency": runtime.max_concurrent_requests,
         "volumes": volumes,
         "secrets": resolved.secret_names,
-        "server_env": {**server_env(resolved), "LIFTDEPLOY_DUMMY_WEIGHTS": "0",
-                       "LIFTDEPLOY_ARGV_OF": env, "LIFTDEPLOY_APP_NAME": resolved.app_name},
+        "server_env": {
+            **server_env(resolved),
+            "LIFTDEPLOY_DUMMY_WEIGHTS": "0",
+            "LIFTDEPLOY_ARGV_OF": env,
+            "LIFTDEPLOY_APP_NAME": resolved.app_name,
+        },
         "download_timeout": planned.download.timeout_s,
         "download_retries": DOWNLOAD_RETRIES,
-        "download_secrets": [resolved.model.hf_token_secret] if resolved.model.hf_token_secret else [],
+        "download_secrets": [resolved.model.hf_token_secret]
+        if resolved.model.hf_token_secret
+        else [],
         "download_env": {**view["server_env"], "HF_XET_HIGH_PERFORMANCE": "1"},
         # The download mounts the weights Volume only, never the compile cache.
-        "download_volumes": {v.mount_path: v.name for v in resolved.volumes
-                             if v.purpose == "weights"},
+        "download_volumes": {
+            v.mount_path: v.name for v in resolved.volumes if v.purpose == "weights"
+        },
     }
 
 
@@ -173,7 +194,9 @@ def test_app_carries_the_billing_tags(name: str, env: str, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize(("name", "env"), CASES)
-def test_module_argv_is_the_library_argv(name: str, env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_module_argv_is_the_library_argv(
+    name: str, env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
     module = import_app(name, env, monkeypatch)
     assert module.ENVIRONMENT == env
@@ -233,9 +256,14 @@ def test_default_and_unknown_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     # production.
     assert import_app("qwen3-coder-480b", None, monkeypatch).ENVIRONMENT == "staging"
     # ENVIRONMENT is the original plan's variable; LIFTDEPLOY_ENV wins over it.
-    assert import_app("qwen3-next-80b", None, monkeypatch, ENVIRONMENT="staging").ENVIRONMENT == "staging"
-    assert import_app("qwen3-next-80b", "production", monkeypatch,
-                      ENVIRONMENT="staging").ENVIRONMENT == "production"
+    assert (
+        import_app("qwen3-next-80b", None, monkeypatch, ENVIRONMENT="staging").ENVIRONMENT
+        == "staging"
+    )
+    assert (
+        import_app("qwen3-next-80b", "production", monkeypatch, ENVIRONMENT="staging").ENVIRONMENT
+        == "production"
+    )
     with pytest.raises(ValueError, match="unknown environment 'prod'.*production, staging"):
         import_app("qwen3-next-80b", "prod", monkeypatch)
 
@@ -255,16 +283,25 @@ print(json.dumps({"env": module.ENVIRONMENT, "app": module.APP_NAME, "argv": mod
 
 def _import_in_container(app_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
-    return subprocess.run([sys.executable, "-B", "-c", _CONTAINER_IMPORT, str(app_path)],
-                          env={**base, **env}, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-B", "-c", _CONTAINER_IMPORT, str(app_path)],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
-def test_container_resolves_the_deployed_environment(env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_container_resolves_the_deployed_environment(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     name = "qwen25-coder-32b"
     passed_in = modal_view(import_app(name, env, monkeypatch))["server_env"]
     # A deployer-side ENVIRONMENT (say, from a user's Secret) must not win inside the container.
-    proc = _import_in_container(RENDERED / name / "app.py", {**passed_in, "ENVIRONMENT": "development"})
+    proc = _import_in_container(
+        RENDERED / name / "app.py", {**passed_in, "ENVIRONMENT": "development"}
+    )
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout)
     resolved = load_spec(RENDERED / name / "deployment.yaml").resolve(env)
@@ -277,9 +314,11 @@ def test_an_app_with_only_production_needs_the_variable_and_may_be_nonpreemptibl
     from liftdeploy.render.service import render
 
     spec_path = tmp_path / "solo.yaml"
-    spec_path.write_text("version: 2\nname: solo\nmodel:\n  id: Qwen/Qwen2.5-Coder-32B-Instruct\n"
-                         "  max_model_len: 8192\ngpu:\n  type: H100\n"
-                         "runtime:\n  nonpreemptible: true\n")
+    spec_path.write_text(
+        "version: 2\nname: solo\nmodel:\n  id: Qwen/Qwen2.5-Coder-32B-Instruct\n"
+        "  max_model_len: 8192\ngpu:\n  type: H100\n"
+        "runtime:\n  nonpreemptible: true\n"
+    )
     service = render(spec_path, tmp_path / "solo")
     with pytest.raises(ValueError, match="production is never the default; set LIFTDEPLOY_ENV"):
         import_app(service, None, monkeypatch)
@@ -289,8 +328,10 @@ def test_an_app_with_only_production_needs_the_variable_and_may_be_nonpreemptibl
 
 
 def test_container_without_the_environment_refuses_to_guess() -> None:
-    proc = _import_in_container(RENDERED / "qwen25-coder-32b" / "app.py",
-                                {"ENVIRONMENT": "production", "LIFTDEPLOY_DUMMY_WEIGHTS": "0"})
+    proc = _import_in_container(
+        RENDERED / "qwen25-coder-32b" / "app.py",
+        {"ENVIRONMENT": "production", "LIFTDEPLOY_DUMMY_WEIGHTS": "0"},
+    )
     assert proc.returncode != 0
     assert "not passed in by the deploy" in proc.stderr
 
@@ -324,8 +365,13 @@ def test_rendered_argv_is_accepted_by_vllms_parser(
         argvs[f"{name}/{env}/dummy-library"] = server_args(resolved, load_format="dummy")
     first = argvs[f"{CASES[0][0]}/{CASES[0][1]}"]
     argvs["misspelled"] = [*first, "--max-num-seqz", "4"]
-    proc = subprocess.run([sys.executable, "-c", _PARSE], input=json.dumps(argvs),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PARSE],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     parsed = json.loads(proc.stdout.strip().splitlines()[-1])
     assert parsed["misspelled"] == {"exit": 2}
@@ -342,8 +388,11 @@ def test_image_carries_exactly_the_runtime_files_the_app_needs(
 ) -> None:
     module = import_app(name, None, monkeypatch)
     shipped = {p.name for p in (RENDERED / name / "liftdeploy_runtime").glob("*.py")}
-    named = {arg.split(".")[2] + ".py" for arg in module.VLLM_ARGS
-             if arg.startswith("liftdeploy.runtime.")}
+    named = {
+        arg.split(".")[2] + ".py"
+        for arg in module.VLLM_ARGS
+        if arg.startswith("liftdeploy.runtime.")
+    }
     assert {"__init__.py", "server.py", "weights.py", *named} <= shipped
     assert module.RUNTIME_DIR == RENDERED / name / "liftdeploy_runtime"
 
@@ -359,19 +408,33 @@ def test_every_shipped_runtime_module_imports_from_the_shipped_files_alone(
     shutil.copytree(RENDERED / name / "liftdeploy_runtime", runtime)
     (tmp_path / "liftdeploy" / "__init__.py").write_text("")
     modules = sorted(p.stem for p in runtime.glob("*.py") if p.stem != "__init__")
-    code = ("import importlib, sys\n"
-            "for m in sys.argv[1:]: importlib.import_module('liftdeploy.runtime.' + m)\n"
-            "import liftdeploy.runtime as r; print(r.__file__)")
-    result = subprocess.run([sys.executable, "-c", code, *modules], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120,
-                            env={"PYTHONPATH": str(tmp_path), "PATH": os.environ["PATH"]})
+    code = (
+        "import importlib, sys\n"
+        "for m in sys.argv[1:]: importlib.import_module('liftdeploy.runtime.' + m)\n"
+        "import liftdeploy.runtime as r; print(r.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *modules],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(tmp_path), "PATH": os.environ["PATH"]},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == str(runtime / "__init__.py")
 
 
-REMOVED_MODAL_APIS = ["keep_warm", "concurrency_limit", "allow_concurrent_inputs",
-                      "container_idle_timeout", "web_endpoint", "Stub", "modal.gpu.",
-                      "registered_functions"]
+REMOVED_MODAL_APIS = [
+    "keep_warm",
+    "concurrency_limit",
+    "allow_concurrent_inputs",
+    "container_idle_timeout",
+    "web_endpoint",
+    "Stub",
+    "modal.gpu.",
+    "registered_functions",
+]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -381,4 +444,4 @@ def test_no_removed_modal_api_and_a_version_header(name: str) -> None:
     text = (RENDERED / name / "app.py").read_text()
     assert text.splitlines()[0].startswith(f"# Generated by liftdeploy {__version__} ")
     assert [api for api in REMOVED_MODAL_APIS if api in text] == []
-    assert '@app.server(' in text and "@modal.enter()" in text and "@modal.exit()" in text
+    assert "@app.server(" in text and "@modal.enter()" in text and "@modal.exit()" in text

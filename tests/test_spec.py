@@ -55,6 +55,7 @@ def test_base_is_valid() -> None:
 
 # --- examples ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_example_validates_in_every_environment(path: Path) -> None:
     deployment = load_spec(path)
@@ -102,6 +103,7 @@ def test_liftdeploy_examples_are_the_yaml_files() -> None:
 
 # --- GPU -----------------------------------------------------------------------------------
 
+
 def test_gpu_count_above_eight() -> None:
     message = error_of(spec(gpu={"type": "H100", "count": 9}))
     assert "gpu.count: 9 is out of range; use a value of at most 8" in message
@@ -130,7 +132,10 @@ def test_alias_is_normalised() -> None:
 
 def test_tensor_parallel_must_match_the_gpu_count() -> None:
     message = error_of(spec(gpu={"count": 4, "tensor_parallel_size": 2}))
-    assert "gpu.tensor_parallel_size 2 x gpu.pipeline_parallel_size 1 = 2, but gpu.count is 4" in message
+    assert (
+        "gpu.tensor_parallel_size 2 x gpu.pipeline_parallel_size 1 = 2, but gpu.count is 4"
+        in message
+    )
     assert "make tensor x pipeline equal the GPU count" in message
 
 
@@ -140,13 +145,16 @@ def test_tensor_times_pipeline_equal_to_count_is_fine() -> None:
     assert gpu.modal_gpu == "H100!:4"
 
 
-@pytest.mark.parametrize(("gpu", "expected"), [
-    ({"type": "H100"}, "H100!"),  # exact by default: Modal may otherwise serve an H200
-    ({"type": "H100!", "count": 2}, "H100!:2"),
-    ({"type": "H100", "exact": False, "count": 8}, "H100:8"),
-    ({"type": "A100-80GB"}, "A100-80GB"),  # no substitute to pin against
-    ({"type": "H100", "fallback": ["A100-80GB", "H200"]}, ["H100!", "A100-80GB", "H200"]),
-])
+@pytest.mark.parametrize(
+    ("gpu", "expected"),
+    [
+        ({"type": "H100"}, "H100!"),  # exact by default: Modal may otherwise serve an H200
+        ({"type": "H100!", "count": 2}, "H100!:2"),
+        ({"type": "H100", "exact": False, "count": 8}, "H100:8"),
+        ({"type": "A100-80GB"}, "A100-80GB"),  # no substitute to pin against
+        ({"type": "H100", "fallback": ["A100-80GB", "H200"]}, ["H100!", "A100-80GB", "H200"]),
+    ],
+)
 def test_gpu_types_are_exact_unless_the_spec_allows_a_substitute(
     gpu: dict[str, Any], expected: str | list[str]
 ) -> None:
@@ -162,8 +170,10 @@ def test_gpu_types_are_exact_unless_the_spec_allows_a_substitute(
 
 def test_tensor_parallel_must_divide_the_attention_heads() -> None:
     message = error_of(spec(gpu={"count": 3}))
-    assert (f"gpu.tensor_parallel_size 3 does not divide {QWEN_32B}'s 40 attention heads; "
-            f"use one of [1, 2, 4, 5, 8]") in message
+    assert (
+        f"gpu.tensor_parallel_size 3 does not divide {QWEN_32B}'s 40 attention heads; "
+        f"use one of [1, 2, 4, 5, 8]"
+    ) in message
     message = error_of(spec(model={"id": QWEN_480B}, gpu={"count": 5}))
     assert "96 attention heads; use one of [1, 2, 3, 4, 6, 8]" in message
 
@@ -175,20 +185,28 @@ def test_memory_utilization_is_a_share() -> None:
 
 # --- runtime -------------------------------------------------------------------------------
 
+
 def test_target_concurrency_above_max() -> None:
-    message = error_of(spec(runtime={"max_concurrent_requests": 8, "target_concurrent_requests": 9}))
-    assert ("runtime.target_concurrent_requests 9 is above runtime.max_concurrent_requests 8; "
-            "lower the target or raise the maximum") in message
+    message = error_of(
+        spec(runtime={"max_concurrent_requests": 8, "target_concurrent_requests": 9})
+    )
+    assert (
+        "runtime.target_concurrent_requests 9 is above runtime.max_concurrent_requests 8; "
+        "lower the target or raise the maximum"
+    ) in message
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("request_timeout_s", MODAL_MAX_TIMEOUT_S + 1, "use a value of at most 86400 s (24 h)"),
-    ("request_timeout_s", 0, "use a value of at least 1 s"),
-    ("exit_grace_period_s", 3601, "use a value of at most 3600 s (1 h)"),
-    ("startup_timeout_s", 2 * MODAL_MAX_TIMEOUT_S, "use a value of at most 86400 s (24 h)"),
-    ("scaledown_window_s", 1, "use a value of at least 2 s"),
-    ("scaledown_window_s", 7200, "use a value of at most 3600 s (1 h)"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("request_timeout_s", MODAL_MAX_TIMEOUT_S + 1, "use a value of at most 86400 s (24 h)"),
+        ("request_timeout_s", 0, "use a value of at least 1 s"),
+        ("exit_grace_period_s", 3601, "use a value of at most 3600 s (1 h)"),
+        ("startup_timeout_s", 2 * MODAL_MAX_TIMEOUT_S, "use a value of at most 86400 s (24 h)"),
+        ("scaledown_window_s", 1, "use a value of at least 2 s"),
+        ("scaledown_window_s", 7200, "use a value of at most 3600 s (1 h)"),
+    ],
+)
 def test_timeouts_outside_modals_range(field: str, value: int, expected: str) -> None:
     message = error_of(spec(runtime={field: value}))
     assert f"runtime.{field}: {value} is out of range; {expected}" in message
@@ -201,15 +219,21 @@ def test_min_containers_above_max() -> None:
 
 # --- secrets, storage, CORS, passthrough ---------------------------------------------------
 
-@pytest.mark.parametrize(("section", "field", "value"), [
-    ("model", "hf_token_secret", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
-    ("auth", "api_key_secret", "sk-proj-abcdefghijklmnop"),
-    ("auth", "api_key_secret", "my secret value"),
-    ("auth", "api_key_secret", "Zx8Kq2Lm9Np4Rt6Vw1Yb3Cd5Fg7Hj0Ks2Q"),
-])
+
+@pytest.mark.parametrize(
+    ("section", "field", "value"),
+    [
+        ("model", "hf_token_secret", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
+        ("auth", "api_key_secret", "sk-proj-abcdefghijklmnop"),
+        ("auth", "api_key_secret", "my secret value"),
+        ("auth", "api_key_secret", "Zx8Kq2Lm9Np4Rt6Vw1Yb3Cd5Fg7Hj0Ks2Q"),
+    ],
+)
 def test_secret_values_are_refused_and_not_echoed(section: str, field: str, value: str) -> None:
     message = error_of(spec(**{section: {field: value}}))
-    assert f"{section}.{field} '{value[:3]}…' looks like a secret value, not a secret name" in message
+    assert (
+        f"{section}.{field} '{value[:3]}…' looks like a secret value, not a secret name" in message
+    )
     assert "modal secret create NAME KEY=..." in message
     assert value not in message, "an error message must not repeat a secret"
 
@@ -225,14 +249,17 @@ def test_duplicate_mount_paths() -> None:
         {"name": "other", "mount_path": "/root/.cache/huggingface"},
     ]
     message = error_of(spec(storage={"volumes": volumes}))
-    assert ("storage.volumes mounts 'weights' and 'other' at the same path "
-            "'/root/.cache/huggingface'; give each volume its own mount_path") in message
+    assert (
+        "storage.volumes mounts 'weights' and 'other' at the same path "
+        "'/root/.cache/huggingface'; give each volume its own mount_path"
+    ) in message
 
 
 def test_default_volumes_are_named_after_the_app() -> None:
     resolved = spec_from_data(spec()).resolve()
     assert [(v.name, v.mount_path) for v in resolved.volumes] == [
-        ("svc-weights", "/root/.cache/huggingface"), ("svc-compile-cache", "/root/.cache/vllm"),
+        ("svc-weights", "/root/.cache/huggingface"),
+        ("svc-compile-cache", "/root/.cache/vllm"),
     ]
 
 
@@ -241,14 +268,19 @@ def test_cors_origin_without_scheme() -> None:
     assert "cors.allowed_origins entry 'app.example.com/path' is not an origin" in message
 
 
-@pytest.mark.parametrize(("extra_args", "flag", "owner"), [
-    (["--max-num-seqs", "8"], "--max-num-seqs", "runtime.max_concurrent_requests"),
-    (["--max_num_seqs=8"], "--max-num-seqs", "runtime.max_concurrent_requests"),
-    (["-tp", "2"], "--tensor-parallel-size", "gpu.tensor_parallel_size"),
-    (["--no-enforce-eager"], "--enforce-eager", "engine.enforce_eager"),
-    (["--gpu-memory-utilization=0.5"], "--gpu-memory-utilization", "gpu.memory_utilization"),
-])
-def test_passthrough_contradicting_a_spec_field(extra_args: list[str], flag: str, owner: str) -> None:
+@pytest.mark.parametrize(
+    ("extra_args", "flag", "owner"),
+    [
+        (["--max-num-seqs", "8"], "--max-num-seqs", "runtime.max_concurrent_requests"),
+        (["--max_num_seqs=8"], "--max-num-seqs", "runtime.max_concurrent_requests"),
+        (["-tp", "2"], "--tensor-parallel-size", "gpu.tensor_parallel_size"),
+        (["--no-enforce-eager"], "--enforce-eager", "engine.enforce_eager"),
+        (["--gpu-memory-utilization=0.5"], "--gpu-memory-utilization", "gpu.memory_utilization"),
+    ],
+)
+def test_passthrough_contradicting_a_spec_field(
+    extra_args: list[str], flag: str, owner: str
+) -> None:
     message = error_of(spec(engine={"extra_args": extra_args}))
     assert f"engine.extra_args passes {extra_args[0]!r}, but {flag} is set by {owner}" in message
     assert f"remove it from extra_args and change {owner} instead" in message
@@ -256,7 +288,10 @@ def test_passthrough_contradicting_a_spec_field(extra_args: list[str], flag: str
 
 def test_passthrough_secret_flags_are_refused() -> None:
     message = error_of(spec(engine={"extra_args": ["--hf-token=hf_secretvalue"]}))
-    assert "engine.extra_args passes --hf-token, which would put a secret on the command line" in message
+    assert (
+        "engine.extra_args passes --hf-token, which would put a secret on the command line"
+        in message
+    )
     assert "hf_secretvalue" not in message
 
 
@@ -267,10 +302,13 @@ def test_passthrough_of_flags_the_spec_does_not_own_is_kept() -> None:
 
 # --- shape: unknown keys, types, names, versions -------------------------------------------
 
+
 def test_unknown_keys_are_errors_with_a_suggestion() -> None:
     message = error_of(spec(runtime={"request_timeot_s": 60}, replicas=2))
-    assert ("runtime.request_timeot_s: unknown field 'request_timeot_s'; remove it or check the spelling "
-            "(did you mean 'request_timeout_s'?)") in message
+    assert (
+        "runtime.request_timeot_s: unknown field 'request_timeot_s'; remove it or check the spelling "
+        "(did you mean 'request_timeout_s'?)"
+    ) in message
     assert "replicas: unknown field 'replicas'" in message
 
 
@@ -288,10 +326,15 @@ def test_values_are_typed_not_coerced() -> None:
     assert 'engine.vllm_version: expected a string, got 0.33; put it in quotes ("0.33")' in message
 
 
-@pytest.mark.parametrize(("name", "suggestion"), [
-    ("My_Service", "my-service"), ("lift--sys", "lift-sys"), ("9lives", "svc-9lives"),
-    ("svc-", "svc"),
-])
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("My_Service", "my-service"),
+        ("lift--sys", "lift-sys"),
+        ("9lives", "svc-9lives"),
+        ("svc-", "svc"),
+    ],
+)
 def test_dns_unsafe_names(name: str, suggestion: str) -> None:
     message = error_of(spec(name=name))
     assert f"name {name!r} is not DNS-safe" in message
@@ -303,7 +346,10 @@ def test_environment_names_are_dns_safe_and_app_names_short() -> None:
     assert "environments key 'Stage_1' is not a valid environment name" in message
     long_name = "a" * 60
     message = error_of(spec(name=long_name))
-    assert f"app name '{long_name}-staging' for environment 'staging' is longer than Modal's 64" in message
+    assert (
+        f"app name '{long_name}-staging' for environment 'staging' is longer than Modal's 64"
+        in message
+    )
 
 
 def test_newer_version_asks_for_an_upgrade() -> None:
@@ -318,10 +364,14 @@ def test_python_construction_of_an_old_version_points_at_the_loader() -> None:
 
 # --- environments --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("environments", [
-    {"production": {}, "staging": {}},
-    {"production": {"production": True}, "live": {"production": True}},
-])
+
+@pytest.mark.parametrize(
+    "environments",
+    [
+        {"production": {}, "staging": {}},
+        {"production": {"production": True}, "live": {"production": True}},
+    ],
+)
 def test_exactly_one_production_environment(environments: dict[str, Any]) -> None:
     message = error_of(spec(environments=environments))
     assert "environments: exactly one must have production: true" in message
@@ -372,7 +422,10 @@ def test_overlays_resolve_app_names_and_deep_merge() -> None:
     assert deployment.resolve().environment == "live"
     assert (live.app_name, staging.app_name, dev.app_name) == ("svc", "svc-staging", "svc-dev")
     assert (live.modal_environment, staging.modal_environment, dev.modal_environment) == (
-        "main", "staging", None)
+        "main",
+        "staging",
+        None,
+    )
     # deep merge: the overlay's keys win, the base's other keys stay
     assert (staging.gpu.type, staging.gpu.count) == ("A100-80GB", 1)
     assert (staging.runtime.min_containers, staging.runtime.max_containers) == (0, 4)
@@ -382,15 +435,18 @@ def test_overlays_resolve_app_names_and_deep_merge() -> None:
     assert staging.storage.dicts == ["tokens-staging"]  # inherited: the environment's own name
     assert live.storage.secrets == ["base-a", "base-b"]
     assert dev.storage.secrets == ["base-a-dev", "base-b-dev"]
-    assert dev.model_dump(exclude={"environment", "production", "modal_environment", "storage"}) \
-        == live.model_dump(exclude={"environment", "production", "modal_environment", "storage"})
+    assert dev.model_dump(
+        exclude={"environment", "production", "modal_environment", "storage"}
+    ) == live.model_dump(exclude={"environment", "production", "modal_environment", "storage"})
 
 
 def test_overlay_errors_name_the_environment() -> None:
-    data = spec(environments={
-        "production": {"production": True},
-        "staging": {"gpu": {"count": 3, "typo": 1}},
-    })
+    data = spec(
+        environments={
+            "production": {"production": True},
+            "staging": {"gpu": {"count": 3, "typo": 1}},
+        }
+    )
     message = error_of(data)
     assert "in environment 'staging' (base spec + environments.staging): " in message
     assert "gpu.typo: unknown field 'typo'" in message and "(did you mean 'type'?)" in message
@@ -403,14 +459,17 @@ def test_overlay_unknown_section_is_an_error() -> None:
 
 
 def test_overlay_that_breaks_a_cross_field_rule_is_caught_at_load() -> None:
-    data = spec(environments={
-        "production": {"production": True},
-        "staging": {"gpu": {"type": "A10", "count": 6}},
-    })
+    data = spec(
+        environments={
+            "production": {"production": True},
+            "staging": {"gpu": {"type": "A10", "count": 6}},
+        }
+    )
     assert "gpu.count 6 is more than Modal offers for A10" in error_of(data)
 
 
 # --- budget, cost, advisories --------------------------------------------------------------
+
 
 def test_budget_exceeded_shows_the_figure() -> None:
     data = spec(
@@ -421,7 +480,10 @@ def test_budget_exceeded_shows_the_figure() -> None:
     message = error_of(data)
     assert "always-on capacity costs $1,825/month" in message
     assert "(runtime.min_containers 1 x 1 A100-80GB x $2.50/h x 730 h)" in message
-    assert "above budget.max_monthly_always_on_usd $1,000; lower min_containers or raise the budget" in message
+    assert (
+        "above budget.max_monthly_always_on_usd $1,000; lower min_containers or raise the budget"
+        in message
+    )
 
 
 def test_budget_checks_each_environment() -> None:
@@ -448,13 +510,16 @@ def test_advisories_warn_about_unpinned_and_branch_revisions() -> None:
 
 # --- the catalog's parse cache -------------------------------------------------------------
 
+
 def test_catalog_cache_is_never_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from liftdeploy.spec import catalog
 
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     source = data_dir / "gpus.yaml"
-    source.write_text((catalog.DATA_DIR / "gpus.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    source.write_text(
+        (catalog.DATA_DIR / "gpus.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     monkeypatch.setattr(catalog, "DATA_DIR", data_dir)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
@@ -485,10 +550,16 @@ def test_volumes_must_name_exactly_one_weights_volume() -> None:
             spec_from_data(spec(storage={"volumes": volumes}))
 
 
-@pytest.mark.parametrize("arg", [
-    "--middleware=my.Thing", "--structured-outputs-config.backend=xgrammar", "--load-format",
-    "--enable-request-id-headers", "--port=9000",
-])
+@pytest.mark.parametrize(
+    "arg",
+    [
+        "--middleware=my.Thing",
+        "--structured-outputs-config.backend=xgrammar",
+        "--load-format",
+        "--enable-request-id-headers",
+        "--port=9000",
+    ],
+)
 def test_passthrough_of_a_flag_liftdeploy_sets_is_refused(arg: str) -> None:
     with pytest.raises(SpecError, match="is set by"):
         spec_from_data(spec(engine={"extra_args": [arg]}))
@@ -497,13 +568,14 @@ def test_passthrough_of_a_flag_liftdeploy_sets_is_refused(arg: str) -> None:
 def test_every_flag_of_the_argv_function_is_owned_by_the_spec() -> None:
     """SPEC_OWNED_FLAGS is what extra_args may not repeat; it must cover every flag the one argv
     function can emit (here with every optional flag switched on)."""
-    from liftdeploy.spec.argv import SPEC_OWNED_FLAGS
     from liftdeploy.render.vllm_args import server_args
+    from liftdeploy.spec.argv import SPEC_OWNED_FLAGS
 
     data = spec(
         model={"revision": "a" * 40, "quantization": "fp8", "trust_remote_code": True},
         gpu={"count": 4, "pipeline_parallel_size": 2, "expert_parallel": True},
-        engine={"enforce_eager": True}, cors={"allowed_origins": ["https://a.example"]},
+        engine={"enforce_eager": True},
+        cors={"allowed_origins": ["https://a.example"]},
     )
     args = server_args(spec_from_data(data).resolve(), load_format="dummy")
     flags = {arg for arg in args if arg.startswith("--")}

@@ -41,21 +41,41 @@ A100_HOUR = 2.50  # the catalog's A100-80GB price the plan uses
 CPU_MEMORY_HOUR = 0.40  # what the container's CPU and memory add per hour
 
 
-def billing_item(app: str, hour: datetime, gpu_containers: float, *, env: str | None,
-                 service: str = "lift-sys-inference", tagged: bool = True) -> Any:
+def billing_item(
+    app: str,
+    hour: datetime,
+    gpu_containers: float,
+    *,
+    env: str | None,
+    service: str = "lift-sys-inference",
+    tagged: bool = True,
+) -> Any:
     """One hourly report row, through modal's own protobuf -> dataclass path."""
     from modal.types import BillingReportItem
     from modal_proto import api_pb2
 
     gpu = Decimal(str(A100_HOUR * gpu_containers))
     other = Decimal(str(CPU_MEMORY_HOUR * gpu_containers))
-    tags = {"liftdeploy-service": service, "liftdeploy-environment": env or "",
-            "liftdeploy-version": "0.1.0"} if tagged else {}
+    tags = (
+        {
+            "liftdeploy-service": service,
+            "liftdeploy-environment": env or "",
+            "liftdeploy-version": "0.1.0",
+        }
+        if tagged
+        else {}
+    )
     message = api_pb2.WorkspaceBillingReportItem(
-        object_id=f"ap-{app}", description=app, environment_name="main",
-        cost=str(gpu + other), tags=tags,
-        cost_by_resource={"GPU (A100-80GB)": str(gpu), "CPU": str(other * 3 / 4),
-                          "Memory": str(other / 4)},
+        object_id=f"ap-{app}",
+        description=app,
+        environment_name="main",
+        cost=str(gpu + other),
+        tags=tags,
+        cost_by_resource={
+            "GPU (A100-80GB)": str(gpu),
+            "CPU": str(other * 3 / 4),
+            "Memory": str(other / 4),
+        },
     )
     message.interval.FromDatetime(hour)
     return BillingReportItem._from_proto(message)
@@ -74,17 +94,26 @@ def recorded_report() -> list[Any]:
     production from before the tags; and rows of another service that must not count."""
     rows = []
     rows += [billing_item("lift-sys-inference", h, 1, env="production") for h in hours(1, 8, 17)]
-    rows += [billing_item("lift-sys-inference", h, 1, tagged=False, env=None)
-             for h in hours(2, 9, 9)]
+    rows += [
+        billing_item("lift-sys-inference", h, 1, tagged=False, env=None) for h in hours(2, 9, 9)
+    ]
     rows += [billing_item("lift-sys-inference", h, 1, env="production") for h in hours(2, 10, 19)]
-    rows += [billing_item("lift-sys-inference", h, 2 if 12 <= h.hour < 18 else 1,
-                          env="production") for h in hours(3, 6, 21)]
-    rows += [billing_item("lift-sys-inference-staging", h, 1, env="staging")
-             for h in hours(2, 0, 23) + hours(3, 0, 23)]
-    rows += [billing_item("lift-sys-inference-development", h, 1, env="development")
-             for h in hours(1, 10, 12) + hours(2, 9, 14)]
-    rows += [billing_item("other-service", h, 4, env="production", service="other-service")
-             for h in hours(2, 0, 23)]
+    rows += [
+        billing_item("lift-sys-inference", h, 2 if 12 <= h.hour < 18 else 1, env="production")
+        for h in hours(3, 6, 21)
+    ]
+    rows += [
+        billing_item("lift-sys-inference-staging", h, 1, env="staging")
+        for h in hours(2, 0, 23) + hours(3, 0, 23)
+    ]
+    rows += [
+        billing_item("lift-sys-inference-development", h, 1, env="development")
+        for h in hours(1, 10, 12) + hours(2, 9, 14)
+    ]
+    rows += [
+        billing_item("other-service", h, 4, env="production", service="other-service")
+        for h in hours(2, 0, 23)
+    ]
     return rows
 
 
@@ -97,27 +126,52 @@ def report_file(tmp_path: Path) -> Path:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "liftdeploy.cli.main", *args], capture_output=True, text=True,
-        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        [sys.executable, "-m", "liftdeploy.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
         timeout=120,
     )
 
 
 # --- the recorded report through the CLI ---------------------------------------------------
 
+
 def test_spend_json_over_a_recorded_report_of_three_environments(report_file: Path) -> None:
-    result = _cli("spend", str(SPEC_32B), "--all-envs", "--report", str(report_file),
-                  "--since", "2026-11-01", "--until", "2026-11-04", "--json")
+    result = _cli(
+        "spend",
+        str(SPEC_32B),
+        "--all-envs",
+        "--report",
+        str(report_file),
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-11-04",
+        "--json",
+    )
     assert result.returncode == 1, result.stderr  # something is over budget
     data = json.loads(result.stdout)
     assert set(data) == {"service", "window", "source", "over_budget", "environments"}
-    assert data["window"] == {"start": "2026-11-01T00:00:00+00:00",
-                              "end": "2026-11-04T00:00:00+00:00"}
+    assert data["window"] == {
+        "start": "2026-11-01T00:00:00+00:00",
+        "end": "2026-11-04T00:00:00+00:00",
+    }
     envs = {e["environment"]: e for e in data["environments"]}
     assert list(envs) == ["production", "staging", "development"]
     assert set(envs["staging"]) == {
-        "environment", "app_name", "container_hour_usd", "price_source", "min_containers",
-        "max_containers", "monthly_budget_usd", "days", "total", "month", "tokens",
+        "environment",
+        "app_name",
+        "container_hour_usd",
+        "price_source",
+        "min_containers",
+        "max_containers",
+        "monthly_budget_usd",
+        "days",
+        "total",
+        "month",
+        "tokens",
         "matched_by_app_name",
     }
 
@@ -126,18 +180,23 @@ def test_spend_json_over_a_recorded_report_of_three_environments(report_file: Pa
     for env, report in envs.items():
         app = spec.resolve(env).app_name
         for day in report["days"]:
-            mine = [r for r in recorded_report() if r.description == app
-                    and r.interval_start.date().isoformat() == day["date"]]
+            mine = [
+                r
+                for r in recorded_report()
+                if r.description == app and r.interval_start.date().isoformat() == day["date"]
+            ]
             assert day["cost_usd"] == pytest.approx(float(sum(r.cost for r in mine)), abs=0.01)
             assert day["gpu_usd"] == pytest.approx(
-                float(sum(r.cost_by_resource["GPU (A100-80GB)"] for r in mine)), abs=0.01)
+                float(sum(r.cost_by_resource["GPU (A100-80GB)"] for r in mine)), abs=0.01
+            )
             assert day["busy_hours"] == len(mine)
             # The plan for the same 24 hours: always-on floor and max_containers ceiling.
             resolved = spec.resolve(env)
             assert day["plan_always_on_usd"] == resolved.runtime.min_containers * A100_HOUR * 24
             assert day["plan_worst_case_usd"] == resolved.runtime.max_containers * A100_HOUR * 24
             assert day["budget_usd"] == pytest.approx(
-                resolved.budget.max_monthly_usd / 30, abs=0.01)
+                resolved.budget.max_monthly_usd / 30, abs=0.01
+            )
 
     # The untagged production row (an app deployed before the tags) counts, by app name;
     # the other service's rows never do.
@@ -177,8 +236,18 @@ def test_spend_json_over_a_recorded_report_of_three_environments(report_file: Pa
 
 
 def test_spend_table_shows_days_plan_budget_and_verdicts(report_file: Path) -> None:
-    result = _cli("spend", str(SPEC_32B), "--env", "staging", "--report", str(report_file),
-                  "--since", "2026-11-01", "--until", "2026-11-04")
+    result = _cli(
+        "spend",
+        str(SPEC_32B),
+        "--env",
+        "staging",
+        "--report",
+        str(report_file),
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-11-04",
+    )
     assert result.returncode == 1, result.stderr
     out = result.stdout
     assert "staging (lift-sys-inference-staging): $2.50/container-hour" in out
@@ -190,16 +259,36 @@ def test_spend_table_shows_days_plan_budget_and_verdicts(report_file: Path) -> N
 
 
 def test_spend_within_budget_exits_0(report_file: Path) -> None:
-    result = _cli("spend", str(SPEC_32B), "--env", "production", "--report", str(report_file),
-                  "--since", "2026-11-01", "--until", "2026-11-04", "--json")
+    result = _cli(
+        "spend",
+        str(SPEC_32B),
+        "--env",
+        "production",
+        "--report",
+        str(report_file),
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-11-04",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["over_budget"] is False
 
 
 def test_logged_out_spend_is_one_clean_line(tmp_path: Path) -> None:
-    result = _cli("spend", str(SPEC_32B), "--for", "yesterday",
-                  env={"MODAL_CONFIG_PATH": str(tmp_path / "none.toml"), "MODAL_TOKEN_ID": "",
-                       "MODAL_TOKEN_SECRET": "", "MODAL_PROFILE": ""})
+    result = _cli(
+        "spend",
+        str(SPEC_32B),
+        "--for",
+        "yesterday",
+        env={
+            "MODAL_CONFIG_PATH": str(tmp_path / "none.toml"),
+            "MODAL_TOKEN_ID": "",
+            "MODAL_TOKEN_SECRET": "",
+            "MODAL_PROFILE": "",
+        },
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: reading Modal's billing report: not logged in to Modal (Token missing); run "
@@ -208,12 +297,15 @@ def test_logged_out_spend_is_one_clean_line(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--for", "fortnight"], "--for 'fortnight' is not a period; use one of today, yesterday"),
-    (["--since", "November"], "--since 'November' is not a date; write YYYY-MM-DD (UTC)"),
-    (["--since", "2026-11-03", "--until", "2026-11-01"], "--since 2026-11-03 is not before"),
-    (["--all-envs", "--url", "https://x.modal.run"], "--url names one environment's service"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--for", "fortnight"], "--for 'fortnight' is not a period; use one of today, yesterday"),
+        (["--since", "November"], "--since 'November' is not a date; write YYYY-MM-DD (UTC)"),
+        (["--since", "2026-11-03", "--until", "2026-11-01"], "--since 2026-11-03 is not before"),
+        (["--all-envs", "--url", "https://x.modal.run"], "--url names one environment's service"),
+    ],
+)
 def test_bad_options_are_one_line(args: list[str], message: str, report_file: Path) -> None:
     result = _cli("spend", str(SPEC_32B), "--report", str(report_file), *args)
     assert result.returncode != 0
@@ -236,19 +328,41 @@ def test_modal_cli_json_report_reads_the_same(tmp_path: Path) -> None:
     from modal.cli.utils import _col_name_to_json_key
 
     items = recorded_report()[:5]
-    columns = ["Object ID", "Description", "Environment", "Interval Start", "Resource", "Cost",
-               "Tags"]
+    columns = [
+        "Object ID",
+        "Description",
+        "Environment",
+        "Interval Start",
+        "Resource",
+        "Cost",
+        "Tags",
+    ]
     keys = [_col_name_to_json_key(c) for c in columns]
-    rows = [dict(zip(keys, [i.object_id, i.description, i.environment_name,
-                            i.interval_start.replace(tzinfo=None).isoformat(), resource,
-                            str(cost), json.dumps(i.tags)]))
-            for i in items for resource, cost in i.cost_by_resource.items()]
+    rows = [
+        dict(
+            zip(
+                keys,
+                [
+                    i.object_id,
+                    i.description,
+                    i.environment_name,
+                    i.interval_start.replace(tzinfo=None).isoformat(),
+                    resource,
+                    str(cost),
+                    json.dumps(i.tags),
+                ],
+            )
+        )
+        for i in items
+        for resource, cost in i.cost_by_resource.items()
+    ]
     path = tmp_path / "modal-cli.json"
     path.write_text(json.dumps(rows))
     assert billing.load_report(path) == items
 
 
 # --- verdicts the example cannot show -----------------------------------------------------
+
 
 def _production(**changes: Any) -> Any:
     """The example with production's runtime and budget changed."""
@@ -260,10 +374,14 @@ def _production(**changes: Any) -> Any:
 
 
 def _one_day(spec: Any, containers: float, days: int = 1) -> Any:
-    rows = [billing_item("lift-sys-inference", h, containers, env="production")
-            for day in range(1, days + 1) for h in hours(day, 0, 23)]
-    return spend.spend_report(spec, ["production"], rows,
-                              SpendWindow(START, START + timedelta(days=days)), source="test")
+    rows = [
+        billing_item("lift-sys-inference", h, containers, env="production")
+        for day in range(1, days + 1)
+        for h in hours(day, 0, 23)
+    ]
+    return spend.spend_report(
+        spec, ["production"], rows, SpendWindow(START, START + timedelta(days=days)), source="test"
+    )
 
 
 def test_the_max_containers_cap_is_named_as_the_cause() -> None:
@@ -290,8 +408,9 @@ def test_day_far_above_always_on_and_a_day_below_it() -> None:
     spec = _production(min_containers=1)
     rows = [billing_item("lift-sys-inference", h, 1, env="production") for h in hours(1, 0, 23)]
     rows += [billing_item("lift-sys-inference", h, 1, env="production") for h in hours(2, 0, 5)]
-    report = spend.spend_report(spec, ["production"], rows,
-                                SpendWindow(START, START + timedelta(days=2)), source="test")
+    report = spend.spend_report(
+        spec, ["production"], rows, SpendWindow(START, START + timedelta(days=2)), source="test"
+    )
     first, second = report.environments[0].days
     assert first.verdicts == []  # the always-on container, as planned
     [below] = second.verdicts
@@ -300,50 +419,66 @@ def test_day_far_above_always_on_and_a_day_below_it() -> None:
 
 def test_a_bill_above_the_worst_case_points_at_the_price_or_settings() -> None:
     spec = load_spec(SPEC_32B)
-    rows = [billing_item("lift-sys-inference-development", h, 1.5, env="development")
-            for h in hours(1, 0, 23)]
-    report = spend.spend_report(spec, ["development"], rows,
-                                SpendWindow(START, START + timedelta(days=1)), source="test")
+    rows = [
+        billing_item("lift-sys-inference-development", h, 1.5, env="development")
+        for h in hours(1, 0, 23)
+    ]
+    report = spend.spend_report(
+        spec, ["development"], rows, SpendWindow(START, START + timedelta(days=1)), source="test"
+    )
     messages = [v.message for v in report.environments[0].days[0].verdicts]
     assert any("GPUs cost $90.00, more than its worst case $60.00" in m for m in messages)
 
 
 # --- windows --------------------------------------------------------------------------------
 
+
 def test_windows_are_utc_days_ending_at_the_last_whole_hour() -> None:
     now = datetime(2026, 11, 18, 14, 37, tzinfo=timezone.utc)
     day = timedelta(days=1)
     assert spend.window_for("yesterday", now=now) == SpendWindow(
-        datetime(2026, 11, 17, tzinfo=timezone.utc), datetime(2026, 11, 18, tzinfo=timezone.utc))
+        datetime(2026, 11, 17, tzinfo=timezone.utc), datetime(2026, 11, 18, tzinfo=timezone.utc)
+    )
     assert spend.window_for(None, now=now) == SpendWindow(
-        datetime(2026, 11, 1, tzinfo=timezone.utc), now.replace(minute=0))
+        datetime(2026, 11, 1, tzinfo=timezone.utc), now.replace(minute=0)
+    )
     assert spend.window_for("last month", now=now) == SpendWindow(
-        datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc))
+        datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc)
+    )
     assert spend.window_for("7d", now=now).start == datetime(2026, 11, 12, tzinfo=timezone.utc)
-    assert spend.window_for("last-week", now=now).end - spend.window_for(
-        "last-week", now=now).start == 7 * day
-    assert spend.report_span(spend.window_for("7d", now=datetime(2026, 11, 3, tzinfo=timezone.utc))
-                             )[0] == datetime(2026, 10, 28, tzinfo=timezone.utc)
+    assert (
+        spend.window_for("last-week", now=now).end - spend.window_for("last-week", now=now).start
+        == 7 * day
+    )
+    assert spend.report_span(
+        spend.window_for("7d", now=datetime(2026, 11, 3, tzinfo=timezone.utc))
+    )[0] == datetime(2026, 10, 28, tzinfo=timezone.utc)
     with pytest.raises(OpsError, match="--until needs --since"):
         spend.window_for(until="2026-11-02", now=now)
 
 
 # --- plan against the monthly budget -------------------------------------------------------
 
+
 def test_plan_checks_the_worst_case_against_the_monthly_budget() -> None:
     from liftdeploy.planner.report import plan
 
     spec = load_spec(SPEC_32B)
-    levels = {env: [v for v in plan(spec.resolve(env)).verdicts if "budget" in v.message]
-              for env in spec.environments}
+    levels = {
+        env: [v for v in plan(spec.resolve(env)).verdicts if "budget" in v.message]
+        for env in spec.environments
+    }
     assert levels["production"][0].level == "ok"  # 2 x $2.50 x 730 = $3,650 <= $4,000
     staging = levels["staging"][0]
     assert staging.level == "warning" and "worst case $1,825/month" in staging.message
     assert "400 container-hours a month" in (staging.fix or "")
-    over = plan(_production(min_containers=1, max_monthly_usd=4000).resolve("production"),
-                gpu_hour_usd=6.0).verdicts
-    assert any(v.level == "error" and "always-on capacity alone costs $4,380/month" in v.message
-               for v in over)
+    over = plan(
+        _production(min_containers=1, max_monthly_usd=4000).resolve("production"), gpu_hour_usd=6.0
+    ).verdicts
+    assert any(
+        v.level == "error" and "always-on capacity alone costs $4,380/month" in v.message
+        for v in over
+    )
     assert plan(spec.resolve("staging")).to_dict()["cost_usd"]["monthly_budget"] == 1000
 
 
@@ -366,15 +501,22 @@ def test_check_sees_the_tags_drift(tmp_path: Path) -> None:
     service = render(SPEC_32B, tmp_path / "svc")
     app = service / "app.py"
     text = app.read_text()
-    app.write_text(text.replace('"liftdeploy-service": "lift-sys-inference"',
-                                '"liftdeploy-service": "someone-else"'))
+    app.write_text(
+        text.replace(
+            '"liftdeploy-service": "lift-sys-inference"', '"liftdeploy-service": "someone-else"'
+        )
+    )
     assert any("TAGS is" in d for d in check(service))
     app.write_text(text.replace("modal.App(APP_NAME, tags=TAGS)", "modal.App(APP_NAME)"))
-    assert any("the app is modal.App(APP_NAME) but deployment.yaml gives "
-               "modal.App(APP_NAME, tags=TAGS)" in d for d in check(service))
+    assert any(
+        "the app is modal.App(APP_NAME) but deployment.yaml gives "
+        "modal.App(APP_NAME, tags=TAGS)" in d
+        for d in check(service)
+    )
 
 
 # --- tokens ---------------------------------------------------------------------------------
+
 
 class _MetricsServer(http.server.ThreadingHTTPServer):
     text = ""
@@ -424,7 +566,7 @@ def test_generation_tokens_from_real_vllm_metrics_text() -> None:
 
 def test_garbled_metrics_and_readings_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(OpsError, match="has no value; is this vLLM's Prometheus text"):
-        tokens.generation_tokens("vllm:generation_tokens_total{engine=\"0\"} lots\n")
+        tokens.generation_tokens('vllm:generation_tokens_total{engine="0"} lots\n')
     log = ReadingLog.for_app("lift-sys-inference", tmp_path)
     log.append(TokenReading(START, 5.0))
     with log.path.open("a") as out:
@@ -435,13 +577,18 @@ def test_garbled_metrics_and_readings_are_one_line_errors(tmp_path: Path) -> Non
 
 def test_counter_restarts_count_the_new_container_from_zero() -> None:
     at = [START + timedelta(hours=h) for h in range(4)]
-    readings = [TokenReading(at[0], 1000), TokenReading(at[1], 1500), TokenReading(at[2], 200),
-                TokenReading(at[3], 700)]
+    readings = [
+        TokenReading(at[0], 1000),
+        TokenReading(at[1], 1500),
+        TokenReading(at[2], 200),
+        TokenReading(at[3], 700),
+    ]
     assert tokens.tokens_between(readings) == 500 + 200 + 500
 
 
 def test_real_cost_per_million_tokens_from_two_readings_of_a_served_counter(
-    metrics_server: _MetricsServer, tmp_path: Path,
+    metrics_server: _MetricsServer,
+    tmp_path: Path,
 ) -> None:
     spec = load_spec(SPEC_32B)
     client = Client(f"http://127.0.0.1:{metrics_server.server_address[1]}")
@@ -450,8 +597,14 @@ def test_real_cost_per_million_tokens_from_two_readings_of_a_served_counter(
     log.append(tokens.read_tokens(client, now=START + timedelta(days=1, hours=6, minutes=10)))
     metrics_server.text = _vllm_text(3_500_000)
     log.append(tokens.read_tokens(client, now=START + timedelta(days=2, hours=6, minutes=20)))
-    report = spend.spend_report(spec, ["staging"], recorded_report(), WINDOW, source="test",
-                                readings={"staging": log.load()})
+    report = spend.spend_report(
+        spec,
+        ["staging"],
+        recorded_report(),
+        WINDOW,
+        source="test",
+        readings={"staging": log.load()},
+    )
     cost = report.environments[0].tokens
     assert cost.output_tokens == 2_500_000
     # Staging ran all 24 hours between 06:00 on day 2 and 06:00 on day 3.
@@ -467,13 +620,28 @@ def _yesterday() -> str:
 
 
 def test_spend_records_a_reading_from_url(
-    metrics_server: _MetricsServer, report_file: Path, tmp_path: Path,
+    metrics_server: _MetricsServer,
+    report_file: Path,
+    tmp_path: Path,
 ) -> None:
     metrics_server.text = METRICS_TEXT.read_text()
     url = f"http://127.0.0.1:{metrics_server.server_address[1]}"
     readings = tmp_path / "readings"
-    result = _cli("spend", str(SPEC_32B), "--env", "development", "--report", str(report_file),
-                  "--since", _yesterday(), "--url", url, "--readings", str(readings), "--json")
+    result = _cli(
+        "spend",
+        str(SPEC_32B),
+        "--env",
+        "development",
+        "--report",
+        str(report_file),
+        "--since",
+        _yesterday(),
+        "--url",
+        url,
+        "--readings",
+        str(readings),
+        "--json",
+    )
     assert result.returncode in (0, 1), result.stderr
     [line] = (readings / "lift-sys-inference-development.jsonl").read_text().splitlines()
     assert json.loads(line)["generation_tokens"] == 24.0
@@ -482,22 +650,46 @@ def test_spend_records_a_reading_from_url(
     assert "1 token-counter reading" in found["reason"]
 
 
-def test_an_unreachable_service_leaves_a_reason_not_an_error(report_file: Path,
-                                                             tmp_path: Path) -> None:
-    result = _cli("spend", str(SPEC_32B), "--env", "development", "--report", str(report_file),
-                  "--since", _yesterday(), "--url", "http://127.0.0.1:9",
-                  "--readings", str(tmp_path), "--json")
+def test_an_unreachable_service_leaves_a_reason_not_an_error(
+    report_file: Path, tmp_path: Path
+) -> None:
+    result = _cli(
+        "spend",
+        str(SPEC_32B),
+        "--env",
+        "development",
+        "--report",
+        str(report_file),
+        "--since",
+        _yesterday(),
+        "--url",
+        "http://127.0.0.1:9",
+        "--readings",
+        str(tmp_path),
+        "--json",
+    )
     assert result.returncode in (0, 1), result.stderr
     reason = json.loads(result.stdout)["environments"][0]["tokens"]["reason"]
     assert reason.startswith("/metrics not read: http://127.0.0.1:9/metrics did not answer")
 
 
-def test_one_endpoint_url_is_not_read_for_every_environment(report_file: Path,
-                                                             tmp_path: Path) -> None:
-    result = _cli("spend", str(SPEC_32B), "--all-envs", "--report", str(report_file),
-                  "--since", _yesterday(), "--read-metrics", "--readings",
-                  str(tmp_path / "readings"), "--json",
-                  env={"MODAL_ENDPOINT_URL": "https://workspace--app.modal.run"})
+def test_one_endpoint_url_is_not_read_for_every_environment(
+    report_file: Path, tmp_path: Path
+) -> None:
+    result = _cli(
+        "spend",
+        str(SPEC_32B),
+        "--all-envs",
+        "--report",
+        str(report_file),
+        "--since",
+        _yesterday(),
+        "--read-metrics",
+        "--readings",
+        str(tmp_path / "readings"),
+        "--json",
+        env={"MODAL_ENDPOINT_URL": "https://workspace--app.modal.run"},
+    )
     assert result.returncode in (0, 1), result.stderr
     reasons = [e["tokens"]["reason"] for e in json.loads(result.stdout)["environments"]]
     assert reasons == ["not read: MODAL_ENDPOINT_URL names one service; read it with --env"] * 3
@@ -514,7 +706,8 @@ def test_twin_counter_counts_the_tokens_the_api_reported(twin: Any) -> None:
     generated = 0
     for n in (5, 9):
         answer = sdk.chat.completions.create(
-            model=twin.model_name, messages=[{"role": "user", "content": "count"}], max_tokens=n)
+            model=twin.model_name, messages=[{"role": "user", "content": "count"}], max_tokens=n
+        )
         assert answer.usage is not None
         generated += answer.usage.completion_tokens
     after = tokens.read_tokens(client)
@@ -523,14 +716,25 @@ def test_twin_counter_counts_the_tokens_the_api_reported(twin: Any) -> None:
 
 # --- spend --alert: the daily-spend alert the in-container monitor cannot raise -------------
 
+
 def test_spend_alert_posts_each_environment_over_budget(report_file: Path) -> None:
     from receivers import Receiver
 
     receiver = Receiver()
     try:
-        result = _cli("spend", str(SPEC_32B), "--all-envs", "--report", str(report_file),
-                      "--since", "2026-11-01", "--until", "2026-11-04", "--alert",
-                      env={"LIFTDEPLOY_ALERT_WEBHOOK_URL": receiver.url + "/hook"})
+        result = _cli(
+            "spend",
+            str(SPEC_32B),
+            "--all-envs",
+            "--report",
+            str(report_file),
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-04",
+            "--alert",
+            env={"LIFTDEPLOY_ALERT_WEBHOOK_URL": receiver.url + "/hook"},
+        )
         texts = receiver.texts()
     finally:
         receiver.close()
@@ -544,9 +748,19 @@ def test_spend_alert_posts_each_environment_over_budget(report_file: Path) -> No
 
 
 def test_spend_alert_without_the_webhook_is_one_line_before_modal_is_asked(tmp_path: Path) -> None:
-    result = _cli("spend", str(SPEC_32B), "--for", "yesterday", "--alert",
-                  env={"LIFTDEPLOY_ALERT_WEBHOOK_URL": "", "MODAL_TOKEN_ID": "",
-                       "MODAL_TOKEN_SECRET": "", "MODAL_CONFIG_PATH": str(tmp_path / "none")})
+    result = _cli(
+        "spend",
+        str(SPEC_32B),
+        "--for",
+        "yesterday",
+        "--alert",
+        env={
+            "LIFTDEPLOY_ALERT_WEBHOOK_URL": "",
+            "MODAL_TOKEN_ID": "",
+            "MODAL_TOKEN_SECRET": "",
+            "MODAL_CONFIG_PATH": str(tmp_path / "none"),
+        },
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "export LIFTDEPLOY_ALERT_WEBHOOK_URL=" in result.stderr
@@ -558,9 +772,20 @@ def test_spend_alert_refused_by_the_webhook_is_a_clean_error(report_file: Path) 
 
     receiver = Receiver(status=404)
     try:
-        result = _cli("spend", str(SPEC_32B), "--env", "staging", "--report", str(report_file),
-                      "--since", "2026-11-01", "--until", "2026-11-04", "--alert",
-                      env={"LIFTDEPLOY_ALERT_WEBHOOK_URL": receiver.url})
+        result = _cli(
+            "spend",
+            str(SPEC_32B),
+            "--env",
+            "staging",
+            "--report",
+            str(report_file),
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-04",
+            "--alert",
+            env={"LIFTDEPLOY_ALERT_WEBHOOK_URL": receiver.url},
+        )
     finally:
         receiver.close()
     assert result.returncode != 0 and "Traceback" not in result.stderr

@@ -33,10 +33,12 @@ from liftdeploy.spec.model import EngineSection, ModelDeployment, advisories
 from liftdeploy.spec.specfile import load_spec
 from liftdeploy.twin.local import LocalTwin, free_port
 
-SAMPLE_DIR = Path(os.environ.get(
-    "LIFTDEPLOY_SCHEMA_SAMPLE",
-    Path(__file__).resolve().parents[2] / "shared" / "jsonschemabench",
-))
+SAMPLE_DIR = Path(
+    os.environ.get(
+        "LIFTDEPLOY_SCHEMA_SAMPLE",
+        Path(__file__).resolve().parents[2] / "shared" / "jsonschemabench",
+    )
+)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "qwen25-coder-32b.yaml"
 SCHEMAS_PER_SET = 13  # 8 sets -> 104 schemas
 SAMPLE_MAX_TOKENS = 800
@@ -54,6 +56,7 @@ LENGTH_BOUNDED = {
 
 
 # ---- the measured default and its advisory (no server) -------------------------------------
+
 
 def test_default_backend_is_the_measured_one() -> None:
     assert EngineSection().structured_output_backend == "guidance"
@@ -81,23 +84,36 @@ def test_guard_is_on_the_server_argv_and_vllm_accepts_it(twin_supported: None) -
     argv = server_args(_example("guidance").resolve())
     args = make_arg_parser(FlexibleArgumentParser()).parse_args(argv)
     # Starlette runs the last-added middleware first: lifecycle (drain, limit), then auth, then guard.
-    assert args.middleware == ["liftdeploy.runtime.guard.StructuredOutputGuard",
-                               "liftdeploy.runtime.auth.ApiKeyGate",
-                               "liftdeploy.runtime.lifecycle.RequestLifecycle"]
+    assert args.middleware == [
+        "liftdeploy.runtime.guard.StructuredOutputGuard",
+        "liftdeploy.runtime.auth.ApiKeyGate",
+        "liftdeploy.runtime.lifecycle.RequestLifecycle",
+    ]
 
 
 # ---- the guard's decisions (pure functions, no server) -------------------------------------
 
-@pytest.mark.parametrize(("request_body", "schema"), [
-    ({"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "string"}}}},
-     {"type": "string"}),
-    ({"response_format": {"type": "json_object"}}, {"type": "object"}),
-    ({"structured_outputs": {"json": '{"type": "integer"}'}}, {"type": "integer"}),
-    ({"structured_outputs": {"json_object": True}}, {"type": "object"}),
-    ({"structured_outputs": {"regex": "[a-z]+"}}, None),
-    ({"response_format": {"type": "text"}}, None),
-    ({}, None),
-])
+
+@pytest.mark.parametrize(
+    ("request_body", "schema"),
+    [
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "a", "schema": {"type": "string"}},
+                }
+            },
+            {"type": "string"},
+        ),
+        ({"response_format": {"type": "json_object"}}, {"type": "object"}),
+        ({"structured_outputs": {"json": '{"type": "integer"}'}}, {"type": "integer"}),
+        ({"structured_outputs": {"json_object": True}}, {"type": "object"}),
+        ({"structured_outputs": {"regex": "[a-z]+"}}, None),
+        ({"response_format": {"type": "text"}}, None),
+        ({}, None),
+    ],
+)
 def test_requested_schema(request_body: dict[str, Any], schema: object) -> None:
     assert requested_schema(request_body) == schema
 
@@ -118,10 +134,12 @@ def test_judge_answer_verdicts() -> None:
     assert judge_answer('{"x": 1', {}, "stop").kind == "invalid_json"
     assert judge_answer("73.99", {"type": "number", "multipleOf": 0.01}, "stop").kind == "valid"
     assert judge_answer("73.995", {"type": "number", "multipleOf": 0.01}, "stop").kind == (
-        "schema_violation")
+        "schema_violation"
+    )
 
 
 # ---- servers -------------------------------------------------------------------------------
+
 
 def _twin_with_backend(
     twin: LocalTwin, backend: str, tmp_path_factory: pytest.TempPathFactory
@@ -133,8 +151,9 @@ def _twin_with_backend(
     deployment = twin.deployment.model_copy(deep=True)
     deployment.engine.structured_output_backend = backend
     log_path = tmp_path_factory.mktemp(f"twin-{backend}") / "server.log"
-    with LocalTwin.start(deployment, twin.deployment.model.id, free_port(),
-                         api_key=twin.api_key, log_path=log_path) as own:
+    with LocalTwin.start(
+        deployment, twin.deployment.model.id, free_port(), api_key=twin.api_key, log_path=log_path
+    ) as own:
         yield own
 
 
@@ -150,8 +169,9 @@ def xgrammar_twin(twin: LocalTwin, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _http(server: LocalTwin) -> httpx.Client:
-    return httpx.Client(base_url=server.url, timeout=300,
-                        headers={"Authorization": f"Bearer {server.api_key}"})
+    return httpx.Client(
+        base_url=server.url, timeout=300, headers={"Authorization": f"Bearer {server.api_key}"}
+    )
 
 
 def _openai(server: LocalTwin) -> Any:
@@ -161,15 +181,24 @@ def _openai(server: LocalTwin) -> Any:
     # and a decoding 2-core twin's event loop stalls for seconds, so its timer can close a
     # connection the client has just reused: "Server disconnected" (seen in CI even with a 2 s
     # client expiry). With no retries (every answer counts), no reuse is the way out.
-    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(max_connections=100, max_keepalive_connections=0)
-    return openai.OpenAI(base_url=server.base_url, api_key=server.api_key or "none", max_retries=0,
-                         http_client=openai.DefaultHttpxClient(limits=limits))
+    limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+        max_connections=100, max_keepalive_connections=0
+    )
+    return openai.OpenAI(
+        base_url=server.base_url,
+        api_key=server.api_key or "none",
+        max_retries=0,
+        http_client=openai.DefaultHttpxClient(limits=limits),
+    )
 
 
 def _chat(server: LocalTwin, schema: object, **extra: Any) -> dict[str, Any]:
-    return {"model": server.model_name, "messages": [{"role": "user", "content": "JSON please"}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
-            **extra}
+    return {
+        "model": server.model_name,
+        "messages": [{"role": "user", "content": "JSON please"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
+        **extra,
+    }
 
 
 def _violation(content: str, schema: object) -> str | None:
@@ -182,12 +211,18 @@ def _violation(content: str, schema: object) -> str | None:
 
 def _sample(per_set: int) -> list[Path]:
     if not SAMPLE_DIR.is_dir():
-        pytest.skip(f"the JSONSchemaBench sample is not at {SAMPLE_DIR}; set LIFTDEPLOY_SCHEMA_SAMPLE")
-    return [path for set_dir in sorted(p for p in SAMPLE_DIR.iterdir() if p.is_dir())
-            for path in sorted(set_dir.glob("*.json"))[:per_set]]
+        pytest.skip(
+            f"the JSONSchemaBench sample is not at {SAMPLE_DIR}; set LIFTDEPLOY_SCHEMA_SAMPLE"
+        )
+    return [
+        path
+        for set_dir in sorted(p for p in SAMPLE_DIR.iterdir() if p.is_dir())
+        for path in sorted(set_dir.glob("*.json"))[:per_set]
+    ]
 
 
 # ---- the Done-means tests ------------------------------------------------------------------
+
 
 @pytest.mark.twin
 def test_sample_through_default_configuration(default_twin: LocalTwin) -> None:
@@ -195,8 +230,9 @@ def test_sample_through_default_configuration(default_twin: LocalTwin) -> None:
     with its reason, nothing else comes back; and (issue 30) at most a fifth of the schemas
     llguidance alone refuses are still refused: the rest are served by an exact rewrite or a
     relaxed grammar with the guard as judge."""
-    from liftdeploy.runtime.schema_rewrite import _compile
     import openai
+
+    from liftdeploy.runtime.schema_rewrite import _compile
 
     client = _openai(default_twin)
 
@@ -205,13 +241,20 @@ def test_sample_through_default_configuration(default_twin: LocalTwin) -> None:
         schema = json.loads(path.read_text())
         try:
             raw = client.chat.completions.with_raw_response.create(
-                model=default_twin.model_name, messages=[{"role": "user", "content": "JSON please"}],
-                max_tokens=SAMPLE_MAX_TOKENS, seed=seed,
-                response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
+                model=default_twin.model_name,
+                messages=[{"role": "user", "content": "JSON please"}],
+                max_tokens=SAMPLE_MAX_TOKENS,
+                seed=seed,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "a", "schema": schema},
+                },
             )
         except openai.APIStatusError as err:
             message = err.body.get("message") if isinstance(err.body, dict) else str(err.body)
-            kind = "refused" if 400 <= err.status_code < 500 and message else f"HTTP {err.status_code}"
+            kind = (
+                "refused" if 400 <= err.status_code < 500 and message else f"HTTP {err.status_code}"
+            )
             return path.name, kind, message
         choice = raw.parse().choices[0]
         if choice.finish_reason == "length":
@@ -225,15 +268,22 @@ def test_sample_through_default_configuration(default_twin: LocalTwin) -> None:
         results = list(pool.map(ask, enumerate(schemas)))
     kinds = Counter(kind for _, kind, _ in results)
     any_whitespace = not default_twin.deployment.engine.disable_any_whitespace
-    llguidance_refuses = [path.name for path in schemas if _compile(
-        json.loads(path.read_text()), any_whitespace=any_whitespace)[0] is not None]
+    llguidance_refuses = [
+        path.name
+        for path in schemas
+        if _compile(json.loads(path.read_text()), any_whitespace=any_whitespace)[0] is not None
+    ]
     refused = [name for name, kind, _ in results if kind == "refused"]
-    print(f"\n{len(schemas)} schemas: {dict(kinds)}; llguidance alone refuses "
-          f"{len(llguidance_refuses)}, the service {len(refused)}: {refused}")
+    print(
+        f"\n{len(schemas)} schemas: {dict(kinds)}; llguidance alone refuses "
+        f"{len(llguidance_refuses)}, the service {len(refused)}: {refused}"
+    )
     assert len(refused) <= 0.2 * len(llguidance_refuses), refused
     unexpected = [r for r in results if r[1] not in ("valid", "refused", "truncated")]
     assert not unexpected, unexpected
-    assert all(re.search(r"[a-z]{4}", reason or "") for _, kind, reason in results if kind == "refused")
+    assert all(
+        re.search(r"[a-z]{4}", reason or "") for _, kind, reason in results if kind == "refused"
+    )
     assert all(reason == "incomplete" for _, kind, reason in results if kind == "truncated")
     assert kinds["valid"] >= 50, "too few complete answers for the check to mean anything"
 
@@ -243,9 +293,12 @@ def test_guard_at_work_on_xgrammar_length_bounded_strings(xgrammar_twin: LocalTw
     """XGrammar 0.2.8 lets raw control characters into length-bounded strings; the guard
     repairs them visibly or withholds the answer, and no invalid answer arrives as valid."""
     with _http(xgrammar_twin) as http:
+
         def ask(seed: int) -> httpx.Response:
-            return http.post("/v1/chat/completions",
-                             json=_chat(xgrammar_twin, LENGTH_BOUNDED, max_tokens=200, seed=seed))
+            return http.post(
+                "/v1/chat/completions",
+                json=_chat(xgrammar_twin, LENGTH_BOUNDED, max_tokens=200, seed=seed),
+            )
 
         with ThreadPoolExecutor(4) as pool:
             responses = list(pool.map(ask, range(40)))
@@ -267,8 +320,9 @@ def test_guard_at_work_on_xgrammar_length_bounded_strings(xgrammar_twin: LocalTw
     print(f"\nxgrammar, 40 answers: {dict(verdicts)}")
     guarded = verdicts["repaired"] + verdicts["invalid_json"] + verdicts["schema_violation"]
     assert guarded >= 1, f"the defect did not show in 40 answers: {dict(verdicts)}"
-    assert re.search(r'liftdeploy_structured_output_total\{verdict="(repaired|invalid_json)"\} [1-9]',
-                     metrics)
+    assert re.search(
+        r'liftdeploy_structured_output_total\{verdict="(repaired|invalid_json)"\} [1-9]', metrics
+    )
     log = xgrammar_twin.log_path.read_text() if xgrammar_twin.log_path else ""
     assert '"name": "liftdeploy.guard"' in log and '"event": "structured_output"' in log
 
@@ -280,12 +334,21 @@ def test_streaming_constrained_request_is_refused_with_the_reason(default_twin: 
     client = _openai(default_twin)
     with pytest.raises(openai.BadRequestError, match="stream=true is refused.*send stream=false"):
         client.chat.completions.create(
-            model=default_twin.model_name, messages=[{"role": "user", "content": "hi"}],
-            stream=True, response_format={"type": "json_object"}, max_tokens=5)
+            model=default_twin.model_name,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            response_format={"type": "json_object"},
+            max_tokens=5,
+        )
     # Unconstrained streaming is untouched.
-    chunks = list(client.chat.completions.create(
-        model=default_twin.model_name, messages=[{"role": "user", "content": "hi"}],
-        stream=True, max_tokens=5))
+    chunks = list(
+        client.chat.completions.create(
+            model=default_twin.model_name,
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            max_tokens=5,
+        )
+    )
     assert chunks
 
 
@@ -293,18 +356,36 @@ def test_streaming_constrained_request_is_refused_with_the_reason(default_twin: 
 def test_requests_that_would_bypass_the_check_are_refused(default_twin: LocalTwin) -> None:
     hi = [{"role": "user", "content": "hi"}]
     with _http(default_twin) as http:
-        legacy = http.post("/v1/chat/completions", json={
-            "model": default_twin.model_name, "messages": hi, "guided_json": {"type": "object"},
-            "max_tokens": 5})
+        legacy = http.post(
+            "/v1/chat/completions",
+            json={
+                "model": default_twin.model_name,
+                "messages": hi,
+                "guided_json": {"type": "object"},
+                "max_tokens": 5,
+            },
+        )
         assert legacy.status_code == 400
         assert "would be ignored" in legacy.json()["error"]["message"]
         # FastAPI parses a body without content-type as JSON too: still checked.
-        untyped = http.post("/v1/chat/completions", content=json.dumps(
-            _chat(default_twin, {"type": "object"}, stream=True, max_tokens=5)).encode())
+        untyped = http.post(
+            "/v1/chat/completions",
+            content=json.dumps(
+                _chat(default_twin, {"type": "object"}, stream=True, max_tokens=5)
+            ).encode(),
+        )
         assert untyped.status_code == 400 and "stream=true is refused" in untyped.text
-        responses_api = http.post("/v1/responses", json={
-            "model": default_twin.model_name, "input": "hi", "max_output_tokens": 5,
-            "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}}}})
+        responses_api = http.post(
+            "/v1/responses",
+            json={
+                "model": default_twin.model_name,
+                "input": "hi",
+                "max_output_tokens": 5,
+                "text": {
+                    "format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}}
+                },
+            },
+        )
         assert responses_api.status_code == 400
         assert "/v1/chat/completions and /v1/completions only" in responses_api.text
 
@@ -313,8 +394,14 @@ def test_requests_that_would_bypass_the_check_are_refused(default_twin: LocalTwi
 def test_completions_endpoint_and_verdict_header(default_twin: LocalTwin) -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     with _http(default_twin) as http:
-        body = {"model": default_twin.model_name, "prompt": "JSON:", "max_tokens": 60,
-                "structured_outputs": {"json": schema}, "n": 2, "seed": 1}
+        body = {
+            "model": default_twin.model_name,
+            "prompt": "JSON:",
+            "max_tokens": 60,
+            "structured_outputs": {"json": schema},
+            "n": 2,
+            "seed": 1,
+        }
         response = http.post("/v1/completions", json=body)
         assert response.status_code == 200, response.text
         choices = response.json()["choices"]
@@ -324,12 +411,19 @@ def test_completions_endpoint_and_verdict_header(default_twin: LocalTwin) -> Non
             assert verdict == ("incomplete" if choice["finish_reason"] == "length" else "valid")
             if verdict == "valid":
                 assert _violation(choice["text"], schema) is None
-        cut = http.post("/v1/chat/completions", json=_chat(default_twin, LENGTH_BOUNDED, max_tokens=2))
+        cut = http.post(
+            "/v1/chat/completions", json=_chat(default_twin, LENGTH_BOUNDED, max_tokens=2)
+        )
         assert cut.status_code == 200 and cut.headers[HEADER] == "incomplete"
         assert cut.json()["choices"][0]["finish_reason"] == "length"
-        plain = http.post("/v1/chat/completions", json={
-            "model": default_twin.model_name, "messages": [{"role": "user", "content": "hi"}],
-            "max_tokens": 3})
+        plain = http.post(
+            "/v1/chat/completions",
+            json={
+                "model": default_twin.model_name,
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 3,
+            },
+        )
         assert plain.status_code == 200 and HEADER not in plain.headers
 
 
@@ -346,10 +440,13 @@ def test_local_check_agrees_with_the_server(
     assert server.deployment.engine.structured_output_backend == backend
     schemas = _sample(10_000)
     with _http(server) as http:
+
         def server_accepts(path: Path) -> tuple[bool, str]:
             # 400: refused up front; 500: accepted, then the engine failed compiling it.
-            response = http.post("/v1/chat/completions",
-                                 json=_chat(server, json.loads(path.read_text()), max_tokens=1))
+            response = http.post(
+                "/v1/chat/completions",
+                json=_chat(server, json.loads(path.read_text()), max_tokens=1),
+            )
             assert response.status_code in (200, 400, 500), (path, response.text)
             return response.status_code == 200, f"HTTP {response.status_code} {response.text[:160]}"
 
@@ -361,9 +458,13 @@ def test_local_check_agrees_with_the_server(
         if local.supported != accepted:
             disagreements.append(
                 f"{path.parent.name}/{path.name}: local {local.supported} ({local.reason}), "
-                f"server {accepted} ({text})")
-    print(f"\n{backend}: {len(schemas) - len(disagreements)}/{len(schemas)} agree", *disagreements,
-          sep="\n  ")
+                f"server {accepted} ({text})"
+            )
+    print(
+        f"\n{backend}: {len(schemas) - len(disagreements)}/{len(schemas)} agree",
+        *disagreements,
+        sep="\n  ",
+    )
     assert not disagreements, disagreements
 
 
@@ -372,8 +473,10 @@ def test_guard_checks_ecma_patterns_and_never_passes_an_unchecked_answer() -> No
     rest of the schema; an answer that cannot be checked at all is withheld, not returned."""
     from liftdeploy.runtime.guard import judge_answer
 
-    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "^\\p{L}+$"},
-                                               "n": {"maximum": 3}}}
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string", "pattern": "^\\p{L}+$"}, "n": {"maximum": 3}},
+    }
     assert judge_answer('{"a":"x","n":999}', schema, "stop").kind == "schema_violation"
     assert judge_answer('{"a":"1","n":2}', schema, "stop").kind == "schema_violation"
     assert judge_answer('{"a":"x","n":2}', schema, "stop").kind == "valid"

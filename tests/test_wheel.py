@@ -24,8 +24,15 @@ from liftdeploy.render.service import render
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "examples" / "qwen3-next-80b.yaml"
-PROJECT_FILES = ["pyproject.toml", "setup.py", "README.md", "copier.yml", "template", "examples",
-                 "liftdeploy"]
+PROJECT_FILES = [
+    "pyproject.toml",
+    "setup.py",
+    "README.md",
+    "copier.yml",
+    "template",
+    "examples",
+    "liftdeploy",
+]
 
 
 class Installed:
@@ -33,8 +40,13 @@ class Installed:
         self.venv, self.work = venv, work
 
     def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.venv / "bin" / args[0]), *args[1:]], cwd=cwd or self.work,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [str(self.venv / "bin" / args[0]), *args[1:]],
+            cwd=cwd or self.work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +62,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         else:
             shutil.copy2(path, source / name)
     build = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(root / "dist")],
-        cwd=source, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(root / "dist"),
+        ],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     wheel = next((root / "dist").glob("liftdeploy-*.whl"))
@@ -62,9 +85,21 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     # checkout's editable liftdeploy, are not processed).
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     pip = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-         "--no-deps", "--no-index", "-q", str(wheel)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "-q",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert pip.returncode == 0, pip.stderr
     work = root / "work"
@@ -73,8 +108,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
 
 
 def test_the_installed_liftdeploy_is_the_wheel(installed: Installed) -> None:
-    proc = installed.run("python", "-c", "import liftdeploy, liftdeploy.render.service as r; "
-                         "print(liftdeploy.__file__); print(r.template_source())")
+    proc = installed.run(
+        "python",
+        "-c",
+        "import liftdeploy, liftdeploy.render.service as r; "
+        "print(liftdeploy.__file__); print(r.template_source())",
+    )
     assert proc.returncode == 0, proc.stderr
     module_file, template = proc.stdout.split()
     assert module_file.startswith(str(installed.venv))
@@ -91,15 +130,25 @@ def test_render_from_the_wheel_equals_render_from_the_checkout(
     answers = ".copier-answers.yml"
     assert without_stamps(from_wheel.pop(answers)) == without_stamps(from_checkout.pop(answers))
     assert from_wheel == from_checkout
-    assert set(from_wheel) >= {"app.py", "README.md", "RUNBOOK.md", "deployment.yaml",
-                               ".github/workflows/deploy.yml", "liftdeploy_runtime/server.py"}
+    assert set(from_wheel) >= {
+        "app.py",
+        "README.md",
+        "RUNBOOK.md",
+        "deployment.yaml",
+        ".github/workflows/deploy.yml",
+        "liftdeploy_runtime/server.py",
+    }
     check = installed.run("liftdeploy", "check", "svc")
     assert check.returncode == 0, check.stderr
 
 
 def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                   cwd=cwd, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_regenerate_from_the_wheel_keeps_hand_edits(installed: Installed) -> None:
@@ -108,12 +157,17 @@ def test_regenerate_from_the_wheel_keeps_hand_edits(installed: Installed) -> Non
     assert proc.returncode == 0, proc.stderr
     _git(service, "init", "-q", "-b", "main")
     app = service / "app.py"
-    app.write_text(app.read_text().replace(
-        "MINUTES = 60  # seconds\n", 'MINUTES = 60  # seconds\nTEAM = "ml-platform"\n', 1))
+    app.write_text(
+        app.read_text().replace(
+            "MINUTES = 60  # seconds\n", 'MINUTES = 60  # seconds\nTEAM = "ml-platform"\n', 1
+        )
+    )
     _git(service, "add", "-A")
     _git(service, "commit", "-q", "-m", "render + hand edit")
-    assert installed.run("liftdeploy", "set", "deployment.yaml", "gpu.count=4",
-                         cwd=service).returncode == 0
+    assert (
+        installed.run("liftdeploy", "set", "deployment.yaml", "gpu.count=4", cwd=service).returncode
+        == 0
+    )
     proc = installed.run("liftdeploy", "render", ".", cwd=service)
     assert proc.returncode == 0, proc.stderr
     text = app.read_text()

@@ -19,10 +19,8 @@ import datetime
 import http.server
 import ipaddress
 import json
-import os
 import re
 import shlex
-import shutil
 import socket
 import ssl
 import subprocess
@@ -48,8 +46,16 @@ WORKFLOW = Path(".github/workflows/deploy.yml")
 BIN = Path(sys.executable).parent
 SDK_BOUND = ("bootstrap", "download", "spend")
 """liftdeploy commands that reach Modal through its SDK, not the `modal` CLI."""
-MODAL_COMMANDS = {"bootstrap", "download", "deploy", "warmup", "health", "smoke", "rollback",
-                  "spend"}
+MODAL_COMMANDS = {
+    "bootstrap",
+    "download",
+    "deploy",
+    "warmup",
+    "health",
+    "smoke",
+    "rollback",
+    "spend",
+}
 """liftdeploy commands that call Modal (its SDK, its CLI, or its URL lookup): only their steps
 may see the Modal token."""
 EXAMPLE_NAMES = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
@@ -60,8 +66,9 @@ def load_workflow(service: Path) -> dict[str, Any]:
 
 
 def run_scripts(workflow: dict[str, Any]) -> list[str]:
-    return [step["run"] for job in workflow["jobs"].values() for step in job["steps"]
-            if "run" in step]
+    return [
+        step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "run" in step
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +94,19 @@ def test_workflow_matches_githubs_schema_and_passes_zizmor(
     example: str, example_services: dict[str, Path]
 ) -> None:
     workflow = example_services[example] / WORKFLOW
-    schema = subprocess.run([tool("check-jsonschema"), "--builtin-schema",
-                             "vendor.github-workflows", str(workflow)],
-                            capture_output=True, text=True, timeout=120)
+    schema = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert schema.returncode == 0, schema.stdout + schema.stderr
-    audit = subprocess.run([tool("zizmor"), "--offline", "--no-progress", str(workflow)],
-                           capture_output=True, text=True, timeout=120)
+    audit = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-progress", str(workflow)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert audit.returncode == 0, audit.stdout + audit.stderr
     assert "No findings to report" in audit.stdout + audit.stderr
 
@@ -112,11 +126,24 @@ def liftdeploy_lines(script: str) -> list[list[str]]:
 def test_every_liftdeploy_line_parses_with_liftdeploys_parser(
     example: str, example_services: dict[str, Path]
 ) -> None:
-    commands = [argv for script in run_scripts(load_workflow(example_services[example]))
-                for argv in liftdeploy_lines(script)]
+    commands = [
+        argv
+        for script in run_scripts(load_workflow(example_services[example]))
+        for argv in liftdeploy_lines(script)
+    ]
     names = [argv[1] for argv in commands]
-    assert names == ["check", "bootstrap", "download", "deploy", "ci-warmup", "warmup",
-                     "health", "smoke", "rollback", "spend"]
+    assert names == [
+        "check",
+        "bootstrap",
+        "download",
+        "deploy",
+        "ci-warmup",
+        "warmup",
+        "health",
+        "smoke",
+        "rollback",
+        "spend",
+    ]
     for argv in commands:
         try:
             build_parser(argv[1]).parse_args(argv[1:])
@@ -212,7 +239,7 @@ class Run:
         return [shlex.join(call) for call in self.calls]
 
     def index(self, *prefix: str) -> int:
-        return next(i for i, call in enumerate(self.calls) if tuple(call[:len(prefix)]) == prefix)
+        return next(i for i, call in enumerate(self.calls) if tuple(call[: len(prefix)]) == prefix)
 
 
 RECORDER = """#!{python}
@@ -245,10 +272,17 @@ def recorders(bin_dir: Path) -> Path:
 
 
 def run_workflow(
-    service: Path, bin_dir: Path, *, event: str, environment: str | None = None,
-    secrets: dict[str, str] | None = None, variables: dict[str, str] | None = None,
-    extra_env: dict[str, str] | None = None, job_name: str = "deploy",
-    workspace: Path | None = None, workflow_file: Path | None = None,
+    service: Path,
+    bin_dir: Path,
+    *,
+    event: str,
+    environment: str | None = None,
+    secrets: dict[str, str] | None = None,
+    variables: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None,
+    job_name: str = "deploy",
+    workspace: Path | None = None,
+    workflow_file: Path | None = None,
 ) -> Run:
     """Run one job's steps in order as GitHub would; `uses:` steps are the runner's own
     setup (checkout, Python) and are skipped: the service is already checked out. `workspace`
@@ -263,7 +297,10 @@ def run_workflow(
     context: dict[str, Any] = {
         "github": {"event_name": event},
         "inputs": {"environment": environment} if environment else {},
-        "secrets": secrets or {}, "vars": variables or {}, "steps": steps, "env": {},
+        "secrets": secrets or {},
+        "vars": variables or {},
+        "steps": steps,
+        "env": {},
         "functions": {"success": True, "failure": False, "always": True},
     }
     if not evaluate(str(job.get("if", "success()")), context):
@@ -273,9 +310,14 @@ def run_workflow(
     if "environment" in job:
         assert substitute(job["environment"], context) == job_env["LIFTDEPLOY_ENV"]
     base_env = {
-        "PATH": f"{bin_dir}:{BIN}:/usr/bin:/bin", "HOME": str(service.parent),
-        "PYTHONPATH": str(REPO_ROOT), "RECORDER_LOG": str(log), "GITHUB_EVENT_NAME": event,
-        "NO_PROXY": "*", **(extra_env or {}), **job_env,
+        "PATH": f"{bin_dir}:{BIN}:/usr/bin:/bin",
+        "HOME": str(service.parent),
+        "PYTHONPATH": str(REPO_ROOT),
+        "RECORDER_LOG": str(log),
+        "GITHUB_EVENT_NAME": event,
+        "NO_PROXY": "*",
+        **(extra_env or {}),
+        **job_env,
     }
     for number, step in enumerate(job["steps"]):
         if "run" not in step:
@@ -292,15 +334,27 @@ def run_workflow(
             continue
         outputs = service.parent / f"output-{name}"
         outputs.write_text("")
-        env = {**base_env, "GITHUB_OUTPUT": str(outputs),
-               **{k: substitute(v, context) for k, v in step.get("env", {}).items()}}
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
-                               step["run"]], cwd=cwd, env=env, capture_output=True,
-                              text=True, timeout=600)
+        env = {
+            **base_env,
+            "GITHUB_OUTPUT": str(outputs),
+            **{k: substitute(v, context) for k, v in step.get("env", {}).items()},
+        }
+        proc = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         outcome = "success" if proc.returncode == 0 else "failure"
         failed = failed or proc.returncode != 0
-        steps[name] = {"outcome": outcome, "outputs": dict(
-            line.split("=", 1) for line in outputs.read_text().splitlines() if "=" in line)}
+        steps[name] = {
+            "outcome": outcome,
+            "outputs": dict(
+                line.split("=", 1) for line in outputs.read_text().splitlines() if "=" in line
+            ),
+        }
         run.outcomes[step.get("name", name)] = outcome
         run.output += f"--- {step.get('name', name)}: {outcome}\n{proc.stdout}{proc.stderr}"
     run.calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -333,11 +387,14 @@ def install_step(service: Path, bin_dir: Path, job_name: str = "deploy", **optio
 
 
 @pytest.mark.parametrize("job_name", ["deploy", "spend"])
-@pytest.mark.parametrize("requirement", [
-    "liftdeploy @ git+https://github.com/acme/liftdeploy@0123456789abcdef0123456789abcdef01234567",
-    "liftdeploy==0.1.0",
-    "../..",
-])
+@pytest.mark.parametrize(
+    "requirement",
+    [
+        "liftdeploy @ git+https://github.com/acme/liftdeploy@0123456789abcdef0123456789abcdef01234567",
+        "liftdeploy==0.1.0",
+        "../..",
+    ],
+)
 def test_install_uses_the_recorded_requirement(
     tmp_path: Path, requirement: str, job_name: str
 ) -> None:
@@ -382,21 +439,26 @@ def test_no_step_that_installs_sees_a_secret_and_the_token_only_where_modal_is_c
 
 
 def concurrency_group(workflow: dict[str, Any], event: str, environment: str | None) -> str:
-    return substitute(workflow["concurrency"]["group"], {
-        "github": {"event_name": event},
-        "inputs": {"environment": environment} if environment else {}})
+    return substitute(
+        workflow["concurrency"]["group"],
+        {
+            "github": {"event_name": event},
+            "inputs": {"environment": environment} if environment else {},
+        },
+    )
 
 
 def test_one_concurrency_group_per_environment_for_every_trigger(
-    example_services: dict[str, Path]
+    example_services: dict[str, Path],
 ) -> None:
     workflow = load_workflow(example_services["qwen25-coder-32b"])
     dispatch = workflow["on"]["workflow_dispatch"]["inputs"]["environment"]
     assert dispatch["default"] == "staging"  # a manual run never defaults to production
     assert workflow["concurrency"]["cancel-in-progress"] is False
     push = concurrency_group(workflow, "push", None)
-    groups = {env: concurrency_group(workflow, "workflow_dispatch", env)
-              for env in dispatch["options"]}
+    groups = {
+        env: concurrency_group(workflow, "workflow_dispatch", env) for env in dispatch["options"]
+    }
     assert push == groups["staging"]
     assert len(set(groups.values())) == len(groups)  # one per environment
     # The daily spend job waits in no deploy's group (a newer pending run cancels an older one).
@@ -414,18 +476,25 @@ def test_timeouts_come_from_the_plan(example: str, example_services: dict[str, P
     spec = load_spec(EXAMPLES / f"{example}.yaml")
     plans = [plan(spec.resolve(env)) for env in spec.environments]
     limits = ci_timeouts([p.download for p in plans], [p.startup_timeout_s for p in plans])
-    download = next(step for step in workflow["jobs"]["deploy"]["steps"]
-                    if "liftdeploy download" in step.get("run", ""))
-    whole_limit_s = max(d.timeout_s * (d.retries + 1)
-                        for d in (download_estimate(spec.resolve(e)) for e in spec.environments))
+    download = next(
+        step
+        for step in workflow["jobs"]["deploy"]["steps"]
+        if "liftdeploy download" in step.get("run", "")
+    )
+    whole_limit_s = max(
+        d.timeout_s * (d.retries + 1)
+        for d in (download_estimate(spec.resolve(e)) for e in spec.environments)
+    )
     assert download["timeout-minutes"] == limits.download_minutes
     assert download["timeout-minutes"] * 60 >= whole_limit_s or limits.download_cut
     for job in workflow["jobs"].values():
         assert 0 < job["timeout-minutes"] <= GITHUB_JOB_LIMIT_MINUTES
     assert workflow["jobs"]["deploy"]["timeout-minutes"] > download["timeout-minutes"]
     if limits.download_cut:
-        assert "liftdeploy download deployment.yaml --env ENV" in (
-            example_services[example] / WORKFLOW).read_text()
+        assert (
+            "liftdeploy download deployment.yaml --env ENV"
+            in (example_services[example] / WORKFLOW).read_text()
+        )
 
 
 def test_daily_job_alerts_on_yesterdays_spend_for_every_environment(tmp_path: Path) -> None:
@@ -435,11 +504,17 @@ def test_daily_job_alerts_on_yesterdays_spend_for_every_environment(tmp_path: Pa
     bin_dir = recorders(tmp_path / "bin")
     deploy = run_workflow(service, bin_dir, event="schedule")
     assert deploy.job_skipped  # a scheduled run deploys nothing
-    run = run_workflow(service, bin_dir, event="schedule", job_name="spend",
-                       secrets={"LIFTDEPLOY_ALERT_WEBHOOK_URL": "https://hooks.example.com/x"})
+    run = run_workflow(
+        service,
+        bin_dir,
+        event="schedule",
+        job_name="spend",
+        secrets={"LIFTDEPLOY_ALERT_WEBHOOK_URL": "https://hooks.example.com/x"},
+    )
     assert set(run.outcomes.values()) == {"success"}, run.output
     assert [c for c in run.calls if c[0] == "liftdeploy"] == [
-        ["liftdeploy", "spend", "deployment.yaml", "--all-envs", "--for", "yesterday", "--alert"]]
+        ["liftdeploy", "spend", "deployment.yaml", "--all-envs", "--for", "yesterday", "--alert"]
+    ]
     assert run_workflow(service, bin_dir, event="push", job_name="spend").job_skipped
 
 
@@ -448,15 +523,30 @@ def test_a_service_in_a_subfolder_gets_a_root_workflow_that_runs_there(tmp_path:
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     service = repo / "services" / "qwen80b"
-    proc = subprocess.run([str(BIN / "liftdeploy"), "render", str(EXAMPLES / "qwen3-next-80b.yaml"),
-                           "-o", str(service)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(BIN / "liftdeploy"),
+            "render",
+            str(EXAMPLES / "qwen3-next-80b.yaml"),
+            "-o",
+            str(service),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "GitHub runs workflows only from the repository root" in proc.stderr
     assert "liftdeploy ci-workflow services/qwen80b" in proc.stderr
     answers = service / ".copier-answers.yml"
     answers.write_text(answers.read_text() + f"{INSTALL_KEY}: liftdeploy==0.1.0\n")
-    proc = subprocess.run([str(BIN / "liftdeploy"), "ci-workflow", "services/qwen80b"], cwd=repo,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "liftdeploy"), "ci-workflow", "services/qwen80b"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     root_workflow = repo / ".github" / "workflows" / "deploy-qwen3-next-80b.yml"
     workflow = YAML(typ="safe").load(root_workflow.read_text())
@@ -465,17 +555,28 @@ def test_a_service_in_a_subfolder_gets_a_root_workflow_that_runs_there(tmp_path:
     assert "services/qwen80b/deployment.yaml" in paths
     assert ".github/workflows/deploy-qwen3-next-80b.yml" in paths
     assert all(p.startswith("services/qwen80b/") or p == paths[-1] for p in paths)
-    for command in ([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows"],
-                    [tool("zizmor"), "--offline", "--no-progress"]):
-        checked = subprocess.run([*command, str(root_workflow)], capture_output=True, text=True,
-                                 timeout=120)
+    for command in (
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows"],
+        [tool("zizmor"), "--offline", "--no-progress"],
+    ):
+        checked = subprocess.run(
+            [*command, str(root_workflow)], capture_output=True, text=True, timeout=120
+        )
         assert checked.returncode == 0, checked.stdout + checked.stderr
     commit_all(repo, "service and its root workflow")
-    run = run_workflow(service, recorders(tmp_path / "bin"), event="push", workspace=repo,
-                       workflow_file=root_workflow)
+    run = run_workflow(
+        service,
+        recorders(tmp_path / "bin"),
+        event="push",
+        workspace=repo,
+        workflow_file=root_workflow,
+    )
     assert set(run.outcomes.values()) <= {"success", "skipped"}, run.output
     assert [c[:2] for c in run.calls if c[0] in ("pip", "liftdeploy")][:3] == [
-        ["pip", "install"], ["liftdeploy", "check"], ["liftdeploy", "bootstrap"]]
+        ["pip", "install"],
+        ["liftdeploy", "check"],
+        ["liftdeploy", "bootstrap"],
+    ]
 
 
 # --- the whole path ---------------------------------------------------------------------------
@@ -492,8 +593,12 @@ def test_push_of_a_multi_gpu_service_deploys_without_starting_a_container(tmp_pa
     run = run_workflow(service, recorders(tmp_path / "bin"), event="push")
     assert set(run.outcomes.values()) <= {"success", "skipped"}, run.output
     assert [c[:2] for c in run.calls if c[0] == "liftdeploy"] == [
-        ["liftdeploy", "check"], ["liftdeploy", "bootstrap"], ["liftdeploy", "download"],
-        ["liftdeploy", "deploy"], ["liftdeploy", "ci-warmup"]]
+        ["liftdeploy", "check"],
+        ["liftdeploy", "bootstrap"],
+        ["liftdeploy", "download"],
+        ["liftdeploy", "deploy"],
+        ["liftdeploy", "ci-warmup"],
+    ]
     assert run.outcomes["wait until healthy"] == "skipped"
     assert "multi-GPU, so a push deploys without starting it" in run.output
     assert_modal_calls_parse(run)
@@ -503,7 +608,9 @@ def test_push_of_a_multi_gpu_service_deploys_without_starting_a_container(tmp_pa
 def test_push_to_staging_runs_the_whole_path(tmp_path: Path, twin: Any) -> None:
     service = rendered_service(tmp_path, "qwen25-coder-32b", "liftdeploy==0.1.0")
     run = run_workflow(
-        service, recorders(tmp_path / "bin"), event="push",
+        service,
+        recorders(tmp_path / "bin"),
+        event="push",
         secrets={"LIFTDEPLOY_API_KEY": twin.api_key, "MODAL_TOKEN_ID": "ak-test"},
         extra_env={"MODAL_ENDPOINT_URL": twin.url},
     )
@@ -527,29 +634,45 @@ def test_release_mode_ships_production_as_a_candidate_and_staging_as_a_deploy(
     gets `release start`, the bake, `release finish` and no plain deploy; staging is deployed
     as before, and every modal call parses with modal's CLI."""
     spec = tmp_path / "released.yaml"
-    spec.write_text((EXAMPLES / "qwen25-coder-32b.yaml").read_text()
-                    + "release:\n  ci: release\n  bake_s: 600\n")
+    spec.write_text(
+        (EXAMPLES / "qwen25-coder-32b.yaml").read_text()
+        + "release:\n  ci: release\n  bake_s: 600\n"
+    )
     service = render(spec, tmp_path / "svc")
     answers = service / ".copier-answers.yml"
     answers.write_text(answers.read_text() + f"{INSTALL_KEY}: liftdeploy==0.1.0\n")
     git(service, "init", "-q", "-b", "main")
     commit_all(service, "render")
     workflow = service / WORKFLOW
-    schema = subprocess.run([tool("check-jsonschema"), "--builtin-schema",
-                             "vendor.github-workflows", str(workflow)],
-                            capture_output=True, text=True, timeout=120)
+    schema = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert schema.returncode == 0, schema.stdout + schema.stderr
-    audit = subprocess.run([tool("zizmor"), "--offline", "--no-progress", str(workflow)],
-                           capture_output=True, text=True, timeout=120)
+    audit = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-progress", str(workflow)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert audit.returncode == 0 and "No findings to report" in audit.stdout + audit.stderr, (
-        audit.stdout + audit.stderr)
+        audit.stdout + audit.stderr
+    )
 
     # The release and the checks of production's URL reach Modal (its SDK, its URLs): parsed
     # only, like the SDK-bound commands; the bake's sleep is recorded, not slept.
     bin_dir = recorders(tmp_path / "bin")
-    (bin_dir / "liftdeploy").write_text(RECORDER.format(
-        python=sys.executable, name="liftdeploy", tail=LIFTDEPLOY_TAIL.format(
-            sdk_bound=(*SDK_BOUND, "release", "warmup", "health", "smoke"))))
+    (bin_dir / "liftdeploy").write_text(
+        RECORDER.format(
+            python=sys.executable,
+            name="liftdeploy",
+            tail=LIFTDEPLOY_TAIL.format(
+                sdk_bound=(*SDK_BOUND, "release", "warmup", "health", "smoke")
+            ),
+        )
+    )
     (bin_dir / "sleep").write_text(RECORDER.format(python=sys.executable, name="sleep", tail=""))
     (bin_dir / "sleep").chmod(0o755)
 
@@ -557,12 +680,17 @@ def test_release_mode_ships_production_as_a_candidate_and_staging_as_a_deploy(
     assert set(run.outcomes.values()) <= {"success", "skipped"}, run.output
     assert run.outcomes["deploy"] == "skipped"
     assert [c[:3] for c in run.calls if c[0] in ("liftdeploy", "sleep")] == [
-        ["liftdeploy", "check", "."], ["liftdeploy", "bootstrap", "deployment.yaml"],
+        ["liftdeploy", "check", "."],
+        ["liftdeploy", "bootstrap", "deployment.yaml"],
         ["liftdeploy", "download", "deployment.yaml"],
-        ["liftdeploy", "release", "start"], ["sleep", "600"],
-        ["liftdeploy", "release", "finish"], ["liftdeploy", "ci-warmup", "deployment.yaml"],
-        ["liftdeploy", "warmup", "deployment.yaml"], ["liftdeploy", "health", "deployment.yaml"],
-        ["liftdeploy", "smoke", "deployment.yaml"]]
+        ["liftdeploy", "release", "start"],
+        ["sleep", "600"],
+        ["liftdeploy", "release", "finish"],
+        ["liftdeploy", "ci-warmup", "deployment.yaml"],
+        ["liftdeploy", "warmup", "deployment.yaml"],
+        ["liftdeploy", "health", "deployment.yaml"],
+        ["liftdeploy", "smoke", "deployment.yaml"],
+    ]
     assert not any(c[:2] == ["modal", "deploy"] for c in run.calls)
     assert_modal_calls_parse(run)
 
@@ -586,18 +714,29 @@ def _self_signed(address: str, directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(address))]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -659,7 +798,10 @@ def test_production_run_whose_smoke_fails_rolls_back(
     url, ca_file = broken_deployment
     service = rendered_service(tmp_path, "qwen25-coder-32b", "liftdeploy==0.1.0")
     run = run_workflow(
-        service, recorders(tmp_path / "bin"), event="workflow_dispatch", environment="production",
+        service,
+        recorders(tmp_path / "bin"),
+        event="workflow_dispatch",
+        environment="production",
         secrets={"LIFTDEPLOY_API_KEY": "test-key", "MODAL_TOKEN_ID": "ak-test"},
         extra_env={"MODAL_ENDPOINT_URL": url, "SSL_CERT_FILE": str(ca_file)},
     )
@@ -679,8 +821,12 @@ def test_production_run_whose_smoke_fails_rolls_back(
 def test_runbook_setup_lists_every_secret_and_variable_the_workflow_reads(
     example: str, example_services: dict[str, Path]
 ) -> None:
-    read = set(re.findall(r"\$\{\{ *(?:secrets|vars)\.(\w+) *\}\}",
-                          (example_services[example] / WORKFLOW).read_text()))
+    read = set(
+        re.findall(
+            r"\$\{\{ *(?:secrets|vars)\.(\w+) *\}\}",
+            (example_services[example] / WORKFLOW).read_text(),
+        )
+    )
     runbook = (example_services[example] / "RUNBOOK.md").read_text()
-    setup = runbook[runbook.index("Set up once"):runbook.index("What one run costs")]
+    setup = runbook[runbook.index("Set up once") : runbook.index("What one run costs")]
     assert read and {name for name in read if f"`{name}`" not in setup} == set()

@@ -10,7 +10,8 @@ from liftdeploy.cli import common
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "ci-warmup", help="print warmup=true|false: is a cold start within the CI budget",
+        "ci-warmup",
+        help="print warmup=true|false: is a cold start within the CI budget",
         description="Print `warmup=true` or `warmup=false` (for $GITHUB_OUTPUT) and, on "
         "stderr, why: the plan's cold-start cost against budget.ci_warmup_max_usd (default: "
         "single-GPU services only).",
@@ -20,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=ci_warmup)
 
     p = subparsers.add_parser(
-        "ci-workflow", help="write a subfolder service's workflow where GitHub runs it (the "
-        "repository root)",
+        "ci-workflow",
+        help="write a subfolder service's workflow where GitHub runs it (the repository root)",
         description="GitHub runs workflows only from the repository root. For the service in "
         "DIR (a subfolder of a git repository) write .github/workflows/deploy-<name>.yml at the "
         "root: the rendered workflow with its steps run in DIR and a push filtered to DIR's "
@@ -56,15 +57,19 @@ def ci_workflow(args: argparse.Namespace) -> int:
         raise RenderError(f"{service}: no {WORKFLOW}; pass a rendered service's directory")
     place = repository_folder(service)
     if place is None:
-        raise RenderError(f"{service} is not in a git repository; GitHub runs the workflow "
-                          f"of the repository it is pushed to (git init there)")
+        raise RenderError(
+            f"{service} is not in a git repository; GitHub runs the workflow "
+            f"of the repository it is pushed to (git init there)"
+        )
     top, folder = place
     if folder == ".":
-        raise RenderError(f"{service} is its repository's root: GitHub already runs its "
-                          f"{WORKFLOW}")
+        raise RenderError(f"{service} is its repository's root: GitHub already runs its {WORKFLOW}")
     name = load_spec(service / "deployment.yaml").name
     target = top / ".github" / "workflows" / f"deploy-{name}.yml"
-    write_inside(top, target.relative_to(top).as_posix(),
-                 workflow_at_root(workflow.read_text(encoding="utf-8"), folder, name))
+    write_inside(
+        top,
+        target.relative_to(top).as_posix(),
+        workflow_at_root(workflow.read_text(encoding="utf-8"), folder, name),
+    )
     common.note(f"wrote {target}: {name}'s workflow, its steps run in {folder}")
     return 0

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 def add_spec_argument(parser: argparse.ArgumentParser, *, nargs: str | None = None) -> None:
     parser.add_argument(
-        "spec", nargs=nargs, metavar="SPEC",
+        "spec",
+        nargs=nargs,
+        metavar="SPEC",
         help="spec file (deployment.yaml) or a rendered service directory that holds one",
     )
 
@@ -24,8 +26,13 @@ def add_env_option(parser: argparse.ArgumentParser, *, required: bool = False) -
     """--env; commands that change something in the cloud require it (acting on production by
     default would be the wrong surprise)."""
     parser.add_argument(
-        "--env", "-e", dest="env", required=required, metavar="ENV",
-        help="environment overlay to act on (e.g. staging, production)" if required
+        "--env",
+        "-e",
+        dest="env",
+        required=required,
+        metavar="ENV",
+        help="environment overlay to act on (e.g. staging, production)"
+        if required
         else "environment overlay to resolve (default: the production environment)",
     )
 
@@ -33,15 +40,18 @@ def add_env_option(parser: argparse.ArgumentParser, *, required: bool = False) -
 def add_env_or_all_option(parser: argparse.ArgumentParser, *, verb: str) -> None:
     """--env ENV or --all-envs, for read-only commands (default: the production environment)."""
     envs = parser.add_mutually_exclusive_group()
-    envs.add_argument("--env", "-e", dest="env", metavar="ENV",
-                      help=f"environment to {verb} (default: the production environment)")
+    envs.add_argument(
+        "--env",
+        "-e",
+        dest="env",
+        metavar="ENV",
+        help=f"environment to {verb} (default: the production environment)",
+    )
     envs.add_argument("--all-envs", action="store_true", help=f"{verb} every environment")
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a machine-readable JSON report")
-
-
 
 
 def spec_path(value: str) -> Path:
@@ -55,8 +65,8 @@ def spec_path(value: str) -> Path:
         from liftdeploy.errors import SpecFileError
 
         raise SpecFileError(
-            f"directory has no {SPEC_FILE}; pass a spec file or a rendered service "
-            f"directory", source=str(path),
+            f"directory has no {SPEC_FILE}; pass a spec file or a rendered service directory",
+            source=str(path),
         )
     return path / SPEC_FILE
 

@@ -22,16 +22,28 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("health", help="probe /health once; exit 0 healthy, 1 otherwise")
     _add_target_options(p)
-    p.add_argument("--timeout", type=common.positive_seconds, default=10.0, metavar="S", dest="timeout_s",
-                   help="seconds to wait for the answer (default 10)")
+    p.add_argument(
+        "--timeout",
+        type=common.positive_seconds,
+        default=10.0,
+        metavar="S",
+        dest="timeout_s",
+        help="seconds to wait for the answer (default 10)",
+    )
     p.set_defaults(handler=health)
 
     p = subparsers.add_parser(
         "warmup", help="poll /health until the service is ready (starts a cold container)"
     )
     _add_target_options(p)
-    p.add_argument("--timeout", type=common.positive_seconds, default=None, metavar="S", dest="timeout_s",
-                   help="give up after S seconds (default: the spec's startup timeout + 60 s)")
+    p.add_argument(
+        "--timeout",
+        type=common.positive_seconds,
+        default=None,
+        metavar="S",
+        dest="timeout_s",
+        help="give up after S seconds (default: the spec's startup timeout + 60 s)",
+    )
     p.set_defaults(handler=warmup)
 
     p = subparsers.add_parser("smoke", help="one schema-constrained request, answer validated")
@@ -44,29 +56,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_target_options(p)
     _add_request_options(p)
-    p.add_argument("--requests", type=_positive_int, default=50, metavar="N",
-                   help="requests to send in all (default 50)")
-    p.add_argument("--concurrency", type=_positive_int, default=4, metavar="C",
-                   help="requests in flight at once (default 4)")
-    p.add_argument("--duration", type=common.positive_seconds, default=None, metavar="S", dest="duration_s",
-                   help="start no request after S seconds")
+    p.add_argument(
+        "--requests",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="requests to send in all (default 50)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="C",
+        help="requests in flight at once (default 4)",
+    )
+    p.add_argument(
+        "--duration",
+        type=common.positive_seconds,
+        default=None,
+        metavar="S",
+        dest="duration_s",
+        help="start no request after S seconds",
+    )
     p.set_defaults(handler=loadtest)
 
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     common.add_spec_argument(parser)
     common.add_env_option(parser)
-    parser.add_argument("--url", metavar="URL",
-                        help="service base URL (default: MODAL_ENDPOINT_URL, then Modal's lookup)")
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        help="service base URL (default: MODAL_ENDPOINT_URL, then Modal's lookup)",
+    )
     common.add_json_option(parser)
 
 
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--schema", type=Path, metavar="FILE",
-                        help="JSON Schema file for the answer (default: a small status schema)")
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        metavar="FILE",
+        help="JSON Schema file for the answer (default: a small status schema)",
+    )
     parser.add_argument("--prompt", default=None, help="the user message")
-    parser.add_argument("--max-tokens", type=_positive_int, default=None, metavar="N",
-                        help="answer token limit (default 128)")
+    parser.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="answer token limit (default 128)",
+    )
 
 
 def _positive_int(value: str) -> int:
@@ -101,13 +141,22 @@ def health(args: argparse.Namespace) -> int:
     with client:
         result = client.health(timeout_s=args.timeout_s)
     if args.json:
-        common.print_json({"url": client.base_url, "environment": resolved.environment,
-                           "healthy": result.ok, "status_code": result.status_code,
-                           "detail": result.detail, "elapsed_s": result.elapsed_s})
+        common.print_json(
+            {
+                "url": client.base_url,
+                "environment": resolved.environment,
+                "healthy": result.ok,
+                "status_code": result.status_code,
+                "detail": result.detail,
+                "elapsed_s": result.elapsed_s,
+            }
+        )
     else:
         mark = "✓" if result.ok else "✗"
-        print(f"{mark} {resolved.app_name} ({client.base_url}): {result.detail} "
-              f"in {result.elapsed_s * 1000:.0f} ms")
+        print(
+            f"{mark} {resolved.app_name} ({client.base_url}): {result.detail} "
+            f"in {result.elapsed_s * 1000:.0f} ms"
+        )
     return 0 if result.ok else 1
 
 
@@ -125,11 +174,19 @@ def warmup(args: argparse.Namespace) -> int:
     with client:
         result = run_warmup(client, timeout_s=timeout_s, on_wait=on_wait)
     if args.json:
-        common.print_json({"url": client.base_url, "environment": resolved.environment,
-                           "ready_after_s": result.ready_after_s, "probes": result.probes})
+        common.print_json(
+            {
+                "url": client.base_url,
+                "environment": resolved.environment,
+                "ready_after_s": result.ready_after_s,
+                "probes": result.probes,
+            }
+        )
     else:
-        print(f"✓ {resolved.app_name} ready after {result.ready_after_s:.1f} s "
-              f"({result.probes} probe{'s' * (result.probes > 1)})")
+        print(
+            f"✓ {resolved.app_name} ready after {result.ready_after_s:.1f} s "
+            f"({result.probes} probe{'s' * (result.probes > 1)})"
+        )
     return 0
 
 
@@ -140,12 +197,20 @@ def smoke(args: argparse.Namespace) -> int:
     with client:
         answer = run_smoke(client, **_request_options(args))
     if args.json:
-        common.print_json({"url": client.base_url, "environment": resolved.environment,
-                           "answer": answer.value, "output_tokens": answer.output_tokens,
-                           "latency_s": answer.latency_s})
+        common.print_json(
+            {
+                "url": client.base_url,
+                "environment": resolved.environment,
+                "answer": answer.value,
+                "output_tokens": answer.output_tokens,
+                "latency_s": answer.latency_s,
+            }
+        )
     else:
-        print(f"✓ {resolved.app_name}: valid answer in {answer.latency_s * 1000:.0f} ms "
-              f"({answer.output_tokens} tokens): {json.dumps(answer.value)[:200]}")
+        print(
+            f"✓ {resolved.app_name}: valid answer in {answer.latency_s * 1000:.0f} ms "
+            f"({answer.output_tokens} tokens): {json.dumps(answer.value)[:200]}"
+        )
     return 0
 
 
@@ -157,10 +222,13 @@ def loadtest(args: argparse.Namespace) -> int:
     progress = _Progress()
     with client:
         report = run_loadtest(
-            client, requests=args.requests, concurrency=args.concurrency,
+            client,
+            requests=args.requests,
+            concurrency=args.concurrency,
             duration_s=args.duration_s,
             container_hour_usd=resolved.container_hour_usd(),
-            on_progress=progress, **_request_options(args),
+            on_progress=progress,
+            **_request_options(args),
         )
     progress.finish()
     if args.json:

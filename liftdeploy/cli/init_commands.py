@@ -10,50 +10,61 @@ from liftdeploy.cli import common
 
 # Copier's questions (copier.yml), as options; an option left out takes Copier's default.
 QUESTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "preset": (str, "blank (the default, every name the new service's own), or an example, "
-                    "which shares that example's resources: qwen25-coder-32b, qwen3-next-80b, "
-                    "qwen3-coder-480b"),
+    "preset": (
+        str,
+        "blank (the default, every name the new service's own), or an example, "
+        "which shares that example's resources: qwen25-coder-32b, qwen3-next-80b, "
+        "qwen3-coder-480b",
+    ),
     "model_id": (str, "Hugging Face model id (org/name)"),
     "name": (str, "app name (default: from DIR's name)"),
     "description": (str, "what the service is for, in a sentence"),
     "model_revision": (str, "commit hash to pin the weights to"),
-    "requests_per_minute": (lambda v: common.positive_number(v, "requests a minute"),
-                            "busiest demand, written to workload.requests_per_minute: the GPU "
-                            "default is then the cheapest per million output tokens at it "
-                            "(without it, the cheapest per hour)"),
+    "requests_per_minute": (
+        lambda v: common.positive_number(v, "requests a minute"),
+        "busiest demand, written to workload.requests_per_minute: the GPU "
+        "default is then the cheapest per million output tokens at it "
+        "(without it, the cheapest per hour)",
+    ),
     "gpu_type": (str, "GPU type (default: the cheapest that holds the model, per the planner)"),
     "gpu_count": (int, "GPUs per container"),
     "min_containers": (int, "containers kept running at all times"),
     "max_containers": (int, "most containers at once (0 = Modal's limit)"),
-    "max_concurrent_requests": (int, "requests one container serves at once (default: what "
-                                     "its KV cache holds, at most 16)"),
+    "max_concurrent_requests": (
+        int,
+        "requests one container serves at once (default: what its KV cache holds, at most 16)",
+    ),
     "dicts": (str, "blank preset: Modal Dict short names, comma-separated (<name>-<short>)"),
 }
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "init", help="scaffold a new service: Copier's questions as options, no prompts",
+        "init",
+        help="scaffold a new service: Copier's questions as options, no prompts",
         description="Write a new service directory, exactly as `copier copy --trust --defaults "
         "--data ...` does with the same answers. Every name in the blank preset is the new "
         "service's own; a model outside the catalog is sized from its config.json on the Hub.",
     )
     p.add_argument("directory", metavar="DIR", help="new service directory (must not exist)")
     for question, (kind, text) in QUESTIONS.items():
-        p.add_argument("--" + question.replace("_", "-"), dest=question, type=kind,
-                       metavar="N" if question == "requests_per_minute"
-                       else question.split("_")[-1].upper(), help=text)
+        p.add_argument(
+            "--" + question.replace("_", "-"),
+            dest=question,
+            type=kind,
+            metavar="N" if question == "requests_per_minute" else question.split("_")[-1].upper(),
+            help=text,
+        )
     p.set_defaults(handler=init)
 
 
 def init(args: argparse.Namespace) -> int:
-    from liftdeploy.cli.render_commands import ci_notes
-    from liftdeploy.render.service import scaffold
-
     from pathlib import Path
 
+    from liftdeploy.cli.render_commands import ci_notes
     from liftdeploy.render.answers import BLANK_PRESET
     from liftdeploy.render.presets import service_name
+    from liftdeploy.render.service import scaffold
 
     answers = {q: getattr(args, q) for q in QUESTIONS if getattr(args, q) is not None}
     # Never an example's preset unasked: it would borrow that service's Volumes, Dicts, Secrets.
@@ -81,16 +92,22 @@ def _gpu_choice(out: object) -> str:
     from liftdeploy.spec.specfile import SPEC_FILE, load_spec
 
     resolved = load_spec(Path(str(out)) / SPEC_FILE).resolve()
-    return (f"{resolved.gpu.type} x{resolved.gpu.count}, the first of the GPUs that hold the "
-            f"model and that vLLM starts on, {ranking_note(resolved)}")
+    return (
+        f"{resolved.gpu.type} x{resolved.gpu.count}, the first of the GPUs that hold the "
+        f"model and that vLLM starts on, {ranking_note(resolved)}"
+    )
 
 
 def first_path(out: object) -> list[str]:
     """A new service's first steps, in order: what exists, the weights, staging, then production."""
-    return [f"`liftdeploy plan {out}`", f"`liftdeploy bootstrap {out} --env staging`",
-            f"`liftdeploy download {out} --env staging`",
-            f"`liftdeploy deploy {out} --env staging`", f"`liftdeploy smoke {out} --env staging`",
-            f"then `liftdeploy pin {out}` and the same for production"]
+    return [
+        f"`liftdeploy plan {out}`",
+        f"`liftdeploy bootstrap {out} --env staging`",
+        f"`liftdeploy download {out} --env staging`",
+        f"`liftdeploy deploy {out} --env staging`",
+        f"`liftdeploy smoke {out} --env staging`",
+        f"then `liftdeploy pin {out}` and the same for production",
+    ]
 
 
 def _shared_with_example(out: object, preset: str) -> list[str]:
@@ -109,15 +126,23 @@ def _shared_with_example(out: object, preset: str) -> list[str]:
             continue
         new, old = mine.resolve(env), example.resolve(env)
         used = set(old.named_resources)
-        shared += [f"{env}: {kind} {name}" for kind, name in new.named_resources
-                   if (kind, name) in used and f"{env}: {kind} {name}" not in shared]
-        shared += [f"{env}: CORS origin {origin}" for origin in new.cors.allowed_origins
-                   if origin in old.cors.allowed_origins]
+        shared += [
+            f"{env}: {kind} {name}"
+            for kind, name in new.named_resources
+            if (kind, name) in used and f"{env}: {kind} {name}" not in shared
+        ]
+        shared += [
+            f"{env}: CORS origin {origin}"
+            for origin in new.cors.allowed_origins
+            if origin in old.cors.allowed_origins
+        ]
     if not shared:
         return []
-    return [f"the {preset} preset shares with that example: {', '.join(shared)}; give the new "
-            f"service its own with `liftdeploy set` (e.g. storage.dicts=[...]), or use the "
-            f"blank preset"]
+    return [
+        f"the {preset} preset shares with that example: {', '.join(shared)}; give the new "
+        f"service its own with `liftdeploy set` (e.g. storage.dicts=[...]), or use the "
+        f"blank preset"
+    ]
 
 
 def _check_answers(answers: dict[str, object]) -> None:
@@ -131,8 +156,9 @@ def _check_answers(answers: dict[str, object]) -> None:
     for question, value in answers.items():
         option = "--" + question.replace("_", "-")
         if isinstance(value, str) and not _encodable(value):
-            raise LiftdeployError(f"{option}: the value is not valid UTF-8 text; "
-                                  f"type it again in plain text")
+            raise LiftdeployError(
+                f"{option}: the value is not valid UTF-8 text; type it again in plain text"
+            )
     preset = answers.get("preset")
     if preset is None:
         return

@@ -15,19 +15,19 @@ from liftdeploy import __version__
 
 # Each module exposes `register(subparsers)`. Order is the order of `--help`.
 COMMAND_MODULES = (
-    "liftdeploy.cli.spec_commands",    # validate, show, set, schema
-    "liftdeploy.cli.plan_commands",    # plan
+    "liftdeploy.cli.spec_commands",  # validate, show, set, schema
+    "liftdeploy.cli.plan_commands",  # plan
     "liftdeploy.cli.render_commands",  # render, check
-    "liftdeploy.cli.twin_commands",    # tiny-model, serve --local, demo
+    "liftdeploy.cli.twin_commands",  # tiny-model, serve --local, demo
     "liftdeploy.cli.schema_commands",  # schema-check
-    "liftdeploy.cli.http_commands",    # health, warmup, smoke, loadtest
-    "liftdeploy.cli.ops_commands",     # bootstrap, deploy, status, rollback, logs, stop, audit-endpoints
-    "liftdeploy.cli.init_commands",    # init
-    "liftdeploy.cli.weights_commands", # pin, download
-    "liftdeploy.cli.ci_commands",      # ci-warmup, ci-workflow
-    "liftdeploy.cli.spend_commands",   # spend
+    "liftdeploy.cli.http_commands",  # health, warmup, smoke, loadtest
+    "liftdeploy.cli.ops_commands",  # bootstrap, deploy, status, rollback, logs, stop, audit-endpoints
+    "liftdeploy.cli.init_commands",  # init
+    "liftdeploy.cli.weights_commands",  # pin, download
+    "liftdeploy.cli.ci_commands",  # ci-warmup, ci-workflow
+    "liftdeploy.cli.spend_commands",  # spend
     "liftdeploy.cli.alerts_commands",  # alerts test
-    "liftdeploy.cli.release_commands", # release start|status|promote|abort|finish
+    "liftdeploy.cli.release_commands",  # release start|status|promote|abort|finish
 )
 
 
@@ -80,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}; check the path and its permissions "
-              f"(--debug shows where)", file=sys.stderr)
+        print(
+            f"error: {where}{exc.strerror or exc}; check the path and its permissions "
+            f"(--debug shows where)",
+            file=sys.stderr,
+        )
         return 2
 
 

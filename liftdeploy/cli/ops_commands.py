@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "bootstrap", help="create the Volumes, Dicts and Secrets an environment needs",
+        "bootstrap",
+        help="create the Volumes, Dicts and Secrets an environment needs",
         description="Create what the environment needs and is missing, under the environment's "
         "own names. Secret values are read from environment variables of the key's name "
         "(HF_TOKEN, VLLM_API_KEY) or a hidden prompt, never from the command line. A missing "
@@ -35,10 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_spec_argument(p)
     common.add_env_option(p, required=True)
     _add_dry_run(p, "print the exact command and run nothing")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="deploy production from a tree with uncommitted changes (tag gets -dirty)")
-    p.add_argument("--skip-check", action="store_true",
-                   help="deploy even if the rendered app is stale or the plan says it won't fit")
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="deploy production from a tree with uncommitted changes (tag gets -dirty)",
+    )
+    p.add_argument(
+        "--skip-check",
+        action="store_true",
+        help="deploy even if the rendered app is stale or the plan says it won't fit",
+    )
     p.set_defaults(handler=deploy)
 
     p = subparsers.add_parser(
@@ -52,8 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("rollback", help="`modal app rollback` an environment's app")
     common.add_spec_argument(p)
     common.add_env_option(p, required=True)
-    p.add_argument("--to", metavar="VERSION",
-                   help="version to return to, e.g. v12 (default: the previous one)")
+    p.add_argument(
+        "--to", metavar="VERSION", help="version to return to, e.g. v12 (default: the previous one)"
+    )
     _add_dry_run(p, "print the exact command and run nothing")
     p.set_defaults(handler=rollback)
 
@@ -66,15 +74,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=logs)
 
     p = subparsers.add_parser(
-        "stop", help="the kill switch: `modal app stop` an environment's app",
+        "stop",
+        help="the kill switch: `modal app stop` an environment's app",
         description="Stop the environment's Modal app: every container ends at once, in-flight "
         "requests fail and the GPU bill stops until the next `liftdeploy deploy`. Production asks "
         "you to type the app name unless --yes.",
     )
     common.add_spec_argument(p)
     common.add_env_option(p, required=True)
-    p.add_argument("--yes", "-y", action="store_true",
-                   help="stop production without asking (scripts, an incident)")
+    p.add_argument(
+        "--yes",
+        "-y",
+        action="store_true",
+        help="stop production without asking (scripts, an incident)",
+    )
     _add_dry_run(p, "print the exact command and run nothing")
     p.set_defaults(handler=stop)
 
@@ -118,8 +131,10 @@ def deploy(args: argparse.Namespace) -> int:
     from liftdeploy.ops.service_files import locate_service
 
     step = prepare_deploy(
-        locate_service(args.spec), args.env,
-        allow_dirty=args.allow_dirty, skip_check=args.skip_check,
+        locate_service(args.spec),
+        args.env,
+        allow_dirty=args.allow_dirty,
+        skip_check=args.skip_check,
     )
     for text in step.notes:
         common.note(text)
@@ -191,8 +206,10 @@ def stop(args: argparse.Namespace) -> int:
         _confirm_stop(resolved.app_name)
     common.note(f"$ {command.shell()}")
     run_modal(command)
-    common.note(f"stopped {resolved.app_name}; `liftdeploy deploy {args.spec} --env {args.env}` "
-                f"starts it again")
+    common.note(
+        f"stopped {resolved.app_name}; `liftdeploy deploy {args.spec} --env {args.env}` "
+        f"starts it again"
+    )
     return 0
 
 
@@ -203,16 +220,19 @@ def _confirm_stop(app_name: str) -> None:
 
     from liftdeploy.errors import OpsError
 
-    sys.stderr.write(f"stop production app {app_name}? Its containers end now and requests fail "
-                     f"until the next deploy. Type {app_name} to confirm: ")
+    sys.stderr.write(
+        f"stop production app {app_name}? Its containers end now and requests fail "
+        f"until the next deploy. Type {app_name} to confirm: "
+    )
     sys.stderr.flush()
     answer = sys.stdin.readline().strip()
     if not sys.stdin.isatty():  # a piped answer is not echoed: end the prompt's line
         sys.stderr.write("\n")
     if answer != app_name:
         got = f"got {answer!r}" if answer else "no answer"
-        raise OpsError(f"not stopped: confirmation needed ({got}); type {app_name} when asked, "
-                       f"or pass --yes")
+        raise OpsError(
+            f"not stopped: confirmation needed ({got}); type {app_name} when asked, or pass --yes"
+        )
 
 
 def logs(args: argparse.Namespace) -> int:

@@ -12,21 +12,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "plan",
         help="size a spec before deploying: memory, KV cache, concurrency, speed bound, cost",
         description="Predict what vLLM will log at startup (weights, available KV cache, KV "
-                    "tokens, maximum concurrency), a decode-speed bound and the bill, with "
-                    "verdicts and fixes. Exit status 1 if any verdict is an error.",
+        "tokens, maximum concurrency), a decode-speed bound and the bill, with "
+        "verdicts and fixes. Exit status 1 if any verdict is an error.",
     )
     common.add_spec_argument(p)
     common.add_env_or_all_option(p, verb="plan")
     common.add_json_option(p)
-    p.add_argument("--suggest", action="store_true",
-                   help="also propose settings that fit the workload (with reasons) and the "
-                        "`liftdeploy set` line that applies them")
+    p.add_argument(
+        "--suggest",
+        action="store_true",
+        help="also propose settings that fit the workload (with reasons) and the "
+        "`liftdeploy set` line that applies them",
+    )
     prices = p.add_mutually_exclusive_group()
-    prices.add_argument("--price", type=lambda v: common.positive_number(v, "dollars"),
-                        metavar="USD", dest="price",
-                        help="price of one GPU-hour, overriding the spec and the catalog")
-    prices.add_argument("--live-prices", action="store_true",
-                        help="read prices from `modal billing rates` (needs a Modal login)")
+    prices.add_argument(
+        "--price",
+        type=lambda v: common.positive_number(v, "dollars"),
+        metavar="USD",
+        dest="price",
+        help="price of one GPU-hour, overriding the spec and the catalog",
+    )
+    prices.add_argument(
+        "--live-prices",
+        action="store_true",
+        help="read prices from `modal billing rates` (needs a Modal login)",
+    )
     p.set_defaults(handler=plan_command)
 
 
@@ -73,9 +83,12 @@ def _advice(path: str, spec, resolved, arch):  # noqa: ANN001, ANN202 - see plan
 
 def _format_advice(path: str, suggestions: list, assignments: list[str], fits: bool) -> str:
     if not suggestions:
-        return ("  suggestions       none: the settings fit the workload" if fits else
-                "  suggestions       none: no setting liftdeploy can change makes it fit; "
-                "see the error's fix")
+        return (
+            "  suggestions       none: the settings fit the workload"
+            if fits
+            else "  suggestions       none: no setting liftdeploy can change makes it fit; "
+            "see the error's fix"
+        )
     rows = ["  suggestions"]
     for s in suggestions:
         rows.append(f"    {s.key}: {s.current} -> {s.value}")

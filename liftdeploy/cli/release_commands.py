@@ -17,7 +17,8 @@ EXIT_WAIT = 3
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     release = subparsers.add_parser(
-        "release", help="safe releases: a candidate beside production, judged, then promoted",
+        "release",
+        help="safe releases: a candidate beside production, judged, then promoted",
         description="Deploy the working tree as <app>-candidate beside production, send it a "
         "share of RoutedClient traffic (the share lives in the Modal Dict <app>-release), "
         "compare it with production on Modal's own counts, then promote or abort.",
@@ -26,32 +27,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("start", help="deploy, check and open the candidate")
     common.add_spec_argument(p)
-    p.add_argument("--share", type=_percent, metavar="N%",
-                   help="share of client traffic for the candidate (default: release.share_percent)")
-    p.add_argument("--timeout", type=common.positive_seconds, default=1800.0, metavar="S",
-                   help="seconds to wait for the candidate to become healthy (default 1800)")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="release a tree with uncommitted changes (tag gets -dirty)")
-    p.add_argument("--skip-check", action="store_true",
-                   help="release even if the rendered app is stale or the plan says it won't fit")
+    p.add_argument(
+        "--share",
+        type=_percent,
+        metavar="N%",
+        help="share of client traffic for the candidate (default: release.share_percent)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=common.positive_seconds,
+        default=1800.0,
+        metavar="S",
+        help="seconds to wait for the candidate to become healthy (default 1800)",
+    )
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="release a tree with uncommitted changes (tag gets -dirty)",
+    )
+    p.add_argument(
+        "--skip-check",
+        action="store_true",
+        help="release even if the rendered app is stale or the plan says it won't fit",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the candidate's deploy command")
     p.set_defaults(handler=start)
 
-    p = actions.add_parser("status", help="candidate vs production over the release window, "
-                           "and the verdict (exit 0 pass, 1 fail, 3 wait)")
+    p = actions.add_parser(
+        "status",
+        help="candidate vs production over the release window, "
+        "and the verdict (exit 0 pass, 1 fail, 3 wait)",
+    )
     common.add_spec_argument(p)
-    p.add_argument("--source", choices=("modal", "metrics"), default="modal",
-                   help="modal: Modal's Server.stats over the release window (default); "
-                   "metrics: each server's vLLM /metrics since it started")
+    p.add_argument(
+        "--source",
+        choices=("modal", "metrics"),
+        default="modal",
+        help="modal: Modal's Server.stats over the release window (default); "
+        "metrics: each server's vLLM /metrics since it started",
+    )
     common.add_json_option(p)
     p.set_defaults(handler=status)
 
-    for name, text in (("promote", "deploy production at the candidate's commit (rolling), "
-                        "then stop the candidate; run again to finish an interrupted one"),
-                       ("abort", "share 0, then stop the candidate; run again to finish an "
-                        "interrupted one"),
-                       ("finish", "promote on a passing verdict, abort otherwise (CI's step "
-                        "after the bake time; exit 1 when it aborted)")):
+    for name, text in (
+        (
+            "promote",
+            "deploy production at the candidate's commit (rolling), "
+            "then stop the candidate; run again to finish an interrupted one",
+        ),
+        ("abort", "share 0, then stop the candidate; run again to finish an interrupted one"),
+        (
+            "finish",
+            "promote on a passing verdict, abort otherwise (CI's step "
+            "after the bake time; exit 1 when it aborted)",
+        ),
+    ):
         p = actions.add_parser(name, help=text)
         common.add_spec_argument(p)
         p.set_defaults(handler=globals()[name])
@@ -78,15 +108,22 @@ def start(args: argparse.Namespace) -> int:
 
         service = locate_service(args.spec)
         resolved = common.load(str(service.spec_path)).resolve()
-        step = prepare_deploy(service, resolved.environment, allow_dirty=args.allow_dirty,
-                              skip_check=args.skip_check)
+        step = prepare_deploy(
+            service, resolved.environment, allow_dirty=args.allow_dirty, skip_check=args.skip_check
+        )
         print(candidate_deploy_command(resolved, step.command).shell())
         return 0
     release = _release(args.spec)
-    record = release.start(share_percent=args.share, allow_dirty=args.allow_dirty,
-                           skip_check=args.skip_check, timeout_s=args.timeout)
-    print(f"candidate {record['candidate_app']} ({record['tag']}) is healthy and takes "
-          f"{record['share']:.0%} of RoutedClient traffic: {record['candidate_url']}")
+    record = release.start(
+        share_percent=args.share,
+        allow_dirty=args.allow_dirty,
+        skip_check=args.skip_check,
+        timeout_s=args.timeout,
+    )
+    print(
+        f"candidate {record['candidate_app']} ({record['tag']}) is healthy and takes "
+        f"{record['share']:.0%} of RoutedClient traffic: {record['candidate_url']}"
+    )
     common.note("next: `liftdeploy release status` after the bake time, then promote or abort")
     return 0
 
@@ -99,8 +136,13 @@ def status(args: argparse.Namespace) -> int:
         release.windows = _metrics_windows(release)
     candidate, production, verdict = release.status()
     if args.json:
-        common.print_json({"candidate": candidate.to_dict(), "production": production.to_dict(),
-                           "verdict": verdict.to_dict()})
+        common.print_json(
+            {
+                "candidate": candidate.to_dict(),
+                "production": production.to_dict(),
+                "verdict": verdict.to_dict(),
+            }
+        )
     else:
         print(format_table(candidate, production))
         print(f"verdict: {verdict.outcome}: {'; '.join(verdict.reasons)}")
@@ -115,8 +157,8 @@ def _metrics_windows(release: Release):  # type: ignore[no-untyped-def]
         record = release.record or {}
         candidate = Client.for_deployment(resolved, url=record.get("candidate_url"))
         production = Client.for_deployment(resolved)
-        return (window_from_metrics(candidate.metrics()),
-                window_from_metrics(production.metrics()))
+        return (window_from_metrics(candidate.metrics()), window_from_metrics(production.metrics()))
+
     return windows
 
 

@@ -10,31 +10,56 @@ from liftdeploy.cli import common
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "render", help="render (or regenerate) a service dir from a spec, keeping hand edits",
+        "render",
+        help="render (or regenerate) a service dir from a spec, keeping hand edits",
         description="Render SPEC into a service directory through the Copier template. Run "
         "over an existing service (`liftdeploy render .`) it regenerates every file from the "
         "current spec and keeps your hand edits (three-way merge against the last render).",
     )
     common.add_spec_argument(p)
-    p.add_argument("-o", "--output", metavar="DIR",
-                   help="service directory (default: the rendered service SPEC belongs to)")
-    p.add_argument("--force", action="store_true",
-                   help="regenerate even though rendered files have uncommitted changes")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace rendered files with the fresh render, dropping hand edits")
-    p.add_argument("--conflict-markers", action="store_true",
-                   help="on conflicts, write the files with standard conflict markers")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="service directory (default: the rendered service SPEC belongs to)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="regenerate even though rendered files have uncommitted changes",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace rendered files with the fresh render, dropping hand edits",
+    )
+    p.add_argument(
+        "--conflict-markers",
+        action="store_true",
+        help="on conflicts, write the files with standard conflict markers",
+    )
     p.set_defaults(handler=render)
 
     p = subparsers.add_parser(
-        "check", help="exit 1 when a rendered service no longer matches its spec (for CI); "
+        "check",
+        help="exit 1 when a rendered service no longer matches its spec (for CI); "
         "unpinned production weights are a warning, an error only with --env production",
     )
-    p.add_argument("path", nargs="?", default=".", metavar="PATH",
-                   help="a rendered service, or a folder of them such as examples/ (default: .)")
-    p.add_argument("--env", "-e", dest="env", metavar="ENV",
-                   help="the environment about to be deployed: unpinned production weights fail "
-                   "the check only when ENV is production (deploy refuses them there anyway)")
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=".",
+        metavar="PATH",
+        help="a rendered service, or a folder of them such as examples/ (default: .)",
+    )
+    p.add_argument(
+        "--env",
+        "-e",
+        dest="env",
+        metavar="ENV",
+        help="the environment about to be deployed: unpinned production weights fail "
+        "the check only when ENV is production (deploy refuses them there anyway)",
+    )
     common.add_json_option(p)
     p.set_defaults(handler=check)
 
@@ -47,11 +72,19 @@ def render(args: argparse.Namespace) -> int:
     spec = common.spec_path(args.spec)
     out = Path(args.output) if args.output else spec.parent
     if not args.output and not is_service(out):
-        raise RenderError(f"{spec} is not part of a rendered service; pass the directory to "
-                          f"render into with -o DIR")
+        raise RenderError(
+            f"{spec} is not part of a rendered service; pass the directory to "
+            f"render into with -o DIR"
+        )
     notes: list[str] = []
-    render_service(spec, out, force=args.force, overwrite=args.overwrite,
-                   conflict_markers=args.conflict_markers, notes=notes)
+    render_service(
+        spec,
+        out,
+        force=args.force,
+        overwrite=args.overwrite,
+        conflict_markers=args.conflict_markers,
+        notes=notes,
+    )
     for text in notes:
         common.note(f"note: {text}")
     common.note(f"rendered {out} from {spec}")
@@ -84,13 +117,15 @@ def _warn_about_fit(spec: Path) -> None:
             continue
         for verdict in verdicts:
             if verdict.level == "error":
-                common.note(f"  warning: {env}: {verdict.message}; `liftdeploy plan {spec} "
-                            f"--env {env}` for the fix (deploy refuses it)")
+                common.note(
+                    f"  warning: {env}: {verdict.message}; `liftdeploy plan {spec} "
+                    f"--env {env}` for the fix (deploy refuses it)"
+                )
 
 
 def check(args: argparse.Namespace) -> int:
-    from liftdeploy.render.service import check as check_services
     from liftdeploy.render.regenerate import ANSWERS_FILE
+    from liftdeploy.render.service import check as check_services
     from liftdeploy.render.service import is_service, unpinned_production
     from liftdeploy.render.template_version import local_source_note
 
@@ -101,12 +136,22 @@ def check(args: argparse.Namespace) -> int:
     unpinned = unpinned_production(args.path)
     refused = unpinned_production(args.path, environment=args.env) if args.env else []
     root = Path(args.path)
-    services = [root] if is_service(root) else sorted(
-        p.parent for p in root.rglob(ANSWERS_FILE) if is_service(p.parent))
+    services = (
+        [root]
+        if is_service(root)
+        else sorted(p.parent for p in root.rglob(ANSWERS_FILE) if is_service(p.parent))
+    )
     if args.json:
-        common.print_json({"path": args.path, "in_sync": not drift, "drift": drift,
-                           "unpinned_production": unpinned, "refused": refused,
-                           "notes": notes + [n for s in services if (n := local_source_note(s))]})
+        common.print_json(
+            {
+                "path": args.path,
+                "in_sync": not drift,
+                "drift": drift,
+                "unpinned_production": unpinned,
+                "refused": refused,
+                "notes": notes + [n for s in services if (n := local_source_note(s))],
+            }
+        )
         return 1 if drift or refused else 0
     for text in notes:
         common.note(f"note: {text}")
@@ -119,7 +164,8 @@ def check(args: argparse.Namespace) -> int:
     else:
         common.note(f"{args.path}: every rendered service matches its spec")
     if unpinned:
-        common.note(f"{'error' if refused else 'warning'}: production weights not pinned (deploy "
-                    f"--env production refuses them; other environments deploy):\n"
-                    + "\n".join(unpinned))
+        common.note(
+            f"{'error' if refused else 'warning'}: production weights not pinned (deploy "
+            f"--env production refuses them; other environments deploy):\n" + "\n".join(unpinned)
+        )
     return 1 if drift or refused else 0

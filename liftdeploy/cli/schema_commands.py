@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("schemas", nargs="+", metavar="SCHEMA.json", help="JSON schema files")
     parser.add_argument(
-        "--backend", choices=BACKEND_CHOICES, default="all",
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default="all",
         help="backend to check against (default: all)",
     )
     add_json_option(parser)
@@ -44,10 +46,12 @@ def run_schema_check(args: argparse.Namespace) -> int:
     for name in args.schemas:
         path = Path(name)
         schema = read_json(path)
-        report.append({
-            "schema": str(path),
-            "backends": [check_schema(schema, backend).to_dict() for backend in backends],
-        })
+        report.append(
+            {
+                "schema": str(path),
+                "backends": [check_schema(schema, backend).to_dict() for backend in backends],
+            }
+        )
     if args.json:
         print_json(report)
     else:

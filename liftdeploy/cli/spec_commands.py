@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("validate", help="check spec files (and every environment in them); exit 2 if any is invalid")
+    p = subparsers.add_parser(
+        "validate",
+        help="check spec files (and every environment in them); exit 2 if any is invalid",
+    )
     common.add_spec_argument(p, nargs="+")
     common.add_json_option(p)
     p.set_defaults(handler=validate)
@@ -25,14 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=show)
 
     p = subparsers.add_parser(
-        "set", help="change values in a spec file, keeping its comments and layout",
+        "set",
+        help="change values in a spec file, keeping its comments and layout",
         description="Change values in a spec file. All assignments are applied together and the "
         "result is validated first: an invalid result leaves the file untouched.",
     )
     common.add_spec_argument(p)
-    p.add_argument("assignments", nargs="+", metavar="KEY=VALUE",
-                   help="dotted key and YAML value, e.g. runtime.min_containers=1 or "
-                   "environments.staging.gpu.type=H100 (missing keys are created)")
+    p.add_argument(
+        "assignments",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="dotted key and YAML value, e.g. runtime.min_containers=1 or "
+        "environments.staging.gpu.type=H100 (missing keys are created)",
+    )
     p.set_defaults(handler=set_command)
 
     p = subparsers.add_parser("schema", help="print the spec's JSON schema (for editor completion)")
@@ -54,8 +62,14 @@ def validate(args: argparse.Namespace) -> int:
                 common.note(f"✗ {exc}")
             continue
         notes = sorted({n for env in spec.environments for n in advisories(spec.resolve(env))})
-        results.append({"spec": value, "valid": True, "environments": list(spec.environments),
-                        "warnings": notes})
+        results.append(
+            {
+                "spec": value,
+                "valid": True,
+                "environments": list(spec.environments),
+                "warnings": notes,
+            }
+        )
         if not args.json:
             print(f"✓ {value}: {spec.name} ({', '.join(spec.environments)})")
             for text in notes:
@@ -106,19 +120,28 @@ def set_command(args: argparse.Namespace) -> int:
 
 def _warn_what_modal_keeps(path: object, old_name: str, moved: list[Change]) -> None:
     """`set name=` changes the spec only: what Modal already holds keeps its old name."""
-    print(f"warning: the deployed app {old_name} (and each environment's "
-          f"{old_name}-ENV) keeps running under its old name; stop it with "
-          f"`modal app stop {old_name}` once the renamed service serves", file=sys.stderr)
+    print(
+        f"warning: the deployed app {old_name} (and each environment's "
+        f"{old_name}-ENV) keeps running under its old name; stop it with "
+        f"`modal app stop {old_name}` once the renamed service serves",
+        file=sys.stderr,
+    )
     if not moved:
         return
     weights = [c for c in moved if c.key.endswith(".name") and str(c.old).endswith("-weights")]
-    keep = (f"`liftdeploy set {path} {weights[0].key}={weights[0].old}`" if weights
-            else f"`liftdeploy set {path} KEY=OLD_NAME`")
-    print(f"warning: existing Modal Volumes, Dicts and Secrets are not renamed: "
-          f"{', '.join(str(c.old) for c in moved)} stay as they are; run `liftdeploy bootstrap "
-          f"{path} --env ENV` to create the new names (and put the Secrets' keys in them), and "
-          f"download the weights again (`liftdeploy download {path} --env ENV`) or keep the old "
-          f"weights Volume by naming it: {keep}", file=sys.stderr)
+    keep = (
+        f"`liftdeploy set {path} {weights[0].key}={weights[0].old}`"
+        if weights
+        else f"`liftdeploy set {path} KEY=OLD_NAME`"
+    )
+    print(
+        f"warning: existing Modal Volumes, Dicts and Secrets are not renamed: "
+        f"{', '.join(str(c.old) for c in moved)} stay as they are; run `liftdeploy bootstrap "
+        f"{path} --env ENV` to create the new names (and put the Secrets' keys in them), and "
+        f"download the weights again (`liftdeploy download {path} --env ENV`) or keep the old "
+        f"weights Volume by naming it: {keep}",
+        file=sys.stderr,
+    )
 
 
 def schema(args: argparse.Namespace) -> int:

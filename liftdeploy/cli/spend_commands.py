@@ -25,39 +25,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "spend",
         help="what each environment really cost, per day, against the plan and the budget",
         description="Read Modal's billing report (hourly, by the tags every rendered app "
-                    "carries) and show per environment and day the GPU and other cost, the "
-                    "plan's always-on and worst case for the same hours, the day's share of "
-                    "budget.max_monthly_usd, the month to date and its projection, and real $ "
-                    "per million output tokens. Exit status 1 when something is over budget.",
+        "carries) and show per environment and day the GPU and other cost, the "
+        "plan's always-on and worst case for the same hours, the day's share of "
+        "budget.max_monthly_usd, the month to date and its projection, and real $ "
+        "per million output tokens. Exit status 1 when something is over budget.",
     )
     common.add_spec_argument(p)
     common.add_env_or_all_option(p, verb="report")
     period = p.add_mutually_exclusive_group()
-    period.add_argument("--for", dest="period", metavar="PERIOD",
-                        help="today, yesterday, this-week, last-week, this-month, last-month or "
-                             "Nd (the last N days); default this-month")
+    period.add_argument(
+        "--for",
+        dest="period",
+        metavar="PERIOD",
+        help="today, yesterday, this-week, last-week, this-month, last-month or "
+        "Nd (the last N days); default this-month",
+    )
     period.add_argument("--since", metavar="DATE", help="from this UTC date (YYYY-MM-DD) to now")
-    p.add_argument("--until", metavar="DATE",
-                   help="with --since: end the window at this UTC date (exclusive)")
+    p.add_argument(
+        "--until", metavar="DATE", help="with --since: end the window at this UTC date (exclusive)"
+    )
     common.add_json_option(p)
-    p.add_argument("--report", metavar="FILE", type=Path,
-                   help="use a saved report (from --save-report, or `modal billing report "
-                        "--json -r h --show-resources -t liftdeploy-service,"
-                        "liftdeploy-environment`) instead of asking Modal")
-    p.add_argument("--save-report", metavar="FILE", type=Path,
-                   help="also write the report Modal returned, to replay it with --report")
-    p.add_argument("--url", metavar="URL",
-                   help="the service's base URL for /metrics (one environment; default: "
-                        "MODAL_ENDPOINT_URL, else Modal's lookup)")
-    p.add_argument("--read-metrics", action="store_true",
-                   help="read /metrics even with min_containers 0 (that starts a container if "
-                        "none is running)")
-    p.add_argument("--readings", metavar="DIR", type=Path,
-                   help="folder of token-counter readings (default: "
-                        "~/.local/state/liftdeploy/token-readings)")
-    p.add_argument("--alert", action="store_true",
-                   help="post each environment that is over budget to the alert webhook "
-                        "(LIFTDEPLOY_ALERT_WEBHOOK_URL, the value the alerts Secret holds)")
+    p.add_argument(
+        "--report",
+        metavar="FILE",
+        type=Path,
+        help="use a saved report (from --save-report, or `modal billing report "
+        "--json -r h --show-resources -t liftdeploy-service,"
+        "liftdeploy-environment`) instead of asking Modal",
+    )
+    p.add_argument(
+        "--save-report",
+        metavar="FILE",
+        type=Path,
+        help="also write the report Modal returned, to replay it with --report",
+    )
+    p.add_argument(
+        "--url",
+        metavar="URL",
+        help="the service's base URL for /metrics (one environment; default: "
+        "MODAL_ENDPOINT_URL, else Modal's lookup)",
+    )
+    p.add_argument(
+        "--read-metrics",
+        action="store_true",
+        help="read /metrics even with min_containers 0 (that starts a container if "
+        "none is running)",
+    )
+    p.add_argument(
+        "--readings",
+        metavar="DIR",
+        type=Path,
+        help="folder of token-counter readings (default: ~/.local/state/liftdeploy/token-readings)",
+    )
+    p.add_argument(
+        "--alert",
+        action="store_true",
+        help="post each environment that is over budget to the alert webhook "
+        "(LIFTDEPLOY_ALERT_WEBHOOK_URL, the value the alerts Secret holds)",
+    )
     p.set_defaults(handler=spend)
 
 
@@ -68,8 +93,9 @@ def spend(args: argparse.Namespace) -> int:
     from liftdeploy.ops import spend as ops
 
     spec = common.load(args.spec)
-    environments = (list(spec.environments) if args.all_envs
-                    else [spec.resolve(args.env).environment])
+    environments = (
+        list(spec.environments) if args.all_envs else [spec.resolve(args.env).environment]
+    )
     webhook_url = _alert_webhook() if args.alert else None
     if args.url and len(environments) > 1:
         raise OpsError("--url names one environment's service; pick it with --env ENV")
@@ -89,8 +115,9 @@ def spend(args: argparse.Namespace) -> int:
         elif window.live:
             notes[env] = _take_reading(resolved, args, log)
         readings[env] = log.load()
-    report = ops.spend_report(spec, environments, items, window, source=source,
-                              readings=readings, token_notes=notes)
+    report = ops.spend_report(
+        spec, environments, items, window, source=source, readings=readings, token_notes=notes
+    )
     if args.json:
         common.print_json(report.to_dict())
     else:
@@ -109,8 +136,10 @@ def _alert_webhook() -> str:
     from liftdeploy.runtime.monitor import ALERT_WEBHOOK_ENV, BadURL, parse_url
 
     url = os.environ.get(ALERT_WEBHOOK_ENV, "").strip()
-    fix = (f"export {ALERT_WEBHOOK_ENV}=https://... (the value in the spec's "
-           f"observability.alerts.webhook_secret)")
+    fix = (
+        f"export {ALERT_WEBHOOK_ENV}=https://... (the value in the spec's "
+        f"observability.alerts.webhook_secret)"
+    )
     if not url:
         raise OpsError(f"--alert posts to the alert webhook: {fix}")
     try:
@@ -121,7 +150,9 @@ def _alert_webhook() -> str:
 
 
 def _take_reading(
-    resolved: ResolvedDeployment, args: argparse.Namespace, log: ReadingLog,
+    resolved: ResolvedDeployment,
+    args: argparse.Namespace,
+    log: ReadingLog,
 ) -> str | None:
     """Record one reading of the token counter; the reason when none was taken."""
     from liftdeploy.client.api import Client
@@ -129,8 +160,10 @@ def _take_reading(
     from liftdeploy.ops.tokens import read_tokens
 
     if not (args.url or args.read_metrics or resolved.runtime.min_containers):
-        return ("not read: with min_containers 0 a /metrics request would start a container; "
-                "pass --read-metrics to read it anyway")
+        return (
+            "not read: with min_containers 0 a /metrics request would start a container; "
+            "pass --read-metrics to read it anyway"
+        )
     try:
         with Client.for_deployment(resolved, url=args.url) as client:
             log.append(read_tokens(client))

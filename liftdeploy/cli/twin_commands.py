@@ -12,7 +12,7 @@ from liftdeploy.cli import common
 from liftdeploy.render.vllm_args import SERVER_PORT
 
 if TYPE_CHECKING:
-    from liftdeploy.twin.local import LocalTwin
+    pass
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,16 +27,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common.add_spec_argument(p)
     common.add_env_option(p)
-    p.add_argument("--local", action="store_true",
-                   help="run on this machine (the only mode; deploy to Modal with `deploy`)")
-    p.add_argument("--model", metavar="PATH",
-                   help="local model directory (default: the tiny model, built on first use "
-                        "in ~/.cache/liftdeploy/tiny-model)")
-    p.add_argument("--port", type=common.port_number, default=SERVER_PORT,
-                   help=f"port on 127.0.0.1 (default {SERVER_PORT}, as in the container)")
-    p.add_argument("--api-key-env", metavar="VAR",
-                   help="name of an environment variable holding the API key clients must send "
-                        "(the key itself never goes on the command line)")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="run on this machine (the only mode; deploy to Modal with `deploy`)",
+    )
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="local model directory (default: the tiny model, built on first use "
+        "in ~/.cache/liftdeploy/tiny-model)",
+    )
+    p.add_argument(
+        "--port",
+        type=common.port_number,
+        default=SERVER_PORT,
+        help=f"port on 127.0.0.1 (default {SERVER_PORT}, as in the container)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="name of an environment variable holding the API key clients must send "
+        "(the key itself never goes on the command line)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="do not echo the server's log")
     p.set_defaults(handler=serve)
 
@@ -44,8 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="plan and render the examples, start the twin, send constrained requests"
     )
     p.add_argument("--port", type=int, help="port for the twin (default: a free one)")
-    p.add_argument("--model", metavar="PATH",
-                   help="model directory (default: ~/.cache/liftdeploy/tiny-model)")
+    p.add_argument(
+        "--model", metavar="PATH", help="model directory (default: ~/.cache/liftdeploy/tiny-model)"
+    )
     p.set_defaults(handler=demo)
 
 
@@ -78,21 +92,25 @@ def serve(args: argparse.Namespace) -> int:
         f"{args.port} with {model_path}"
     )
     progress = StartupProgress() if args.quiet else None  # the echoed log shows progress
-    twin = LocalTwin.start(resolved, model_path, args.port, api_key=api_key,
-                           echo=not args.quiet, on_wait=progress)
+    twin = LocalTwin.start(
+        resolved, model_path, args.port, api_key=api_key, echo=not args.quiet, on_wait=progress
+    )
     try:
         if progress:
             progress.finish()
         auth = "  (send the API key as a Bearer token)" if api_key else ""
-        print(f"ready: {twin.url}  OpenAI base URL: {twin.base_url}  model: {twin.model_name}"
-              + auth, flush=True)
+        print(
+            f"ready: {twin.url}  OpenAI base URL: {twin.base_url}  model: {twin.model_name}" + auth,
+            flush=True,
+        )
         common.note("Ctrl-C stops the server (requests in flight finish first)")
         code = twin.server.process.wait()
         twin.server.kill()  # the rest of its group; collects the last output lines
         raise TwinError(twin.server.died_message(f"stopped unexpectedly with status {code}"))
     except KeyboardInterrupt:
-        _note_if_possible("draining: requests in flight finish, new ones get 503 "
-                          "(Ctrl-C again stops at once)…")
+        _note_if_possible(
+            "draining: requests in flight finish, new ones get 503 (Ctrl-C again stops at once)…"
+        )
         twin.stop()  # a second Ctrl-C interrupts the drain and kills the server at once
         _note_if_possible("server stopped")
         return 0
@@ -110,8 +128,8 @@ def demo(args: argparse.Namespace) -> int:
 def _model_dir(value: str | None) -> Path:
     """The model directory to serve: the one given (it must exist), else the cached tiny one."""
     from liftdeploy.errors import TwinError
-    from liftdeploy.twin.tinymodel import build_tiny_model
     from liftdeploy.twin.local import DEFAULT_TINY_MODEL_DIR
+    from liftdeploy.twin.tinymodel import build_tiny_model
 
     if value is None:
         return build_tiny_model(DEFAULT_TINY_MODEL_DIR)
@@ -131,8 +149,10 @@ def _api_key_from_env(var: str | None) -> str | None:
         return None
     key = os.environ.get(var, "")
     if not key:
-        raise TwinError(f"--api-key-env {var}: the environment variable {var} is not set or empty; "
-                        f"export it first (export {var}=...)")
+        raise TwinError(
+            f"--api-key-env {var}: the environment variable {var} is not set or empty; "
+            f"export it first (export {var}=...)"
+        )
     return key
 
 

@@ -13,7 +13,8 @@ from liftdeploy.cli import common
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "pin", help="write the Hub commit hash of model.revision into the spec (comments kept)",
+        "pin",
+        help="write the Hub commit hash of model.revision into the spec (comments kept)",
         description="Resolve model.revision (default: the model's default branch) to the commit "
         "hash it points to now, with huggingface_hub, and write it into the spec in place. "
         "Without --env: the base spec and every environment that sets its own model; with "
@@ -25,14 +26,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=pin)
 
     p = subparsers.add_parser(
-        "download", help="fill the weights Volume for an environment (`modal run` of the app's "
-        "download_model)",
+        "download",
+        help="fill the weights Volume for an environment (`modal run` of the app's download_model)",
         description="Run the rendered app's download_model for one environment: its pinned "
         "revision into the shared weights Volume, with the time limit `liftdeploy plan` shows "
         "and retries. A snapshot already complete on the Volume is not fetched again.",
     )
-    p.add_argument("spec", metavar="SERVICE",
-                   help="a rendered service directory (or its deployment.yaml)")
+    p.add_argument(
+        "spec", metavar="SERVICE", help="a rendered service directory (or its deployment.yaml)"
+    )
     common.add_env_option(p, required=True)
     p.add_argument("--dry-run", action="store_true", help="print the exact command and run nothing")
     p.set_defaults(handler=download)

@@ -114,8 +114,7 @@ class RetryPolicy:
     however many attempts it takes, when it is longer than max_total_s. `Client.for_deployment`
     sets it to the plan's start-up time of a scale-to-zero environment."""
 
-    def gives_up(self, attempt: int, elapsed_s: float, delay_s: float, *,
-                 starting: bool) -> bool:
+    def gives_up(self, attempt: int, elapsed_s: float, delay_s: float, *, starting: bool) -> bool:
         """Whether to stop after `attempt` failed `elapsed_s` into the call, rather than wait
         `delay_s`; `starting`: the failure was a 503, which cold_start_s may outlast."""
         if starting and self.cold_start_s > self.max_total_s:
@@ -215,13 +214,18 @@ class Client:
         self.backend = backend
         self.retry = retry or RetryPolicy()
         self.stats = ClientStats()
-        self._sent_credentials = ", ".join(
-            what for what, given in (("an API key", api_key), ("a Modal proxy token", proxy_key))
-            if given
-        ) or "no credentials"
+        self._sent_credentials = (
+            ", ".join(
+                what
+                for what, given in (("an API key", api_key), ("a Modal proxy token", proxy_key))
+                if given
+            )
+            or "no credentials"
+        )
         self._proxy_headers = (
             {"Modal-Key": proxy_key, "Modal-Secret": proxy_secret}
-            if proxy_key and proxy_secret else {}
+            if proxy_key and proxy_secret
+            else {}
         )
         self._timeout = openai.Timeout(request_timeout_s, connect=connect_timeout_s)
         self._openai = openai.OpenAI(
@@ -249,14 +253,20 @@ class Client:
         options.setdefault("model", os.environ.get(MODEL_ENV) or None)
         return cls(
             check_url(url, production=False, source=ENDPOINT_URL_ENV),
-            api_key=creds.api_key, proxy_key=creds.proxy_key, proxy_secret=creds.proxy_secret,
+            api_key=creds.api_key,
+            proxy_key=creds.proxy_key,
+            proxy_secret=creds.proxy_secret,
             **options,
         )
 
     @classmethod
     def for_deployment(
-        cls, resolved: ResolvedDeployment, *, url: str | None = None,
-        cold_start_patience_s: float | None = None, **options: Any
+        cls,
+        resolved: ResolvedDeployment,
+        *,
+        url: str | None = None,
+        cold_start_patience_s: float | None = None,
+        **options: Any,
     ) -> Client:
         """A client for one environment of a spec: its URL (see `resolve_url`), served model
         name, grammar backend and request timeout; credentials from the environment.
@@ -277,8 +287,9 @@ class Client:
                 f"the {resolved.environment} environment (one container always warm), or wait "
                 f"longer"
             )
-        options["retry"] = replace(options.get("retry") or RetryPolicy(),
-                                   cold_start_s=float(cold_start_s))
+        options["retry"] = replace(
+            options.get("retry") or RetryPolicy(), cold_start_s=float(cold_start_s)
+        )
         creds = _Credentials.from_env()
         options.setdefault("model", resolved.model.name_for_clients)
         options.setdefault("backend", resolved.engine.structured_output_backend)
@@ -286,7 +297,9 @@ class Client:
         options.setdefault("request_timeout_s", float(resolved.runtime.request_timeout_s + 30))
         return cls(
             resolve_url(resolved, url),
-            api_key=creds.api_key, proxy_key=creds.proxy_key, proxy_secret=creds.proxy_secret,
+            api_key=creds.api_key,
+            proxy_key=creds.proxy_key,
+            proxy_secret=creds.proxy_secret,
             **options,
         )
 
@@ -316,7 +329,8 @@ class Client:
         usage = response.usage
         return Answer(
             value=self._validated(text, choice.finish_reason, schema),
-            text=text, finish_reason=choice.finish_reason,
+            text=text,
+            finish_reason=choice.finish_reason,
             output_tokens=usage.completion_tokens if usage else None,
             latency_s=time.monotonic() - started,
         )
@@ -334,7 +348,8 @@ class Client:
         has been validated and is in `.answer` (`.value` for the parsed object)."""
         request = self._request(prompt, schema, max_tokens, temperature, system)
         request.update(
-            stream=True, stream_options={"include_usage": True},
+            stream=True,
+            stream_options={"include_usage": True},
             extra_headers={CLIENT_VALIDATES_HEADER: "1"},  # AnswerStream validates the whole answer
         )
         return AnswerStream(self, request, schema)
@@ -376,15 +391,19 @@ class Client:
         started = time.monotonic()
         try:
             response = httpx.get(
-                f"{self.base_url}/health", headers=self._proxy_headers, timeout=timeout_s,
+                f"{self.base_url}/health",
+                headers=self._proxy_headers,
+                timeout=timeout_s,
             )
         except httpx.TransportError as exc:
             return Health(False, None, _describe_transport(exc), time.monotonic() - started)
         elapsed = time.monotonic() - started
         if response.status_code in (401, 403):
             raise self._auth_error(response.status_code, response.text)
-        detail = "healthy" if response.status_code == 200 else (
-            f"HTTP {response.status_code} {response.reason_phrase}".strip()
+        detail = (
+            "healthy"
+            if response.status_code == 200
+            else (f"HTTP {response.status_code} {response.reason_phrase}".strip())
         )
         return Health(response.status_code == 200, response.status_code, detail, elapsed)
 
@@ -393,7 +412,9 @@ class Client:
         other, so it starts a container when none is running."""
         try:
             response = httpx.get(
-                f"{self.base_url}/metrics", headers=self._proxy_headers, timeout=timeout_s,
+                f"{self.base_url}/metrics",
+                headers=self._proxy_headers,
+                timeout=timeout_s,
             )
         except httpx.TransportError as exc:
             raise ServiceUnavailable(
@@ -496,8 +517,7 @@ class Client:
             if not retryable:
                 raise error from None
             delay = self.retry.backoff_s(attempt, retry_after_s)
-            if self.retry.gives_up(attempt, time.monotonic() - started, delay,
-                                   starting=starting):
+            if self.retry.gives_up(attempt, time.monotonic() - started, delay, starting=starting):
                 raise type(error)(
                     f"{error} (gave up after {attempt} attempt{'s' * (attempt > 1)} in "
                     f"{time.monotonic() - started:.1f} s)"
@@ -509,15 +529,23 @@ class Client:
         """The ClientError for an SDK error, whether to retry it, and the server's Retry-After."""
         url = self.base_url
         if isinstance(exc, openai.APITimeoutError):
-            return RequestTimeout(
-                f"{url} gave no complete answer within {self._timeout.read:.0f} s; raise the "
-                f"request timeout or ask for less"
-            ), False, None
+            return (
+                RequestTimeout(
+                    f"{url} gave no complete answer within {self._timeout.read:.0f} s; raise the "
+                    f"request timeout or ask for less"
+                ),
+                False,
+                None,
+            )
         if isinstance(exc, openai.APIConnectionError):
-            return ServiceUnavailable(
-                f"could not reach {url} ({_describe_transport(exc.__cause__ or exc)}); check the "
-                f"URL and that the service is deployed (`liftdeploy health`)"
-            ), True, None
+            return (
+                ServiceUnavailable(
+                    f"could not reach {url} ({_describe_transport(exc.__cause__ or exc)}); check the "
+                    f"URL and that the service is deployed (`liftdeploy health`)"
+                ),
+                True,
+                None,
+            )
         if not isinstance(exc, openai.APIStatusError):
             return ClientError(f"{url}: {exc}"), False, None
         status, detail = exc.status_code, _error_detail(exc)
@@ -525,23 +553,35 @@ class Client:
             return self._auth_error(status, detail), False, None
         retry_after = _retry_after_s(exc.response.headers.get("retry-after"))
         if status == 429:
-            return Overloaded(
-                f"{url} is over its concurrency limit (429: {detail}); slow down, or raise "
-                f"runtime.max_concurrent_requests / max_containers"
-            ), True, retry_after
+            return (
+                Overloaded(
+                    f"{url} is over its concurrency limit (429: {detail}); slow down, or raise "
+                    f"runtime.max_concurrent_requests / max_containers"
+                ),
+                True,
+                retry_after,
+            )
         if status == 503:
-            return ServiceUnavailable(
-                f"{url} is not ready (503: {detail}); a container may still be starting — "
-                f"`liftdeploy warmup` waits for it"
-            ), True, retry_after
+            return (
+                ServiceUnavailable(
+                    f"{url} is not ready (503: {detail}); a container may still be starting — "
+                    f"`liftdeploy warmup` waits for it"
+                ),
+                True,
+                retry_after,
+            )
         if _error_type(exc) == GUARD_ERROR_TYPE:  # the server's guard withheld a bad answer
             kind = InvalidJson if "not valid JSON" in detail else SchemaViolation
             return kind(f"{url} withheld an invalid answer: {detail}"), False, None
         if status < 500:
             return RequestRejected(f"{url} rejected the request ({status}: {detail})"), False, None
-        return ServerError(
-            f"{url} failed while answering ({status}: {detail}); see `liftdeploy logs`"
-        ), False, None
+        return (
+            ServerError(
+                f"{url} failed while answering ({status}: {detail}); see `liftdeploy logs`"
+            ),
+            False,
+            None,
+        )
 
     def _auth_error(self, status: int, detail: str) -> AuthError:
         return AuthError(
@@ -608,8 +648,11 @@ class AnswerStream:
             )
         self.answer = Answer(
             value=client._validated(text, finish_reason, self._schema),
-            text=text, finish_reason=finish_reason, output_tokens=output_tokens,
-            latency_s=time.monotonic() - started, first_token_s=first_token_s,
+            text=text,
+            finish_reason=finish_reason,
+            output_tokens=output_tokens,
+            latency_s=time.monotonic() - started,
+            first_token_s=first_token_s,
         )
 
 

@@ -36,7 +36,8 @@ def resolve_url(resolved: ResolvedDeployment, url: str | None = None) -> str:
     if from_env:
         return check_url(from_env, production=resolved.production, source=ENDPOINT_URL_ENV)
     return check_url(
-        modal_server_url(resolved), production=resolved.production,
+        modal_server_url(resolved),
+        production=resolved.production,
         source=f"Modal's URL for app {resolved.app_name!r}",
     )
 
@@ -46,9 +47,14 @@ def check_url(url: str, *, production: bool, source: str) -> str:
     messages show only scheme://host (parse_url, the one URL reader), never path or password."""
     example = "https://workspace--app-server.modal.run"
     try:
-        parts = parse_url(url, source=source, fix=(
-            f"give the service's base URL, e.g. {example} (credentials through "
-            f"LIFTDEPLOY_API_KEY or MODAL_PROXY_KEY / MODAL_PROXY_SECRET)"))
+        parts = parse_url(
+            url,
+            source=source,
+            fix=(
+                f"give the service's base URL, e.g. {example} (credentials through "
+                f"LIFTDEPLOY_API_KEY or MODAL_PROXY_KEY / MODAL_PROXY_SECRET)"
+            ),
+        )
     except BadURL as exc:
         raise EndpointError(str(exc)) from None
     base = f"{parts.scheme}://{parts.netloc}"

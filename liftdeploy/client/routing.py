@@ -27,8 +27,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from liftdeploy.client.api import (
-    AnswerStream, AuthError, Client, InvalidJson, Overloaded, RequestTimeout, RetryPolicy,
-    SchemaViolation, ServerError, ServiceUnavailable,
+    AnswerStream,
+    AuthError,
+    Client,
+    InvalidJson,
+    Overloaded,
+    RequestTimeout,
+    RetryPolicy,
+    SchemaViolation,
+    ServerError,
+    ServiceUnavailable,
 )
 
 if TYPE_CHECKING:
@@ -40,8 +48,15 @@ RELEASE_KEY = "release"
 CANDIDATE_SUFFIX = "-candidate"
 RELEASE_DICT_SUFFIX = "-release"
 
-FAILOVER_ERRORS = (ServiceUnavailable, ServerError, Overloaded, RequestTimeout, AuthError,
-                   InvalidJson, SchemaViolation)
+FAILOVER_ERRORS = (
+    ServiceUnavailable,
+    ServerError,
+    Overloaded,
+    RequestTimeout,
+    AuthError,
+    InvalidJson,
+    SchemaViolation,
+)
 """Candidate failures a caller should never see: production answers instead. A request that
 production would refuse as well (4xx, a cut-off answer, an unsupported schema) is not resent."""
 CANDIDATE_RETRY = RetryPolicy(max_attempts=1)
@@ -73,7 +88,8 @@ def open_release_dict(resolved: ResolvedDeployment, *, create: bool = False) -> 
     import modal
 
     return modal.Dict.from_name(
-        release_dict_name(resolved), environment_name=resolved.modal_environment,
+        release_dict_name(resolved),
+        environment_name=resolved.modal_environment,
         create_if_missing=create,
     )
 
@@ -167,8 +183,9 @@ class RoutedClient(Client):
     """A `Client` for production that sends the release's share of requests to the candidate
     and falls back to production when the candidate fails. Without `router` it is a Client."""
 
-    def __init__(self, base_url: str, *, router: ReleaseRouter | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self, base_url: str, *, router: ReleaseRouter | None = None, **options: Any
+    ) -> None:
         super().__init__(base_url, **options)
         self.router = router
         self._options = options
@@ -196,8 +213,11 @@ class RoutedClient(Client):
         candidate = self._candidate()
         if candidate is None:
             return super().stream_generate(prompt, schema, **options)
-        return _FailoverStream(self, candidate.stream_generate(prompt, schema, **options),
-                               lambda: Client.stream_generate(self, prompt, schema, **options))
+        return _FailoverStream(
+            self,
+            candidate.stream_generate(prompt, schema, **options),
+            lambda: Client.stream_generate(self, prompt, schema, **options),
+        )
 
     def _candidate(self) -> Client | None:
         route = self.router.pick() if self.router else None
@@ -222,8 +242,9 @@ class RoutedClient(Client):
 class _FailoverStream(AnswerStream):
     """The candidate's stream; if it fails before its first chunk, production's stream."""
 
-    def __init__(self, owner: RoutedClient, candidate: AnswerStream,
-                 production: Callable[[], AnswerStream]) -> None:
+    def __init__(
+        self, owner: RoutedClient, candidate: AnswerStream, production: Callable[[], AnswerStream]
+    ) -> None:
         self.answer = None
         self._owner, self._candidate, self._production = owner, candidate, production
 

@@ -34,10 +34,24 @@ from liftdeploy.errors import LiftdeployError, first_line
 BACKENDS = ("xgrammar", "guidance")
 
 # Formats XGrammar 0.2.8 enforces; vLLM refuses a string with any other format under xgrammar.
-XGRAMMAR_STRING_FORMATS = frozenset({
-    "email", "date", "time", "date-time", "duration", "ipv4", "ipv6", "hostname", "uuid", "uri",
-    "uri-reference", "uri-template", "json-pointer", "relative-json-pointer",
-})
+XGRAMMAR_STRING_FORMATS = frozenset(
+    {
+        "email",
+        "date",
+        "time",
+        "date-time",
+        "duration",
+        "ipv4",
+        "ipv6",
+        "hostname",
+        "uuid",
+        "uri",
+        "uri-reference",
+        "uri-template",
+        "json-pointer",
+        "relative-json-pointer",
+    }
+)
 
 
 class SchemaCheckError(LiftdeployError):
@@ -67,16 +81,22 @@ class SchemaSupport:
         if not self.supported:
             return f"unsupported: {self.reason}"
         if self.served == "relaxed":
-            return (f"supported, relaxed: the guard enforces {', '.join(self.enforced_by_guard)} "
-                    "(answers that break them are resampled)")
+            return (
+                f"supported, relaxed: the guard enforces {', '.join(self.enforced_by_guard)} "
+                "(answers that break them are resampled)"
+            )
         if self.rewrites:
             return f"supported, exact after {len(self.rewrites)} rewrite(s): {self.rewrites[0]}"
         return "supported"
 
     def to_dict(self) -> dict[str, Any]:
         fields = asdict(self)
-        return {**fields, "enforced_by_guard": list(self.enforced_by_guard),
-                "rewrites": list(self.rewrites), "summary": self.summary}
+        return {
+            **fields,
+            "enforced_by_guard": list(self.enforced_by_guard),
+            "rewrites": list(self.rewrites),
+            "summary": self.summary,
+        }
 
 
 def check_schema(
@@ -91,7 +111,9 @@ def check_schema(
         try:
             schema = json.loads(schema)
         except ValueError as err:
-            raise SchemaCheckError(f"the schema is not valid JSON ({err}); pass a JSON object") from err
+            raise SchemaCheckError(
+                f"the schema is not valid JSON ({err}); pass a JSON object"
+            ) from err
     if backend not in BACKENDS:
         raise SchemaCheckError(
             f"unknown structured-output backend {backend!r}; choose one of {', '.join(BACKENDS)}"
@@ -101,8 +123,9 @@ def check_schema(
         reason = _xgrammar_refusal(schema, any_whitespace)
     elif reason is None:
         return _guidance_support(schema, any_whitespace)
-    return SchemaSupport(backend, reason is None, reason,
-                         "refused" if backend == "guidance" else None)
+    return SchemaSupport(
+        backend, reason is None, reason, "refused" if backend == "guidance" else None
+    )
 
 
 def check_schema_all(
@@ -139,8 +162,10 @@ def _guard_refusal(schema: Any) -> str | None:
     for probe in _PROBES:
         verdict = judge_answer(probe, schema, "stop", budget_s=VALIDATION_BUDGET_S)
         if verdict.kind == "unchecked":
-            return (f"the service's guard cannot check answers to it ({verdict.problem}), so "
-                    f"every answer would be withheld")
+            return (
+                f"the service's guard cannot check answers to it ({verdict.problem}), so "
+                f"every answer would be withheld"
+            )
     return None
 
 
@@ -172,8 +197,14 @@ def _guidance_support(schema: Any, any_whitespace: bool) -> SchemaSupport:
     from liftdeploy.runtime.schema_rewrite import plan_for_guidance
 
     plan = plan_for_guidance(schema, any_whitespace=any_whitespace)
-    return SchemaSupport("guidance", plan.mode != "refused", plan.problem, plan.mode,
-                         plan.enforced_by_guard, plan.rewrites)
+    return SchemaSupport(
+        "guidance",
+        plan.mode != "refused",
+        plan.problem,
+        plan.mode,
+        plan.enforced_by_guard,
+        plan.rewrites,
+    )
 
 
 def _first_line(error: object) -> str:
@@ -192,8 +223,9 @@ def xgrammar_unsupported_feature(schema: dict[str, Any]) -> str | None:
             if keyword in schema:
                 return f"{keyword} on arrays"
     if "string" in types:
-        if "format" in schema and (not isinstance(schema["format"], str)
-                                   or schema["format"] not in XGRAMMAR_STRING_FORMATS):
+        if "format" in schema and (
+            not isinstance(schema["format"], str) or schema["format"] not in XGRAMMAR_STRING_FORMATS
+        ):
             return f"string format {schema['format']!r}"
         if _pattern_with_length(schema):
             return "pattern/format together with minLength/maxLength on strings"

@@ -22,8 +22,10 @@ def send_test_alert(resolved: ResolvedDeployment, webhook_url: str) -> str:
     """Post one test message to the webhook; returns the text sent."""
     alerts = resolved.observability.alerts
     assert alerts is not None
-    text = (f"[{resolved.app_name}] TEST from `liftdeploy alerts test`: alerts for this service "
-            f"arrive here (Modal Secret {alerts.webhook_secret})")
+    text = (
+        f"[{resolved.app_name}] TEST from `liftdeploy alerts test`: alerts for this service "
+        f"arrive here (Modal Secret {alerts.webhook_secret})"
+    )
     try:
         post_alert(webhook_url, text)
     except AlertNotSent as exc:
@@ -39,8 +41,10 @@ def send_test_event(resolved: ResolvedDeployment, dsn: str) -> str:
         from sentry_sdk.transport import HttpTransport
         from sentry_sdk.utils import BadDsn
     except ImportError:
-        raise OpsError("sentry-sdk is not installed here; `pip install sentry-sdk` to send the "
-                       "test event (the service's image installs it itself)") from None
+        raise OpsError(
+            "sentry-sdk is not installed here; `pip install sentry-sdk` to send the "
+            "test event (the service's image installs it itself)"
+        ) from None
 
     class RecordingTransport(HttpTransport):
         """sentry-sdk's own HTTP transport, remembering why an event was dropped."""
@@ -51,12 +55,18 @@ def send_test_event(resolved: ResolvedDeployment, dsn: str) -> str:
             self.dropped.append(reason)
 
     try:
-        client = sentry_sdk.Client(dsn=dsn, environment=resolved.environment,
-                                   release=resolved.app_name, default_integrations=False,
-                                   transport=RecordingTransport)
+        client = sentry_sdk.Client(
+            dsn=dsn,
+            environment=resolved.environment,
+            release=resolved.app_name,
+            default_integrations=False,
+            transport=RecordingTransport,
+        )
     except BadDsn as exc:
-        raise OpsError(f"{DSN_ENV} is not a Sentry DSN ({first_line(exc)}); copy the DSN from "
-                       f"the Sentry project's Client Keys page") from None
+        raise OpsError(
+            f"{DSN_ENV} is not a Sentry DSN ({first_line(exc)}); copy the DSN from "
+            f"the Sentry project's Client Keys page"
+        ) from None
     try:
         with sentry_sdk.new_scope() as scope:
             scope.set_client(client)
@@ -70,8 +80,10 @@ def send_test_event(resolved: ResolvedDeployment, dsn: str) -> str:
     if RecordingTransport.dropped or not event_id:
         reason = RecordingTransport.dropped[0] if RecordingTransport.dropped else "not captured"
         reason = "could not reach it" if reason == "network" else reason.replace("_", " ")
-        raise OpsError(f"Sentry did not accept the test event ({reason}); "
-                       f"check {DSN_ENV} and the project's rate limits")
+        raise OpsError(
+            f"Sentry did not accept the test event ({reason}); "
+            f"check {DSN_ENV} and the project's rate limits"
+        )
     return event_id
 
 

@@ -30,25 +30,88 @@ from typing import Literal
 
 from liftdeploy.client.endpoints import ENDPOINT_URL_ENV as ENV_VAR
 from liftdeploy.errors import LiftdeployError
+
 ALLOW_MARKER = "liftdeploy: allow-endpoint"
 """Put this in a comment on a line to accept its endpoint deliberately."""
 MAX_FILE_BYTES = 2_000_000
 """Larger files are data, not source: skipped."""
 
-CODE_SUFFIXES = frozenset({
-    ".py", ".pyi", ".ipynb", ".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx", ".go", ".rs", ".java",
-    ".kt", ".scala", ".rb", ".php", ".cs", ".swift", ".c", ".h", ".cc", ".cpp", ".hpp", ".sh",
-    ".bash", ".zsh", ".fish", ".ps1", ".lua", ".r", ".jl", ".ex", ".exs", ".dart", ".vue",
-    ".svelte",
-})
-CONFIG_SUFFIXES = frozenset({
-    ".yaml", ".yml", ".toml", ".json", ".ini", ".cfg", ".conf", ".properties", ".tf", ".tfvars",
-})
-SKIP_DIRS = frozenset({
-    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
-    ".mypy_cache", ".pytest_cache", ".ruff_cache", "site-packages", ".eggs", "dist", "build",
-    ".idea", ".vscode",
-})
+CODE_SUFFIXES = frozenset(
+    {
+        ".py",
+        ".pyi",
+        ".ipynb",
+        ".js",
+        ".jsx",
+        ".mjs",
+        ".cjs",
+        ".ts",
+        ".tsx",
+        ".go",
+        ".rs",
+        ".java",
+        ".kt",
+        ".scala",
+        ".rb",
+        ".php",
+        ".cs",
+        ".swift",
+        ".c",
+        ".h",
+        ".cc",
+        ".cpp",
+        ".hpp",
+        ".sh",
+        ".bash",
+        ".zsh",
+        ".fish",
+        ".ps1",
+        ".lua",
+        ".r",
+        ".jl",
+        ".ex",
+        ".exs",
+        ".dart",
+        ".vue",
+        ".svelte",
+    }
+)
+CONFIG_SUFFIXES = frozenset(
+    {
+        ".yaml",
+        ".yml",
+        ".toml",
+        ".json",
+        ".ini",
+        ".cfg",
+        ".conf",
+        ".properties",
+        ".tf",
+        ".tfvars",
+    }
+)
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "site-packages",
+        ".eggs",
+        "dist",
+        "build",
+        ".idea",
+        ".vscode",
+    }
+)
 
 Kind = Literal["modal", "loopback", "raw-ip"]
 
@@ -64,9 +127,16 @@ _RAW_IP = re.compile(
     rf"(?:https?|wss?)://(?!127\.|0\.0\.0\.0)\d{{1,3}}(?:\.\d{{1,3}}){{3}}\b{_STOP}"
 )
 # Workspace parts of example URLs in docs and messages (`workspace--app.modal.run`).
-PLACEHOLDER_WORKSPACES = frozenset({
-    "workspace", "your-workspace", "my-workspace", "example", "username", "your-username",
-})
+PLACEHOLDER_WORKSPACES = frozenset(
+    {
+        "workspace",
+        "your-workspace",
+        "my-workspace",
+        "example",
+        "username",
+        "your-username",
+    }
+)
 # Reading an environment variable, in the languages above.
 _ENV_READ = re.compile(
     r"getenv\s*\(|environ(\.get)?\s*[\[(]|process\.env|Getenv\s*\(|env::var|ENV\s*\[|\$\{\w+:-"
@@ -93,11 +163,15 @@ class Finding:
     @property
     def advice(self) -> str:
         if self.fallback:
-            return (f"remove the literal default: read {ENV_VAR} with no fallback "
-                    f"(os.environ[\"{ENV_VAR}\"]) so a missing variable fails loudly")
+            return (
+                f"remove the literal default: read {ENV_VAR} with no fallback "
+                f'(os.environ["{ENV_VAR}"]) so a missing variable fails loudly'
+            )
         if self.kind == "modal":
-            return (f"read it from {ENV_VAR} (or look it up by app name with "
-                    f"liftdeploy.client.endpoints.resolve_url) instead")
+            return (
+                f"read it from {ENV_VAR} (or look it up by app name with "
+                f"liftdeploy.client.endpoints.resolve_url) instead"
+            )
         return f"read it from an environment variable ({ENV_VAR} for the model endpoint) instead"
 
     def to_dict(self) -> dict[str, object]:
@@ -144,8 +218,10 @@ def source_files(root: Path) -> Iterator[Path]:
     """Code and config files under `root`, skipping VCS data, virtualenvs and dependencies."""
     for directory, dirnames, filenames in os.walk(root):
         dirnames[:] = [
-            d for d in dirnames
-            if d not in SKIP_DIRS and not d.endswith(".egg-info")
+            d
+            for d in dirnames
+            if d not in SKIP_DIRS
+            and not d.endswith(".egg-info")
             and not (Path(directory, d) / "pyvenv.cfg").exists()
         ]
         for name in filenames:

@@ -48,7 +48,10 @@ def fetch_report(start: datetime, end: datetime) -> list[Any]:
     return modal_call(
         "reading Modal's billing report",
         lambda: modal.Workspace.from_context().billing.report(
-            start=start, end=end, resolution="h", tag_names=list(TAG_NAMES),
+            start=start,
+            end=end,
+            resolution="h",
+            tag_names=list(TAG_NAMES),
         ),
     )
 
@@ -57,11 +60,12 @@ MAX_ROW_USD = Decimal(1_000_000)
 """Largest cost one report row may hold: an hour of a thousand 8-GPU containers costs far
 less, so a larger figure is a garbled row, not a bill."""
 
-_REPORT_FIX = ("pass the file `liftdeploy spend --save-report` or `modal billing report --json` "
-               "wrote")
+_REPORT_FIX = (
+    "pass the file `liftdeploy spend --save-report` or `modal billing report --json` wrote"
+)
 
 
-MAX_REPORT_BYTES = 64 * 1024 ** 2
+MAX_REPORT_BYTES = 64 * 1024**2
 """Largest billing report read: a row is about 450 bytes, and a busy month of hourly rows for
 several apps with `--show-resources` passes the 1 MiB that bounds a spec."""
 
@@ -85,26 +89,36 @@ def load_report(path: Path) -> list[Any]:
         where = f"{path}: row {number}"
         missing = [name for name in ("object_id", "interval_start", "cost") if name not in row]
         if missing:
-            raise OpsError(f"{where} lacks {', '.join(missing)}; each row needs object_id, "
-                           f"interval_start (ISO time) and cost; {_REPORT_FIX}")
-        key = (_text(row["object_id"], f"{where} object_id"),
-               _text(row["interval_start"], f"{where} interval_start"))
+            raise OpsError(
+                f"{where} lacks {', '.join(missing)}; each row needs object_id, "
+                f"interval_start (ISO time) and cost; {_REPORT_FIX}"
+            )
+        key = (
+            _text(row["object_id"], f"{where} object_id"),
+            _text(row["interval_start"], f"{where} interval_start"),
+        )
         try:
             start = utc(datetime.fromisoformat(key[1]))
         except ValueError:
-            raise OpsError(f"{where} interval_start {_kind(key[1])} is not an ISO time such as "
-                           f"2026-11-01T10:00:00+00:00; {_REPORT_FIX}") from None
+            raise OpsError(
+                f"{where} interval_start {_kind(key[1])} is not an ISO time such as "
+                f"2026-11-01T10:00:00+00:00; {_REPORT_FIX}"
+            ) from None
         where = f"{where} ({_kind(key[0])} at {key[1]})"
-        item = merged.setdefault(key, {
-            "object_id": key[0],
-            "description": _text(row.get("description", ""), f"{where} description"),
-            "environment_name": _text(row.get("environment_name", row.get("environment", "")),
-                                      f"{where} environment"),
-            "interval_start": start,
-            "cost": Decimal(0),
-            "cost_by_resource": {},
-            "tags": _tags(row.get("tags"), where),
-        })
+        item = merged.setdefault(
+            key,
+            {
+                "object_id": key[0],
+                "description": _text(row.get("description", ""), f"{where} description"),
+                "environment_name": _text(
+                    row.get("environment_name", row.get("environment", "")), f"{where} environment"
+                ),
+                "interval_start": start,
+                "cost": Decimal(0),
+                "cost_by_resource": {},
+                "tags": _tags(row.get("tags"), where),
+            },
+        )
         cost = checked_cost(row["cost"], f"{where} cost")
         if "resource" in row:  # `modal billing report --show-resources`: one resource a row
             item["cost_by_resource"][_text(row["resource"], f"{where} resource")] = cost
@@ -113,8 +127,10 @@ def load_report(path: Path) -> list[Any]:
             item["cost"] = cost
             by_resource = row.get("cost_by_resource") or {}
             if not isinstance(by_resource, dict):
-                raise OpsError(f"{where} cost_by_resource is {_kind(by_resource)}, not a "
-                               f"mapping of resource to cost; {_REPORT_FIX}")
+                raise OpsError(
+                    f"{where} cost_by_resource is {_kind(by_resource)}, not a "
+                    f"mapping of resource to cost; {_REPORT_FIX}"
+                )
             item["cost_by_resource"] = {
                 resource: checked_cost(value, f"{where} cost_by_resource[{_kind(resource)}]")
                 for resource, value in by_resource.items()  # JSON keys are always text
@@ -132,9 +148,11 @@ def checked_cost(value: Any, where: str) -> Decimal:
         except ArithmeticError:  # decimal.InvalidOperation: not a number at all
             pass
     if number is None or not number.is_finite() or not 0 <= number <= MAX_ROW_USD:
-        raise OpsError(f"{where} is {_kind(value)}, not a dollar figure from 0 to "
-                       f"{MAX_ROW_USD:,}; the report is garbled, so nothing is summed: fetch "
-                       f"it again, or fix that row")
+        raise OpsError(
+            f"{where} is {_kind(value)}, not a dollar figure from 0 to "
+            f"{MAX_ROW_USD:,}; the report is garbled, so nothing is summed: fetch "
+            f"it again, or fix that row"
+        )
     return number
 
 
@@ -156,13 +174,18 @@ def _text(value: Any, where: str) -> str:
 
 def save_report(items: Iterable[BillingRow], path: Path) -> None:
     """Write report rows with modal's field names, so `--report` can replay them."""
-    rows = [{
-        "object_id": item.object_id, "description": item.description,
-        "environment_name": item.environment_name,
-        "interval_start": item.interval_start.isoformat(), "cost": str(item.cost),
-        "cost_by_resource": {k: str(v) for k, v in item.cost_by_resource.items()},
-        "tags": dict(item.tags),
-    } for item in items]
+    rows = [
+        {
+            "object_id": item.object_id,
+            "description": item.description,
+            "environment_name": item.environment_name,
+            "interval_start": item.interval_start.isoformat(),
+            "cost": str(item.cost),
+            "cost_by_resource": {k: str(v) for k, v in item.cost_by_resource.items()},
+            "tags": dict(item.tags),
+        }
+        for item in items
+    ]
     from liftdeploy.files import write_atomic
 
     write_atomic(path, json.dumps(rows, indent=1) + "\n")  # whole or not at all
@@ -177,12 +200,14 @@ def _tags(value: Any, where: str) -> dict[str, str]:
         except (ValueError, RecursionError):
             tags = value
     if not isinstance(tags or {}, dict):
-        raise OpsError(f"{where} tags are {_kind(value)}, not a mapping of tag names to text; "
-                       f"{_REPORT_FIX}")
+        raise OpsError(
+            f"{where} tags are {_kind(value)}, not a mapping of tag names to text; {_REPORT_FIX}"
+        )
     return {key: _text(text, f"{where} tag {_kind(key)}") for key, text in (tags or {}).items()}
 
 
 # --- matching rows to environments -------------------------------------------------------------
+
 
 @dataclass
 class Hourly:
@@ -218,15 +243,22 @@ def split_by_environment(items: Iterable[BillingRow], spec: ModelDeployment) -> 
         # Rows from Modal are checked as saved ones are: a NaN would silence every verdict.
         where = f"the billing report's row {_kind(item.object_id)} at {hour.isoformat()}"
         cost = float(checked_cost(item.cost, f"{where}: cost"))
-        by_resource = {resource: float(checked_cost(value, f"{where}: {_kind(resource)} cost"))
-                       for resource, value in item.cost_by_resource.items()}
+        by_resource = {
+            resource: float(checked_cost(value, f"{where}: {_kind(resource)} cost"))
+            for resource, value in item.cost_by_resource.items()
+        }
         found[env].total[hour] += cost
         # A report without the per-resource breakdown is taken as all GPU: for a GPU service
         # the CPU and memory share is small, and the plan's figures can still be compared.
-        found[env].gpu[hour] += sum(
-            value for resource, value in by_resource.items()
-            if any(word in resource.lower() for word in gpu_words)
-        ) if by_resource else cost
+        found[env].gpu[hour] += (
+            sum(
+                value
+                for resource, value in by_resource.items()
+                if any(word in resource.lower() for word in gpu_words)
+            )
+            if by_resource
+            else cost
+        )
     return found
 
 
@@ -240,8 +272,11 @@ def _gpu_words() -> set[str]:
 
 def utc(moment: datetime) -> datetime:
     """A naive time read as UTC (as modal does), an aware one converted to UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None \
+    return (
+        moment.replace(tzinfo=timezone.utc)
+        if moment.tzinfo is None
         else moment.astimezone(timezone.utc)
+    )
 
 
 def hour_floor(moment: datetime) -> datetime:

@@ -104,9 +104,7 @@ def _refuse_stale(service: ServiceFiles, *, then: str = "deploy") -> None:
         )
 
 
-def production_notes(
-    resolved: ResolvedDeployment, plan_lines: Sequence[str] = ()
-) -> list[str]:
+def production_notes(resolved: ResolvedDeployment, plan_lines: Sequence[str] = ()) -> list[str]:
     """What to know before a production deploy: the always-on bill, the plan, the URL."""
     monthly = resolved.always_on_monthly_usd
     runtime = resolved.runtime

@@ -31,21 +31,26 @@ def parse_history(text: str) -> list[DeployedVersion]:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
         raise OpsError(
-            f"`modal app history --json` printed something that is not JSON: {exc}") from None
+            f"`modal app history --json` printed something that is not JSON: {exc}"
+        ) from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise OpsError("`modal app history --json` printed JSON of an unexpected shape (expected "
-                       "a list of versions); check that the modal client is 1.6.x")
+        raise OpsError(
+            "`modal app history --json` printed JSON of an unexpected shape (expected "
+            "a list of versions); check that the modal client is 1.6.x"
+        )
     versions = []
     for row in rows:
         commit = row.get("commit") or None
-        versions.append(DeployedVersion(
-            version=str(row.get("version", "")),
-            deployed_at=str(row.get("time_deployed") or ""),
-            deployed_by=str(row.get("deployed_by") or ""),
-            commit=commit.rstrip("*") if commit else None,
-            dirty=bool(commit and commit.endswith("*")),
-            tag=row.get("tag") or None,
-        ))
+        versions.append(
+            DeployedVersion(
+                version=str(row.get("version", "")),
+                deployed_at=str(row.get("time_deployed") or ""),
+                deployed_by=str(row.get("deployed_by") or ""),
+                commit=commit.rstrip("*") if commit else None,
+                dirty=bool(commit and commit.endswith("*")),
+                tag=row.get("tag") or None,
+            )
+        )
     return sorted(versions, key=_version_number, reverse=True)
 
 

@@ -246,16 +246,26 @@ def loadtest(
         if sent > tally.done:
             tally.errors["CutByDeadline"] += sent - tally.done
             tally.error_examples.setdefault(
-                "CutByDeadline", f"still running {deadline_grace_s:.0f} s after --duration ended")
+                "CutByDeadline", f"still running {deadline_grace_s:.0f} s after --duration ended"
+            )
         tokens_per_s = tally.output_tokens / elapsed if elapsed > 0 else 0.0
         return LoadReport(
-            url=client.base_url, requested=requests, concurrency=concurrency,
-            duration_limit_s=duration_s, sent=sent, succeeded=len(tally.latencies),
-            failed=sum(tally.errors.values()), not_sent=requests - sent,
-            errors=dict(sorted(tally.errors.items())), error_examples=dict(tally.error_examples),
-            retries=client.stats.retries - retries_before, elapsed_s=elapsed,
-            latency_s=Percentiles.of(tally.latencies), ttft_s=Percentiles.of(tally.ttfts),
-            output_tokens=tally.output_tokens, output_tokens_per_s=tokens_per_s,
+            url=client.base_url,
+            requested=requests,
+            concurrency=concurrency,
+            duration_limit_s=duration_s,
+            sent=sent,
+            succeeded=len(tally.latencies),
+            failed=sum(tally.errors.values()),
+            not_sent=requests - sent,
+            errors=dict(sorted(tally.errors.items())),
+            error_examples=dict(tally.error_examples),
+            retries=client.stats.retries - retries_before,
+            elapsed_s=elapsed,
+            latency_s=Percentiles.of(tally.latencies),
+            ttft_s=Percentiles.of(tally.ttfts),
+            output_tokens=tally.output_tokens,
+            output_tokens_per_s=tokens_per_s,
             container_hour_usd=container_hour_usd,
             usd_per_million_output_tokens=(
                 container_hour_usd / 3600 / tokens_per_s * 1_000_000 if tokens_per_s > 0 else None
@@ -289,11 +299,17 @@ def format_load_report(report: LoadReport) -> str:
     lines = [
         f"load test of {report.url}: {report.sent}/{report.requested} requests sent at "
         f"concurrency {report.concurrency} in {report.elapsed_s:.1f} s"
-        + (f" ({report.not_sent} not sent: duration limit {report.duration_limit_s:g} s)"
-           if report.not_sent else ""),
+        + (
+            f" ({report.not_sent} not sent: duration limit {report.duration_limit_s:g} s)"
+            if report.not_sent
+            else ""
+        ),
         f"  succeeded {report.succeeded}, failed {report.failed}"
-        + (" (" + ", ".join(f"{k} {v}" for k, v in report.errors.items()) + ")"
-           if report.errors else "")
+        + (
+            " (" + ", ".join(f"{k} {v}" for k, v in report.errors.items()) + ")"
+            if report.errors
+            else ""
+        )
         + f", client retries {report.retries}",
         *(f"  first {kind}: {message}" for kind, message in report.error_examples.items()),
         f"  latency     {ms(report.latency_s)}",
@@ -304,7 +320,8 @@ def format_load_report(report: LoadReport) -> str:
     lines.append(
         f"  cost        ${cost:,.2f} per million output tokens at "
         f"${report.container_hour_usd:.2f}/container-hour (one container, busy throughout)"
-        if cost is not None else "  cost        - (no output tokens)"
+        if cost is not None
+        else "  cost        - (no output tokens)"
     )
     return "\n".join(lines)
 

@@ -34,8 +34,10 @@ class ModalCommandError(OpsError):
         self.stderr_tail = stderr_tail
         message = f"`{shlex.join(command.argv)}` failed with exit code {returncode}"
         if "token missing" in stderr_tail.lower():
-            message += (" — not logged in to Modal: run `modal token new` (or set MODAL_TOKEN_ID "
-                        "and MODAL_TOKEN_SECRET) and retry")
+            message += (
+                " — not logged in to Modal: run `modal token new` (or set MODAL_TOKEN_ID "
+                "and MODAL_TOKEN_SECRET) and retry"
+            )
         if echoed:
             message += " (its error output is above)"
         else:

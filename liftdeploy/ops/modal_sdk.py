@@ -73,21 +73,33 @@ def required_resources(resolved: ResolvedDeployment) -> list[Resource]:
     """
     observability = resolved.observability
     keys_of: dict[str, list[str]] = {}
-    for owner, key in ((resolved.model.hf_token_secret, HF_TOKEN),
-                       (resolved.auth.api_key_secret, API_KEY),
-                       (observability.sentry_dsn_secret, DSN_ENV),
-                       (observability.otlp_headers_secret, OTLP_HEADERS_ENV)):
+    for owner, key in (
+        (resolved.model.hf_token_secret, HF_TOKEN),
+        (resolved.auth.api_key_secret, API_KEY),
+        (observability.sentry_dsn_secret, DSN_ENV),
+        (observability.otlp_headers_secret, OTLP_HEADERS_ENV),
+    ):
         if owner:
             keys_of.setdefault(owner, []).append(key)
     modal_env = resolved.modal_environment
     resources = [
-        Resource(kind, name, modal_environment=modal_env,
-                 secret_keys=tuple(keys_of.get(name, ())) if kind == "secret" else ())
+        Resource(
+            kind,
+            name,
+            modal_environment=modal_env,
+            secret_keys=tuple(keys_of.get(name, ())) if kind == "secret" else (),
+        )
         for kind, name in resolved.named_resources
     ]
     if alerts := observability.alerts:  # the monitor's own Secret, not the server's
-        resources.append(Resource("secret", alerts.webhook_secret, modal_environment=modal_env,
-                                  secret_keys=(ALERT_WEBHOOK_ENV,)))
+        resources.append(
+            Resource(
+                "secret",
+                alerts.webhook_secret,
+                modal_environment=modal_env,
+                secret_keys=(ALERT_WEBHOOK_ENV,),
+            )
+        )
     return resources
 
 
@@ -119,11 +131,14 @@ class BootstrapRow:
         }[self.state]
         if self.resource.user_created and self.state != "exists":
             action = ("missing" if self.state == "missing" else "if missing") + (
-                f", yours to create: {self.resource.create_hint}")
+                f", yours to create: {self.resource.create_hint}"
+            )
         line = f"{self.resource.label}: {action}"
         if self.state != "exists":
-            keys = [f"{k} ({self.value_sources.get(k, 'value supplied')})"
-                    for k in self.resource.secret_keys]
+            keys = [
+                f"{k} ({self.value_sources.get(k, 'value supplied')})"
+                for k in self.resource.secret_keys
+            ]
             if keys:
                 line += f" [{', '.join(keys)}]"
         return line
@@ -190,7 +205,8 @@ def bootstrap(
     done: Literal["missing", "created"] = "missing" if dry_run else "created"
     rows = [
         BootstrapRow(r, "missing" if r.user_created else done, _value_sources(r, environ))
-        if r in missing else BootstrapRow(r, "exists")
+        if r in missing
+        else BootstrapRow(r, "exists")
         for r in resources
     ]
     return BootstrapReport(resolved.environment, modal_env, rows, dry_run)
@@ -219,11 +235,14 @@ class CreateCall:
         manager = _sdk_class(self.kind).objects
         options = {"allow_existing": True, "environment_name": self.environment_name}
         if self.env_dict is None:
-            modal_call(f"creating {self.kind} {self.name}",
-                        lambda: manager.create(self.name, **options))
+            modal_call(
+                f"creating {self.kind} {self.name}", lambda: manager.create(self.name, **options)
+            )
         else:
-            modal_call(f"creating {self.kind} {self.name}",
-                        lambda: manager.create(self.name, self.env_dict, **options))
+            modal_call(
+                f"creating {self.kind} {self.name}",
+                lambda: manager.create(self.name, self.env_dict, **options),
+            )
 
 
 def creation_calls(
@@ -240,7 +259,9 @@ def creation_calls(
     """
     return [
         CreateCall(
-            r.kind, r.name, modal_env,
+            r.kind,
+            r.name,
+            modal_env,
             env_dict=_secret_contents(r, environ, prompt) if r.kind == "secret" else None,
         )
         for r in missing

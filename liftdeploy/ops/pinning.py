@@ -28,7 +28,10 @@ def resolve_revision(
     """The commit hash `revision` (None: the default branch) of `model_id` points to now."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import (
-        GatedRepoError, HTTPError, RepositoryNotFoundError, RevisionNotFoundError,
+        GatedRepoError,
+        HTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
 
     environ = os.environ if environ is None else environ
@@ -49,18 +52,21 @@ def resolve_revision(
         ) from None
     except RepositoryNotFoundError:
         raise OpsError(
-            f"{model_id} is not on the Hub (or is private: export {TOKEN_VARIABLE}); check "
-            f"model.id"
+            f"{model_id} is not on the Hub (or is private: export {TOKEN_VARIABLE}); check model.id"
         ) from None
     except HTTPError as exc:
-        raise OpsError(f"looking up {asked} on the Hub failed: {first_line(exc)}; retry, or "
-                       f"check {ENDPOINT_VARIABLE} and your network") from None
+        raise OpsError(
+            f"looking up {asked} on the Hub failed: {first_line(exc)}; retry, or "
+            f"check {ENDPOINT_VARIABLE} and your network"
+        ) from None
     except OSError as exc:
         raise OpsError(f"cannot reach the Hub for {asked}: {first_line(exc)}") from None
     sha = getattr(info, "sha", None)
     if not isinstance(sha, str) or len(sha) != 40:
-        raise OpsError(f"the Hub's answer for {asked} carries no commit hash (got {sha!r}); "
-                       f"retry, or check {ENDPOINT_VARIABLE}")
+        raise OpsError(
+            f"the Hub's answer for {asked} carries no commit hash (got {sha!r}); "
+            f"retry, or check {ENDPOINT_VARIABLE}"
+        )
     return sha
 
 
@@ -99,13 +105,21 @@ def pin_targets(path: str | Path, environment: str | None = None) -> list[PinTar
     for env in spec.environments:
         if own_model(env):
             resolved = spec.resolve(env)
-            targets.append(PinTarget(f"environments.{env}.model.revision", resolved.model.id,
-                                     resolved.model.revision, (env,)))
+            targets.append(
+                PinTarget(
+                    f"environments.{env}.model.revision",
+                    resolved.model.id,
+                    resolved.model.revision,
+                    (env,),
+                )
+            )
     return targets
 
 
 def pin(
-    path: str | Path, environment: str | None = None, *,
+    path: str | Path,
+    environment: str | None = None,
+    *,
     environ: Mapping[str, str] | None = None,
 ) -> tuple[list[Change], list[str]]:
     """Resolve and write every revision `pin_targets` finds; returns the changes and notes.

@@ -43,7 +43,7 @@ _GONE = ("App is already stopped", "No App with name", "not found")
 def _with_option(argv: list[str], flag: str, value: str) -> list[str]:
     """`argv` with `flag`'s value replaced (the flag must be there)."""
     index = argv.index(flag)
-    return [*argv[:index + 1], value, *argv[index + 2:]]
+    return [*argv[: index + 1], value, *argv[index + 2 :]]
 
 
 APP_NAME_ENV = "LIFTDEPLOY_APP_NAME"
@@ -72,14 +72,16 @@ def promote_deploy_command(resolved: ResolvedDeployment, deploy: Command) -> Com
     """production's deploy command, rolling whatever runtime.deploy_strategy says: callers keep
     being served while the candidate's version replaces production's containers. It names
     production's app, so a LIFTDEPLOY_APP_NAME left in the shell never deploys a candidate."""
-    return _deployed_as(resolved.app_name, _with_option(deploy.argv, "--strategy", "rolling"),
-                        deploy)
+    return _deployed_as(
+        resolved.app_name, _with_option(deploy.argv, "--strategy", "rolling"), deploy
+    )
 
 
 def stop_command(resolved: ResolvedDeployment) -> Command:
     """`modal app stop <app>-candidate --yes`: the candidate's containers end at once."""
-    return Command([MODAL, "app", "stop", candidate_app_name(resolved), "--yes",
-                    *env_args(resolved)])
+    return Command(
+        [MODAL, "app", "stop", candidate_app_name(resolved), "--yes", *env_args(resolved)]
+    )
 
 
 def candidate_url(resolved: ResolvedDeployment) -> str:
@@ -89,24 +91,32 @@ def candidate_url(resolved: ResolvedDeployment) -> str:
     from liftdeploy.ops.modal_sdk import modal_call
 
     name = candidate_app_name(resolved)
-    return modal_call(f"looking up the URL of {name}", lambda: modal.Server.from_name(
-        name, SERVER_CLASS_NAME, environment_name=resolved.modal_environment).get_url())
+    return modal_call(
+        f"looking up the URL of {name}",
+        lambda: modal.Server.from_name(
+            name, SERVER_CLASS_NAME, environment_name=resolved.modal_environment
+        ).get_url(),
+    )
 
 
-def modal_windows(resolved: ResolvedDeployment, since: float,
-                  until: float) -> tuple[ReleaseWindow, ReleaseWindow]:
+def modal_windows(
+    resolved: ResolvedDeployment, since: float, until: float
+) -> tuple[ReleaseWindow, ReleaseWindow]:
     """(candidate, production) from `modal.Server.stats` over the same window."""
     import modal
 
     from liftdeploy.ops.modal_sdk import modal_call
     from liftdeploy.ops.release_verdict import window_from_server_stats
 
-    window = {"since": datetime.fromtimestamp(since, timezone.utc),
-              "until": datetime.fromtimestamp(until, timezone.utc)}
+    window = {
+        "since": datetime.fromtimestamp(since, timezone.utc),
+        "until": datetime.fromtimestamp(until, timezone.utc),
+    }
     sides = []
     for name in (candidate_app_name(resolved), resolved.app_name):
-        server = modal.Server.from_name(name, SERVER_CLASS_NAME,
-                                        environment_name=resolved.modal_environment)
+        server = modal.Server.from_name(
+            name, SERVER_CLASS_NAME, environment_name=resolved.modal_environment
+        )
         stats = modal_call(f"reading {name}'s request counts", lambda s=server: s.stats(**window))
         sides.append(window_from_server_stats(stats))
     return sides[0], sides[1]
@@ -139,8 +149,10 @@ class ModalDictStore:
     def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
         from liftdeploy.ops.modal_sdk import modal_call
 
-        return modal_call(f"writing Dict {self.name}", lambda: self._dict.put(
-            key, value, skip_if_exists=skip_if_exists))
+        return modal_call(
+            f"writing Dict {self.name}",
+            lambda: self._dict.put(key, value, skip_if_exists=skip_if_exists),
+        )
 
 
 def _stderr(text: str) -> None:
@@ -159,8 +171,9 @@ class Release:
     run: Callable[[Command], Any] = run_modal
     lookup_url: Callable[[ResolvedDeployment], str] = candidate_url
     probe: Callable[[ResolvedDeployment, str, float], None] = check_candidate
-    windows: Callable[[ResolvedDeployment, float, float],
-                      tuple[ReleaseWindow, ReleaseWindow]] = modal_windows
+    windows: Callable[[ResolvedDeployment, float, float], tuple[ReleaseWindow, ReleaseWindow]] = (
+        modal_windows
+    )
     pause: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
     say: Callable[[str], None] = _stderr
@@ -187,8 +200,14 @@ class Release:
 
     # -- start --------------------------------------------------------------------------------
 
-    def start(self, *, share_percent: float | None = None, allow_dirty: bool = False,
-              skip_check: bool = False, timeout_s: float = 1800.0) -> dict[str, Any]:
+    def start(
+        self,
+        *,
+        share_percent: float | None = None,
+        allow_dirty: bool = False,
+        skip_check: bool = False,
+        timeout_s: float = 1800.0,
+    ) -> dict[str, Any]:
         """Deploy, check and open the candidate; returns the record."""
         record = self.record
         phase = record.get("phase") if record else None
@@ -199,22 +218,32 @@ class Release:
             )
         if phase in ("promoting", "stopping", "aborting"):
             verb = "promote" if phase != "aborting" else "abort"
-            raise OpsError(f"a {verb} was interrupted; run `liftdeploy release {verb}` again to "
-                           f"finish it, then start the next release")
-        share = (share_percent if share_percent is not None
-                 else self.resolved.release.share_percent)
+            raise OpsError(
+                f"a {verb} was interrupted; run `liftdeploy release {verb}` again to "
+                f"finish it, then start the next release"
+            )
+        share = share_percent if share_percent is not None else self.resolved.release.share_percent
         if not 0 < share <= 50:
-            raise OpsError(f"--share {share:g}% is outside 0..50%; production keeps the larger "
-                           f"side of the traffic")
-        step = prepare_deploy(self.service, self.resolved.environment, allow_dirty=allow_dirty,
-                              skip_check=skip_check)
+            raise OpsError(
+                f"--share {share:g}% is outside 0..50%; production keeps the larger "
+                f"side of the traffic"
+            )
+        step = prepare_deploy(
+            self.service, self.resolved.environment, allow_dirty=allow_dirty, skip_check=skip_check
+        )
         for note in step.notes:
             self.say(note)
         command = candidate_deploy_command(self.resolved, step.command)
-        self._save(phase="starting", share=0, candidate_app=candidate_app_name(self.resolved),
-                   commit=step.git.commit if step.git else None,
-                   tag=step.git.tag if step.git else None, candidate_url=None,
-                   model=self.resolved.model.name_for_clients, outcome=None)
+        self._save(
+            phase="starting",
+            share=0,
+            candidate_app=candidate_app_name(self.resolved),
+            commit=step.git.commit if step.git else None,
+            tag=step.git.tag if step.git else None,
+            candidate_url=None,
+            model=self.resolved.model.name_for_clients,
+            outcome=None,
+        )
         self._run(command)
         url = self.lookup_url(self.resolved)
         try:
@@ -222,26 +251,32 @@ class Release:
         except Exception as exc:
             self.say(f"the candidate failed its checks ({exc}); stopping it")
             self.abort()
-            raise OpsError(f"the candidate at {url} failed its checks: {exc}; it was stopped "
-                           f"and production was not touched") from None
+            raise OpsError(
+                f"the candidate at {url} failed its checks: {exc}; it was stopped "
+                f"and production was not touched"
+            ) from None
         self.steps.append(f"healthy and smoke-tested: {url}")
-        return self._save(phase="running", share=share / 100, candidate_url=url,
-                          started_at=self.clock())
+        return self._save(
+            phase="running", share=share / 100, candidate_url=url, started_at=self.clock()
+        )
 
     # -- status -------------------------------------------------------------------------------
 
     def status(self) -> tuple[ReleaseWindow, ReleaseWindow, ReleaseVerdict]:
         record = self._running("judge")
-        candidate, production = self.windows(self.resolved, float(record["started_at"]),
-                                             self.clock())
+        candidate, production = self.windows(
+            self.resolved, float(record["started_at"]), self.clock()
+        )
         return candidate, production, judge(candidate, production, self.resolved.release)
 
     def _running(self, verb: str) -> dict[str, Any]:
         record = self.record
         if not record or record.get("phase") != "running" or "started_at" not in record:
             phase = record.get("phase") if record else "none"
-            raise OpsError(f"no running release to {verb} (release phase: {phase}); start one "
-                           f"with `liftdeploy release start`")
+            raise OpsError(
+                f"no running release to {verb} (release phase: {phase}); start one "
+                f"with `liftdeploy release start`"
+            )
         return record
 
     # -- promote and abort --------------------------------------------------------------------
@@ -255,8 +290,11 @@ class Release:
         if phase in (None, "aborted", "aborting", "starting"):
             raise OpsError(
                 f"no release to promote (phase: {phase or 'none'}); "
-                + ("run `liftdeploy release abort` to finish the abort" if phase == "aborting"
-                   else "start one with `liftdeploy release start`")
+                + (
+                    "run `liftdeploy release abort` to finish the abort"
+                    if phase == "aborting"
+                    else "start one with `liftdeploy release start`"
+                )
             )
         assert record is not None
         if phase == "running":
@@ -276,8 +314,12 @@ class Release:
                 self.steps.append(f"production already runs {deployed}")
             else:
                 # The checkout is the candidate's commit, checked when the candidate started.
-                step = prepare_deploy(self.service, self.resolved.environment, skip_check=True,
-                                      allow_dirty=str(record.get("tag")).endswith("-dirty"))
+                step = prepare_deploy(
+                    self.service,
+                    self.resolved.environment,
+                    skip_check=True,
+                    allow_dirty=str(record.get("tag")).endswith("-dirty"),
+                )
                 self._run(promote_deploy_command(self.resolved, step.command))
             self._save(phase="stopping", share=0, outcome="promoted")
         self._stop_candidate()
@@ -291,8 +333,10 @@ class Release:
         if phase in (None, *DONE_PHASES):
             return f"no release in progress (phase: {phase or 'none'}); nothing to abort"
         if phase in ("promoting", "stopping"):
-            raise OpsError("a promote is under way; run `liftdeploy release promote` again to "
-                           "finish it (production may already run the candidate's commit)")
+            raise OpsError(
+                "a promote is under way; run `liftdeploy release promote` again to "
+                "finish it (production may already run the candidate's commit)"
+            )
         self._save(phase="aborting", share=0, outcome="aborted")
         self._stop_candidate()
         self._save(phase="aborted")

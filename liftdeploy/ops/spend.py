@@ -42,6 +42,7 @@ PERIODS = ("today", "yesterday", "this-week", "last-week", "this-month", "last-m
 
 # --- the window --------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class SpendWindow:
     """[start, end) in UTC, both on hour boundaries (Modal bills whole intervals)."""
@@ -55,8 +56,12 @@ class SpendWindow:
         return self.end >= hour_floor(_utcnow())
 
 
-def window_for(period: str | None = None, since: str | None = None, until: str | None = None,
-               now: datetime | None = None) -> SpendWindow:
+def window_for(
+    period: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    now: datetime | None = None,
+) -> SpendWindow:
     """The window of `--for PERIOD` or `--since DATE [--until DATE]` (default: this month),
     ending at the last whole hour before `now` unless the period ends earlier. Calendar periods
     are UTC days, the way Modal's daily intervals are aligned."""
@@ -88,8 +93,9 @@ def window_for(period: str | None = None, since: str | None = None, until: str |
     elif (days := re.fullmatch(r"(\d{1,3})d", name)) and int(days[1]) >= 1:
         start, end = today - (int(days[1]) - 1) * DAY, now
     else:
-        raise OpsError(f"--for {period!r} is not a period; use one of {', '.join(PERIODS)} "
-                       f"(e.g. --for 7d)")
+        raise OpsError(
+            f"--for {period!r} is not a period; use one of {', '.join(PERIODS)} (e.g. --for 7d)"
+        )
     if end <= start:
         raise OpsError(f"--for {period}: no whole hour has passed yet in it; try --for yesterday")
     return SpendWindow(start, end)
@@ -103,6 +109,7 @@ def _parse_date(text: str, option: str) -> datetime:
 
 
 # --- the comparison ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DaySpend:
@@ -129,14 +136,17 @@ class DaySpend:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "date": self.day.isoformat(), "hours": self.hours,
-            "cost_usd": _money(self.cost_usd), "gpu_usd": _money(self.gpu_usd),
+            "date": self.day.isoformat(),
+            "hours": self.hours,
+            "cost_usd": _money(self.cost_usd),
+            "gpu_usd": _money(self.gpu_usd),
             "other_usd": _money(self.cost_usd - self.gpu_usd),
             "plan_always_on_usd": _money(self.plan_always_on_usd),
             "plan_worst_case_usd": _money(self.plan_worst_case_usd),
             "budget_usd": _money(self.budget_usd),
             "container_hours": round(self.container_hours, 2),
-            "busy_hours": self.busy_hours, "hours_at_cap": self.hours_at_cap,
+            "busy_hours": self.busy_hours,
+            "hours_at_cap": self.hours_at_cap,
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
 
@@ -157,8 +167,11 @@ class MonthToDate:
     def to_dict(self) -> dict[str, Any]:
         share = None if not self.budget_usd else round(self.cost_usd / self.budget_usd, 4)
         return {
-            "month": self.month, "cost_usd": _money(self.cost_usd), "hours": self.hours,
-            "budget_usd": _money(self.budget_usd), "budget_share": share,
+            "month": self.month,
+            "cost_usd": _money(self.cost_usd),
+            "hours": self.hours,
+            "budget_usd": _money(self.budget_usd),
+            "budget_share": share,
             "projected_usd": _money(self.projected_usd),
             "verdicts": [v.to_dict() for v in self.verdicts],
         }
@@ -220,9 +233,12 @@ class EnvironmentSpend:
     def to_dict(self) -> dict[str, Any]:
         worst = [d.plan_worst_case_usd for d in self.days if d.plan_worst_case_usd is not None]
         return {
-            "environment": self.environment, "app_name": self.app_name,
-            "container_hour_usd": self.container_hour_usd, "price_source": self.price_source,
-            "min_containers": self.min_containers, "max_containers": self.max_containers,
+            "environment": self.environment,
+            "app_name": self.app_name,
+            "container_hour_usd": self.container_hour_usd,
+            "price_source": self.price_source,
+            "min_containers": self.min_containers,
+            "max_containers": self.max_containers,
             "monthly_budget_usd": self.monthly_budget_usd,
             "days": [d.to_dict() for d in self.days],
             "total": {
@@ -286,18 +302,27 @@ def spend_report(
         resolved = spec.resolve(env)
         bill = hourly[env]
         days = [_day(resolved, bill, day, window) for day in _days(window)]
-        result.append(EnvironmentSpend(
-            environment=env, app_name=resolved.app_name,
-            container_hour_usd=resolved.container_hour_usd(),
-            price_source=gpu_hour_price(resolved)[1],
-            min_containers=resolved.runtime.min_containers,
-            max_containers=resolved.runtime.max_containers,
-            monthly_budget_usd=resolved.budget.max_monthly_usd,
-            days=days, month=_month_to_date(resolved, bill, window),
-            tokens=token_cost(resolved, bill, (readings or {}).get(env, []), window,
-                              note=(token_notes or {}).get(env)),
-            matched_by_name=sorted(bill.matched_by_name),
-        ))
+        result.append(
+            EnvironmentSpend(
+                environment=env,
+                app_name=resolved.app_name,
+                container_hour_usd=resolved.container_hour_usd(),
+                price_source=gpu_hour_price(resolved)[1],
+                min_containers=resolved.runtime.min_containers,
+                max_containers=resolved.runtime.max_containers,
+                monthly_budget_usd=resolved.budget.max_monthly_usd,
+                days=days,
+                month=_month_to_date(resolved, bill, window),
+                tokens=token_cost(
+                    resolved,
+                    bill,
+                    (readings or {}).get(env, []),
+                    window,
+                    note=(token_notes or {}).get(env),
+                ),
+                matched_by_name=sorted(bill.matched_by_name),
+            )
+        )
     return SpendReport(spec.name, window, source, result)
 
 
@@ -319,18 +344,26 @@ def _day(resolved: ResolvedDeployment, bill: Hourly, day: date, window: SpendWin
     cost = sum(bill.total.get(h, 0.0) for h in hours)
     gpu = sum(bill.gpu.get(h, 0.0) for h in hours)
     cap = runtime.max_containers
-    at_cap = 0 if cap is None else sum(
-        bill.gpu.get(h, 0.0) >= CAP_SHARE * cap * price for h in hours
+    at_cap = (
+        0 if cap is None else sum(bill.gpu.get(h, 0.0) >= CAP_SHARE * cap * price for h in hours)
     )
     limit = resolved.budget.max_monthly_usd
-    budget = None if limit is None else \
-        limit / calendar.monthrange(day.year, day.month)[1] * len(hours) / 24
+    budget = (
+        None
+        if limit is None
+        else limit / calendar.monthrange(day.year, day.month)[1] * len(hours) / 24
+    )
     figures = DaySpend(
-        day=day, hours=len(hours), cost_usd=cost, gpu_usd=gpu,
+        day=day,
+        hours=len(hours),
+        cost_usd=cost,
+        gpu_usd=gpu,
         plan_always_on_usd=runtime.min_containers * price * len(hours),
         plan_worst_case_usd=None if cap is None else cap * price * len(hours),
-        budget_usd=budget, container_hours=gpu / price,
-        busy_hours=sum(bill.gpu.get(h, 0.0) > 0 for h in hours), hours_at_cap=at_cap,
+        budget_usd=budget,
+        container_hours=gpu / price,
+        busy_hours=sum(bill.gpu.get(h, 0.0) > 0 for h in hours),
+        hours_at_cap=at_cap,
         verdicts=[],
     )
     figures.verdicts.extend(day_verdicts(resolved, figures))
@@ -343,38 +376,48 @@ def day_verdicts(resolved: ResolvedDeployment, d: DaySpend) -> list[Verdict]:
     cause, fix = _likely_cause(resolved, d)
     when = f"{d.day.isoformat()} {resolved.environment}"
     if d.budget_usd is not None and d.cost_usd > d.budget_usd:
-        found.append(Verdict(
-            "error",
-            f"{when}: over budget, ${d.cost_usd:,.2f} against its ${d.budget_usd:,.2f} share of "
-            f"budget.max_monthly_usd ${resolved.budget.max_monthly_usd:,.0f}; {cause}", fix,
-        ))
+        found.append(
+            Verdict(
+                "error",
+                f"{when}: over budget, ${d.cost_usd:,.2f} against its ${d.budget_usd:,.2f} share of "
+                f"budget.max_monthly_usd ${resolved.budget.max_monthly_usd:,.0f}; {cause}",
+                fix,
+            )
+        )
     # The plan prices GPUs only, so its figures are held against the GPU cost.
     worst = d.plan_worst_case_usd
     if worst is not None and d.gpu_usd > worst * 1.05:
-        found.append(Verdict(
-            "warning",
-            f"{when}: far above the plan, GPUs cost ${d.gpu_usd:,.2f}, more than its worst case "
-            f"${worst:,.2f} (max_containers {resolved.runtime.max_containers} all day at "
-            f"${resolved.container_hour_usd():.2f}/h)",
-            "the real price is above the plan's (`liftdeploy plan --live-prices`), or the app "
-            "ran with other settings than the spec (`liftdeploy status`, `liftdeploy check`)",
-        ))
+        found.append(
+            Verdict(
+                "warning",
+                f"{when}: far above the plan, GPUs cost ${d.gpu_usd:,.2f}, more than its worst case "
+                f"${worst:,.2f} (max_containers {resolved.runtime.max_containers} all day at "
+                f"${resolved.container_hour_usd():.2f}/h)",
+                "the real price is above the plan's (`liftdeploy plan --live-prices`), or the app "
+                "ran with other settings than the spec (`liftdeploy status`, `liftdeploy check`)",
+            )
+        )
     elif d.plan_always_on_usd and d.gpu_usd > FAR_ABOVE_PLAN * d.plan_always_on_usd:
-        found.append(Verdict(
-            "warning",
-            f"{when}: far above the plan, GPUs cost ${d.gpu_usd:,.2f}, "
-            f"{d.gpu_usd / d.plan_always_on_usd:.1f}x the always-on "
-            f"${d.plan_always_on_usd:,.2f}; {cause}", fix,
-        ))
+        found.append(
+            Verdict(
+                "warning",
+                f"{when}: far above the plan, GPUs cost ${d.gpu_usd:,.2f}, "
+                f"{d.gpu_usd / d.plan_always_on_usd:.1f}x the always-on "
+                f"${d.plan_always_on_usd:,.2f}; {cause}",
+                fix,
+            )
+        )
     elif d.plan_always_on_usd and d.hours == 24 and d.gpu_usd < d.plan_always_on_usd / 2:
-        found.append(Verdict(
-            "warning",
-            f"{when}: GPUs cost ${d.gpu_usd:,.2f}, under half the always-on "
-            f"${d.plan_always_on_usd:,.2f} the plan expects: the app was not running with "
-            f"min_containers {resolved.runtime.min_containers}",
-            "check that it is deployed (`liftdeploy status`); Modal's report can also lag a few "
-            "hours behind",
-        ))
+        found.append(
+            Verdict(
+                "warning",
+                f"{when}: GPUs cost ${d.gpu_usd:,.2f}, under half the always-on "
+                f"${d.plan_always_on_usd:,.2f} the plan expects: the app was not running with "
+                f"min_containers {resolved.runtime.min_containers}",
+                "check that it is deployed (`liftdeploy status`); Modal's report can also lag a few "
+                "hours behind",
+            )
+        )
     return found
 
 
@@ -421,41 +464,52 @@ def _month_to_date(resolved: ResolvedDeployment, bill: Hourly, window: SpendWind
     found = []
     month = start.strftime("%Y-%m")
     if limit is not None and cost > limit:
-        found.append(Verdict(
-            "error",
-            f"{month} {resolved.environment}: over budget, ${cost:,.2f} spent of "
-            f"budget.max_monthly_usd ${limit:,.0f}",
-            "scale down now (runtime.min_containers 0, a lower max_containers) or raise the budget",
-        ))
+        found.append(
+            Verdict(
+                "error",
+                f"{month} {resolved.environment}: over budget, ${cost:,.2f} spent of "
+                f"budget.max_monthly_usd ${limit:,.0f}",
+                "scale down now (runtime.min_containers 0, a lower max_containers) or raise the budget",
+            )
+        )
     elif limit is not None and projected > limit:
-        found.append(Verdict(
-            "warning",
-            f"{month} {resolved.environment}: on course for ${projected:,.0f} at month end, "
-            f"above budget.max_monthly_usd ${limit:,.0f} (${cost:,.2f} so far)",
-            "lower runtime.min_containers, max_containers or scaledown_window_s, or raise the "
-            "budget",
-        ))
+        found.append(
+            Verdict(
+                "warning",
+                f"{month} {resolved.environment}: on course for ${projected:,.0f} at month end, "
+                f"above budget.max_monthly_usd ${limit:,.0f} (${cost:,.2f} so far)",
+                "lower runtime.min_containers, max_containers or scaledown_window_s, or raise the "
+                "budget",
+            )
+        )
     return MonthToDate(month, cost, hours, limit, projected, found)
 
 
 # --- tokens ------------------------------------------------------------------------------------
 
+
 def token_cost(
-    resolved: ResolvedDeployment, bill: Hourly, readings: list[TokenReading], window: SpendWindow,
-    *, note: str | None = None,
+    resolved: ResolvedDeployment,
+    bill: Hourly,
+    readings: list[TokenReading],
+    window: SpendWindow,
+    *,
+    note: str | None = None,
 ) -> TokenCost:
     """$ per million output tokens between the first and last readings inside the window; the
     cost is the bill of the whole hours between them."""
     plan_figure = _plan_usd_per_million(resolved)
-    inside = sorted((r for r in readings if window.start <= r.at <= window.end + HOUR),
-                    key=lambda r: r.at)
+    inside = sorted(
+        (r for r in readings if window.start <= r.at <= window.end + HOUR), key=lambda r: r.at
+    )
     if len(inside) < 2:
         reason = note or (
             f"{len(inside)} token-counter reading{'s' if len(inside) != 1 else ''} in the "
             f"window; each `spend` run that reaches the service records one, and two are needed"
         )
-        return TokenCost(start=inside[0] if inside else None, plan_usd_per_million=plan_figure,
-                         reason=reason)
+        return TokenCost(
+            start=inside[0] if inside else None, plan_usd_per_million=plan_figure, reason=reason
+        )
     first, last = inside[0], inside[-1]
     hours = [h for h in bill.total if hour_floor(first.at) <= h < hour_floor(last.at)]
     cost = sum(bill.total[h] for h in hours)
@@ -482,12 +536,17 @@ _MARKS = {"ok": "✓", "warning": "!", "error": "✗"}
 def format_spend(report: SpendReport) -> str:
     """The report as a table per environment, then its verdicts."""
     w = report.window
-    lines = [f"{report.service}: spend {w.start:%Y-%m-%d %H:%M} .. {w.end:%Y-%m-%d %H:%M} UTC, "
-             f"from {report.source}"]
+    lines = [
+        f"{report.service}: spend {w.start:%Y-%m-%d %H:%M} .. {w.end:%Y-%m-%d %H:%M} UTC, "
+        f"from {report.source}"
+    ]
     for e in report.environments:
         cap = "unbounded" if e.max_containers is None else str(e.max_containers)
-        budget = "no budget" if e.monthly_budget_usd is None \
+        budget = (
+            "no budget"
+            if e.monthly_budget_usd is None
             else f"budget ${e.monthly_budget_usd:,.0f}/month"
+        )
         lines += [
             "",
             f"{e.environment} ({e.app_name}): ${e.container_hour_usd:.2f}/container-hour from "
@@ -496,8 +555,9 @@ def format_spend(report: SpendReport) -> str:
             f"  {'worst case':>10}  {'budget/day':>10}  hours up",
         ]
         for d in e.days:
-            mark = max((v.level for v in d.verdicts), key=["ok", "warning", "error"].index,
-                       default="ok")
+            mark = max(
+                (v.level for v in d.verdicts), key=["ok", "warning", "error"].index, default="ok"
+            )
             lines.append(
                 f"  {d.day.isoformat():<10}  {_usd(d.gpu_usd):>9}"
                 f"  {_usd(d.cost_usd - d.gpu_usd):>8}"
@@ -507,12 +567,16 @@ def format_spend(report: SpendReport) -> str:
             )
         m = e.month
         share = f", {m.cost_usd / m.budget_usd:.0%} of ${m.budget_usd:,.0f}" if m.budget_usd else ""
-        lines.append(f"  total {_usd(e.cost_usd)} in the window; {m.month} so far "
-                     f"{_usd(m.cost_usd)}{share}, projected {_usd(m.projected_usd)} at month end")
+        lines.append(
+            f"  total {_usd(e.cost_usd)} in the window; {m.month} so far "
+            f"{_usd(m.cost_usd)}{share}, projected {_usd(m.projected_usd)} at month end"
+        )
         lines.append("  tokens  " + _format_tokens(e.tokens))
         if e.matched_by_name:
-            lines.append(f"  untagged rows counted by app name: {', '.join(e.matched_by_name)} "
-                         f"(deployed before liftdeploy tagged apps; redeploy to tag them)")
+            lines.append(
+                f"  untagged rows counted by app name: {', '.join(e.matched_by_name)} "
+                f"(deployed before liftdeploy tagged apps; redeploy to tag them)"
+            )
         for v in e.verdicts:
             lines.append(f"  {_MARKS[v.level]} {v.level}: {v.message}")
             if v.fix:
@@ -525,9 +589,11 @@ def _format_tokens(t: TokenCost) -> str:
     if t.usd_per_million is None:
         return f"real $/M output tokens: n/a ({t.reason}); plan at its speed bound {plan}"
     assert t.start and t.end and t.output_tokens
-    return (f"${t.usd_per_million:,.2f} per M output tokens ({t.output_tokens:,.0f} tokens, "
-            f"${t.cost_usd:,.2f}, {t.start.at:%m-%d %H:%M} .. {t.end.at:%m-%d %H:%M}); plan at "
-            f"its speed bound {plan}")
+    return (
+        f"${t.usd_per_million:,.2f} per M output tokens ({t.output_tokens:,.0f} tokens, "
+        f"${t.cost_usd:,.2f}, {t.start.at:%m-%d %H:%M} .. {t.end.at:%m-%d %H:%M}); plan at "
+        f"its speed bound {plan}"
+    )
 
 
 def _usd(value: float | None) -> str:

@@ -44,19 +44,21 @@ def generation_tokens(metrics_text: str) -> float | None:
     for line in metrics_text.splitlines():
         if not line.startswith(METRIC):
             continue
-        rest = line[len(METRIC):]
+        rest = line[len(METRIC) :]
         if rest[:1] == "{":
-            rest = rest[rest.rindex("}") + 1:]
+            rest = rest[rest.rindex("}") + 1 :]
         elif rest[:1] not in (" ", "\t"):
             continue  # another metric sharing the prefix
         try:
             value = float(rest.split()[0])
         except (IndexError, ValueError):
-            raise OpsError(f"/metrics line {line[:80]!r} has no value; is this vLLM's "
-                           f"Prometheus text?") from None
+            raise OpsError(
+                f"/metrics line {line[:80]!r} has no value; is this vLLM's Prometheus text?"
+            ) from None
         if checked_count(value) is None:  # NaN, Inf, negative: $nan per million tokens
-            raise OpsError(f"/metrics line {line[:80]!r} is not a token count; is this "
-                           f"vLLM's Prometheus text?")
+            raise OpsError(
+                f"/metrics line {line[:80]!r} is not a token count; is this vLLM's Prometheus text?"
+            )
         total += value
         seen = True
     return total if seen else None
@@ -109,9 +111,10 @@ class ReadingLog:
                     raise ValueError(data["generation_tokens"])
                 readings.append(TokenReading(utc(datetime.fromisoformat(data["at"])), count))
             except (ValueError, KeyError, TypeError, RecursionError):
-                raise OpsError(f"{self.path}:{number} is not a token reading; remove the line "
-                               f"(each line is {{\"at\": ISO time, \"generation_tokens\": N}})"
-                               ) from None
+                raise OpsError(
+                    f"{self.path}:{number} is not a token reading; remove the line "
+                    f'(each line is {{"at": ISO time, "generation_tokens": N}})'
+                ) from None
         return sorted(readings, key=lambda r: r.at)
 
     def append(self, reading: TokenReading) -> None:
@@ -120,5 +123,7 @@ class ReadingLog:
             with self.path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(reading.to_dict()) + "\n")
         except OSError as exc:
-            raise OpsError(f"cannot record the token reading in {self.path} ({exc}); pass "
-                           f"--readings with a writable file") from None
+            raise OpsError(
+                f"cannot record the token reading in {self.path} ({exc}); pass "
+                f"--readings with a writable file"
+            ) from None

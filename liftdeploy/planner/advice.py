@@ -35,8 +35,12 @@ class Suggestion:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "value": self.value, "current": self.current,
-                "reason": self.reason}
+        return {
+            "key": self.key,
+            "value": self.value,
+            "current": self.current,
+            "reason": self.reason,
+        }
 
 
 def suggest(resolved: ResolvedDeployment, arch: Architecture | None = None) -> list[Suggestion]:
@@ -59,48 +63,76 @@ def suggest(resolved: ResolvedDeployment, arch: Architecture | None = None) -> l
 
     now = servable(resolved)
     request = f"requests of {current.workload_tokens:,} tokens (workload)"
-    if now < wanted and resolved.model.kv_cache_dtype == "auto" \
-            and catalog.has_fp8(resolved.gpu.type):
+    if (
+        now < wanted
+        and resolved.model.kv_cache_dtype == "auto"
+        and catalog.has_fp8(resolved.gpu.type)
+    ):
         trial = _with(resolved, "model", kv_cache_dtype="fp8")
         after = servable(trial)
         if after > now:
-            found.append(Suggestion(
-                "model.kv_cache_dtype", "fp8", "auto",
-                f"{resolved.gpu.type} computes FP8 natively: half the KV bytes per token, "
-                f"{now} -> {after} {request} at once"))
+            found.append(
+                Suggestion(
+                    "model.kv_cache_dtype",
+                    "fp8",
+                    "auto",
+                    f"{resolved.gpu.type} computes FP8 natively: half the KV bytes per token, "
+                    f"{now} -> {after} {request} at once",
+                )
+            )
             resolved, now = trial, after
     util = resolved.gpu.memory_utilization
     if now < wanted and util < VLLM_DEFAULT_UTILIZATION:
         trial = _with(resolved, "gpu", memory_utilization=VLLM_DEFAULT_UTILIZATION)
         after = servable(trial)
-        found.append(Suggestion(
-            "gpu.memory_utilization", VLLM_DEFAULT_UTILIZATION, util,
-            f"{util} leaves the KV cache short; vLLM's default {VLLM_DEFAULT_UTILIZATION} "
-            f"serves {now} -> {after} {request} at once"))
+        found.append(
+            Suggestion(
+                "gpu.memory_utilization",
+                VLLM_DEFAULT_UTILIZATION,
+                util,
+                f"{util} leaves the KV cache short; vLLM's default {VLLM_DEFAULT_UTILIZATION} "
+                f"serves {now} -> {after} {request} at once",
+            )
+        )
         resolved, now = trial, after
     if now < wanted:
         new_max = max(now, 1)
-        found.append(Suggestion(
-            "runtime.max_concurrent_requests", new_max, wanted,
-            f"the KV cache holds {now} {request} at once; above that vLLM queues or preempts "
-            f"while Modal keeps routing requests to this container"))
+        found.append(
+            Suggestion(
+                "runtime.max_concurrent_requests",
+                new_max,
+                wanted,
+                f"the KV cache holds {now} {request} at once; above that vLLM queues or preempts "
+                f"while Modal keeps routing requests to this container",
+            )
+        )
         wanted = new_max
     target = resolved.runtime.target_concurrent_requests
     good_target = max(1, math.floor(wanted * TARGET_SHARE))
     ceiling = resolved.runtime.max_containers
     can_scale = ceiling is None or ceiling > max(resolved.runtime.min_containers, 1)
     if can_scale and wanted > 1 and (target is None or target >= wanted):
-        found.append(Suggestion(
-            "runtime.target_concurrent_requests", good_target, target,
-            f"Modal adds a container at {good_target} requests in flight, before this one "
-            f"reaches its cap of {wanted} and answers 429"))
+        found.append(
+            Suggestion(
+                "runtime.target_concurrent_requests",
+                good_target,
+                target,
+                f"Modal adds a container at {good_target} requests in flight, before this one "
+                f"reaches its cap of {wanted} and answers 429",
+            )
+        )
     if resolved.runtime.max_containers is None:
         count = max(resolved.runtime.min_containers, 1) + 1
         hourly = current.cost.usd_per_hour
-        found.append(Suggestion(
-            "runtime.max_containers", count, None,
-            f"caps the worst case at {count} x ${hourly:,.2f}/h = ${count * hourly:,.2f}/h; "
-            f"without it the bill has no ceiling"))
+        found.append(
+            Suggestion(
+                "runtime.max_containers",
+                count,
+                None,
+                f"caps the worst case at {count} x ${hourly:,.2f}/h = ${count * hourly:,.2f}/h; "
+                f"without it the bill has no ceiling",
+            )
+        )
     return found
 
 
@@ -117,22 +149,40 @@ def _cheaper_gpu(resolved: ResolvedDeployment, current: Any) -> list[Suggestion]
 
     if resolved.workload.requests_per_minute is None:
         return []
-    fits = fitting_layouts(resolved, current.architecture,
-                           expert_parallel=resolved.gpu.expert_parallel)
-    mine = cost_at_demand(resolved, current.architecture, layout_of(resolved), current.memory,
-                          current.cost.usd_per_hour)
-    if not fits or mine is None or fits[0].usd_per_million is None \
-            or fits[0].usd_per_million >= mine[1] \
-            or (fits[0].gpu, fits[0].count) == (resolved.gpu.type, resolved.gpu.count):
+    fits = fitting_layouts(
+        resolved, current.architecture, expert_parallel=resolved.gpu.expert_parallel
+    )
+    mine = cost_at_demand(
+        resolved,
+        current.architecture,
+        layout_of(resolved),
+        current.memory,
+        current.cost.usd_per_hour,
+    )
+    if (
+        not fits
+        or mine is None
+        or fits[0].usd_per_million is None
+        or fits[0].usd_per_million >= mine[1]
+        or (fits[0].gpu, fits[0].count) == (resolved.gpu.type, resolved.gpu.count)
+    ):
         return []
     best = fits[0]
-    why = (f"{ranking_note(resolved)}: {best.label} against {resolved.gpu.type} "
-           f"x{resolved.gpu.count}'s ${mine[1]:,.2f}/M tokens ({mine[0]} x "
-           f"${current.cost.usd_per_hour:.2f}/h)")
+    why = (
+        f"{ranking_note(resolved)}: {best.label} against {resolved.gpu.type} "
+        f"x{resolved.gpu.count}'s ${mine[1]:,.2f}/M tokens ({mine[0]} x "
+        f"${current.cost.usd_per_hour:.2f}/h)"
+    )
     found = [Suggestion("gpu.type", best.gpu, resolved.gpu.type, why)]
     if best.count != resolved.gpu.count:
-        found.append(Suggestion("gpu.count", best.count, resolved.gpu.count,
-                                f"{best.gpu} holds the model on {best.count}"))
+        found.append(
+            Suggestion(
+                "gpu.count",
+                best.count,
+                resolved.gpu.count,
+                f"{best.gpu} holds the model on {best.count}",
+            )
+        )
     return found
 
 
@@ -155,33 +205,61 @@ def _to_fit(resolved: ResolvedDeployment, current: Any) -> tuple[list[Suggestion
     for step in range(1, round((SAFE_UTILIZATION - util) * 100) + 1):
         trial = _with(resolved, "gpu", memory_utilization=round(util + step / 100, 2))
         if fits(trial):
-            return [Suggestion("gpu.memory_utilization", trial.gpu.memory_utilization, util,
-                               f"{error}; this share leaves room for it")], trial
+            return [
+                Suggestion(
+                    "gpu.memory_utilization",
+                    trial.gpu.memory_utilization,
+                    util,
+                    f"{error}; this share leaves room for it",
+                )
+            ], trial
     max_len = resolved.model.max_model_len
     low, high = 1024 // BLOCK_TOKENS, max_len // BLOCK_TOKENS - 1  # in blocks
     if high >= low and fits(_with(resolved, "model", max_model_len=low * BLOCK_TOKENS)):
         while low < high:  # the longest that fits
             mid = (low + high + 1) // 2
-            low, high = (mid, high) if fits(_with(resolved, "model", max_model_len=mid * BLOCK_TOKENS)) \
+            low, high = (
+                (mid, high)
+                if fits(_with(resolved, "model", max_model_len=mid * BLOCK_TOKENS))
                 else (low, mid - 1)
+            )
         trial = _with(resolved, "model", max_model_len=low * BLOCK_TOKENS)
-        return [Suggestion("model.max_model_len", trial.model.max_model_len, max_len,
-                           f"{error}; the longest sequence this GPU's KV cache holds")], trial
+        return [
+            Suggestion(
+                "model.max_model_len",
+                trial.model.max_model_len,
+                max_len,
+                f"{error}; the longest sequence this GPU's KV cache holds",
+            )
+        ], trial
     layouts = fitting_layouts(resolved, arch, expert_parallel=resolved.gpu.expert_parallel)
     if not layouts:
         return [], resolved
     best = layouts[0]
     trial = _with(resolved, "gpu", type=best.gpu, count=best.count)
-    found = [Suggestion("gpu.type", best.gpu, resolved.gpu.type,
-                        f"{error}; {best.label} holds it (the first layout that fits)")]
+    found = [
+        Suggestion(
+            "gpu.type",
+            best.gpu,
+            resolved.gpu.type,
+            f"{error}; {best.label} holds it (the first layout that fits)",
+        )
+    ]
     if best.count != resolved.gpu.count:
-        found.append(Suggestion("gpu.count", best.count, resolved.gpu.count,
-                                f"{best.gpu} holds the model on {best.count}"))
+        found.append(
+            Suggestion(
+                "gpu.count",
+                best.count,
+                resolved.gpu.count,
+                f"{best.gpu} holds the model on {best.count}",
+            )
+        )
     return found, trial
 
 
-def set_keys(resolved: ResolvedDeployment, overlay: dict[str, Any] | None,
-             suggestions: list[Suggestion]) -> list[str]:
+def set_keys(
+    resolved: ResolvedDeployment, overlay: dict[str, Any] | None, suggestions: list[Suggestion]
+) -> list[str]:
     """`key=value` assignments for `liftdeploy set`: the base spec's key (every environment
     that does not override it), or the environment overlay's key where the overlay sets it."""
     out = []

@@ -114,7 +114,8 @@ class Architecture:
     params_total_b: float | None = None
     """Published parameter count, billions (informational; the planner counts from shapes)."""
     checkpoint: safetensors_headers.CheckpointTensors | None = field(
-        default=None, compare=False, repr=False)
+        default=None, compare=False, repr=False
+    )
     """The checkpoint's safetensors headers, where they could be read: the weights are then
     counted tensor by tensor rather than from the formula."""
 
@@ -171,14 +172,20 @@ def from_config(config: dict[str, Any], *, model_id: str, source: str) -> Archit
             f"the model to liftdeploy/spec/data/models.yaml"
         ) from None
     model_type = str(config.get("model_type", ""))
-    experts = int(config.get("n_routed_experts") or config.get("num_local_experts")
-                  or config.get("num_experts") or 0)
+    experts = int(
+        config.get("n_routed_experts")
+        or config.get("num_local_experts")
+        or config.get("num_experts")
+        or 0
+    )
     dense_width = int(config.get("intermediate_size") or 0)
     # Mixtral and gpt-oss keep the expert width in intermediate_size and have no dense MLP.
     expert_width = int(config.get("moe_intermediate_size") or (dense_width if experts else 0))
     moe_layers = _moe_layer_count(config, layers) if experts else 0
-    shared = int(config.get("shared_expert_intermediate_size")
-                 or int(config.get("n_shared_experts") or 0) * expert_width)
+    shared = int(
+        config.get("shared_expert_intermediate_size")
+        or int(config.get("n_shared_experts") or 0) * expert_width
+    )
     defaults = _TYPE_DEFAULTS.get(model_type, {})
     attention_bias = bool(config.get("attention_bias", defaults.get("attention_bias", False)))
     sliding_window, sliding_layers = _sliding_layers(config, model_type, layers)
@@ -193,12 +200,14 @@ def from_config(config: dict[str, Any], *, model_id: str, source: str) -> Archit
         head_dim=int(config.get("head_dim") or hidden // heads),
         vocab_size=vocab,
         intermediate_size=dense_width if (not experts or moe_layers < layers) else 0,
-        tie_word_embeddings=bool(config.get(
-            "tie_word_embeddings", defaults.get("tie_word_embeddings", False))),
+        tie_word_embeddings=bool(
+            config.get("tie_word_embeddings", defaults.get("tie_word_embeddings", False))
+        ),
         max_position_embeddings=config.get("max_position_embeddings"),
         num_experts=experts,
-        experts_per_token=int(config.get("num_experts_per_tok")
-                              or config.get("experts_per_token") or 0),
+        experts_per_token=int(
+            config.get("num_experts_per_tok") or config.get("experts_per_token") or 0
+        ),
         moe_intermediate_size=expert_width,
         shared_expert_intermediate_size=shared,
         full_attention_interval=_full_attention_interval(config),
@@ -222,8 +231,7 @@ def from_config(config: dict[str, Any], *, model_id: str, source: str) -> Archit
         v_head_dim=int(config.get("v_head_dim") or 0),
         dense_layers=layers - moe_layers if experts else 0,
         shared_expert_gate=model_type in _SHARED_GATE_TYPES and shared > 0,
-        router_bias=model_type in _ROUTER_BIAS_TYPES
-        or config.get("topk_method") == "noaux_tc",
+        router_bias=model_type in _ROUTER_BIAS_TYPES or config.get("topk_method") == "noaux_tc",
         expert_bias=model_type in _ROUTER_BIAS_TYPES,
         sliding_window=sliding_window,
         sliding_layers=sliding_layers,
@@ -255,9 +263,11 @@ def _moe_layer_count(config: dict[str, Any], layers: int) -> int:
     freq = int(config.get("moe_layer_freq") or 1)
     step = int(config.get("decoder_sparse_step") or 1)
     dense_only = set(config.get("mlp_only_layers") or [])
-    return sum(1 for i in range(layers)
-               if i >= first_dense and i % freq == 0 and i not in dense_only
-               and (i + 1) % step == 0)
+    return sum(
+        1
+        for i in range(layers)
+        if i >= first_dense and i % freq == 0 and i not in dense_only and (i + 1) % step == 0
+    )
 
 
 def _sliding_layers(config: dict[str, Any], model_type: str, layers: int) -> tuple[int | None, int]:
@@ -297,8 +307,20 @@ def _full_attention_interval(config: dict[str, Any]) -> int:
     return 1
 
 
-KNOWN_QUANTIZATION = ("fp8", "fbgemm_fp8", "compressed-tensors", "awq", "awq_marlin", "gptq",
-                      "gptq_marlin", "auto_awq", "auto_gptq", "mxfp4", "modelopt", "modelopt_fp4")
+KNOWN_QUANTIZATION = (
+    "fp8",
+    "fbgemm_fp8",
+    "compressed-tensors",
+    "awq",
+    "awq_marlin",
+    "gptq",
+    "gptq_marlin",
+    "auto_awq",
+    "auto_gptq",
+    "mxfp4",
+    "modelopt",
+    "modelopt_fp4",
+)
 """quant_method values the planner sizes (scales and zero points included)."""
 
 
@@ -310,61 +332,103 @@ def _quantization(config: dict[str, Any], *, source: str = "config.json") -> Qua
     if not isinstance(qc, dict):
         if not config.get("quantization"):
             return NO_QUANTIZATION
-        qc = {"quant_method": config["quantization"], "bits": config.get("quantization_bits"),
-              "weight_block_size": config.get("weight_block_size")}
+        qc = {
+            "quant_method": config["quantization"],
+            "bits": config.get("quantization_bits"),
+            "weight_block_size": config.get("weight_block_size"),
+        }
     method = str(qc.get("quant_method", "")).lower()
     if method == "bitsandbytes":
         raise PlanError(
             f"{source}: bitsandbytes checkpoints have no loader in the pinned vLLM; use the "
-            f"unquantized model with model.quantization: fp8, or an AWQ/GPTQ/FP8 checkpoint")
+            f"unquantized model with model.quantization: fp8, or an AWQ/GPTQ/FP8 checkpoint"
+        )
     if method not in KNOWN_QUANTIZATION:
         raise PlanError(
             f"{source}: quantization_config.quant_method {method or '(missing)'!r} is not one "
             f"the planner can size ({', '.join(KNOWN_QUANTIZATION)}); use a checkpoint in one of "
-            f"those formats")
-    skipped = [str(m) for m in (qc.get("modules_to_not_convert") or qc.get("ignore")
-                                or qc.get("ignored_layers") or [])]
+            f"those formats"
+        )
+    skipped = [
+        str(m)
+        for m in (
+            qc.get("modules_to_not_convert") or qc.get("ignore") or qc.get("ignored_layers") or []
+        )
+    ]
     unquantized_attention = any("self_attn" in m or m.endswith("attn") for m in skipped)
-    mlp_layers = {m.split(".layers.")[1].split(".")[0] for m in skipped
-                  if ".layers." in m and ".mlp" in m}
-    common: dict[str, Any] = dict(unquantized_attention=unquantized_attention,
-                  unquantized_mlp_layers=len({n for n in mlp_layers if n.isdigit()}))
+    mlp_layers = {
+        m.split(".layers.")[1].split(".")[0] for m in skipped if ".layers." in m and ".mlp" in m
+    }
+    common: dict[str, Any] = dict(
+        unquantized_attention=unquantized_attention,
+        unquantized_mlp_layers=len({n for n in mlp_layers if n.isdigit()}),
+    )
     if method in ("fp8", "fbgemm_fp8", "modelopt"):
         block = qc.get("weight_block_size") or config.get("weight_block_size")
-        return Quantization(method=method, bits=8, float_format=True,
-                            block_size=(int(block[0]), int(block[1])) if block else None,
-                            **common)
+        return Quantization(
+            method=method,
+            bits=8,
+            float_format=True,
+            block_size=(int(block[0]), int(block[1])) if block else None,
+            **common,
+        )
     if method == "mxfp4":  # gpt-oss: experts in MXFP4 (4-bit values + one byte per 32)
-        return Quantization(method=method, bits=4, group_size=32, float_format=True,
-                            experts_only=True, zero_points=False, **common)
+        return Quantization(
+            method=method,
+            bits=4,
+            group_size=32,
+            float_format=True,
+            experts_only=True,
+            zero_points=False,
+            **common,
+        )
     if method == "modelopt_fp4":  # NVFP4: 4-bit values + one fp8 scale per 16
-        return Quantization(method=method, bits=4, group_size=16, float_format=True,
-                            zero_points=False, **common)
+        return Quantization(
+            method=method, bits=4, group_size=16, float_format=True, zero_points=False, **common
+        )
     if method == "compressed-tensors":
         return _compressed_tensors(qc, source, common)
     bits = int(qc.get("bits") or qc.get("w_bit") or 4)
     group = int(qc.get("group_size") or qc.get("q_group_size") or 128)
     symmetric = bool(qc.get("sym", False)) and "awq" not in method
-    return Quantization(method=method, bits=bits, group_size=group,
-                        zero_points=not symmetric or "gptq" in method, **common)
+    return Quantization(
+        method=method,
+        bits=bits,
+        group_size=group,
+        zero_points=not symmetric or "gptq" in method,
+        **common,
+    )
 
 
 def _compressed_tensors(qc: dict[str, Any], source: str, common: dict[str, Any]) -> Quantization:
     """The first config group's weight scheme (w8a8 int/fp8, w4a16, ...)."""
     groups = qc.get("config_groups") or {}
-    weights = next((g.get("weights") for g in groups.values()
-                    if isinstance(g, dict) and isinstance(g.get("weights"), dict)), None)
+    weights = next(
+        (
+            g.get("weights")
+            for g in groups.values()
+            if isinstance(g, dict) and isinstance(g.get("weights"), dict)
+        ),
+        None,
+    )
     if weights is None:
-        raise PlanError(f"{source}: compressed-tensors quantization_config has no config_groups "
-                        f"with a weights scheme; use a complete config.json")
+        raise PlanError(
+            f"{source}: compressed-tensors quantization_config has no config_groups "
+            f"with a weights scheme; use a complete config.json"
+        )
     bits = int(weights.get("num_bits") or 8)
     strategy = str(weights.get("strategy") or "tensor")
     group = int(weights.get("group_size") or 0) if strategy == "group" else 0
     block = weights.get("block_structure")
     return Quantization(
-        method="compressed-tensors", bits=bits, float_format=weights.get("type") == "float",
-        group_size=group if group > 0 else -1, zero_points=not weights.get("symmetric", True),
-        block_size=(int(block[0]), int(block[1])) if block else None, **common)
+        method="compressed-tensors",
+        bits=bits,
+        float_format=weights.get("type") == "float",
+        group_size=group if group > 0 else -1,
+        zero_points=not weights.get("symmetric", True),
+        block_size=(int(block[0]), int(block[1])) if block else None,
+        **common,
+    )
 
 
 def _hf_cache_dirs() -> list[Path]:
@@ -407,16 +471,21 @@ def local_config_path(model_id: str, revision: str | None = None) -> Path | None
     return None
 
 
-def _checkpoint_beside(config: Path, *, cached: bool) -> \
-        safetensors_headers.CheckpointTensors | None:
+def _checkpoint_beside(
+    config: Path, *, cached: bool
+) -> safetensors_headers.CheckpointTensors | None:
     """The headers an earlier plan cached beside a cached config.json, or those of the
     safetensors files beside a local one (a model directory, a Hugging Face cache snapshot)."""
-    return (safetensors_headers.read_cached(config) if cached
-            else safetensors_headers.read_local(config.parent))
+    return (
+        safetensors_headers.read_cached(config)
+        if cached
+        else safetensors_headers.read_local(config.parent)
+    )
 
 
-def load_architecture(model_id: str, revision: str | None = None, *,
-                      fetch: bool = True) -> Architecture:
+def load_architecture(
+    model_id: str, revision: str | None = None, *, fetch: bool = True
+) -> Architecture:
     """The model's architecture, from the first source that has it: a local directory or the
     Hugging Face cache (config.json is the truth), liftdeploy's cache of fetched configs, the
     catalog, and last (with `fetch`) the model's config.json read from the Hub."""
@@ -432,7 +501,8 @@ def load_architecture(model_id: str, revision: str | None = None, *,
         path = hub_config.fetch_config(model_id, revision)
         where = f"fetched from {hub_config.hub_endpoint()}/{model_id}"
         headers = safetensors_headers.fetch(
-            model_id, revision, path.parent, hub_config.hub_endpoint())
+            model_id, revision, path.parent, hub_config.hub_endpoint()
+        )
     if path is None:
         known = ", ".join(catalog.models())
         raise PlanError(
@@ -440,8 +510,11 @@ def load_architecture(model_id: str, revision: str | None = None, *,
             f"Hugging Face cache, and not in the catalog ({known}). Use a directory with its "
             f"config.json as model.id, or an `org/name` model id on the Hub"
         )
-    arch = from_config(hub_config.read_config(path), model_id=model_id,
-                       source=f"{path} ({where})" if where else str(path))
+    arch = from_config(
+        hub_config.read_config(path),
+        model_id=model_id,
+        source=f"{path} ({where})" if where else str(path),
+    )
     arch = replace(arch, checkpoint=headers or _checkpoint_beside(path, cached=where is not None))
     if arch.params_total_b is None and entry is not None:  # keep the published count
         arch = replace(arch, params_total_b=entry.get("params_total_b"))

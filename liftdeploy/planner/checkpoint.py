@@ -31,9 +31,23 @@ HEADERS_SOURCE = "the checkpoint's safetensors headers"
 FORMULA_SOURCE = "the architecture formula (config.json shapes)"
 
 DTYPE_BYTES = {
-    "F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
-    "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-    "F8_E8M0": 1, "F4": 0.5,
+    "F64": 8,
+    "I64": 8,
+    "U64": 8,
+    "F32": 4,
+    "I32": 4,
+    "U32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I16": 2,
+    "U16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "F4": 0.5,
 }
 """Bytes per element of each safetensors dtype (F4: two values per byte)."""
 _FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16"})
@@ -55,8 +69,10 @@ class CheckpointTensors:
         return sum(math.prod(shape) * DTYPE_BYTES[dtype] for _, dtype, shape in self.tensors)
 
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source,
-                "tensors": {name: [dtype, list(shape)] for name, dtype, shape in self.tensors}}
+        return {
+            "source": self.source,
+            "tensors": {name: [dtype, list(shape)] for name, dtype, shape in self.tensors},
+        }
 
 
 def _from_headers(headers: dict[str, dict[str, Any]], source: str) -> CheckpointTensors | None:
@@ -118,8 +134,9 @@ def read_cached(config_path: Path) -> CheckpointTensors | None:
     return found
 
 
-def fetch(model_id: str, revision: str | None, target: Path, endpoint: str) -> \
-        CheckpointTensors | None:
+def fetch(
+    model_id: str, revision: str | None, target: Path, endpoint: str
+) -> CheckpointTensors | None:
     """Read the checkpoint's safetensors headers from the Hub (range requests: no weights) and
     cache them in `target`; None when the repo has no safetensors or they cannot be read
     (the formula then sizes the weights)."""
@@ -130,20 +147,24 @@ def fetch(model_id: str, revision: str | None, target: Path, endpoint: str) -> \
     token = os.environ.get("HF_TOKEN") or None
     try:
         meta = HfApi(endpoint=endpoint).get_safetensors_metadata(
-            model_id, revision=revision or "main", token=token)
+            model_id, revision=revision or "main", token=token
+        )
     except Exception:  # noqa: BLE001 - not a safetensors repo, a parse error, the network
         return None
     headers: dict[str, Any] = {}
     for file in meta.files_metadata.values():
-        headers.update({name: {"dtype": t.dtype, "shape": t.shape}
-                        for name, t in file.tensors.items()})
+        headers.update(
+            {name: {"dtype": t.dtype, "shape": t.shape} for name, t in file.tensors.items()}
+        )
     found = _from_headers(headers, f"{endpoint}/{model_id}")
     if found is not None:
         try:
             (target / HEADERS_FILE).write_text(json.dumps(found.to_json()), encoding="utf-8")
         except OSError as exc:
-            raise PlanError(f"cannot cache {model_id}'s safetensors headers in {target}: "
-                            f"{first_line(exc)}; check the directory's permissions") from None
+            raise PlanError(
+                f"cannot cache {model_id}'s safetensors headers in {target}: "
+                f"{first_line(exc)}; check the directory's permissions"
+            ) from None
     return found
 
 

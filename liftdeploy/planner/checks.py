@@ -6,10 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from liftdeploy.spec import catalog
 from liftdeploy.planner import gpu_support
 from liftdeploy.planner.arch import Architecture
-from liftdeploy.spec.model import HOURS_PER_MONTH
 from liftdeploy.planner.memory import (
     BLOCK_TOKENS,
     GIB,
@@ -18,10 +16,11 @@ from liftdeploy.planner.memory import (
     estimate_memory,
     resolved_dtype,
 )
+from liftdeploy.spec import catalog
+from liftdeploy.spec.model import HOURS_PER_MONTH
 
 if TYPE_CHECKING:
-    from liftdeploy.spec.model import ModelDeployment
-    from liftdeploy.spec.model import ResolvedDeployment
+    from liftdeploy.spec.model import ModelDeployment, ResolvedDeployment
 
 Level = Literal["ok", "warning", "error"]
 SAFE_UTILIZATION = 0.95
@@ -57,8 +56,13 @@ class Layout:
 def layout_of(resolved: ResolvedDeployment, gpu_type: str | None = None) -> Layout:
     gpu = resolved.gpu
     ep = gpu.tp if gpu.expert_parallel else 1
-    return Layout(gpu=gpu_type or gpu.type, count=gpu.count, tp=gpu.tp, expert_ranks=ep,
-                  pp=gpu.pipeline_parallel_size)
+    return Layout(
+        gpu=gpu_type or gpu.type,
+        count=gpu.count,
+        tp=gpu.tp,
+        expert_ranks=ep,
+        pp=gpu.pipeline_parallel_size,
+    )
 
 
 def batched_tokens(resolved: ResolvedDeployment, gpu_type: str) -> int:
@@ -74,8 +78,12 @@ def batched_tokens(resolved: ResolvedDeployment, gpu_type: str) -> int:
 
 
 def estimate_for(
-    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, *,
-    utilization: float | None = None, max_model_len: int | None = None,
+    resolved: ResolvedDeployment,
+    arch: Architecture,
+    layout: Layout,
+    *,
+    utilization: float | None = None,
+    max_model_len: int | None = None,
 ) -> MemoryEstimate:
     """The memory estimate for this deployment on `layout` (other settings from the spec)."""
     return estimate_memory(
@@ -99,51 +107,66 @@ def sharding_problems(arch: Architecture, layout: Layout) -> list[Verdict]:
     tp = layout.tp
     found: list[Verdict] = []
     if arch.num_heads % tp:
-        found.append(Verdict(
-            "error",
-            f"tensor parallel {tp} does not divide the {arch.num_heads} attention heads",
-            f"use a TP that divides {arch.num_heads}: {_divisors(arch.num_heads)}",
-        ))
+        found.append(
+            Verdict(
+                "error",
+                f"tensor parallel {tp} does not divide the {arch.num_heads} attention heads",
+                f"use a TP that divides {arch.num_heads}: {_divisors(arch.num_heads)}",
+            )
+        )
     kv = arch.num_kv_heads
     if tp > 1 and (kv % tp if kv >= tp else tp % kv):
-        found.append(Verdict(
-            "error",
-            f"tensor parallel {tp} and the {kv} KV heads do not split evenly (vLLM needs one to "
-            f"divide the other)",
-            f"use a TP among "
-            f"{[d for d in _divisors(arch.num_heads) if kv % d == 0 or d % kv == 0]}",
-        ))
+        found.append(
+            Verdict(
+                "error",
+                f"tensor parallel {tp} and the {kv} KV heads do not split evenly (vLLM needs one to "
+                f"divide the other)",
+                f"use a TP among "
+                f"{[d for d in _divisors(arch.num_heads) if kv % d == 0 or d % kv == 0]}",
+            )
+        )
     width = arch.moe_intermediate_size
     if arch.is_moe and layout.expert_ranks == 1 and tp > 1 and width % tp:
-        found.append(Verdict(
-            "error",
-            f"tensor parallel {tp} does not divide the experts' width {width} "
-            f"(moe_intermediate_size): every expert is sliced {tp} ways",
-            f"set gpu.expert_parallel: true (whole experts per GPU), or use a TP in "
-            f"{[d for d in _divisors(arch.num_heads) if width % d == 0]}",
-        ))
+        found.append(
+            Verdict(
+                "error",
+                f"tensor parallel {tp} does not divide the experts' width {width} "
+                f"(moe_intermediate_size): every expert is sliced {tp} ways",
+                f"set gpu.expert_parallel: true (whole experts per GPU), or use a TP in "
+                f"{[d for d in _divisors(arch.num_heads) if width % d == 0]}",
+            )
+        )
     block = arch.quantization.block_size
     if tp == 1 or not block:  # fp8 and compressed-tensors block scales
         return found
     for what, width in _block_quantized_widths(arch, layout):
         if width % tp or (width // tp) % block[0]:
             good_tps = [t for t in (1, 2, 4, 8) if width % t == 0 and (width // t) % block[0] == 0]
-            fix = (f"use a tensor parallel size in {good_tps} (gpu.tensor_parallel_size, with "
-                   f"gpu.pipeline_parallel_size making up gpu.count)")
+            fix = (
+                f"use a tensor parallel size in {good_tps} (gpu.tensor_parallel_size, with "
+                f"gpu.pipeline_parallel_size making up gpu.count)"
+            )
             if what.startswith("expert"):
                 fix = f"set gpu.expert_parallel: true (whole experts per GPU), or {fix}"
-            found.append(Verdict(
-                "error",
-                f"FP8 block-quantised {what} of width {width} splits into {width / tp:g}-wide "
-                f"slices at TP {tp}, not a multiple of the {block[0]}-wide blocks; vLLM refuses "
-                f"to load it",
-                fix,
-            ))
+            found.append(
+                Verdict(
+                    "error",
+                    f"FP8 block-quantised {what} of width {width} splits into {width / tp:g}-wide "
+                    f"slices at TP {tp}, not a multiple of the {block[0]}-wide blocks; vLLM refuses "
+                    f"to load it",
+                    fix,
+                )
+            )
     return found
 
 
 def layout_problem(
-    model_id: str, revision: str | None, *, tp: int, expert_parallel: bool, pp: int = 1,
+    model_id: str,
+    revision: str | None,
+    *,
+    tp: int,
+    expert_parallel: bool,
+    pp: int = 1,
 ) -> str | None:
     """Why vLLM would refuse to split this model `tp` ways (heads, KV heads, expert widths,
     block-quantized widths), from whatever config is known offline: a local directory, the
@@ -159,11 +182,12 @@ def layout_problem(
     except PlanError:  # no config offline, or a broken one: `plan` says which
         return None
     if arch.num_heads % tp:
-        return (f"gpu.tensor_parallel_size {tp} does not divide {model_id}'s {arch.num_heads} "
-                f"attention heads; use one of "
-                f"{[d for d in range(1, 9) if arch.num_heads % d == 0]}")
-    layout = Layout(gpu="", count=tp * pp, tp=tp, expert_ranks=tp if expert_parallel else 1,
-                    pp=pp)
+        return (
+            f"gpu.tensor_parallel_size {tp} does not divide {model_id}'s {arch.num_heads} "
+            f"attention heads; use one of "
+            f"{[d for d in range(1, 9) if arch.num_heads % d == 0]}"
+        )
+    layout = Layout(gpu="", count=tp * pp, tp=tp, expert_ranks=tp if expert_parallel else 1, pp=pp)
     for verdict in sharding_problems(arch, layout):
         return f"{model_id} at gpu.tensor_parallel_size {tp}: {verdict.message}; {verdict.fix}"
     return None
@@ -178,9 +202,13 @@ def check_layouts(spec: ModelDeployment, *, source: str | None = None) -> None:
     for env in spec.environments:
         resolved = spec.resolve(env)
         gpu = resolved.gpu
-        if problem := layout_problem(resolved.model.id, resolved.model.revision, tp=gpu.tp,
-                                     expert_parallel=gpu.expert_parallel,
-                                     pp=gpu.pipeline_parallel_size):
+        if problem := layout_problem(
+            resolved.model.id,
+            resolved.model.revision,
+            tp=gpu.tp,
+            expert_parallel=gpu.expert_parallel,
+            pp=gpu.pipeline_parallel_size,
+        ):
             raise SpecError(f"in environment {env!r}: {problem}", source=source)
 
 
@@ -200,7 +228,10 @@ def _divisors(n: int) -> list[int]:
 
 
 def memory_problems(
-    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
+    resolved: ResolvedDeployment,
+    arch: Architecture,
+    layout: Layout,
+    memory: MemoryEstimate,
 ) -> list[Verdict]:
     """What vLLM refuses on this GPU, weights that do not fit, or a KV cache that cannot hold
     one max_model_len sequence."""
@@ -210,27 +241,33 @@ def memory_problems(
     max_len = resolved.model.max_model_len
     name = f"{layout.gpu} x{layout.count}"
     if memory.weights_gib > memory.requested_gib:
-        return [Verdict(
-            "error",
-            f"weights need {memory.weights_gib:.1f} GiB per GPU but {name} at "
-            f"gpu.memory_utilization {util} gives vLLM {memory.requested_gib:.1f} GiB per GPU: "
-            f"the model cannot load",
-            _suggest_gpus(resolved, arch, layout),
-        )]
+        return [
+            Verdict(
+                "error",
+                f"weights need {memory.weights_gib:.1f} GiB per GPU but {name} at "
+                f"gpu.memory_utilization {util} gives vLLM {memory.requested_gib:.1f} GiB per GPU: "
+                f"the model cannot load",
+                _suggest_gpus(resolved, arch, layout),
+            )
+        ]
     need_gib = (max_len * memory.kv_bytes_per_token + memory.state_bytes_per_sequence) / GIB
     if memory.available_kv_gib >= need_gib:
         return []
-    return [Verdict(
-        "error",
-        f"the KV cache cannot hold one {max_len:,}-token sequence: it needs {need_gib:.2f} GiB "
-        f"per GPU and {max(memory.available_kv_gib, 0):.2f} GiB is left after weights and "
-        f"overheads (vLLM refuses to start)",
-        _kv_fix(resolved, arch, layout, memory, need_gib),
-    )]
+    return [
+        Verdict(
+            "error",
+            f"the KV cache cannot hold one {max_len:,}-token sequence: it needs {need_gib:.2f} GiB "
+            f"per GPU and {max(memory.available_kv_gib, 0):.2f} GiB is left after weights and "
+            f"overheads (vLLM refuses to start)",
+            _kv_fix(resolved, arch, layout, memory, need_gib),
+        )
+    ]
 
 
 def capability_problems(
-    resolved: ResolvedDeployment, arch: Architecture, gpu_type: str,
+    resolved: ResolvedDeployment,
+    arch: Architecture,
+    gpu_type: str,
 ) -> list[Verdict]:
     """The dtype or quantization vLLM refuses on this GPU (gpu_support's rules)."""
     dtype = resolved_dtype(arch, resolved.model.dtype, gpu_support.capability(gpu_type))
@@ -238,15 +275,21 @@ def capability_problems(
     if found is None:
         return []
     why, fix = found
-    others = [c.gpu for c in fitting_layouts(resolved, arch)][:3] \
-        if gpu_type == resolved.gpu.type else []
+    others = (
+        [c.gpu for c in fitting_layouts(resolved, arch)][:3]
+        if gpu_type == resolved.gpu.type
+        else []
+    )
     if others:
         fix = f"{fix}; GPUs this spec fits on: {', '.join(others)}"
     return [Verdict("error", why, fix)]
 
 
 def _kv_fix(
-    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
+    resolved: ResolvedDeployment,
+    arch: Architecture,
+    layout: Layout,
+    memory: MemoryEstimate,
     need_gib: float,
 ) -> str:
     options = []
@@ -267,11 +310,15 @@ def _suggest_gpus(resolved: ResolvedDeployment, arch: Architecture, layout: Layo
     """The GPU types/counts on which this spec loads and holds one full sequence, best first."""
     fits = fitting_layouts(resolved, arch, expert_parallel=layout.expert_ranks > 1)
     if not fits:
-        return ("no single-container GPU layout in the catalog fits; use a quantized checkpoint "
-                "(FP8 or 4-bit) or a smaller max_model_len")
+        return (
+            "no single-container GPU layout in the catalog fits; use a quantized checkpoint "
+            "(FP8 or 4-bit) or a smaller max_model_len"
+        )
     shown = ", ".join(c.label for c in fits[:4])
-    return (f"use a GPU layout that fits, {ranking_note(resolved)}: {shown} (set gpu.type and "
-            f"gpu.count)")
+    return (
+        f"use a GPU layout that fits, {ranking_note(resolved)}: {shown} (set gpu.type and "
+        f"gpu.count)"
+    )
 
 
 @dataclass(frozen=True)
@@ -291,8 +338,10 @@ class Candidate:
     def label(self) -> str:
         if self.usd_per_million is None:
             return f"{self.gpu} x{self.count} (${self.usd_per_hour:.2f}/h)"
-        return (f"{self.gpu} x{self.count} (${self.usd_per_million:,.2f}/M tokens: "
-                f"{self.containers} x ${self.usd_per_hour:.2f}/h)")
+        return (
+            f"{self.gpu} x{self.count} (${self.usd_per_million:,.2f}/M tokens: "
+            f"{self.containers} x ${self.usd_per_hour:.2f}/h)"
+        )
 
 
 SATURATION_SEQS = 1024
@@ -304,10 +353,14 @@ def ranking_note(resolved: ResolvedDeployment) -> str:
     """How fitting_layouts ranks, for every list of GPUs shown to the user."""
     rpm = resolved.workload.requests_per_minute
     if rpm is None:
-        return ("cheapest per hour first (set workload.requests_per_minute to rank by $ per "
-                "million tokens at your demand)")
-    return (f"cheapest per million output tokens first at workload.requests_per_minute {rpm:g} "
-            f"of {resolved.workload.completion_tokens:,} output tokens")
+        return (
+            "cheapest per hour first (set workload.requests_per_minute to rank by $ per "
+            "million tokens at your demand)"
+        )
+    return (
+        f"cheapest per million output tokens first at workload.requests_per_minute {rpm:g} "
+        f"of {resolved.workload.completion_tokens:,} output tokens"
+    )
 
 
 def demand_tokens_per_s(resolved: ResolvedDeployment) -> float | None:
@@ -317,7 +370,10 @@ def demand_tokens_per_s(resolved: ResolvedDeployment) -> float | None:
 
 
 def cost_at_demand(
-    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
+    resolved: ResolvedDeployment,
+    arch: Architecture,
+    layout: Layout,
+    memory: MemoryEstimate,
     usd_per_hour: float,
 ) -> tuple[int, float] | None:
     """(containers, $ per million output tokens) for the workload's demand on `layout`:
@@ -328,8 +384,13 @@ def cost_at_demand(
     demand = demand_tokens_per_s(resolved)
     if demand is None:
         return None
-    saturated = resolved.model_copy(update={"runtime": resolved.runtime.model_copy(
-        update={"max_concurrent_requests": SATURATION_SEQS})})
+    saturated = resolved.model_copy(
+        update={
+            "runtime": resolved.runtime.model_copy(
+                update={"max_concurrent_requests": SATURATION_SEQS}
+            )
+        }
+    )
     per_container = decode_speed(saturated, arch, layout, memory).tokens_per_s_aggregate
     if per_container <= 0:
         return None
@@ -338,7 +399,10 @@ def cost_at_demand(
 
 
 def fitting_layouts(
-    resolved: ResolvedDeployment, arch: Architecture, *, expert_parallel: bool = False,
+    resolved: ResolvedDeployment,
+    arch: Architecture,
+    *,
+    expert_parallel: bool = False,
     gpu_types: list[str] | None = None,
 ) -> list[Candidate]:
     """Each GPU type's smallest count that vLLM starts on (dtype and quantization supported)
@@ -354,21 +418,25 @@ def fitting_layouts(
         for count in (1, 2, 4, 8):
             if count > info.max_count:
                 continue
-            candidate = Layout(gpu=info.name, count=count, tp=count,
-                               expert_ranks=count if expert_parallel else 1)
+            candidate = Layout(
+                gpu=info.name, count=count, tp=count, expert_ranks=count if expert_parallel else 1
+            )
             if sharding_problems(arch, candidate):
                 continue
             memory = estimate_for(resolved, arch, candidate)
-            need = resolved.model.max_model_len * memory.kv_bytes_per_token \
+            need = (
+                resolved.model.max_model_len * memory.kv_bytes_per_token
                 + memory.state_bytes_per_sequence
+            )
             if memory.weights_gib <= memory.requested_gib and memory.available_kv_gib * GIB >= need:
                 hourly = count * info.price_usd_hour
                 at_demand = cost_at_demand(resolved, arch, candidate, memory, hourly)
                 fits.append(Candidate(hourly, info.name, count, *(at_demand or ())))
                 break  # the smallest count of this type is enough
     if demand_tokens_per_s(resolved) is not None:
-        return sorted(fits, key=lambda c: (c.usd_per_million is None, c.usd_per_million or 0,
-                                           c.usd_per_hour))
+        return sorted(
+            fits, key=lambda c: (c.usd_per_million is None, c.usd_per_million or 0, c.usd_per_hour)
+        )
     return sorted(fits, key=lambda c: (c.usd_per_hour, c.gpu, c.count))
 
 
@@ -378,7 +446,8 @@ def _refused_here(resolved: ResolvedDeployment, arch: Architecture, gpu_type: st
 
 
 def concurrency_problems(
-    resolved: ResolvedDeployment, memory: MemoryEstimate,
+    resolved: ResolvedDeployment,
+    memory: MemoryEstimate,
 ) -> list[Verdict]:
     """max_concurrent_requests above what the KV cache serves at the typical request size."""
     workload = resolved.workload
@@ -387,14 +456,16 @@ def concurrency_problems(
     wanted = resolved.runtime.max_concurrent_requests
     if memory.available_kv_gib <= 0 or wanted <= servable:
         return []
-    return [Verdict(
-        "warning",
-        f"runtime.max_concurrent_requests {wanted} is above the {servable} requests of "
-        f"{tokens:,} tokens (workload.prompt_tokens + completion_tokens) the KV cache holds at "
-        f"once; vLLM will queue or preempt the rest",
-        f"lower runtime.max_concurrent_requests to {max(servable, 1)}, or give the KV cache more "
-        f"memory (more GPUs, a larger GPU, kv_cache_dtype fp8)",
-    )]
+    return [
+        Verdict(
+            "warning",
+            f"runtime.max_concurrent_requests {wanted} is above the {servable} requests of "
+            f"{tokens:,} tokens (workload.prompt_tokens + completion_tokens) the KV cache holds at "
+            f"once; vLLM will queue or preempt the rest",
+            f"lower runtime.max_concurrent_requests to {max(servable, 1)}, or give the KV cache more "
+            f"memory (more GPUs, a larger GPU, kv_cache_dtype fp8)",
+        )
+    ]
 
 
 def spec_problems(resolved: ResolvedDeployment, arch: Architecture) -> list[Verdict]:
@@ -402,30 +473,38 @@ def spec_problems(resolved: ResolvedDeployment, arch: Architecture) -> list[Verd
     found = []
     limit = arch.max_position_embeddings
     if limit and resolved.model.max_model_len > limit:
-        found.append(Verdict(
-            "error",
-            f"model.max_model_len {resolved.model.max_model_len:,} is above the model's "
-            f"max_position_embeddings {limit:,}; vLLM refuses it",
-            f"lower model.max_model_len to {limit:,} or less",
-        ))
+        found.append(
+            Verdict(
+                "error",
+                f"model.max_model_len {resolved.model.max_model_len:,} is above the model's "
+                f"max_position_embeddings {limit:,}; vLLM refuses it",
+                f"lower model.max_model_len to {limit:,} or less",
+            )
+        )
     if resolved.runtime.max_containers is None:
-        found.append(Verdict(
-            "warning",
-            "runtime.max_containers is not set: the worst-case bill has no ceiling",
-            "set runtime.max_containers to cap spend",
-        ))
+        found.append(
+            Verdict(
+                "warning",
+                "runtime.max_containers is not set: the worst-case bill has no ceiling",
+                "set runtime.max_containers to cap spend",
+            )
+        )
     experts, ranks = arch.num_experts, resolved.gpu.tp
     if resolved.gpu.expert_parallel and arch.is_moe and experts % ranks:
-        found.append(Verdict(
-            "warning",
-            f"{experts} experts do not spread evenly over {ranks} expert-parallel GPUs",
-            f"use a GPU count that divides {experts}",
-        ))
+        found.append(
+            Verdict(
+                "warning",
+                f"{experts} experts do not spread evenly over {ranks} expert-parallel GPUs",
+                f"use a GPU count that divides {experts}",
+            )
+        )
     return found
 
 
 def budget_problems(
-    resolved: ResolvedDeployment, usd_per_hour: float, always_on_usd_per_month: float,
+    resolved: ResolvedDeployment,
+    usd_per_hour: float,
+    always_on_usd_per_month: float,
 ) -> list[Verdict]:
     """The month's certain cost (always-on) and worst case (max_containers busy all month)
     against budget.max_monthly_usd."""
@@ -434,35 +513,45 @@ def budget_problems(
         return []
     runtime = resolved.runtime
     if always_on_usd_per_month > limit:
-        return [Verdict(
-            "error",
-            f"always-on capacity alone costs ${always_on_usd_per_month:,.0f}/month "
-            f"(runtime.min_containers {runtime.min_containers}), above budget.max_monthly_usd "
-            f"${limit:,.0f}",
-            "lower runtime.min_containers or raise budget.max_monthly_usd",
-        )]
+        return [
+            Verdict(
+                "error",
+                f"always-on capacity alone costs ${always_on_usd_per_month:,.0f}/month "
+                f"(runtime.min_containers {runtime.min_containers}), above budget.max_monthly_usd "
+                f"${limit:,.0f}",
+                "lower runtime.min_containers or raise budget.max_monthly_usd",
+            )
+        ]
     affordable = int(limit // (usd_per_hour * HOURS_PER_MONTH))
-    cap_fix = (f"runtime.max_containers {affordable} (worst case "
-               f"${affordable * usd_per_hour * HOURS_PER_MONTH:,.0f}/month) stays within it"
-               if affordable else
-               f"the budget pays for {limit / usd_per_hour:,.0f} container-hours a month, less "
-               f"than one container all month: keep the scaledown window short and watch "
-               f"`liftdeploy spend`")
+    cap_fix = (
+        f"runtime.max_containers {affordable} (worst case "
+        f"${affordable * usd_per_hour * HOURS_PER_MONTH:,.0f}/month) stays within it"
+        if affordable
+        else f"the budget pays for {limit / usd_per_hour:,.0f} container-hours a month, less "
+        f"than one container all month: keep the scaledown window short and watch "
+        f"`liftdeploy spend`"
+    )
     if runtime.max_containers is None:
-        return [Verdict(
-            "warning",
-            f"budget.max_monthly_usd ${limit:,.0f} has no ceiling to hold it: "
-            f"runtime.max_containers is not set",
-            cap_fix,
-        )]
+        return [
+            Verdict(
+                "warning",
+                f"budget.max_monthly_usd ${limit:,.0f} has no ceiling to hold it: "
+                f"runtime.max_containers is not set",
+                cap_fix,
+            )
+        ]
     worst = runtime.max_containers * usd_per_hour * HOURS_PER_MONTH
     if worst > limit:
-        return [Verdict(
-            "warning",
-            f"worst case ${worst:,.0f}/month (runtime.max_containers {runtime.max_containers} "
-            f"busy all month) is above budget.max_monthly_usd ${limit:,.0f}",
-            f"{cap_fix}; or raise budget.max_monthly_usd",
-        )]
-    return [Verdict("ok", f"worst case ${worst:,.0f}/month is within budget.max_monthly_usd "
-                          f"${limit:,.0f}")]
-
+        return [
+            Verdict(
+                "warning",
+                f"worst case ${worst:,.0f}/month (runtime.max_containers {runtime.max_containers} "
+                f"busy all month) is above budget.max_monthly_usd ${limit:,.0f}",
+                f"{cap_fix}; or raise budget.max_monthly_usd",
+            )
+        ]
+    return [
+        Verdict(
+            "ok", f"worst case ${worst:,.0f}/month is within budget.max_monthly_usd ${limit:,.0f}"
+        )
+    ]

@@ -14,8 +14,14 @@ if TYPE_CHECKING:
     from liftdeploy.planner.download import DownloadEstimate
     from liftdeploy.spec.model import ResolvedDeployment
 
-__all__ = ["CiTimeouts", "CiWarmup", "ci_timeouts", "ci_warmup", "cold_start_seconds",
-           "cold_start_usd"]
+__all__ = [
+    "CiTimeouts",
+    "CiWarmup",
+    "ci_timeouts",
+    "ci_warmup",
+    "cold_start_seconds",
+    "cold_start_usd",
+]
 
 SECONDS_PER_HOUR = 3600
 SETUP_MINUTES = 10
@@ -36,8 +42,9 @@ def cold_start_seconds(resolved: ResolvedDeployment, startup_s: int) -> int:
     return startup_s + resolved.runtime.scaledown_window_s
 
 
-def cold_start_usd(resolved: ResolvedDeployment, startup_s: int,
-                   container_hour_usd: float | None = None) -> float:
+def cold_start_usd(
+    resolved: ResolvedDeployment, startup_s: int, container_hour_usd: float | None = None
+) -> float:
     """One cold start's cost at most, for a container billed `container_hour_usd` (default:
     the spec's price)."""
     hourly = resolved.container_hour_usd() if container_hour_usd is None else container_hour_usd
@@ -60,14 +67,19 @@ def ci_warmup(resolved: ResolvedDeployment, startup_s: int) -> CiWarmup:
     cost = cold_start_usd(resolved, startup_s)
     limit = resolved.budget.ci_warmup_max_usd
     seconds = cold_start_seconds(resolved, startup_s)
-    what = (f"a cold start of {resolved.app_name} costs up to ${cost:,.2f} "
-            f"({resolved.gpu.count} x {resolved.gpu.type} for {seconds} s: "
-            f"loading within the startup timeout, then the idle window)")
+    what = (
+        f"a cold start of {resolved.app_name} costs up to ${cost:,.2f} "
+        f"({resolved.gpu.count} x {resolved.gpu.type} for {seconds} s: "
+        f"loading within the startup timeout, then the idle window)"
+    )
     if limit is None:
         warm = resolved.gpu.count == 1
-        rule = ("single-GPU, so CI checks it" if warm else
-                "multi-GPU, so a push deploys without starting it; set "
-                "budget.ci_warmup_max_usd to check it on every push")
+        rule = (
+            "single-GPU, so CI checks it"
+            if warm
+            else "multi-GPU, so a push deploys without starting it; set "
+            "budget.ci_warmup_max_usd to check it on every push"
+        )
         return CiWarmup(warm, cost, f"{what}; {rule}")
     warm = cost <= limit
     verdict = "within" if warm else "above"
@@ -96,11 +108,16 @@ def ci_timeouts(downloads: list[DownloadEstimate], startup_timeouts_s: list[int]
     its plan): the download's every attempt at its limit, then setup, deploy, the cold start
     (within the startup timeout) and the checks."""
     planned = max(_minutes(d.timeout_s * (d.retries + 1)) for d in downloads)
-    rest = SETUP_MINUTES + DEPLOY_MINUTES + CHECKS_MINUTES + max(
-        _minutes(s) for s in startup_timeouts_s)
+    rest = (
+        SETUP_MINUTES
+        + DEPLOY_MINUTES
+        + CHECKS_MINUTES
+        + max(_minutes(s) for s in startup_timeouts_s)
+    )
     download = min(planned, GITHUB_JOB_LIMIT_MINUTES - rest)
-    return CiTimeouts(download_minutes=download, deploy_minutes=download + rest,
-                      planned_download_minutes=planned)
+    return CiTimeouts(
+        download_minutes=download, deploy_minutes=download + rest, planned_download_minutes=planned
+    )
 
 
 def _minutes(seconds: float) -> int:

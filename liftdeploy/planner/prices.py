@@ -9,8 +9,8 @@ import sys
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
-from liftdeploy.spec import catalog
 from liftdeploy.errors import PlanError
+from liftdeploy.spec import catalog
 from liftdeploy.spec.model import HOURS_PER_MONTH
 
 if TYPE_CHECKING:
@@ -70,8 +70,10 @@ def monitor_monthly_usd(check_every_s: int) -> float:
     so Modal bills its default request; each check is billed for its run plus the scaledown
     window it then idles through, or the whole period when checks come sooner than that."""
     rates = catalog.cpu_memory_prices()
-    usd_per_s = (rates["default_cpu_cores"] * rates["core_second_usd"]
-                 + rates["default_memory_mib"] / 1024 * rates["gib_second_usd"])
+    usd_per_s = (
+        rates["default_cpu_cores"] * rates["core_second_usd"]
+        + rates["default_memory_mib"] / 1024 * rates["gib_second_usd"]
+    )
     checks = HOURS_PER_MONTH * SECONDS_PER_HOUR / check_every_s
     return checks * _monitor_billed_s(check_every_s) * usd_per_s
 
@@ -87,12 +89,16 @@ def observability_costs(observability: ObservabilitySection) -> list[str]:
     """What each observability feature the spec turns on will cost, one line each (for `plan`)."""
     lines = []
     if observability.sentry_dsn_secret:
-        lines.append("cost of errors: billed by Sentry on its own plan (one event per failed "
-                     "start-up); nothing on Modal")
+        lines.append(
+            "cost of errors: billed by Sentry on its own plan (one event per failed "
+            "start-up); nothing on Modal"
+        )
     if observability.otlp_traces_endpoint:
-        lines.append("cost of traces: billed by the collector's provider for the spans it "
-                     "receives (one trace per request); vLLM sends them from the server "
-                     "container, so nothing extra on Modal")
+        lines.append(
+            "cost of traces: billed by the collector's provider for the spans it "
+            "receives (one trace per request); vLLM sends them from the server "
+            "container, so nothing extra on Modal"
+        )
     if alerts := observability.alerts:
         rates = catalog.cpu_memory_prices()
         lines.append(

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from liftdeploy.spec import catalog
+from liftdeploy.errors import PlanError
 from liftdeploy.planner.arch import Architecture, load_architecture, with_spec_quantization
-from liftdeploy.planner.ci import cold_start_usd
 from liftdeploy.planner.checks import (
     Layout,
     Verdict,
@@ -25,20 +24,29 @@ from liftdeploy.planner.checks import (
     sharding_problems,
     spec_problems,
 )
+from liftdeploy.planner.ci import cold_start_usd
 from liftdeploy.planner.download import DownloadEstimate, estimate_download
 from liftdeploy.planner.memory import MemoryEstimate, Reservation, server_reservation
 from liftdeploy.planner.prices import observability_costs
 from liftdeploy.planner.speed import Speed, decode_speed
 from liftdeploy.planner.timeouts import Lifecycle, lifecycle
+from liftdeploy.spec import catalog
 from liftdeploy.spec.model import HOURS_PER_MONTH
-from liftdeploy.errors import PlanError
 
 if TYPE_CHECKING:
     from liftdeploy.spec.model import ResolvedDeployment
 
-__all__ = ["Cost", "Plan", "Speed", "Verdict", "format_plan", "gpu_hour_price", "plan",
-           "planned", "planned_lifecycle"]
-
+__all__ = [
+    "Cost",
+    "Plan",
+    "Speed",
+    "Verdict",
+    "format_plan",
+    "gpu_hour_price",
+    "plan",
+    "planned",
+    "planned_lifecycle",
+]
 
 
 @dataclass(frozen=True)
@@ -123,15 +131,22 @@ class Plan:
             "model": self.model_id,
             "fits": self.fits,
             "architecture": {
-                "source": arch.source, "weights_source": arch.weights_source,
-                "layers": arch.num_layers, "kv_layers": arch.kv_layers,
-                "hidden_size": arch.hidden_size, "attention_heads": arch.num_heads,
-                "kv_heads": arch.num_kv_heads, "head_dim": arch.head_dim,
-                "experts": arch.num_experts, "experts_per_token": arch.experts_per_token,
-                "quantization": arch.quantization.method, "dtype": arch.torch_dtype,
+                "source": arch.source,
+                "weights_source": arch.weights_source,
+                "layers": arch.num_layers,
+                "kv_layers": arch.kv_layers,
+                "hidden_size": arch.hidden_size,
+                "attention_heads": arch.num_heads,
+                "kv_heads": arch.num_kv_heads,
+                "head_dim": arch.head_dim,
+                "experts": arch.num_experts,
+                "experts_per_token": arch.experts_per_token,
+                "quantization": arch.quantization.method,
+                "dtype": arch.torch_dtype,
             },
             "gpu": {
-                "type": self.layout.gpu, "count": self.layout.count,
+                "type": self.layout.gpu,
+                "count": self.layout.count,
                 "tensor_parallel_size": self.layout.tp,
                 "expert_parallel": self.layout.expert_ranks > 1,
                 "cuda_memory_gib": round(mem.gpu_memory_gib, 2),
@@ -178,8 +193,7 @@ class Plan:
                 "request_timeout": self.request_timeout_s,
                 "cold_start_wait": self.cold_start_wait_s,
             },
-            "reservation": {"cpu": self.reservation.cpu,
-                            "memory_mib": self.reservation.memory_mib},
+            "reservation": {"cpu": self.reservation.cpu, "memory_mib": self.reservation.memory_mib},
             "nonpreemptible": self.nonpreemptible,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "weights_download": self.download.to_dict(),
@@ -213,13 +227,19 @@ def plan(
     for fallback in resolved.gpu.fallback:
         alt = layout_of(resolved, fallback)
         for found in memory_problems(resolved, arch, alt, estimate_for(resolved, arch, alt)):
-            verdicts.append(Verdict(found.level, f"fallback GPU {fallback}: {found.message}",
-                                    f"remove {fallback} from gpu.fallback, or {found.fix}"))
+            verdicts.append(
+                Verdict(
+                    found.level,
+                    f"fallback GPU {fallback}: {found.message}",
+                    f"remove {fallback} from gpu.fallback, or {found.fix}",
+                )
+            )
     verdicts += concurrency_problems(resolved, memory)
     verdicts += spec_problems(resolved, arch)
     workload = resolved.workload
-    workload_tokens = min(workload.prompt_tokens + workload.completion_tokens,
-                          resolved.model.max_model_len)
+    workload_tokens = min(
+        workload.prompt_tokens + workload.completion_tokens, resolved.model.max_model_len
+    )
     speed = decode_speed(resolved, arch, layout, memory)
     timeouts = lifecycle(resolved, memory, layout)
     startup_s = timeouts.startup_timeout_s
@@ -227,24 +247,38 @@ def plan(
     verdicts += budget_problems(resolved, cost.usd_per_hour, cost.always_on_usd_per_month)
     verdicts += _cold_start_problems(resolved, startup_s, cost.usd_per_hour)
     if not any(v.level == "error" for v in verdicts):
-        verdicts.insert(0, Verdict(
-            "ok",
-            f"fits: {memory.weights_gib:.1f} GiB weights and {memory.available_kv_gib:.1f} GiB "
-            f"KV cache per GPU, {memory.max_concurrency:.1f} sequences of "
-            f"{resolved.model.max_model_len:,} tokens at once",
-        ))
+        verdicts.insert(
+            0,
+            Verdict(
+                "ok",
+                f"fits: {memory.weights_gib:.1f} GiB weights and {memory.available_kv_gib:.1f} GiB "
+                f"KV cache per GPU, {memory.max_concurrency:.1f} sequences of "
+                f"{resolved.model.max_model_len:,} tokens at once",
+            ),
+        )
     return Plan(
-        environment=resolved.environment, app_name=resolved.app_name,
-        model_id=resolved.model.id, architecture=arch, layout=layout, memory=memory,
-        max_model_len=resolved.model.max_model_len, workload_tokens=workload_tokens,
+        environment=resolved.environment,
+        app_name=resolved.app_name,
+        model_id=resolved.model.id,
+        architecture=arch,
+        layout=layout,
+        memory=memory,
+        max_model_len=resolved.model.max_model_len,
+        workload_tokens=workload_tokens,
         max_concurrent_requests=resolved.runtime.max_concurrent_requests,
-        speed=speed, cost=cost, verdicts=verdicts, lifecycle=timeouts,
+        speed=speed,
+        cost=cost,
+        verdicts=verdicts,
+        lifecycle=timeouts,
         reservation=reservation(resolved, memory.weights_gib),
         download=estimate_download(checkpoint),
         nonpreemptible=resolved.runtime.nonpreemptible,
         monthly_budget_usd=resolved.budget.max_monthly_usd,
-        observability=(resolved.observability.summary() + _metrics_read(resolved)
-                       + observability_costs(resolved.observability)),
+        observability=(
+            resolved.observability.summary()
+            + _metrics_read(resolved)
+            + observability_costs(resolved.observability)
+        ),
     )
 
 
@@ -272,41 +306,48 @@ def _metrics_read(resolved: ResolvedDeployment) -> list[str]:
     alerts = resolved.observability.alerts
     if alerts is None or not resolved.auth.proxy_auth:
         return []
-    return [f"alerts: the server is proxy-authed, so the monitor reads vLLM's /metrics (engine "
-            f"gauges) only if Secret {alerts.webhook_secret} also holds MODAL_PROXY_KEY and "
-            f"MODAL_PROXY_SECRET (`modal workspace proxy-tokens create`); without them it "
-            f"checks Modal's counts only"]
+    return [
+        f"alerts: the server is proxy-authed, so the monitor reads vLLM's /metrics (engine "
+        f"gauges) only if Secret {alerts.webhook_secret} also holds MODAL_PROXY_KEY and "
+        f"MODAL_PROXY_SECRET (`modal workspace proxy-tokens create`); without them it "
+        f"checks Modal's counts only"
+    ]
 
 
-def _cold_start_problems(resolved: ResolvedDeployment, startup_s: int,
-                         usd_per_hour: float) -> list[Verdict]:
+def _cold_start_problems(
+    resolved: ResolvedDeployment, startup_s: int, usd_per_hour: float
+) -> list[Verdict]:
     """A scale-to-zero service whose cold start outlasts runtime.cold_start_patience_s: the
     first request after an idle period waits (503s, retried) up to the startup timeout."""
     patience = resolved.runtime.cold_start_patience_s
     if resolved.runtime.min_containers > 0 or startup_s <= patience:
         return []
-    return [Verdict(
-        "warning",
-        f"scales to zero and a cold start may take up to {startup_s:,} s (startup_timeout), "
-        f"longer than runtime.cold_start_patience_s ({patience:,} s): the first request after "
-        f"an idle period waits that long (liftdeploy's client retries its 503s for it)",
-        f"set runtime.min_containers: 1 (always on: ${usd_per_hour * HOURS_PER_MONTH:,.0f}/"
-        f"month), or runtime.cold_start_patience_s: {startup_s} if callers can wait",
-    )]
+    return [
+        Verdict(
+            "warning",
+            f"scales to zero and a cold start may take up to {startup_s:,} s (startup_timeout), "
+            f"longer than runtime.cold_start_patience_s ({patience:,} s): the first request after "
+            f"an idle period waits that long (liftdeploy's client retries its 503s for it)",
+            f"set runtime.min_containers: 1 (always on: ${usd_per_hour * HOURS_PER_MONTH:,.0f}/"
+            f"month), or runtime.cold_start_patience_s: {startup_s} if callers can wait",
+        )
+    ]
 
 
 def reservation(resolved: ResolvedDeployment, weights_gib_per_gpu: float | None) -> Reservation:
     """The server container's CPU and memory: runtime.cpu / runtime.memory_mib where the spec
     sets them, else `server_reservation`'s rule."""
     sized = server_reservation(resolved.gpu.count, weights_gib_per_gpu)
-    return Reservation(cpu=resolved.runtime.cpu or sized.cpu,
-                       memory_mib=resolved.runtime.memory_mib or sized.memory_mib)
-
-
+    return Reservation(
+        cpu=resolved.runtime.cpu or sized.cpu,
+        memory_mib=resolved.runtime.memory_mib or sized.memory_mib,
+    )
 
 
 def gpu_hour_price(
-    resolved: ResolvedDeployment, override_usd: float | None = None, source: str | None = None,
+    resolved: ResolvedDeployment,
+    override_usd: float | None = None,
+    source: str | None = None,
 ) -> tuple[float, str]:
     """One GPU-hour's price and where it comes from: the override (--price, live rates), else
     the spec's pricing.gpu_hour_usd, else the catalog."""
@@ -318,7 +359,10 @@ def gpu_hour_price(
 
 
 def _cost(
-    resolved: ResolvedDeployment, speed: Speed, override_usd: float | None, source: str | None,
+    resolved: ResolvedDeployment,
+    speed: Speed,
+    override_usd: float | None,
+    source: str | None,
     startup_s: int,
 ) -> Cost:
     price, where = gpu_hour_price(resolved, override_usd, source)
@@ -329,9 +373,12 @@ def _cost(
     if speed.tokens_per_s_aggregate > 0:
         per_million = hourly / (speed.tokens_per_s_aggregate * 3600) * 1e6
     return Cost(
-        gpu_hour_usd=price, price_source=where, usd_per_hour=hourly,
+        gpu_hour_usd=price,
+        price_source=where,
+        usd_per_hour=hourly,
         always_on_usd_per_month=hourly * runtime.min_containers * HOURS_PER_MONTH,
-        worst_case_usd_per_hour=worst, usd_per_million_output_tokens=per_million,
+        worst_case_usd_per_hour=worst,
+        usd_per_million_output_tokens=per_million,
         cold_start_usd=cold_start_usd(resolved, startup_s, hourly),
     )
 
@@ -342,16 +389,25 @@ _MARKS = {"ok": "✓", "warning": "!", "error": "✗"}
 def format_plan(p: Plan) -> str:
     """A readable report of one plan (one environment)."""
     arch, mem, layout, speed, cost = p.architecture, p.memory, p.layout, p.speed, p.cost
-    kind = (f"MoE {arch.num_experts} experts, {arch.experts_per_token} per token"
-            if arch.is_moe else "dense")
+    kind = (
+        f"MoE {arch.num_experts} experts, {arch.experts_per_token} per token"
+        if arch.is_moe
+        else "dense"
+    )
     if arch.is_hybrid:
         kind += f", hybrid: {arch.kv_layers} of {arch.num_layers} layers keep KV"
     quant = arch.quantization.method if arch.quantization.method != "none" else arch.torch_dtype
     parallel = f"TP {layout.tp}" + (", expert parallel" if layout.expert_ranks > 1 else "")
-    worst = ("unbounded (max_containers not set)" if cost.worst_case_usd_per_hour is None
-             else f"${cost.worst_case_usd_per_hour:,.2f}/h")
-    per_m = ("n/a" if cost.usd_per_million_output_tokens is None
-             else f"${cost.usd_per_million_output_tokens:,.2f}")
+    worst = (
+        "unbounded (max_containers not set)"
+        if cost.worst_case_usd_per_hour is None
+        else f"${cost.worst_case_usd_per_hour:,.2f}/h"
+    )
+    per_m = (
+        "n/a"
+        if cost.usd_per_million_output_tokens is None
+        else f"${cost.usd_per_million_output_tokens:,.2f}"
+    )
     rows = [
         f"{p.app_name} [{p.environment}]  {p.model_id} on {layout.gpu} x{layout.count} "
         f"({parallel})",
@@ -362,17 +418,20 @@ def format_plan(p: Plan) -> str:
         "  memory per GPU    (what vLLM logs at startup)",
         f"    usable          {mem.gpu_memory_gib:6.2f} GiB x "
         f"{mem.requested_gib / mem.gpu_memory_gib:.2f} = {mem.requested_gib:6.2f} GiB",
-        f"    weights         {mem.weights_gib:6.2f} GiB   (\"Model loading took\")",
+        f'    weights         {mem.weights_gib:6.2f} GiB   ("Model loading took")',
         f"    activation peak {mem.activation_gib:6.2f} GiB",
         f"    non-torch       {mem.non_torch_gib:6.2f} GiB",
         f"    CUDA graphs     {mem.cuda_graph_gib:6.2f} GiB",
-        f"    KV cache        {mem.available_kv_gib:6.2f} GiB   (\"Available KV cache memory\")",
+        f'    KV cache        {mem.available_kv_gib:6.2f} GiB   ("Available KV cache memory")',
         f"  KV cache          {mem.kv_bytes_per_token / 1024:,.1f} KiB/token per GPU"
-        + (f" + {mem.state_bytes_per_sequence / 2**20:,.1f} MiB state/sequence"
-           if mem.state_bytes_per_sequence else "")
-        + f" -> {mem.kv_cache_tokens:,} tokens (\"GPU KV cache size\")",
+        + (
+            f" + {mem.state_bytes_per_sequence / 2**20:,.1f} MiB state/sequence"
+            if mem.state_bytes_per_sequence
+            else ""
+        )
+        + f' -> {mem.kv_cache_tokens:,} tokens ("GPU KV cache size")',
         f"  concurrency       {mem.max_concurrency:.2f}x at {p.max_model_len:,} tokens "
-        f"(\"Maximum concurrency\"); {mem.concurrency_at(p.workload_tokens):.1f} requests of "
+        f'("Maximum concurrency"); {mem.concurrency_at(p.workload_tokens):.1f} requests of '
         f"{p.workload_tokens:,} tokens; max_concurrent_requests {p.max_concurrent_requests}",
         f"  speed bound       {speed.tokens_per_s_batch1:,.0f} tok/s per sequence at batch 1; "
         f"{speed.tokens_per_s_aggregate:,.0f} tok/s total at batch {speed.feasible_batch} "
@@ -384,18 +443,23 @@ def format_plan(p: Plan) -> str:
         f"  lifecycle         starts within {p.startup_timeout_s:,} s (startup_timeout; vLLM's "
         f"log is reported after {p.healthy_within_s:,} s); a request is stopped (504) after "
         f"{p.request_timeout_s:,} s",
-        "                    " + (
+        "                    "
+        + (
             f"scales to zero: the client retries 503s for up to {p.cold_start_wait_s:,} s "
-            f"while a container starts" if p.cold_start_wait_s else
-            "a container is always warm (runtime.min_containers)"),
+            f"while a container starts"
+            if p.cold_start_wait_s
+            else "a container is always warm (runtime.min_containers)"
+        ),
         f"                    a deploy or scale-down stops a busy container once its requests "
         f"finish: it drains for up to {p.exit_grace_period_s:,} s (exit grace); an idle one "
         f"stops at once",
-        "                    " + (
+        "                    "
+        + (
             "non-preemptible: CPU and memory at 3x Modal's list price (GPUs unchanged)"
-            if p.nonpreemptible else
-            "preemptible: Modal may preempt a container, losing requests that outlive the drain "
-            "(runtime.nonpreemptible: true prevents it; CPU and memory then cost 3x)"),
+            if p.nonpreemptible
+            else "preemptible: Modal may preempt a container, losing requests that outlive the drain "
+            "(runtime.nonpreemptible: true prevents it; CPU and memory then cost 3x)"
+        ),
         *_reservation_rows(p.reservation),
         *_download_rows(p.download),
         "  verdicts",
@@ -410,12 +474,13 @@ def format_plan(p: Plan) -> str:
     return "\n".join(rows)
 
 
-
 def _reservation_rows(reserved: Reservation | None) -> list[str]:
     if reserved is None:
         return []
-    return [f"  host reservation  {reserved.cpu:g} CPU cores, {reserved.memory_mib / 1024:g} GiB "
-            f"memory per server container (runtime.cpu, runtime.memory_mib)"]
+    return [
+        f"  host reservation  {reserved.cpu:g} CPU cores, {reserved.memory_mib / 1024:g} GiB "
+        f"memory per server container (runtime.cpu, runtime.memory_mib)"
+    ]
 
 
 def _download_rows(download: DownloadEstimate | None) -> list[str]:

@@ -35,7 +35,10 @@ class Speed:
 
 
 def decode_speed(
-    resolved: ResolvedDeployment, arch: Architecture, layout: Layout, memory: MemoryEstimate,
+    resolved: ResolvedDeployment,
+    arch: Architecture,
+    layout: Layout,
+    memory: MemoryEstimate,
 ) -> Speed:
     """Bandwidth bound: each decode step reads the (active) weights once and each sequence's KV.
 
@@ -44,11 +47,13 @@ def decode_speed(
     per_gpu = catalog.gpu(layout.gpu).bandwidth_gb_s
     bandwidth = per_gpu * layout.count
     workload = resolved.workload
-    context = min(workload.prompt_tokens + workload.completion_tokens // 2,
-                  resolved.model.max_model_len)
+    context = min(
+        workload.prompt_tokens + workload.completion_tokens // 2, resolved.model.max_model_len
+    )
     # KV and state are per GPU; every rank reads its own share (replicated heads included).
-    kv_per_seq = (context * memory.kv_bytes_per_token + memory.state_bytes_per_sequence) \
-        * layout.count
+    kv_per_seq = (
+        context * memory.kv_bytes_per_token + memory.state_bytes_per_sequence
+    ) * layout.count
     weights = memory.weights
     batch1_bytes = weights.active_bytes_per_token + kv_per_seq
     batch1 = per_gpu * layout.tp * 1e9 / batch1_bytes
@@ -56,8 +61,10 @@ def decode_speed(
     batch = max(0, min(resolved.runtime.max_concurrent_requests, servable))
     if batch == 0:
         return Speed(bandwidth, batch1_bytes, batch1, 0, 0.0, context)
-    step_bytes = _weights_read(arch, weights.active_bytes_per_token,
-                               weights.expert_bytes_per_expert, batch) + batch * kv_per_seq
+    step_bytes = (
+        _weights_read(arch, weights.active_bytes_per_token, weights.expert_bytes_per_expert, batch)
+        + batch * kv_per_seq
+    )
     aggregate = batch * bandwidth * 1e9 / step_bytes
     return Speed(bandwidth, batch1_bytes, batch1, batch, aggregate, context)
 

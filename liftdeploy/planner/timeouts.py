@@ -70,22 +70,26 @@ class Lifecycle:
     is always warm)."""
 
 
-def lifecycle(resolved: ResolvedDeployment, memory: MemoryEstimate | None = None,
-              layout: Layout | None = None) -> Lifecycle:
+def lifecycle(
+    resolved: ResolvedDeployment, memory: MemoryEstimate | None = None, layout: Layout | None = None
+) -> Lifecycle:
     """Every timeout of `resolved`: sized from the planner's memory estimate and layout when
     given, else (a model the planner cannot size) the defaults for an unknown model."""
     startup = startup_timeout_s(resolved, memory, layout)
     grace = exit_grace_period_s(resolved)
     return Lifecycle(
-        startup_timeout_s=startup, healthy_within_s=healthy_within_s(startup),
-        exit_grace_period_s=grace, drain_s=drain_s(grace),
+        startup_timeout_s=startup,
+        healthy_within_s=healthy_within_s(startup),
+        exit_grace_period_s=grace,
+        drain_s=drain_s(grace),
         request_timeout_s=resolved.runtime.request_timeout_s,
         cold_start_wait_s=cold_start_wait_s(resolved, startup),
     )
 
 
-def startup_timeout_s(resolved: ResolvedDeployment, memory: MemoryEstimate | None = None,
-                      layout: Layout | None = None) -> int:
+def startup_timeout_s(
+    resolved: ResolvedDeployment, memory: MemoryEstimate | None = None, layout: Layout | None = None
+) -> int:
     """The spec's runtime.startup_timeout_s, else the estimate (see module) in whole minutes
     from the planner's memory estimate and layout, else UNKNOWN_MODEL_STARTUP_S."""
     if resolved.runtime.startup_timeout_s is not None:

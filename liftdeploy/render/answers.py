@@ -52,8 +52,7 @@ def default_preset() -> str:
     return BLANK_PRESET
 
 
-def preset_answer(preset: str, question: str, template_root: Path,
-                  answers: dict[str, Any]) -> Any:
+def preset_answer(preset: str, question: str, template_root: Path, answers: dict[str, Any]) -> Any:
     """The preset's value for one question: the default `copier copy` offers (the blank
     preset's reads the answers so far)."""
     from liftdeploy.spec.specfile import read_yaml
@@ -82,12 +81,16 @@ def spec_text_from_answers(answers: dict[str, Any], template_root: Path) -> str:
     if preset == BLANK_PRESET:
         return _blank_text(answers)
     if preset == CUSTOM_PRESET:
-        stop_render("this service was rendered by `liftdeploy render` from a spec of its own, "
-                    "which Copier's answers do not hold; regenerate it with `liftdeploy render .`")
+        stop_render(
+            "this service was rendered by `liftdeploy render` from a spec of its own, "
+            "which Copier's answers do not hold; regenerate it with `liftdeploy render .`"
+        )
     path = preset_path(template_root, preset)
     if not path.is_file():
-        stop_render(f"preset {preset!r} is not one of the examples; choose one of "
-                    f"{', '.join([*presets(template_root), BLANK_PRESET])}")
+        stop_render(
+            f"preset {preset!r} is not one of the examples; choose one of "
+            f"{', '.join([*presets(template_root), BLANK_PRESET])}"
+        )
     text = read_text(path)
     data = parse_yaml(text, source=str(path))
     changed = False
@@ -117,7 +120,8 @@ def answers_for_spec(text: str, source: str, template_root: Path) -> dict[str, A
             node = node.get(key)
         answers[question] = UNSET_ANSWERS.get(question, "") if node is None else node
     matching = [
-        name for name in presets(template_root)
+        name
+        for name in presets(template_root)
         if spec_text_from_answers({**answers, "preset": name}, template_root) == text
     ]
     if not matching and _is_blank(text):

@@ -40,8 +40,6 @@ def duration(seconds: Any, indent: int = 0) -> str:
     return py(seconds, indent)
 
 
-
-
 def argv_lines(argv: list[str], constants: dict[str, tuple[str, str]]) -> list[str]:
     """Group a flag with the values that follow it: `"--model", MODEL_ID,` per line, a value
     written as its constant where `constants` (flag -> (value, code)) names one."""
@@ -80,8 +78,11 @@ def merged_lines(per_env: dict[str, list[str]]) -> str:
     common = per_env[envs[0]]
     for env in envs[1:]:  # the lines all environments share, in argv order
         matcher = difflib.SequenceMatcher(a=common, b=per_env[env], autojunk=False)
-        common = [line for block in matcher.get_matching_blocks()
-                  for line in common[block.a:block.a + block.size]]
+        common = [
+            line
+            for block in matcher.get_matching_blocks()
+            for line in common[block.a : block.a + block.size]
+        ]
     out: list[str] = []
     positions = {env: 0 for env in envs}
     for line in [*common, None]:
@@ -89,11 +90,12 @@ def merged_lines(per_env: dict[str, list[str]]) -> str:
         for env in envs:
             lines = per_env[env]
             end = lines.index(line, positions[env]) if line is not None else len(lines)
-            extra[env] = lines[positions[env]:end]
+            extra[env] = lines[positions[env] : end]
             positions[env] = end + 1
         if any(extra.values()):
-            items = "".join(f"\n        {py(env)}: {_list_of_lines(lines)},"
-                            for env, lines in extra.items())
+            items = "".join(
+                f"\n        {py(env)}: {_list_of_lines(lines)}," for env, lines in extra.items()
+            )
             out.append(f"*{{{items}\n    }}[ARGV_ENVIRONMENT],")
         if line is not None:
             out.append(line)

@@ -72,7 +72,9 @@ def python_module(source: str, filename: str = "app.py") -> str:
         compile(source, filename, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         where = f", line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
-        stop_render(f"the rendered {filename} would not be valid Python ({exc.args[0]}{where}); "
-                    "this is a liftdeploy bug, please report it with the spec. "
-                    "Nothing was written.")
+        stop_render(
+            f"the rendered {filename} would not be valid Python ({exc.args[0]}{where}); "
+            "this is a liftdeploy bug, please report it with the spec. "
+            "Nothing was written."
+        )
     return source

@@ -26,9 +26,19 @@ DEFAULT_MAX_CONCURRENT = 16
 DEFAULT_MAX_CONTAINERS = 2
 FALLBACK_GPU = "L4"
 """The GPU offered when the planner cannot size the model (it then says why at validation)."""
-QUESTIONS = ("model_id", "name", "description", "model_revision", "requests_per_minute",
-             "gpu_type", "gpu_count", "min_containers", "max_containers",
-             "max_concurrent_requests", "dicts")
+QUESTIONS = (
+    "model_id",
+    "name",
+    "description",
+    "model_revision",
+    "requests_per_minute",
+    "gpu_type",
+    "gpu_count",
+    "min_containers",
+    "max_containers",
+    "max_concurrent_requests",
+    "dicts",
+)
 """The questions the blank preset reads, in the order defaults depend on each other
 (`requests_per_minute` is no Copier question: `init --requests-per-minute` passes it as data)."""
 _MAX_NAME = 40  # leaves room for "-development" within Modal's 64 characters
@@ -77,9 +87,12 @@ def default(question: str, answers: dict[str, Any]) -> Any:
     if question == "max_containers":
         return DEFAULT_MAX_CONTAINERS
     if question in ("gpu_type", "gpu_count"):
-        layout = _cheapest_layout(model_id, str(answers.get("model_revision") or ""),
-                                  answers.get("gpu_type") if question == "gpu_count" else None,
-                                  answers.get("requests_per_minute"))
+        layout = _cheapest_layout(
+            model_id,
+            str(answers.get("model_revision") or ""),
+            answers.get("gpu_type") if question == "gpu_count" else None,
+            answers.get("requests_per_minute"),
+        )
         return layout[0] if question == "gpu_type" else layout[1]
     if question == "max_concurrent_requests":
         return _concurrency(answers)
@@ -99,8 +112,9 @@ def spec_text(answers: dict[str, Any]) -> str:
     a["max_containers"] = a["max_containers"] or None  # Copier's 0 means "not set"
     model_id = str(a["model_id"] or "").strip()
     if not model_id:
-        raise LiftdeployError("model_id is empty; give the Hugging Face model id (org/name) "
-                              "of the model to serve")
+        raise LiftdeployError(
+            "model_id is empty; give the Hugging Face model id (org/name) of the model to serve"
+        )
     a["model_id"] = model_id
     name = str(a["name"] or service_name(model_id))
     arch = _architecture(model_id, str(a["model_revision"] or ""))
@@ -109,21 +123,29 @@ def spec_text(answers: dict[str, Any]) -> str:
     p = plan(provisional, arch=arch)
     if not p.fits:
         error = next(v for v in p.verdicts if v.level == "error")
-        raise PlanError(f"{model_id} on {a['gpu_type']} x{a['gpu_count']}: {error.message}; "
-                        f"{error.fix}")
+        raise PlanError(
+            f"{model_id} on {a['gpu_type']} x{a['gpu_count']}: {error.message}; {error.fix}"
+        )
     max_concurrent = int(a["max_concurrent_requests"])
     target = max(1, math.floor(max_concurrent * TARGET_SHARE))
-    revision = (f"  revision: {_scalar(a['model_revision'])}\n" if a["model_revision"] else
-                "  # Pin a commit hash here before going to production (a branch can move "
-                "under you).\n")
+    revision = (
+        f"  revision: {_scalar(a['model_revision'])}\n"
+        if a["model_revision"]
+        else "  # Pin a commit hash here before going to production (a branch can move "
+        "under you).\n"
+    )
     dicts = dict_names(name, str(a["dicts"] or ""))
     rpm = a["requests_per_minute"]
-    workload = [] if not rpm else [
-        "",
-        "workload:",
-        f"  requests_per_minute: {_scalar(rpm)}  # busiest demand: GPUs are ranked by $ per "
-        f"million tokens at it",
-    ]
+    workload = (
+        []
+        if not rpm
+        else [
+            "",
+            "workload:",
+            f"  requests_per_minute: {_scalar(rpm)}  # busiest demand: GPUs are ranked by $ per "
+            f"million tokens at it",
+        ]
+    )
     lines = [
         "# A liftdeploy model service.",
         MARKER,
@@ -213,21 +235,34 @@ def _resolved(a: dict[str, Any], name: str, max_len: int) -> Any:
     """The answers as a resolved spec; a bad answer is the spec's own one-line SpecError."""
     from liftdeploy.spec.specfile import spec_from_data
 
-    spec = spec_from_data({
-        "name": name,
-        "model": {"id": a["model_id"], "max_model_len": max_len,
-                  "revision": a.get("model_revision") or None},
-        "gpu": {"type": a.get("gpu_type") or FALLBACK_GPU, "count": int(a.get("gpu_count") or 1)},
-        "runtime": {"max_concurrent_requests": int(a.get("max_concurrent_requests")
-                                                   or DEFAULT_MAX_CONCURRENT),
-                    "max_containers": a.get("max_containers") or None},
-        "workload": {"requests_per_minute": a.get("requests_per_minute") or None},
-    }, source="deployment.yaml")
+    spec = spec_from_data(
+        {
+            "name": name,
+            "model": {
+                "id": a["model_id"],
+                "max_model_len": max_len,
+                "revision": a.get("model_revision") or None,
+            },
+            "gpu": {
+                "type": a.get("gpu_type") or FALLBACK_GPU,
+                "count": int(a.get("gpu_count") or 1),
+            },
+            "runtime": {
+                "max_concurrent_requests": int(
+                    a.get("max_concurrent_requests") or DEFAULT_MAX_CONCURRENT
+                ),
+                "max_containers": a.get("max_containers") or None,
+            },
+            "workload": {"requests_per_minute": a.get("requests_per_minute") or None},
+        },
+        source="deployment.yaml",
+    )
     return spec.resolve()
 
 
-def _cheapest_layout(model_id: str, revision: str, gpu_type: Any,
-                     requests_per_minute: Any = None) -> tuple[str, int]:
+def _cheapest_layout(
+    model_id: str, revision: str, gpu_type: Any, requests_per_minute: Any = None
+) -> tuple[str, int]:
     """The cheapest GPU (or the smallest count of the chosen one) that holds the model: per
     million output tokens at `requests_per_minute` when given, else per hour
     (checks.fitting_layouts ranks; vLLM's refusals are never offered)."""
@@ -237,10 +272,12 @@ def _cheapest_layout(model_id: str, revision: str, gpu_type: Any,
         return (str(gpu_type or FALLBACK_GPU), 1)
     try:
         arch = _architecture(model_id, revision)
-        resolved = _resolved({"model_id": model_id, "requests_per_minute": requests_per_minute},
-                             service_name(model_id), _max_model_len(arch))
-        fits = fitting_layouts(resolved, arch,
-                               gpu_types=[str(gpu_type)] if gpu_type else None)
+        resolved = _resolved(
+            {"model_id": model_id, "requests_per_minute": requests_per_minute},
+            service_name(model_id),
+            _max_model_len(arch),
+        )
+        fits = fitting_layouts(resolved, arch, gpu_types=[str(gpu_type)] if gpu_type else None)
     except LiftdeployError:  # validation says why; a default only has to be a fair start
         return (str(gpu_type or FALLBACK_GPU), 1)
     if not fits:

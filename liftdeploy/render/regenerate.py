@@ -93,8 +93,12 @@ def merge(
         ours = ours_path.read_text(encoding="utf-8") if ours_path.is_file() else None
         theirs = fresh.get(rel)
         old = (base or {}).get(rel)
-        if rel == ANSWERS_FILE and ours is not None and theirs is not None \
-                and without_stamps(ours) == without_stamps(theirs):
+        if (
+            rel == ANSWERS_FILE
+            and ours is not None
+            and theirs is not None
+            and without_stamps(ours) == without_stamps(theirs)
+        ):
             continue  # only where/when it was rendered differs: keep the file as it is
         if ours is None and old is not None and not overwrite and rel not in NOT_MERGED:
             continue  # the user deleted a rendered file: it stays deleted
@@ -103,15 +107,19 @@ def merge(
                 result.files[rel] = theirs
             continue
         if base is None:  # a service made by `copier copy`, or files from elsewhere
-            result.conflicts.append(Conflict(rel, [(1, ["(differs; no last render to merge "
-                                                        "against)"], ["(the new render)"])]))
+            result.conflicts.append(
+                Conflict(
+                    rel, [(1, ["(differs; no last render to merge against)"], ["(the new render)"])]
+                )
+            )
             continue
         if theirs is None:  # the template no longer renders it
             if ours == old:
                 result.files[rel] = None
             else:
-                result.conflicts.append(Conflict(rel, [(1, ["(edited by you)"],
-                                                        ["(no longer rendered)"])]))
+                result.conflicts.append(
+                    Conflict(rel, [(1, ["(edited by you)"], ["(no longer rendered)"])])
+                )
             continue
         merged, hunks = _merge_file(ours, old or "", theirs)
         result.files[rel] = merged
@@ -137,8 +145,10 @@ def write(service: Path, result: MergeResult, fresh: dict[str, str]) -> list[str
                 continue
             staged.write(rel, text)
             changed.append(rel)
-        staged.replace_directory(PRISTINE_DIR.as_posix(),
-                                 {rel: text for rel, text in fresh.items() if rel not in NOT_MERGED})
+        staged.replace_directory(
+            PRISTINE_DIR.as_posix(),
+            {rel: text for rel, text in fresh.items() if rel not in NOT_MERGED},
+        )
     return changed
 
 
@@ -150,8 +160,11 @@ def refuse_links(service: Path, fresh: dict[str, str]) -> None:
 
 def without_stamps(answers: str) -> str:
     """The answers file without its source and commit stamps: what was answered."""
-    return "".join(line for line in answers.splitlines(keepends=True)
-                   if not line.startswith(tuple(f"{key}:" for key in STAMP_KEYS)))
+    return "".join(
+        line
+        for line in answers.splitlines(keepends=True)
+        if not line.startswith(tuple(f"{key}:" for key in STAMP_KEYS))
+    )
 
 
 def dirty_paths(service: Path, paths: list[str]) -> list[str]:
@@ -160,12 +173,20 @@ def dirty_paths(service: Path, paths: list[str]) -> list[str]:
     try:
         out = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=all", "--", *paths],
-            cwd=service, capture_output=True, text=True, check=True,
+            cwd=service,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return []
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=service,
-                         capture_output=True, text=True, check=True).stdout.strip()
+    top = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"],
+        cwd=service,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     dirty = []
     for line in out.splitlines():
         name = line[3:].split(" -> ")[-1].strip('"')
@@ -173,7 +194,9 @@ def dirty_paths(service: Path, paths: list[str]) -> list[str]:
     return sorted(dirty)
 
 
-def _merge_file(ours: str, base: str, theirs: str) -> tuple[str, list[tuple[int, list[str], list[str]]]]:
+def _merge_file(
+    ours: str, base: str, theirs: str
+) -> tuple[str, list[tuple[int, list[str], list[str]]]]:
     with tempfile.TemporaryDirectory(prefix="liftdeploy-merge-") as tmp:
         paths = []
         for name, text in (("ours", ours), ("base", base), ("theirs", theirs)):
@@ -182,8 +205,9 @@ def _merge_file(ours: str, base: str, theirs: str) -> tuple[str, list[tuple[int,
             paths.append(str(path))
         labels = [arg for label in _LABELS for arg in ("-L", label)]
         try:
-            proc = subprocess.run(["git", "merge-file", "-p", *labels, *paths],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                ["git", "merge-file", "-p", *labels, *paths], capture_output=True, text=True
+            )
         except OSError as exc:
             raise RenderError(f"cannot run git merge-file ({exc}); install git") from None
     if proc.returncode < 0 or proc.returncode > 127:

@@ -43,8 +43,11 @@ def with_runtime_imports(modules: set[str]) -> set[str]:
                 names = [alias.name for alias in node.names]
             else:
                 continue
-            todo += [name[len(RUNTIME_PACKAGE) + 1:].split(".")[0] for name in names
-                     if name.startswith(RUNTIME_PACKAGE + ".")]
+            todo += [
+                name[len(RUNTIME_PACKAGE) + 1 :].split(".")[0]
+                for name in names
+                if name.startswith(RUNTIME_PACKAGE + ".")
+            ]
     return needed
 
 

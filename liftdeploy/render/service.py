@@ -17,17 +17,23 @@ import warnings
 from pathlib import Path
 
 from liftdeploy import __version__
-from liftdeploy.render import regenerate, template_version
 from liftdeploy.errors import FileWriteError, RenderError
 from liftdeploy.files import new_directory
+from liftdeploy.render import regenerate, template_version
 from liftdeploy.render.regenerate import ANSWERS_FILE
 from liftdeploy.render.template_version import Template, template_source
 from liftdeploy.spec.specfile import SPEC_FILE
 
 __all__ = [
-    "render", "check", "unpinned_production", "template_source", "render_to_dict", "is_service",
+    "render",
+    "check",
+    "unpinned_production",
+    "template_source",
+    "render_to_dict",
+    "is_service",
     "scaffold",
 ]
+
 
 def render_to_dict(
     spec_path: str | Path, *, template: str | Path | Template | None = None
@@ -112,8 +118,10 @@ def render(
     except FileWriteError as exc:
         raise RenderError(str(exc)) from None
     except OSError as exc:
-        raise RenderError(f"{out}: cannot write the service there ({exc.strerror or exc}); "
-                          f"pass a directory you can create and write to") from None
+        raise RenderError(
+            f"{out}: cannot write the service there ({exc.strerror or exc}); "
+            f"pass a directory you can create and write to"
+        ) from None
     if result.conflicts:
         raise RenderError(
             f"{out}: wrote conflict markers; resolve these hunks, then run `liftdeploy check`:\n"
@@ -138,8 +146,10 @@ def check(path: str | Path, *, notes: list[str] | None = None) -> list[str]:
         drift += _service_drift(service, notes)
         source = root / f"{service.name}.yaml"
         if source.is_file() and source.read_text() != (service / SPEC_FILE).read_text():
-            drift.append(f"{service / SPEC_FILE}: differs from {source}; run "
-                         f"`liftdeploy render {source} -o {service}`")
+            drift.append(
+                f"{service / SPEC_FILE}: differs from {source}; run "
+                f"`liftdeploy render {source} -o {service}`"
+            )
     return drift
 
 
@@ -155,8 +165,9 @@ def unpinned_production(path: str | Path, *, environment: str | None = None) -> 
         spec = load_spec(service / SPEC_FILE)
         if environment is not None and environment != spec.production_environment:
             continue
-        problem = pinning_problem(spec.resolve(spec.production_environment),
-                                  str(service / SPEC_FILE))
+        problem = pinning_problem(
+            spec.resolve(spec.production_environment), str(service / SPEC_FILE)
+        )
         if problem:
             problems.append(f"{service / SPEC_FILE}: {problem}")
     return problems
@@ -170,8 +181,10 @@ def _services(root: Path) -> list[Path]:
     else:
         raise RenderError(f"{root}: not a directory; pass a rendered service or a folder of them")
     if not services:
-        raise RenderError(f"{root}: no rendered service found (a folder with {SPEC_FILE} and "
-                          f"{ANSWERS_FILE}); render one with `liftdeploy render SPEC -o DIR`")
+        raise RenderError(
+            f"{root}: no rendered service found (a folder with {SPEC_FILE} and "
+            f"{ANSWERS_FILE}); render one with `liftdeploy render SPEC -o DIR`"
+        )
     return services
 
 
@@ -188,12 +201,17 @@ def _service_drift(service: Path, notes: list[str] | None) -> list[str]:
         # A copier-made service whose recorded template cannot be rendered here: its files
         # differ from the installed template's render, and nothing says whether by your edits.
         where = record[0] + (f" at {record[1]}" if record[1] else "")
-        return [f"{service / c.path}: differs from a render of the installed template, and the "
-                f"template it was rendered from ({where}) cannot be read to "
-                f"tell your edits from template changes; make it readable, or run {command} to "
-                f"move to the installed template" for c in result.conflicts]
-    drift = [f"{service / c.path}: hand edits conflict with the spec; run {command}"
-             for c in result.conflicts]
+        return [
+            f"{service / c.path}: differs from a render of the installed template, and the "
+            f"template it was rendered from ({where}) cannot be read to "
+            f"tell your edits from template changes; make it readable, or run {command} to "
+            f"move to the installed template"
+            for c in result.conflicts
+        ]
+    drift = [
+        f"{service / c.path}: hand edits conflict with the spec; run {command}"
+        for c in result.conflicts
+    ]
     for rel, text in result.files.items():
         current = service / rel
         now = current.read_text(encoding="utf-8") if current.is_file() else None
@@ -208,8 +226,9 @@ def _service_drift(service: Path, notes: list[str] | None) -> list[str]:
         elif now is None:
             drift.append(f"{current}: missing; run {command}")
         else:
-            drift.append(f"{current}: differs from a fresh render; run {command}\n"
-                         + _short_diff(now, text))
+            drift.append(
+                f"{current}: differs from a fresh render; run {command}\n" + _short_diff(now, text)
+            )
     return drift
 
 
@@ -220,8 +239,10 @@ def _spec_value_drift(current: Path, now: str, fresh: str, command: str) -> list
     try:
         values_now = _spec_values(now)
     except SyntaxError as exc:
-        return [f"{current}: not valid Python ({exc.msg}, line {exc.lineno}); fix it or run "
-                f"{command} --overwrite"]
+        return [
+            f"{current}: not valid Python ({exc.msg}, line {exc.lineno}); fix it or run "
+            f"{command} --overwrite"
+        ]
     drift = []
     for name, expected in _spec_values(fresh).items():
         found = values_now.get(name)
@@ -239,16 +260,25 @@ def _spec_values(source: str) -> dict[str, str]:
     and each definition's decorators, as normalised code."""
     values = {}
     for node in ast.parse(source).body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id.isupper()
+        ):
             values[node.targets[0].id] = ast.unparse(node.value)
-        elif (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "app"):
+        elif (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == "app"
+        ):
             values["the app"] = ast.unparse(node.value)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             if node.decorator_list:
                 values[f"the decorator of {node.name}"] = "; ".join(
-                    ast.unparse(d) for d in node.decorator_list)
+                    ast.unparse(d) for d in node.decorator_list
+                )
     return values
 
 
@@ -292,9 +322,12 @@ def _pristine_names(service: Path) -> set[str]:
 
 
 def _short_diff(now: str, expected: str, limit: int = 12) -> str:
-    lines = list(difflib.unified_diff(now.splitlines(), expected.splitlines(),
-                                      "on disk", "fresh render", n=0, lineterm=""))
-    shown = [f"    {line}" for line in lines[2:limit + 2]]
+    lines = list(
+        difflib.unified_diff(
+            now.splitlines(), expected.splitlines(), "on disk", "fresh render", n=0, lineterm=""
+        )
+    )
+    shown = [f"    {line}" for line in lines[2 : limit + 2]]
     if len(lines) > limit + 2:
         shown.append(f"    ... {len(lines) - limit - 2} more diff lines")
     return "\n".join(shown)
@@ -307,8 +340,10 @@ def scaffold(out_dir: str | Path, answers: dict[str, object]) -> Path:
 
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RenderError(f"{out} already exists and is not empty; choose a new directory "
-                          f"(or regenerate that service with `liftdeploy render {out}`)")
+        raise RenderError(
+            f"{out} already exists and is not empty; choose a new directory "
+            f"(or regenerate that service with `liftdeploy render {out}`)"
+        )
     template = template_version.installed()
     try:
         with new_directory(out) as building:  # a failure leaves no half-made service
@@ -351,7 +386,13 @@ def _run_copier(source: str, out: Path, data: dict[str, object], *, vcs_ref: str
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Copier's "dirty template" notice is expected here
-        copier.run_copy(source, str(out), data=data, defaults=True, overwrite=True,
-                        unsafe=True, quiet=True, vcs_ref=vcs_ref)
-
-
+        copier.run_copy(
+            source,
+            str(out),
+            data=data,
+            defaults=True,
+            overwrite=True,
+            unsafe=True,
+            quiet=True,
+            vcs_ref=vcs_ref,
+        )

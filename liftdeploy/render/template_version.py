@@ -33,11 +33,29 @@ from liftdeploy import __version__
 from liftdeploy.errors import RenderError
 from liftdeploy.render.regenerate import ANSWERS_FILE
 
-__all__ = ["INSTALL_KEY", "LOCAL_SOURCE_FIX", "PIP_VARIABLE", "InstallSource", "Template",
-           "at_root", "checkout", "for_service", "install_source", "installed", "is_git_root",
-           "is_release", "local_source_note", "package_source", "pip_requirement",
-           "portable_answers", "recorded", "recorded_install", "repository_folder",
-           "workflow_at_root", "workflow_move_note"]
+__all__ = [
+    "INSTALL_KEY",
+    "LOCAL_SOURCE_FIX",
+    "PIP_VARIABLE",
+    "InstallSource",
+    "Template",
+    "at_root",
+    "checkout",
+    "for_service",
+    "install_source",
+    "installed",
+    "is_git_root",
+    "is_release",
+    "local_source_note",
+    "package_source",
+    "pip_requirement",
+    "portable_answers",
+    "recorded",
+    "recorded_install",
+    "repository_folder",
+    "workflow_at_root",
+    "workflow_move_note",
+]
 
 _RELEASE = re.compile(r"^v?\d+\.\d+(\.\d+)*([abc]|rc|\.post|\.dev)?\d*$")
 _LS_REMOTE_TIMEOUT_S = 60
@@ -111,8 +129,10 @@ def for_service(service: Path) -> Template:
     if record is None or not is_release(record[1]) or same_release(record[1], __version__):
         return installed()
     source, version = record[0], str(record[1])
-    fix = (f"install that version (pip install '{pip_requirement(source, version)}') or move "
-           f"the service to the installed one (copier update --trust --vcs-ref v{__version__})")
+    fix = (
+        f"install that version (pip install '{pip_requirement(source, version)}') or move "
+        f"the service to the installed one (copier update --trust --vcs-ref v{__version__})"
+    )
     unreadable = _unreadable(source, version)
     if unreadable:
         raise RenderError(
@@ -120,20 +140,40 @@ def for_service(service: Path) -> Template:
             f"({unreadable}), and liftdeploy {__version__} is installed, so template changes "
             f"cannot be told from hand edits; {fix}"
         )
-    return Template(source, version, fix=fix, note=(
-        f"{service}: records template {version}; liftdeploy {__version__} is installed, so "
-        f"{version}'s template from {source} was rendered with it; to match exactly, {fix}"
-    ))
+    return Template(
+        source,
+        version,
+        fix=fix,
+        note=(
+            f"{service}: records template {version}; liftdeploy {__version__} is installed, so "
+            f"{version}'s template from {source} was rendered with it; to match exactly, {fix}"
+        ),
+    )
 
 
 def checkout(template: Template, into: Path) -> Path:
     """A plain copy of the template at its ref (its presets decide a spec's answers)."""
     url = _git_url(template.source)
-    proc = subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--branch",
-                           str(template.vcs_ref), url, str(into)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            "git",
+            "clone",
+            "--quiet",
+            "--depth",
+            "1",
+            "--branch",
+            str(template.vcs_ref),
+            url,
+            str(into),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode:
-        raise RenderError(f"cannot read template {template.vcs_ref} from {template.source}: "
-                          f"{(proc.stderr.strip().splitlines() or ['git clone failed'])[-1]}")
+        raise RenderError(
+            f"cannot read template {template.vcs_ref} from {template.source}: "
+            f"{(proc.stderr.strip().splitlines() or ['git clone failed'])[-1]}"
+        )
     return into
 
 
@@ -184,8 +224,10 @@ def install_source(src_path: str, commit_hash: str | None) -> InstallSource:
     if src_path.startswith(_REMOTE_PREFIXES) and not src_path.startswith("git+file:"):
         if not commit_hash:
             return InstallSource(None, f"the template at {src_path}, at no recorded commit")
-        return InstallSource(pip_requirement(src_path, commit_hash),
-                             f"the template's git repository {src_path} at {commit_hash}")
+        return InstallSource(
+            pip_requirement(src_path, commit_hash),
+            f"the template's git repository {src_path} at {commit_hash}",
+        )
     path = Path(src_path).expanduser()
     if path.resolve() == template_source().resolve():
         return package_source()  # `liftdeploy render`/`init`: the installed package's template
@@ -207,15 +249,20 @@ def package_source() -> InstallSource:
             continue  # a source tree's egg-info, not an installation
         record = dist.read_text("direct_url.json")
         if record is None:
-            return InstallSource(f"liftdeploy=={dist.version}",
-                                 f"liftdeploy {dist.version} from a package index")
+            return InstallSource(
+                f"liftdeploy=={dist.version}", f"liftdeploy {dist.version} from a package index"
+            )
         info = json.loads(record)
         url, vcs = str(info.get("url", "")), info.get("vcs_info") or {}
         if vcs.get("vcs") == "git" and vcs.get("commit_id") and not url.startswith("file:"):
-            return InstallSource(f"liftdeploy @ git+{url}@{vcs['commit_id']}",
-                                 f"liftdeploy installed from {url} at {vcs['commit_id']}")
-        return InstallSource(None, f"liftdeploy installed from a path on this machine "
-                                   f"({url.removeprefix('file://')})")
+            return InstallSource(
+                f"liftdeploy @ git+{url}@{vcs['commit_id']}",
+                f"liftdeploy installed from {url} at {vcs['commit_id']}",
+            )
+        return InstallSource(
+            None,
+            f"liftdeploy installed from a path on this machine ({url.removeprefix('file://')})",
+        )
     return InstallSource(None, "liftdeploy run from a source tree that is not installed")
 
 
@@ -236,8 +283,10 @@ def local_source_note(service: Path) -> str | None:
     rendered `service` from what its answers file records; None when it can."""
     if not (service / ANSWERS_FILE).is_file() or recorded_install(service):
         return None
-    return (f"{service}: rendered by a liftdeploy CI cannot install (a path on this machine), so "
-            f"the workflow refuses to run until you {LOCAL_SOURCE_FIX}")
+    return (
+        f"{service}: rendered by a liftdeploy CI cannot install (a path on this machine), so "
+        f"the workflow refuses to run until you {LOCAL_SOURCE_FIX}"
+    )
 
 
 def portable_answers(text: str, service: Path) -> str:
@@ -255,7 +304,7 @@ def portable_answers(text: str, service: Path) -> str:
     if relative.startswith("..") or not is_git_root(root):
         return text
     up = os.path.relpath(root.resolve(), service.resolve())
-    text = text[:match.start(1)] + up + text[match.end(1):]
+    text = text[: match.start(1)] + up + text[match.end(1) :]
     text = re.sub(rf"(?m)^{INSTALL_KEY}:.*\n", "", text)
     return text.rstrip("\n") + f"\n{INSTALL_KEY}: {up}\n"
 
@@ -267,8 +316,11 @@ def workflow_at_root(text: str, folder: str, name: str) -> str:
     """The rendered workflow of a service in `folder` of its repository, as it runs from the
     repository root (`.github/workflows/deploy-<name>.yml`): its steps run in `folder`, and a
     push starts it only for that folder's files (and for itself)."""
-    text = text.replace("defaults:\n  run:\n    shell: bash\n",
-                        f"defaults:\n  run:\n    shell: bash\n    working-directory: {folder}\n", 1)
+    text = text.replace(
+        "defaults:\n  run:\n    shell: bash\n",
+        f"defaults:\n  run:\n    shell: bash\n    working-directory: {folder}\n",
+        1,
+    )
     head, paths, tail = text.partition("    paths:\n")
     if not paths:
         return text  # no push trigger (no staging environment): nothing to filter
@@ -283,8 +335,15 @@ def repository_folder(service: Path) -> tuple[Path, str] | None:
     """The git work tree holding `service` and the service's folder in it ("." at its root);
     None outside git."""
     try:
-        top = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=service,
-                                  capture_output=True, text=True, check=True).stdout.strip())
+        top = Path(
+            subprocess.run(
+                ["git", "rev-parse", "--show-toplevel"],
+                cwd=service,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return top, service.resolve().relative_to(top.resolve()).as_posix()
@@ -305,13 +364,21 @@ def workflow_move_note(service: Path) -> str | None:
     name = load_spec(service / "deployment.yaml").name
     target = f".github/workflows/deploy-{name}.yml"
     text = workflow.read_text(encoding="utf-8")
-    diff = difflib.unified_diff(text.splitlines(), workflow_at_root(text, folder, name).splitlines(),
-                                f"{folder}/{WORKFLOW}", target, n=0, lineterm="")
-    return (f"{service} is in {folder}/ of the git repository {top}; GitHub runs workflows only "
-            f"from the repository root, so this service deploys only once its workflow is "
-            f"there with its steps in {folder}. Run `liftdeploy ci-workflow {folder}` in {top} "
-            f"to write {target} (again after each render); it differs from "
-            f"{folder}/{WORKFLOW} by:\n" + "\n".join(f"    {line}" for line in diff))
+    diff = difflib.unified_diff(
+        text.splitlines(),
+        workflow_at_root(text, folder, name).splitlines(),
+        f"{folder}/{WORKFLOW}",
+        target,
+        n=0,
+        lineterm="",
+    )
+    return (
+        f"{service} is in {folder}/ of the git repository {top}; GitHub runs workflows only "
+        f"from the repository root, so this service deploys only once its workflow is "
+        f"there with its steps in {folder}. Run `liftdeploy ci-workflow {folder}` in {top} "
+        f"to write {target} (again after each render); it differs from "
+        f"{folder}/{WORKFLOW} by:\n" + "\n".join(f"    {line}" for line in diff)
+    )
 
 
 def _in_repository(path: Path, root: Path) -> bool:
@@ -330,8 +397,12 @@ def _git_url(source: str) -> str:
 def _unreadable(source: str, tag: str) -> str | None:
     """Why git cannot read tag `tag` of `source`, or None when it can."""
     try:
-        proc = subprocess.run(["git", "ls-remote", "--exit-code", "--tags", _git_url(source), tag],
-                              capture_output=True, text=True, timeout=_LS_REMOTE_TIMEOUT_S)
+        proc = subprocess.run(
+            ["git", "ls-remote", "--exit-code", "--tags", _git_url(source), tag],
+            capture_output=True,
+            text=True,
+            timeout=_LS_REMOTE_TIMEOUT_S,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     if proc.returncode == 0:
@@ -342,8 +413,13 @@ def _unreadable(source: str, tag: str) -> str | None:
 
 def is_git_root(path: Path) -> bool:
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path,
-                             capture_output=True, text=True, check=True).stdout.strip()
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return False
     return Path(top).resolve() == path.resolve()

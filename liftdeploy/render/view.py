@@ -106,8 +106,10 @@ class ServiceView:
         """A Python expression for one of APP_VALUES: the literal when every environment agrees,
         else a dict literal indexed by ENVIRONMENT (a reader sees every environment's value).
         Durations (names ending in _s) are written in MINUTES where they divide evenly."""
-        values = {env: APP_VALUES[value](resolved, self.sized(env))
-                  for env, resolved in self.resolved.items()}
+        values = {
+            env: APP_VALUES[value](resolved, self.sized(env))
+            for env, resolved in self.resolved.items()
+        }
         literal = duration if value.endswith("_s") else py
         return by_environment(values, literal, indent)
 
@@ -158,9 +160,12 @@ class ServiceView:
         follow ENVIRONMENT, never stand in for its values)."""
         from liftdeploy.render.vllm_args import server_args
 
-        per_env = {env: argv_lines(server_args(resolved, self.sized(env).lifecycle),
-                                    self._shared_constants())
-                   for env, resolved in self.resolved.items()}
+        per_env = {
+            env: argv_lines(
+                server_args(resolved, self.sized(env).lifecycle), self._shared_constants()
+            )
+            for env, resolved in self.resolved.items()
+        }
         return merged_lines(per_env)
 
     def _shared_constants(self) -> dict[str, tuple[str, str]]:
@@ -168,8 +173,9 @@ class ServiceView:
         environment agrees on."""
         found = {"--port": (str(self.port), "str(VLLM_PORT)")}
         for flag, (value, name) in ARGV_CONSTANTS.items():
-            values = {str(APP_VALUES[value](r, self.sized(env)))
-                      for env, r in self.resolved.items()}
+            values = {
+                str(APP_VALUES[value](r, self.sized(env))) for env, r in self.resolved.items()
+            }
             if len(values) == 1:
                 found[flag] = (values.pop(), name)
         return found
@@ -212,7 +218,7 @@ class ServiceView:
         shipped = {path.stem for path in runtime_dir().glob("*.py")}
         for env, resolved in self.resolved.items():
             for arg in server_args(resolved, self.sized(env).lifecycle):
-                module = arg[len(prefix):].split(".")[0] if arg.startswith(prefix) else ""
+                module = arg[len(prefix) :].split(".")[0] if arg.startswith(prefix) else ""
                 if module in shipped:  # an argv value never names a file to copy
                     modules.add(module)
         return modules
@@ -261,8 +267,9 @@ class ServiceView:
         """The workflow's step and job limits: the longest download and start of any
         environment."""
         sized = [self.sized(env) for env in self.resolved]
-        return ci_timeouts([s.download for s in sized],
-                           [s.lifecycle.startup_timeout_s for s in sized])
+        return ci_timeouts(
+            [s.download for s in sized], [s.lifecycle.startup_timeout_s for s in sized]
+        )
 
     def cost_usd(self, resolved: ResolvedDeployment, *, hours: float) -> str:
         """Cost of running one container for `hours` hours, formatted as dollars."""
@@ -317,8 +324,11 @@ def _alerts(resolved: ResolvedDeployment) -> dict[str, Any] | None:
     if alerts is None:
         return None
     thresholds = alerts.model_dump(exclude={"webhook_secret", "check_every_s"})
-    return {"webhook_secret": alerts.webhook_secret, "check_every_s": alerts.check_every_s,
-            "thresholds": thresholds}
+    return {
+        "webhook_secret": alerts.webhook_secret,
+        "check_every_s": alerts.check_every_s,
+        "thresholds": thresholds,
+    }
 
 
 def _server_env(resolved: ResolvedDeployment) -> dict[str, str]:

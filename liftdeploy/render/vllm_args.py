@@ -60,10 +60,16 @@ def server_args(
     shapes: the whole serving path without downloading anything.
     """
     grace = lifecycle.exit_grace_period_s if lifecycle else exit_grace_period_s(deployment)
-    return [token for token, _ in sourced_args(
-        deployment, port=port, host=host, load_format=load_format,
-        shutdown_timeout=shutdown_timeout_s(grace),
-    )]
+    return [
+        token
+        for token, _ in sourced_args(
+            deployment,
+            port=port,
+            host=host,
+            load_format=load_format,
+            shutdown_timeout=shutdown_timeout_s(grace),
+        )
+    ]
 
 
 def shutdown_timeout_s(exit_grace_s: int) -> int:

@@ -41,8 +41,9 @@ def option_table(parser: Any) -> dict[str, Any]:
         strings = action.option_strings
         if not strings:
             continue
-        canonical = next((s for s in strings if s.startswith("--") and not s.startswith("--no-")),
-                         strings[0])
+        canonical = next(
+            (s for s in strings if s.startswith("--") and not s.startswith("--no-")), strings[0]
+        )
         options.update({string: canonical for string in strings})
         values[canonical] = 1 if action.nargs is None else action.nargs
         if isinstance(action, argparse._HelpAction | argparse._VersionAction):
@@ -59,8 +60,11 @@ def option_table(parser: Any) -> dict[str, Any]:
 def main() -> None:
     table = option_table(server_parser())
     TABLE_PATH.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {TABLE_PATH} ({len(table['options'])} option strings, vLLM "
-          f"{table['vllm_version']})", file=sys.stderr)
+    print(
+        f"wrote {TABLE_PATH} ({len(table['options'])} option strings, vLLM "
+        f"{table['vllm_version']})",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

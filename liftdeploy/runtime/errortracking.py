@@ -50,8 +50,10 @@ def reporting_start_failure(owner: ServerProcess | object) -> Iterator[None]:
             scope.set_tag("liftdeploy.phase", "startup")
             if isinstance(server, ServerProcess):
                 # One string: Sentry trims lists in contexts to their first items.
-                scope.set_context("vllm", {"command": " ".join(server.command),
-                                           "log_tail": "\n".join(server.log_tail)})
+                scope.set_context(
+                    "vllm",
+                    {"command": " ".join(server.command), "log_tail": "\n".join(server.log_tail)},
+                )
             sentry_sdk.capture_exception(exc)
         sentry_sdk.flush(timeout=FLUSH_TIMEOUT_S)
         raise

@@ -119,11 +119,13 @@ try:  # vLLM requires prometheus_client; outside vLLM the counter lives only in 
     import prometheus_client
 
     _metric: Any = prometheus_client.Counter(
-        "liftdeploy_structured_output", "Constrained answers checked by the liftdeploy guard",
+        "liftdeploy_structured_output",
+        "Constrained answers checked by the liftdeploy guard",
         ["verdict"],
     )
     _grammar_metric: Any = prometheus_client.Counter(
-        "liftdeploy_structured_grammar", "Relaxed grammars, resamples and final rejections",
+        "liftdeploy_structured_grammar",
+        "Relaxed grammars, resamples and final rejections",
         ["event"],
     )
 except ImportError:  # pragma: no cover - vLLM always has it
@@ -181,9 +183,11 @@ def remote_reference_problem(schema: Any) -> str | None:
         return None
     keyword, ref, uri = found
     where = "" if uri == ref else f" (resolves to {uri!r})"
-    return (f'the schema refers outside itself with "{keyword}": {ref!r}{where}; schemas are '
-            'never fetched: copy the referenced schema under "$defs" and refer to it as '
-            '"#/$defs/NAME"')
+    return (
+        f'the schema refers outside itself with "{keyword}": {ref!r}{where}; schemas are '
+        'never fetched: copy the referenced schema under "$defs" and refer to it as '
+        '"#/$defs/NAME"'
+    )
 
 
 def _remote_reference(schema: Any) -> tuple[str, str, str] | None:
@@ -197,7 +201,8 @@ def _remote_reference(schema: Any) -> tuple[str, str, str] | None:
         base = _draft_of(schema)
         specification = referencing.jsonschema.specification_with(
             base.ID_OF(base.META_SCHEMA) or "urn:unknown-dialect",
-            default=referencing.Specification.OPAQUE)
+            default=referencing.Specification.OPAQUE,
+        )
         root = specification.create_resource(schema)
         root_uri = root.id() or ""
         registry = LOCAL_REGISTRY.with_resource(root_uri, root)
@@ -227,8 +232,14 @@ def _remote_reference(schema: Any) -> tuple[str, str, str] | None:
                 continue
             if isinstance(resolved.contents, dict) and id(resolved.contents) not in seen:
                 seen.add(id(resolved.contents))
-                pending.append((resolved.resolver, referencing.Resource.from_contents(
-                    resolved.contents, default_specification=specification)))
+                pending.append(
+                    (
+                        resolved.resolver,
+                        referencing.Resource.from_contents(
+                            resolved.contents, default_specification=specification
+                        ),
+                    )
+                )
         try:
             subresources = list(resource.subresources())
         except Exception:  # noqa: BLE001 - a malformed keyword value holds no subschemas
@@ -334,8 +345,9 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_strict(text: str) -> Any:
     """json.loads without its extensions (NaN, Infinity, duplicate keys) and with control
     characters rejected."""
-    return json.loads(text, strict=True, parse_constant=_reject_constant,
-                      object_pairs_hook=_reject_duplicate_keys)
+    return json.loads(
+        text, strict=True, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicate_keys
+    )
 
 
 def _exact_multiple_of(
@@ -405,15 +417,19 @@ def _additional_properties(
         return
     properties = schema.get("properties", {})
     patterns = schema.get("patternProperties", {})
-    extras = [key for key in instance if key not in properties
-              and not any(_search(pattern, key) for pattern in patterns)]
+    extras = [
+        key
+        for key in instance
+        if key not in properties and not any(_search(pattern, key) for pattern in patterns)
+    ]
     if validator.is_type(additional, "object"):
         for extra in extras:
             yield from validator.descend(instance[extra], additional, path=extra)
     elif not additional and extras:
         yield jsonschema.ValidationError(
             f"additional properties are not allowed ({', '.join(map(repr, sorted(extras)))} "
-            f"unexpected)")
+            f"unexpected)"
+        )
 
 
 def _unique_items(
@@ -427,8 +443,9 @@ def _unique_items(
     for index, item in enumerate(instance):
         key = _equality_key(item)
         if key in seen:
-            yield jsonschema.ValidationError(f"item {index} repeats an earlier item "
-                                             f"(uniqueItems): {item!r}")
+            yield jsonschema.ValidationError(
+                f"item {index} repeats an earlier item (uniqueItems): {item!r}"
+            )
             return
         seen.add(key)
 
@@ -458,14 +475,22 @@ def _within_budget(keyword: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
 
 @functools.cache
 def _with_exact_multiple_of(base: type) -> Any:
-    keywords = {**base.VALIDATORS, "multipleOf": _exact_multiple_of,  # type: ignore[attr-defined]
-                "pattern": _ecma_pattern, "patternProperties": _ecma_pattern_properties,
-                "additionalProperties": _additional_properties, "uniqueItems": _unique_items}
+    keywords = {
+        **base.VALIDATORS,
+        "multipleOf": _exact_multiple_of,  # type: ignore[attr-defined]
+        "pattern": _ecma_pattern,
+        "patternProperties": _ecma_pattern_properties,
+        "additionalProperties": _additional_properties,
+        "uniqueItems": _unique_items,
+    }
     # Draft 2019-09 split `dependencies` into dependentRequired/dependentSchemas; a schema
     # without $schema (read as 2020-12) that uses it means it, and the grammar enforces it.
-    keywords.setdefault("dependencies", jsonschema._legacy_keywords.dependencies_draft4_draft6_draft7)
+    keywords.setdefault(
+        "dependencies", jsonschema._legacy_keywords.dependencies_draft4_draft6_draft7
+    )
     return jsonschema.validators.extend(
-        base, {name: _within_budget(keyword) for name, keyword in keywords.items()})
+        base, {name: _within_budget(keyword) for name, keyword in keywords.items()}
+    )
 
 
 def schema_violation(value: Any, schema: dict[str, Any] | bool) -> str | None:
@@ -476,15 +501,24 @@ def schema_violation(value: Any, schema: dict[str, Any] | bool) -> str | None:
     return f"at {error.json_path}: {error.message}"
 
 
-def judge_answer(text: str | None, schema: dict[str, Any] | bool, finish_reason: str | None,
-                 *, budget_s: float | None = None) -> AnswerVerdict:
+def judge_answer(
+    text: str | None,
+    schema: dict[str, Any] | bool,
+    finish_reason: str | None,
+    *,
+    budget_s: float | None = None,
+) -> AnswerVerdict:
     """Decides what to return for one choice's text, within budget_s seconds when given."""
     _budget.deadline = None if budget_s is None else time.monotonic() + budget_s
     try:
         return _judge(text, schema, finish_reason)
     except TooExpensive:
-        return AnswerVerdict("unchecked", None, f"the schema is too expensive to check (over "
-                       f"{budget_s:g} s; a `pattern` with nested repetition is the usual cause)")
+        return AnswerVerdict(
+            "unchecked",
+            None,
+            f"the schema is too expensive to check (over "
+            f"{budget_s:g} s; a `pattern` with nested repetition is the usual cause)",
+        )
     finally:
         _budget.deadline = None
 
@@ -506,8 +540,9 @@ def _judge(
         try:
             value = parse_strict(candidate)
         except (ValueError, RecursionError) as repaired_err:
-            return AnswerVerdict("invalid_json", None,
-                                 f"the answer is not valid JSON ({repaired_err})")
+            return AnswerVerdict(
+                "invalid_json", None, f"the answer is not valid JSON ({repaired_err})"
+            )
         kind = "repaired"
     try:
         problem = schema_violation(value, schema)
@@ -516,10 +551,17 @@ def _judge(
     except Exception as err:  # noqa: BLE001 - a schema jsonschema cannot evaluate must not crash the server
         remote = _remote_cause(err)
         if remote is not None:
-            return AnswerVerdict("unchecked", None, f"the answer could not be checked: the schema "
-                           f"refers to {remote.uri!r}, outside itself, which is never fetched")
-        return AnswerVerdict("unchecked", None, f"the answer could not be checked: jsonschema "
-                             f"cannot evaluate the schema ({err})")
+            return AnswerVerdict(
+                "unchecked",
+                None,
+                f"the answer could not be checked: the schema "
+                f"refers to {remote.uri!r}, outside itself, which is never fetched",
+            )
+        return AnswerVerdict(
+            "unchecked",
+            None,
+            f"the answer could not be checked: jsonschema cannot evaluate the schema ({err})",
+        )
     if problem is not None:
         return AnswerVerdict("schema_violation", None, f"the answer breaks its schema {problem}")
     return AnswerVerdict(kind, candidate)
@@ -539,22 +581,42 @@ def _count(verdict: str, **fields: Any) -> None:
         _metric.labels(verdict=verdict).inc()
     if verdict not in ("valid", "incomplete"):
         logger.warning(
-            "structured output %s", verdict,
-            extra={"event": "structured_output", "verdict": verdict, **fields,
-                   "counts": dict(counts)},
+            "structured output %s",
+            verdict,
+            extra={
+                "event": "structured_output",
+                "verdict": verdict,
+                **fields,
+                "counts": dict(counts),
+            },
         )
 
 
 def _error_body(message: str, status: int) -> bytes:
-    return json.dumps({"error": {"message": message, "type": ERROR_TYPE if status >= 500
-                                 else "BadRequestError", "param": None, "code": status}}).encode()
+    return json.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": ERROR_TYPE if status >= 500 else "BadRequestError",
+                "param": None,
+                "code": status,
+            }
+        }
+    ).encode()
 
 
-async def _send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    headers = [(name, value) for name, value in headers
-               if name.lower() not in (b"content-length", b"content-type")]
-    headers += [(b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode())]
+async def _send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [
+        (name, value)
+        for name, value in headers
+        if name.lower() not in (b"content-length", b"content-type")
+    ]
+    headers += [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -576,8 +638,9 @@ class StructuredOutputGuard:
             try:
                 request = json.loads(body)
             except RecursionError:
-                raise GuardRefusal("the request body nests JSON too deeply to read; send a "
-                                   "flatter request") from None
+                raise GuardRefusal(
+                    "the request body nests JSON too deeply to read; send a flatter request"
+                ) from None
             if not isinstance(request, dict):
                 raise ValueError("not a JSON object")
             if path not in GUARDED_PATHS and not path.endswith(_NON_GENERATING_SUFFIXES):
@@ -596,8 +659,10 @@ class StructuredOutputGuard:
                     "answer; send stream=false"
                 )
             if schema is not None and _true(request.get("echo")):
-                raise GuardRefusal("echo=true is refused for JSON-constrained requests (the prompt "
-                               "would be part of the answer); send echo=false")
+                raise GuardRefusal(
+                    "echo=true is refused for JSON-constrained requests (the prompt "
+                    "would be part of the answer); send echo=false"
+                )
             plan = None
             if schema is not None and _backend(scope) == "guidance":
                 plan = await _plan_off_loop(schema, _any_whitespace(scope))
@@ -612,7 +677,9 @@ class StructuredOutputGuard:
         if schema is None:
             await self.app(scope, replay, send)
             return
-        if plan is not None and plan.changed:  # the grammar gets the rewrite, the judge the original
+        if (
+            plan is not None and plan.changed
+        ):  # the grammar gets the rewrite, the judge the original
             body = json.dumps(_with_grammar_schema(request, plan.schema)).encode()
             scope = {**scope, "headers": _with_content_length(scope.get("headers", []), len(body))}
             replay = _replaying(body, receive)
@@ -628,14 +695,22 @@ class StructuredOutputGuard:
             if judged is None:
                 await response.replay(send)  # vLLM's own errors and refusals pass unchanged
                 return
-            resample = (plan is not None and plan.mode == "relaxed" and attempt < MAX_ATTEMPTS
-                        and _resamplable(judged[2], request)
-                        and _time_for_another(time.monotonic() - started, slowest))
+            resample = (
+                plan is not None
+                and plan.mode == "relaxed"
+                and attempt < MAX_ATTEMPTS
+                and _resamplable(judged[2], request)
+                and _time_for_another(time.monotonic() - started, slowest)
+            )
             if not resample:
                 break
-            _count_grammar("resample", path=path, attempt=attempt,
-                           request_id=response.header(b"x-request-id"),
-                           problem="; ".join(v.problem or "" for v in judged[2] if v.rejected))
+            _count_grammar(
+                "resample",
+                path=path,
+                attempt=attempt,
+                request_id=response.header(b"x-request-id"),
+                problem="; ".join(v.problem or "" for v in judged[2] if v.rejected),
+            )
             body = json.dumps(_reseeded(request, plan.schema, attempt)).encode()  # type: ignore[union-attr]
             scope = {**scope, "headers": _with_content_length(scope.get("headers", []), len(body))}
             replay = _replaying(body, receive)
@@ -643,33 +718,47 @@ class StructuredOutputGuard:
         hint = _truncation_hint(request, schema, judged[2])
         if hint is not None:
             extra_headers.append((HINT_HEADER, hint.encode("ascii", "replace")))
-        await self._answer(response, judged, path, send, _backend(scope), extra_headers, plan,
-                           attempt)
+        await self._answer(
+            response, judged, path, send, _backend(scope), extra_headers, plan, attempt
+        )
 
-    async def _answer(self, response: _BufferedResponse,
-                      judged: tuple[dict[str, Any], list[Any], list[AnswerVerdict]], path: str,
-                      send: Send, backend: str | None, extra_headers: list[tuple[bytes, bytes]],
-                      plan: GrammarPlan | None, attempts: int) -> None:
+    async def _answer(
+        self,
+        response: _BufferedResponse,
+        judged: tuple[dict[str, Any], list[Any], list[AnswerVerdict]],
+        path: str,
+        send: Send,
+        backend: str | None,
+        extra_headers: list[tuple[bytes, bytes]],
+        plan: GrammarPlan | None,
+        attempts: int,
+    ) -> None:
         answer, texts, verdicts_of = judged
         request_id = response.header(b"x-request-id")
         verdicts, problems = [], []
         for index, ((_, set_text), verdict) in enumerate(zip(texts, verdicts_of)):
-            _count(verdict.kind, path=path, request_id=request_id, choice=index,
-                   problem=verdict.problem)
+            _count(
+                verdict.kind,
+                path=path,
+                request_id=request_id,
+                choice=index,
+                problem=verdict.problem,
+            )
             verdicts.append(verdict.kind)
             if verdict.rejected:
                 problems.append(f"choice {index}: {verdict.problem}"[:_PROBLEM_CHARS])
             elif verdict.kind == "repaired" and verdict.text is not None:
                 set_text(verdict.text)
-        headers = [*response.headers, (VERDICT_HEADER, ",".join(verdicts).encode()),
-                   *extra_headers]
+        headers = [*response.headers, (VERDICT_HEADER, ",".join(verdicts).encode()), *extra_headers]
         if problems:
             relaxed = plan is not None and plan.mode == "relaxed"
             if relaxed:
-                _count_grammar("rejected_after_resampling", path=path, request_id=request_id,
-                               attempts=attempts)
-            message = _withheld_message(problems, "unchecked" in verdicts, backend,
-                                        plan if relaxed else None, attempts)
+                _count_grammar(
+                    "rejected_after_resampling", path=path, request_id=request_id, attempts=attempts
+                )
+            message = _withheld_message(
+                problems, "unchecked" in verdicts, backend, plan if relaxed else None, attempts
+            )
             await _send_json(send, 502, _error_body(message, 502), headers)
         elif "repaired" in verdicts:
             await _send_json(send, 200, json.dumps(answer).encode(), headers)
@@ -690,8 +779,12 @@ async def _judged(
         return None
     texts = [_choice_text(choice) for choice in answer["choices"]]
     verdicts = await _judge_off_loop(
-        [(text, choice.get("finish_reason"))
-         for (text, _), choice in zip(texts, answer["choices"])], schema)
+        [
+            (text, choice.get("finish_reason"))
+            for (text, _), choice in zip(texts, answer["choices"])
+        ],
+        schema,
+    )
     return answer, texts, verdicts
 
 
@@ -733,17 +826,27 @@ def _with_grammar_schema(request: dict[str, Any], schema: Any) -> dict[str, Any]
     response_format = request.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
         json_schema = response_format.get("json_schema")
-        again["response_format"] = {**response_format, "json_schema": {
-            **(json_schema if isinstance(json_schema, dict) else {}), "schema": schema}}
+        again["response_format"] = {
+            **response_format,
+            "json_schema": {
+                **(json_schema if isinstance(json_schema, dict) else {}),
+                "schema": schema,
+            },
+        }
     elif isinstance(request.get("structured_outputs"), dict) and (
-            request["structured_outputs"].get("json") is not None):
+        request["structured_outputs"].get("json") is not None
+    ):
         again["structured_outputs"] = {**request["structured_outputs"], "json": schema}
     return again
 
 
-def _with_content_length(headers: list[tuple[bytes, bytes]], length: int) -> list[tuple[bytes, bytes]]:
-    return [*((k, v) for k, v in headers if k.lower() != b"content-length"),
-            (b"content-length", str(length).encode())]
+def _with_content_length(
+    headers: list[tuple[bytes, bytes]], length: int
+) -> list[tuple[bytes, bytes]]:
+    return [
+        *((k, v) for k, v in headers if k.lower() != b"content-length"),
+        (b"content-length", str(length).encode()),
+    ]
 
 
 def _any_whitespace(scope: Scope) -> bool:
@@ -759,7 +862,8 @@ async def _plan_off_loop(schema: Any, any_whitespace: bool) -> GrammarPlan | Non
     compiles, or refuses, the schema as sent)."""
     try:
         return await asyncio.get_running_loop().run_in_executor(
-            _worker(), functools.partial(plan_for_guidance, schema, any_whitespace=any_whitespace))
+            _worker(), functools.partial(plan_for_guidance, schema, any_whitespace=any_whitespace)
+        )
     except ImportError:  # pragma: no cover - the guidance backend always has llguidance
         return None
 
@@ -768,9 +872,16 @@ def _count_grammar(event: str, **fields: Any) -> None:
     grammar_events[event] += 1
     if _grammar_metric is not None:
         _grammar_metric.labels(event=event).inc()
-    logger.warning("structured output grammar %s", event,
-                   extra={"event": "structured_grammar", "grammar_event": event, **fields,
-                          "grammar_events": dict(grammar_events)})
+    logger.warning(
+        "structured output grammar %s",
+        event,
+        extra={
+            "event": "structured_grammar",
+            "grammar_event": event,
+            **fields,
+            "grammar_events": dict(grammar_events),
+        },
+    )
 
 
 def _truncation_hint(
@@ -785,9 +896,11 @@ def _truncation_hint(
     where = unbounded_part(schema)
     if where is None:
         return None
-    return (f"the answer was cut (finish_reason length) at the context limit: the request sets "
-            f"no max_tokens and the schema allows {where}; set max_tokens to the longest answer "
-            f"you expect, or bound the schema (maxLength, maxItems, maxProperties)")
+    return (
+        f"the answer was cut (finish_reason length) at the context limit: the request sets "
+        f"no max_tokens and the schema allows {where}; set max_tokens to the longest answer "
+        f"you expect, or bound the schema (maxLength, maxItems, maxProperties)"
+    )
 
 
 def unbounded_part(schema: Any, where: str = "#", depth: int = 0) -> str | None:
@@ -805,11 +918,16 @@ def unbounded_part(schema: Any, where: str = "#", depth: int = 0) -> str | None:
         return f"an unbounded string at {where}"
     if "array" in types and "maxItems" not in schema:
         return f"an unbounded array at {where}"
-    if "object" in types and "maxProperties" not in schema and schema.get(
-            "additionalProperties", True) is not False and "properties" not in schema:
+    if (
+        "object" in types
+        and "maxProperties" not in schema
+        and schema.get("additionalProperties", True) is not False
+        and "properties" not in schema
+    ):
         return f"an object with any number of properties at {where}"
-    subschemas = [(f"{where}/properties/{key}", sub)
-                  for key, sub in (schema.get("properties") or {}).items()]
+    subschemas = [
+        (f"{where}/properties/{key}", sub) for key, sub in (schema.get("properties") or {}).items()
+    ]
     for keyword in ("items", "additionalProperties"):
         if isinstance(schema.get(keyword), dict):
             subschemas.append((f"{where}/{keyword}", schema[keyword]))
@@ -831,11 +949,13 @@ async def _judge_off_loop(
 ) -> list[AnswerVerdict]:
     """Every choice's verdict, computed in a worker thread within VALIDATION_BUDGET_S in all:
     the event loop keeps serving /health and other requests meanwhile."""
+
     def judge_all() -> list[AnswerVerdict]:
         deadline = time.monotonic() + VALIDATION_BUDGET_S  # from the start, not the queueing
-        return [judge_answer(text, schema, reason,
-                             budget_s=max(deadline - time.monotonic(), 0.001))
-                for text, reason in choices]
+        return [
+            judge_answer(text, schema, reason, budget_s=max(deadline - time.monotonic(), 0.001))
+            for text, reason in choices
+        ]
 
     return await asyncio.get_running_loop().run_in_executor(_worker(), judge_all)
 
@@ -848,26 +968,39 @@ def _worker() -> ThreadPoolExecutor:
     return _checker
 
 
-def _withheld_message(problems: list[str], unchecked: bool, backend: str | None,
-                      relaxed: GrammarPlan | None = None, attempts: int = 1) -> str:
+def _withheld_message(
+    problems: list[str],
+    unchecked: bool,
+    backend: str | None,
+    relaxed: GrammarPlan | None = None,
+    attempts: int = 1,
+) -> str:
     """The 502 text: what was wrong, and the one next step that helps."""
     if relaxed is not None and not unchecked:
-        return ("the model's answers did not match the requested JSON schema and were withheld "
-                f"after {attempts} attempt{'s' if attempts > 1 else ''} "
-                f"({'; '.join(problems)}); the grammar for this schema is relaxed (the guard "
-                f"alone enforces {', '.join(relaxed.enforced_by_guard) or 'some keywords'}): "
-                "retry, or rewrite those keywords into ones the grammar enforces (`liftdeploy "
-                "schema-check` lists them)")
+        return (
+            "the model's answers did not match the requested JSON schema and were withheld "
+            f"after {attempts} attempt{'s' if attempts > 1 else ''} "
+            f"({'; '.join(problems)}); the grammar for this schema is relaxed (the guard "
+            f"alone enforces {', '.join(relaxed.enforced_by_guard) or 'some keywords'}): "
+            "retry, or rewrite those keywords into ones the grammar enforces (`liftdeploy "
+            "schema-check` lists them)"
+        )
     if unchecked:
-        return ("the model's answer could not be checked against the requested JSON schema and "
-                f"was withheld ({'; '.join(problems)}); a retry will not help: simplify the "
-                "schema (`liftdeploy schema-check` names what is unsupported)")
+        return (
+            "the model's answer could not be checked against the requested JSON schema and "
+            f"was withheld ({'; '.join(problems)}); a retry will not help: simplify the "
+            "schema (`liftdeploy schema-check` names what is unsupported)"
+        )
     advice = "retry the request (answers are sampled)"
     if backend == "xgrammar":
-        advice += ("; the guidance backend avoids most of these "
-                   "(engine.structured_output_backend: guidance)")
-    return ("the model's answer does not match the requested JSON schema and was withheld "
-            f"({'; '.join(problems)}); {advice}")
+        advice += (
+            "; the guidance backend avoids most of these "
+            "(engine.structured_output_backend: guidance)"
+        )
+    return (
+        "the model's answer does not match the requested JSON schema and was withheld "
+        f"({'; '.join(problems)}); {advice}"
+    )
 
 
 def _backend(scope: Scope) -> str | None:
@@ -900,23 +1033,29 @@ async def _read_body(receive: Receive) -> bytes:
 
 def _sends_json(scope: Scope) -> bool:
     """JSON body, or no content-type at all (FastAPI then parses the body as JSON too)."""
-    types = [value.lower() for name, value in scope.get("headers", []) if name.lower() == b"content-type"]
+    types = [
+        value.lower() for name, value in scope.get("headers", []) if name.lower() == b"content-type"
+    ]
     return not types or any(b"json" in value for value in types)
 
 
 def _refuse_unguarded_constraint(request: dict[str, Any]) -> None:
     """JSON-constrained generation on other endpoints (/v1/responses text.format, Anthropic
     /v1/messages output_config, Cohere response_format...) would bypass the check: refuse it."""
+
     def field(*keys: str) -> Any:
         value: Any = request
         for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         return value
 
-    if (field("response_format", "type") in ("json_schema", "json_object")
-            or field("text", "format", "type") in ("json_schema", "json_object")
-            or field("output_config", "format") or field("structured_outputs")
-            or any(request.get(name) is not None for name in LEGACY_FIELDS)):
+    if (
+        field("response_format", "type") in ("json_schema", "json_object")
+        or field("text", "format", "type") in ("json_schema", "json_object")
+        or field("output_config", "format")
+        or field("structured_outputs")
+        or any(request.get(name) is not None for name in LEGACY_FIELDS)
+    ):
         raise GuardRefusal(
             "JSON-constrained output is served, and checked against its schema, on "
             f"{' and '.join(GUARDED_PATHS)} only; send the request there"

@@ -68,8 +68,9 @@ class RequestLifecycle:
             from starlette.middleware.cors import CORSMiddleware  # vLLM's own dependency
 
             # vLLM's defaults for its own CORS layer (--allowed-methods/-headers: *).
-            self._entry = CORSMiddleware(self._handle, allow_origins=origins,
-                                         allow_methods=["*"], allow_headers=["*"])
+            self._entry = CORSMiddleware(
+                self._handle, allow_origins=origins, allow_methods=["*"], allow_headers=["*"]
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._entry(scope, receive, send)
@@ -82,16 +83,27 @@ class RequestLifecycle:
         draining = self.drain_file is not None and os.path.exists(self.drain_file)
         if path in PROBE_PATHS:
             if draining and path == "/health":
-                await _reply(send, 503, {"status": "draining", "in_flight": self.in_flight},
-                             [(b"retry-after", str(RETRY_AFTER_S).encode())])
+                await _reply(
+                    send,
+                    503,
+                    {"status": "draining", "in_flight": self.in_flight},
+                    [(b"retry-after", str(RETRY_AFTER_S).encode())],
+                )
                 return
             await self.app(scope, receive, send)
             return
         if draining:
-            await _reply(send, 503, _error(
-                "the server is shutting down (scale-down or deploy) and takes no new requests; "
-                "retry, another container answers", "ServiceUnavailable", 503),
-                [(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")])
+            await _reply(
+                send,
+                503,
+                _error(
+                    "the server is shutting down (scale-down or deploy) and takes no new requests; "
+                    "retry, another container answers",
+                    "ServiceUnavailable",
+                    503,
+                ),
+                [(b"retry-after", str(RETRY_AFTER_S).encode()), (b"connection", b"close")],
+            )
             return
         self.in_flight += 1
         try:
@@ -112,8 +124,10 @@ class RequestLifecycle:
                 return  # the answer past the limit is ours (504 or the error event)
             if message.get("type") == "http.response.start":
                 started = True
-                streaming = any(name.lower() == b"content-type" and b"text/event-stream" in value
-                                for name, value in message.get("headers", []))
+                streaming = any(
+                    name.lower() == b"content-type" and b"text/event-stream" in value
+                    for name, value in message.get("headers", [])
+                )
             await send(message)
 
         async def receive_until_limit() -> Message:
@@ -142,17 +156,25 @@ class RequestLifecycle:
             await asyncio.wait_for(handler, ABORT_WAIT_S)
         except Exception:  # noqa: BLE001 - past the limit, only our answer matters
             pass  # (wait_for cancelled a handler that ignored the disconnect)
-        message = (f"the request ran longer than the service's limit of {self.timeout_s:g} s "
-                   f"(runtime.request_timeout_s) and was stopped; ask for fewer tokens "
-                   f"(max_tokens) or raise the limit")
+        message = (
+            f"the request ran longer than the service's limit of {self.timeout_s:g} s "
+            f"(runtime.request_timeout_s) and was stopped; ask for fewer tokens "
+            f"(max_tokens) or raise the limit"
+        )
         error = _error(message, "RequestTimeout", 504)
         if not started:
             await _reply(send, 504, error, [])
         elif streaming:  # the stream's status is sent: it ends as vLLM ends a failed stream
-            await send({"type": "http.response.body", "more_body": True,
-                        "body": b"data: " + json.dumps(error).encode() + b"\n\n"})
-            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n",
-                        "more_body": False})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "more_body": True,
+                    "body": b"data: " + json.dumps(error).encode() + b"\n\n",
+                }
+            )
+            await send(
+                {"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False}
+            )
         else:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -164,11 +186,15 @@ def _seconds(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        raise ValueError(f"{REQUEST_TIMEOUT_ENV}={value!r} is not a number of seconds; "
-                         f"set it to a positive number such as 1200, or unset it") from None
+        raise ValueError(
+            f"{REQUEST_TIMEOUT_ENV}={value!r} is not a number of seconds; "
+            f"set it to a positive number such as 1200, or unset it"
+        ) from None
     if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"{REQUEST_TIMEOUT_ENV}={value!r} must be a positive, finite number "
-                         f"of seconds; set it to a value such as 1200, or unset it")
+        raise ValueError(
+            f"{REQUEST_TIMEOUT_ENV}={value!r} must be a positive, finite number "
+            f"of seconds; set it to a value such as 1200, or unset it"
+        )
     return seconds
 
 
@@ -181,8 +207,10 @@ def _origins(value: str | None) -> list[str]:
     except ValueError:
         origins = None
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
-        raise ValueError(f"{ALLOWED_ORIGINS_ENV}={value!r} is not a JSON list of origins; set "
-                         f'it like ["https://app.example.com"], or unset it')
+        raise ValueError(
+            f"{ALLOWED_ORIGINS_ENV}={value!r} is not a JSON list of origins; set "
+            f'it like ["https://app.example.com"], or unset it'
+        )
     return origins
 
 
@@ -195,7 +223,15 @@ async def _reply(
     send: Send, status: int, payload: dict[str, Any], headers: list[tuple[bytes, bytes]]
 ) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body, "more_body": False})

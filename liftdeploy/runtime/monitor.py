@@ -217,8 +217,11 @@ def checked_counters(saved: Any) -> dict[str, Any] | None:
         return None
     counts = {key: checked_count(saved.get(key)) for key in _COUNTER_KEYS}
     buckets = {le: checked_count(count) for le, count in saved["buckets"].items()}
-    if None in counts.values() or None in buckets.values() or not all(
-            isinstance(le, str) and checked_bound(le) is not None for le in buckets):
+    if (
+        None in counts.values()
+        or None in buckets.values()
+        or not all(isinstance(le, str) and checked_bound(le) is not None for le in buckets)
+    ):
         return None
     return {**counts, "buckets": buckets}
 
@@ -227,7 +230,8 @@ def window_between(previous: dict[str, Any], current: dict[str, Any]) -> Traffic
     """What happened between two scrapes. Any counter that went down means the server
     restarted: then everything since the restart is the window (never a negative count)."""
     restarted = any(current[key] < previous[key] for key in _COUNTER_KEYS) or any(
-        count < previous["buckets"].get(le, 0.0) for le, count in current["buckets"].items())
+        count < previous["buckets"].get(le, 0.0) for le, count in current["buckets"].items()
+    )
     base = _ZERO_COUNTERS if restarted else previous
 
     def delta(key: str) -> int:
@@ -341,13 +345,15 @@ class Monitor:
         incidents: dict[str, Any] = dict(self.record.get("incidents", {}))
         messages = {
             name: f"[{self.service}] ALERT {name}: {text}"
-            for name, text in breaches.items() if name not in incidents
+            for name, text in breaches.items()
+            if name not in incidents
         }
         for name, incident in incidents.items():
             if name not in breaches:
                 minutes = (now - incident["since"]) / 60
-                messages[name] = (f"[{self.service}] RESOLVED {name} after {minutes:.0f} min: "
-                                  f"{incident['text']}")
+                messages[name] = (
+                    f"[{self.service}] RESOLVED {name} after {minutes:.0f} min: {incident['text']}"
+                )
         sent, failure = [], None
         for name, message in messages.items():
             try:
@@ -374,33 +380,38 @@ def _checked_record(saved: Any) -> dict[str, Any]:
     if saved is None:
         return {}
     if not isinstance(saved, dict):
-        _log.warning("saved monitor state is %s, not a mapping; starting afresh",
-                     type(saved).__name__)
+        _log.warning(
+            "saved monitor state is %s, not a mapping; starting afresh", type(saved).__name__
+        )
         return {}
     record: dict[str, Any] = {}
     last_check = saved.get("last_check")
     if finite_number(last_check) is not None:
         record["last_check"] = finite_number(last_check)
     elif last_check is not None:
-        _log.warning("saved last_check (%s) is not a finite time; dropped",
-                     type(last_check).__name__)  # its repr may be a 5,000-digit int
+        _log.warning(
+            "saved last_check (%s) is not a finite time; dropped", type(last_check).__name__
+        )  # its repr may be a 5,000-digit int
     if "engine" in saved:
         engine = checked_counters(saved["engine"])
         if engine is None:
-            _log.warning("saved /metrics counters are not counts; the next scrape is a new "
-                         "baseline")
+            _log.warning(
+                "saved /metrics counters are not counts; the next scrape is a new baseline"
+            )
         else:
             record["engine"] = engine
     record["scraped"] = saved.get("scraped") is True
     incidents = saved.get("incidents", {})
     record["incidents"] = {}
-    for name, incident in (incidents.items() if isinstance(incidents, dict) else ()):
+    for name, incident in incidents.items() if isinstance(incidents, dict) else ():
         since = finite_number(incident.get("since")) if isinstance(incident, dict) else None
         if isinstance(name, str) and since is not None and isinstance(incident.get("text"), str):
             record["incidents"][name] = {"since": since, "text": incident["text"]}
         else:
-            _log.warning("saved incident %s is garbled; dropped",
-                         ascii(name[:40]) if isinstance(name, str) else type(name).__name__)
+            _log.warning(
+                "saved incident %s is garbled; dropped",
+                ascii(name[:40]) if isinstance(name, str) else type(name).__name__,
+            )
     if not isinstance(incidents, dict):
         _log.warning("saved incidents are %s, not a mapping; dropped", type(incidents).__name__)
     return record
@@ -423,21 +434,24 @@ def parse_url(url: str, *, source: str, fix: str) -> urllib.parse.SplitResult:
         return BadURL(f"{source} ({shown_url(url)}) {problem}; {fix}")
 
     if not url.isascii() or any(char <= " " or char == "\x7f" for char in url):
-        raise refuse("holds a space, control or non-ASCII character (percent-encode it, or "
-                     "copy the URL again)")
+        raise refuse(
+            "holds a space, control or non-ASCII character (percent-encode it, or "
+            "copy the URL again)"
+        )
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - reading it checks it: a port must be a number under 65536
     except ValueError:
-        raise refuse("is not a valid URL (a bracketed IPv6 host or the port is garbled)") \
-            from None
+        raise refuse("is not a valid URL (a bracketed IPv6 host or the port is garbled)") from None
     if parts.scheme not in ("http", "https"):
         raise refuse("is not an http(s) URL")
     if not parts.hostname:
         raise refuse("has no host")
     if "@" in parts.netloc:
-        raise refuse("holds a user name or password (credentials go in their own variables, "
-                     "never in a URL, where logs would keep them)")
+        raise refuse(
+            "holds a user name or password (credentials go in their own variables, "
+            "never in a URL, where logs would keep them)"
+        )
     return parts
 
 
@@ -451,10 +465,11 @@ def shown_url(url: str | urllib.parse.SplitResult) -> str:
     if not match:
         return "…"
     scheme, authority = match[1], match[2]
-    if "@" in text[match.end():]:  # then the "host" may be a user and a password with a "/"
+    if "@" in text[match.end() :]:  # then the "host" may be a user and a password with a "/"
         return f"{scheme}://…"
-    host = re.fullmatch(r"(\[[0-9A-Fa-f:.]*\]?|[A-Za-z0-9.-]{1,100})(:[0-9]{1,5})?",
-                        authority.rpartition("@")[2])
+    host = re.fullmatch(
+        r"(\[[0-9A-Fa-f:.]*\]?|[A-Za-z0-9.-]{1,100})(:[0-9]{1,5})?", authority.rpartition("@")[2]
+    )
     return f"{scheme}://{host[0] if host else '…'}"
 
 
@@ -462,24 +477,35 @@ def post_alert(webhook_url: str, text: str, *, timeout_s: float = 10.0) -> None:
     """POST `{"text": ...}` (Slack's incoming-webhook shape) to the webhook. Errors never show
     the webhook's path: that is its secret."""
     try:
-        parts = parse_url(webhook_url, source=ALERT_WEBHOOK_ENV,
-                          fix="store the webhook's full https://... address in the alerts Secret")
+        parts = parse_url(
+            webhook_url,
+            source=ALERT_WEBHOOK_ENV,
+            fix="store the webhook's full https://... address in the alerts Secret",
+        )
     except BadURL as exc:
         raise AlertNotSent(str(exc)) from None
     request = urllib.request.Request(
-        parts.geturl(), data=json.dumps({"text": text}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST",
+        parts.geturl(),
+        data=json.dumps({"text": text}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             response.read()
     except urllib.error.HTTPError as exc:
-        raise AlertNotSent(f"the alert webhook answered {exc.code} {exc.reason} "
-                           f"({shown_url(parts)}); check the URL in {ALERT_WEBHOOK_ENV}") from None
+        raise AlertNotSent(
+            f"the alert webhook answered {exc.code} {exc.reason} "
+            f"({shown_url(parts)}); check the URL in {ALERT_WEBHOOK_ENV}"
+        ) from None
     except urllib.error.URLError as exc:
-        raise AlertNotSent(f"the alert webhook could not be reached ({exc.reason}; "
-                           f"{shown_url(parts)}); check the URL in {ALERT_WEBHOOK_ENV}") from None
+        raise AlertNotSent(
+            f"the alert webhook could not be reached ({exc.reason}; "
+            f"{shown_url(parts)}); check the URL in {ALERT_WEBHOOK_ENV}"
+        ) from None
     except (OSError, ValueError) as exc:  # ValueError: urllib's own URL checks quote the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise AlertNotSent(f"the alert webhook could not be reached ({reason}; "
-                           f"{shown_url(parts)}); check the URL in {ALERT_WEBHOOK_ENV}") from None
+        raise AlertNotSent(
+            f"the alert webhook could not be reached ({reason}; "
+            f"{shown_url(parts)}); check the URL in {ALERT_WEBHOOK_ENV}"
+        ) from None

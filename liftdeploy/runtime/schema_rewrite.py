@@ -33,16 +33,38 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "deprecated",
-                         "readOnly", "writeOnly"})
+ANNOTATIONS = frozenset(
+    {
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$comment",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    }
+)
 LEGACY_REF_DRAFTS = ("draft-03", "draft-04", "draft-06", "draft-07")
 """Drafts in which every keyword next to a `$ref` is ignored."""
-_RESOLUTION_KEYWORDS = frozenset({"$ref", "$schema", "$id", "id", "definitions", "$defs",
-                                  "$anchor", "$dynamicAnchor"})
+_RESOLUTION_KEYWORDS = frozenset(
+    {"$ref", "$schema", "$id", "id", "definitions", "$defs", "$anchor", "$dynamicAnchor"}
+)
 """Kept next to a `$ref`: they say where references lead, not what an answer may be."""
-_SINGLE_SUBSCHEMA = ("additionalProperties", "additionalItems", "contains", "not", "if", "then",
-                     "else", "propertyNames", "unevaluatedProperties", "unevaluatedItems",
-                     "contentSchema", "items")
+_SINGLE_SUBSCHEMA = (
+    "additionalProperties",
+    "additionalItems",
+    "contains",
+    "not",
+    "if",
+    "then",
+    "else",
+    "propertyNames",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "contentSchema",
+    "items",
+)
 _SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "definitions", "$defs", "dependentSchemas")
 _JSON_TYPES = ("null", "boolean", "object", "array", "string", "number")
@@ -70,6 +92,7 @@ class GrammarPlan:
 
 # ---- exact rewrites ------------------------------------------------------------------------
 
+
 def exact_rewrites(schema: Any) -> tuple[Any, list[str]]:
     """A schema accepting exactly the instances `schema` accepts (under the guard's validator)
     in a form llguidance compiles more often, and the rewrites applied. `schema` is not changed."""
@@ -83,7 +106,9 @@ class _Rewriter:
     def __init__(self, root: dict[str, Any]) -> None:
         self.root = root
         declared = root.get("$schema")
-        self.legacy_refs = isinstance(declared, str) and any(d in declared for d in LEGACY_REF_DRAFTS)
+        self.legacy_refs = isinstance(declared, str) and any(
+            d in declared for d in LEGACY_REF_DRAFTS
+        )
         self.applied: list[str] = []
 
     def rewrite(self, node: Any, where: str) -> Any:
@@ -91,23 +116,30 @@ class _Rewriter:
             return node
         for keyword in _SUBSCHEMA_MAPS:
             if isinstance(node.get(keyword), dict):
-                node[keyword] = {key: self.rewrite(sub, f"{where}/{keyword}/{key}")
-                                 for key, sub in node[keyword].items()}
+                node[keyword] = {
+                    key: self.rewrite(sub, f"{where}/{keyword}/{key}")
+                    for key, sub in node[keyword].items()
+                }
         for keyword in _SINGLE_SUBSCHEMA:
             if isinstance(node.get(keyword), dict):
                 node[keyword] = self.rewrite(node[keyword], f"{where}/{keyword}")
         for keyword in _SUBSCHEMA_LISTS:
             if isinstance(node.get(keyword), list):
-                node[keyword] = [self.rewrite(sub, f"{where}/{keyword}/{i}")
-                                 for i, sub in enumerate(node[keyword])]
+                node[keyword] = [
+                    self.rewrite(sub, f"{where}/{keyword}/{i}")
+                    for i, sub in enumerate(node[keyword])
+                ]
         if isinstance(node.get("dependencies"), dict):
-            node["dependencies"] = {key: self.rewrite(sub, f"{where}/dependencies/{key}")
-                                    for key, sub in node["dependencies"].items()}
+            node["dependencies"] = {
+                key: self.rewrite(sub, f"{where}/dependencies/{key}")
+                for key, sub in node["dependencies"].items()
+            }
         if "$ref" in node and len(node) > 1:
             self._ref_siblings(node, where)
         if isinstance(node.get("format"), str) and not llguidance_knows_format(node["format"]):
-            self.applied.append(f"unknown format {node.pop('format')!r} dropped at {where} "
-                                "(an annotation)")
+            self.applied.append(
+                f"unknown format {node.pop('format')!r} dropped at {where} (an annotation)"
+            )
         self._dependencies(node, where)
         if isinstance(node.get("oneOf"), list) and _pairwise_disjoint(node["oneOf"], self.root):
             branches = node.pop("oneOf")
@@ -119,8 +151,11 @@ class _Rewriter:
         return node
 
     def _ref_siblings(self, node: dict[str, Any], where: str) -> None:
-        dropped = [k for k in node if k not in _RESOLUTION_KEYWORDS
-                   and (self.legacy_refs or k in ANNOTATIONS)]
+        dropped = [
+            k
+            for k in node
+            if k not in _RESOLUTION_KEYWORDS and (self.legacy_refs or k in ANNOTATIONS)
+        ]
         for key in dropped:
             del node[key]
         if dropped:
@@ -159,6 +194,7 @@ def llguidance_knows_format(name: str) -> bool:
 
 # ---- oneOf disjointness --------------------------------------------------------------------
 
+
 @dataclass
 class _Facts:
     types: frozenset[str] | None = None
@@ -176,7 +212,7 @@ def _pairwise_disjoint(branches: list[Any], root: dict[str, Any]) -> bool:
     facts = [_facts(branch, root) for branch in branches]
     if len(branches) < 2 or any(f is None for f in facts):
         return False
-    return all(_disjoint(a, b) for i, a in enumerate(facts) for b in facts[i + 1:])  # type: ignore[arg-type]
+    return all(_disjoint(a, b) for i, a in enumerate(facts) for b in facts[i + 1 :])  # type: ignore[arg-type]
 
 
 def _resolve(branch: Any, root: dict[str, Any]) -> Any:
@@ -213,12 +249,16 @@ def _facts(branch: Any, root: dict[str, Any]) -> _Facts | None:
     if facts.values is not None:
         value_types = frozenset(_json_type(v) for v in facts.values)
         facts.types = value_types if facts.types is None else facts.types & value_types
-    bounds = [(branch.get(k), k) for k in ("minimum", "exclusiveMinimum", "maximum",
-                                            "exclusiveMaximum")]
+    bounds = [
+        (branch.get(k), k) for k in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum")
+    ]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v, _ in bounds):
-        lows = [(v, k.startswith("exclusive")) for v, k in bounds if v is not None and "inimum" in k]
-        highs = [(v, k.startswith("exclusive")) for v, k in bounds
-                 if v is not None and "aximum" in k]
+        lows = [
+            (v, k.startswith("exclusive")) for v, k in bounds if v is not None and "inimum" in k
+        ]
+        highs = [
+            (v, k.startswith("exclusive")) for v, k in bounds if v is not None and "aximum" in k
+        ]
         # The tightest bound; at equal values the exclusive one is tighter.
         facts.low = max(lows) if lows else None
         facts.high = min(highs, key=lambda b: (b[0], not b[1])) if highs else None
@@ -264,7 +304,8 @@ def _disjoint(a: _Facts, b: _Facts) -> bool:
     objects_only = any(f.types == frozenset({"object"}) for f in (a, b))
     return objects_only and any(
         key in b.discriminators and _disjoint_values(values, b.discriminators[key])
-        for key, values in a.discriminators.items())
+        for key, values in a.discriminators.items()
+    )
 
 
 def _below(high: tuple[float, bool] | None, low: tuple[float, bool] | None) -> bool:
@@ -276,13 +317,15 @@ def _below(high: tuple[float, bool] | None, low: tuple[float, bool] | None) -> b
 
 # ---- compiling -----------------------------------------------------------------------------
 
+
 def _compile(schema: Any, *, any_whitespace: bool) -> tuple[str | None, list[str]]:
     """(llguidance's error or None, its warnings), compiled as vLLM's guidance backend does."""
     import llguidance
 
     try:
         grammar = llguidance.LLMatcher.grammar_from_json_schema(
-            json.dumps(schema), defaults={"whitespace_flexible": any_whitespace})
+            json.dumps(schema), defaults={"whitespace_flexible": any_whitespace}
+        )
     except (ValueError, KeyError, TypeError) as err:
         return f"llguidance cannot read the schema: {str(err).strip().splitlines()[0]}", []
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar, None)
@@ -297,11 +340,13 @@ def with_lenient(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     options = schema.get("x-guidance")
-    return {**schema, "x-guidance": {**(options if isinstance(options, dict) else {}),
-                                     "lenient": True}}
+    return {
+        **schema,
+        "x-guidance": {**(options if isinstance(options, dict) else {}), "lenient": True},
+    }
 
 
-_KEYS_WARNING = re.compile(r'Unimplemented keys: \[(.*)\]')
+_KEYS_WARNING = re.compile(r"Unimplemented keys: \[(.*)\]")
 
 
 def ignored_keywords(warnings: list[str]) -> tuple[str, ...]:
@@ -326,11 +371,15 @@ def ignored_keywords(warnings: list[str]) -> tuple[str, ...]:
 def refusal_advice(error: str) -> str:
     """The change that would make a schema llguidance refuses servable."""
     if "not disjoint" in error:
-        return ("make the patternProperties patterns disjoint (no property name may match two), "
-                "e.g. anchor them: ^name$")
+        return (
+            "make the patternProperties patterns disjoint (no property name may match two), "
+            "e.g. anchor them: ^name$"
+        )
     if "circular references with sibling keys" in error:
-        return ('keep a recursive "$ref" alone in its object: move the keywords beside it into '
-                "the definition it points to")
+        return (
+            'keep a recursive "$ref" alone in its object: move the keywords beside it into '
+            "the definition it points to"
+        )
     if "not present in a registry" in error or "retriev" in error:
         return 'copy the referenced schema under "$defs" and refer to it as "#/$defs/NAME"'
     return "simplify the schema around the keyword named"
@@ -359,6 +408,11 @@ def _plan_cached(schema_text: str, any_whitespace: bool) -> GrammarPlan:
     if lenient_error is None and isinstance(schema, dict):
         return GrammarPlan("relaxed", lenient, tuple(rewrites), ignored_keywords(warnings))
     reason = lenient_error or error
-    return GrammarPlan("refused", None, tuple(rewrites), (),
-                       f"llguidance cannot compile the schema, even ignoring the keywords it "
-                       f"does not implement: {reason}; {refusal_advice(reason)}")
+    return GrammarPlan(
+        "refused",
+        None,
+        tuple(rewrites),
+        (),
+        f"llguidance cannot compile the schema, even ignoring the keywords it "
+        f"does not implement: {reason}; {refusal_advice(reason)}",
+    )

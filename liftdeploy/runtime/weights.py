@@ -53,7 +53,12 @@ def snapshot_key(model_id: str, revision: str | None) -> str:
 
 @contextmanager
 def single_writer(
-    claims: Claims, key: str, *, writer: str, hold_s: float, what: str,
+    claims: Claims,
+    key: str,
+    *,
+    writer: str,
+    hold_s: float,
+    what: str,
     now: Callable[[], float] = time.time,
 ) -> Iterator[None]:
     """Hold the claim on `key` while the body writes; raise DownloadInProgress when another
@@ -103,8 +108,9 @@ def snapshot_problem(hub_cache: str | Path, model_id: str, revision: str | None)
     snapshot = repo / "snapshots" / commit
     if not snapshot.is_dir():
         present = sorted(p.name for p in (repo / "snapshots").glob("*") if p.is_dir())
-        return (f"no snapshot for revision {commit}"
-                + (f" (the cache holds {', '.join(present)})" if present else ""))
+        return f"no snapshot for revision {commit}" + (
+            f" (the cache holds {', '.join(present)})" if present else ""
+        )
     return _missing_files(snapshot)
 
 
@@ -145,8 +151,9 @@ def _missing_files(snapshot: Path) -> str | None:
         if absent:
             more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
             shown = ", ".join(absent[:3]) + more
-            missing.append(f"{len(absent)} of the {len(shards)} shards {index.name} names "
-                           f"({shown})")
+            missing.append(
+                f"{len(absent)} of the {len(shards)} shards {index.name} names ({shown})"
+            )
     elif not any((snapshot / name).is_file() for name in SINGLE_WEIGHT_FILES):
         missing.append(f"the weights ({' or '.join(WEIGHT_INDEXES + SINGLE_WEIGHT_FILES)})")
     if not missing:

@@ -79,14 +79,21 @@ def structured_outputs_config(deployment: ResolvedDeployment) -> dict[str, objec
 
 
 def sourced_args(
-    deployment: ResolvedDeployment, *, port: int, host: str, load_format: str | None,
+    deployment: ResolvedDeployment,
+    *,
+    port: int,
+    host: str,
+    load_format: str | None,
     shutdown_timeout: int,
 ) -> list[tuple[str, str]]:
     """The server argv, each token with where it comes from: "" for a flag liftdeploy writes,
     OWN_VALUE for a value liftdeploy writes itself, else the spec field (`engine.extra_args[i]`
     for a passed-through token)."""
     model, gpu, runtime, engine = (
-        deployment.model, deployment.gpu, deployment.runtime, deployment.engine,
+        deployment.model,
+        deployment.gpu,
+        deployment.runtime,
+        deployment.engine,
     )
     args: list[tuple[str, str]] = []
 
@@ -101,8 +108,11 @@ def sourced_args(
     option("--model", model.id)
     if model.revision:
         option("--revision", model.revision)
-    option("--served-model-name", model.name_for_clients,
-           None if model.served_model_name else "model.id")
+    option(
+        "--served-model-name",
+        model.name_for_clients,
+        None if model.served_model_name else "model.id",
+    )
     option("--dtype", model.dtype)
     option("--max-model-len", model.max_model_len)
     option("--kv-cache-dtype", model.kv_cache_dtype)
@@ -119,8 +129,10 @@ def sourced_args(
     option("--max-num-seqs", runtime.max_concurrent_requests)
     if engine.enforce_eager:
         option("--enforce-eager")
-    option("--structured-outputs-config",
-           json.dumps(structured_outputs_config(deployment), separators=(",", ":")))
+    option(
+        "--structured-outputs-config",
+        json.dumps(structured_outputs_config(deployment), separators=(",", ":")),
+    )
     if deployment.cors.allowed_origins:
         option("--allowed-origins", json.dumps(deployment.cors.allowed_origins))
     if deployment.observability.otlp_traces_endpoint:
@@ -151,13 +163,19 @@ def argv_problem(deployment: ResolvedDeployment) -> str | None:
     same_vllm = deployment.engine.vllm_version == table["vllm_version"]
     # The plan's grace period is a whole number like this one; validation needs no plan.
     grace = deployment.runtime.exit_grace_period_s or deployment.runtime.request_timeout_s
-    for token, field in sourced_args(deployment, port=SERVER_PORT, host="0.0.0.0",
-                                      load_format=None, shutdown_timeout=grace):
+    for token, field in sourced_args(
+        deployment, port=SERVER_PORT, host="0.0.0.0", load_format=None, shutdown_timeout=grace
+    ):
         if not field and same_vllm and token not in table["options"]:
-            return (f"vLLM {table['vllm_version']}'s server has no option {token}, which "
-                    f"liftdeploy writes; pin engine.vllm_version to {table['vllm_version']}")
-        if field not in ("", OWN_VALUE) and not field.startswith("engine.extra_args") \
-                and reads_as_flag(token):
+            return (
+                f"vLLM {table['vllm_version']}'s server has no option {token}, which "
+                f"liftdeploy writes; pin engine.vllm_version to {table['vllm_version']}"
+            )
+        if (
+            field not in ("", OWN_VALUE)
+            and not field.startswith("engine.extra_args")
+            and reads_as_flag(token)
+        ):
             return (
                 f"{field} {shown(token)} would reach vLLM's command line as a flag (vLLM reads "
                 f"any argument that starts with '-', other than a whole number, as an option); "
@@ -237,8 +255,10 @@ def check_passthrough(settings: DeploymentSettings) -> None:
             forced = False
             continue
         if room not in (0, "?", "+"):
-            raise ValueError(f"engine.extra_args[{index - 1}] needs a value before {shown(arg)}; "
-                             f"add it{_dash_value_hint(arg)}")
+            raise ValueError(
+                f"engine.extra_args[{index - 1}] needs a value before {shown(arg)}; "
+                f"add it{_dash_value_hint(arg)}"
+            )
         name = arg.split("=", 1)[0]
         if name in ("-h", "--help", "--version") or name in table.get("exits", ()):
             raise ValueError(
@@ -262,8 +282,8 @@ def check_passthrough(settings: DeploymentSettings) -> None:
             owner = SPEC_OWNED_FLAGS[flag]
             raise ValueError(
                 f"engine.extra_args passes {arg!r}, but {flag} is set by {owner}; "
-                f"remove it from extra_args" + (f" and change {owner} instead" if "." in owner
-                                                and " " not in owner else "")
+                f"remove it from extra_args"
+                + (f" and change {owner} instead" if "." in owner and " " not in owner else "")
             )
         if flag.endswith(_SECRET_FLAG_SUFFIXES):
             raise ValueError(
@@ -278,15 +298,19 @@ def check_passthrough(settings: DeploymentSettings) -> None:
             )
         room, forced = _values_after(arg, flag, table)
     if room not in (0, "?", "+") or forced:
-        raise ValueError(f"engine.extra_args ends with {shown(settings.engine.extra_args[-1])}, "
-                         f"which needs a value; add it")
+        raise ValueError(
+            f"engine.extra_args ends with {shown(settings.engine.extra_args[-1])}, "
+            f"which needs a value; add it"
+        )
 
 
 def _dash_value_hint(arg: str) -> str:
     """For a token that looks like a number but is read as a flag: how to pass it."""
     if arg[1:2].isdigit() or arg[1:2] == ".":
-        return (" (vLLM reads a value that starts with '-' as a flag unless it is a whole "
-                "number; attach it to its flag instead: --flag=VALUE)")
+        return (
+            " (vLLM reads a value that starts with '-' as a flag unless it is a whole "
+            "number; attach it to its flag instead: --flag=VALUE)"
+        )
     return ""
 
 

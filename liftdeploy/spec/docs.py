@@ -45,8 +45,11 @@ def reference_markdown() -> str:
     order = sorted(fields, key=lambda name: (name == "environments", "$ref" in fields[name]))
     root["properties"] = {name: fields[name] for name in order}
     # A section gets its key as title (`gpu`); a nested type its class name (VolumeMount).
-    titles: dict[str, str] = {str(_ref_name(root["properties"][name])): name for name in order
-                              if "$ref" in root["properties"][name]}
+    titles: dict[str, str] = {
+        str(_ref_name(root["properties"][name])): name
+        for name in order
+        if "$ref" in root["properties"][name]
+    }
     titles |= {target: target for target in defs if target not in titles}
     out = [
         "# Spec reference",
@@ -55,7 +58,7 @@ def reference_markdown() -> str:
         "",
         root["description"],
         "",
-        "Unknown keys are errors and values are typed (`count: \"2\"` is refused, not coerced). "
+        'Unknown keys are errors and values are typed (`count: "2"` is refused, not coerced). '
         "Editors that speak JSON schema complete and check spec files with "
         "`# yaml-language-server: $schema=<path>/liftdeploy.schema.json` "
         "(`liftdeploy schema > liftdeploy.schema.json`).",
@@ -65,8 +68,14 @@ def reference_markdown() -> str:
         *_table(root, titles),
     ]
     for target, title in titles.items():
-        out += ["", f"## {title}", "", defs[target]["description"], "",
-                *_table(defs[target], titles)]
+        out += [
+            "",
+            f"## {title}",
+            "",
+            defs[target]["description"],
+            "",
+            *_table(defs[target], titles),
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -110,8 +119,12 @@ def _type(prop: dict[str, Any], titles: dict[str, str]) -> str:
 def _bounds(prop: dict[str, Any]) -> str:
     words = [
         f"{word} {prop[key]}"
-        for key, word in (("minimum", ">="), ("exclusiveMinimum", ">"),
-                          ("maximum", "<="), ("exclusiveMaximum", "<"))
+        for key, word in (
+            ("minimum", ">="),
+            ("exclusiveMinimum", ">"),
+            ("maximum", "<="),
+            ("exclusiveMaximum", "<"),
+        )
         if key in prop
     ]
     return f" ({', '.join(words)})" if words else ""

@@ -24,13 +24,15 @@ class EnvironmentOverlay(SpecModel):
     @field_validator("modal_environment")
     @classmethod
     def _modal_environment_name(cls, value: str | None) -> str | None:
-        if value is not None and (not MODAL_ENVIRONMENT.match(value)
-                                  or value.lower().startswith("en-")):
+        if value is not None and (
+            not MODAL_ENVIRONMENT.match(value) or value.lower().startswith("en-")
+        ):
             raise ValueError(
                 f"modal_environment {shown(value)} is not a Modal environment name; use 1-64 "
                 f"letters, digits, '_' or '-', starting with a letter or digit, not 'en-'"
             )
         return value
+
     model: dict[str, Any] | None = None
     """Overrides for `model`."""
     gpu: dict[str, Any] | None = None
@@ -90,7 +92,9 @@ def _own_names(merged: dict[str, Any], overlay: EnvironmentOverlay, env: str) ->
     weights Volume (keyed by revision inside) stay as they are."""
     storage, listed = merged["storage"], merged["storage"].get("shared")
     # Not yet validated: a wrong-typed `shared` is the model's to report, in one line.
-    shared = {name for name in listed if isinstance(name, str)} if isinstance(listed, list) else set()
+    shared = (
+        {name for name in listed if isinstance(name, str)} if isinstance(listed, list) else set()
+    )
     own = overlay.storage or {}
 
     def rename(name: str | None) -> str | None:

@@ -65,7 +65,12 @@ def _message(error: Any, model: type) -> str:
         return msg.removeprefix("Value error, ")
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}, got {shown(value)}{_quoting_hint(kind, value)}"
-    for bound, words in (("le", "of at most"), ("lt", "below"), ("ge", "of at least"), ("gt", "above")):
+    for bound, words in (
+        ("le", "of at most"),
+        ("lt", "below"),
+        ("ge", "of at least"),
+        ("gt", "above"),
+    ):
         if bound in ctx:
             limit = f"{ctx[bound]}{_unit(field, ctx[bound])}"
             return f"{shown(value)} is out of range; use a value {words} {limit}"
@@ -77,7 +82,7 @@ def _quoting_hint(kind: str, value: Any) -> str:
     if kind in ("int_type", "float_type", "bool_type") and isinstance(value, str):
         return "; write it without quotes"
     if kind == "string_type" and isinstance(value, int | float):
-        return f"; put it in quotes (\"{value}\") to make it a string"
+        return f'; put it in quotes ("{value}") to make it a string'
     return ""
 
 
@@ -122,8 +127,10 @@ def _line_of(data: Any, loc: tuple[Any, ...]) -> int | None:
     """1-based line of the deepest key of loc that exists in round-trip YAML data."""
     node, line = data, None
     for part in loc:
-        found = isinstance(node, CommentedMap) and part in node or (
-            isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node)
+        found = (
+            isinstance(node, CommentedMap)
+            and part in node
+            or (isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node))
         )
         if not found:
             break

@@ -72,15 +72,45 @@ from liftdeploy.spec.sections import (
 from liftdeploy.spec.specmodel import SpecModel
 
 __all__ = [  # defined here, and the parts' public names that callers import from here
-    "SPEC_VERSION", "DeploymentSettings", "ModelDeployment", "ResolvedDeployment",
-    "DEFAULT_ENVIRONMENTS", "EnvironmentOverlay", "environment_app_name", "environment_name",
-    "MAX_APP_NAME", "check_modal_name", "is_modal_name", "revision_problem",
-    "advisories", "pinning_problem", "revision_warnings",
-    "COMPILE_CACHE_DIR", "HF_TOKEN_ENV", "HOURS", "HOURS_PER_MONTH", "MINUTES",
-    "MODAL_MAX_EXIT_GRACE_S", "MODAL_MAX_TIMEOUT_S", "SECTIONS", "WEIGHTS_DIR",
-    "AlertsSection", "AuthSection", "BudgetSection", "CorsSection", "EngineSection",
-    "GpuSection", "ModelSection", "ObservabilitySection", "PricingSection", "ReleaseSection",
-    "RuntimeSection", "StorageSection", "VolumeMount", "WorkloadSection", "SpecModel",
+    "SPEC_VERSION",
+    "DeploymentSettings",
+    "ModelDeployment",
+    "ResolvedDeployment",
+    "DEFAULT_ENVIRONMENTS",
+    "EnvironmentOverlay",
+    "environment_app_name",
+    "environment_name",
+    "MAX_APP_NAME",
+    "check_modal_name",
+    "is_modal_name",
+    "revision_problem",
+    "advisories",
+    "pinning_problem",
+    "revision_warnings",
+    "COMPILE_CACHE_DIR",
+    "HF_TOKEN_ENV",
+    "HOURS",
+    "HOURS_PER_MONTH",
+    "MINUTES",
+    "MODAL_MAX_EXIT_GRACE_S",
+    "MODAL_MAX_TIMEOUT_S",
+    "SECTIONS",
+    "WEIGHTS_DIR",
+    "AlertsSection",
+    "AuthSection",
+    "BudgetSection",
+    "CorsSection",
+    "EngineSection",
+    "GpuSection",
+    "ModelSection",
+    "ObservabilitySection",
+    "PricingSection",
+    "ReleaseSection",
+    "RuntimeSection",
+    "StorageSection",
+    "VolumeMount",
+    "WorkloadSection",
+    "SpecModel",
 ]
 
 SPEC_VERSION = 2
@@ -197,16 +227,21 @@ class ResolvedDeployment(DeploymentSettings):
     @property
     def named_resources(self) -> list[tuple[str, str]]:
         """(kind, name) of every Modal Volume, Dict and Secret this environment uses."""
-        return ([("volume", v.name) for v in self.volumes]
-                + [("dict", name) for name in self.storage.dicts]
-                + [("secret", name) for name in self.secret_names])
+        return (
+            [("volume", v.name) for v in self.volumes]
+            + [("dict", name) for name in self.storage.dicts]
+            + [("secret", name) for name in self.secret_names]
+        )
 
     @property
     def secret_names(self) -> list[str]:
         """Every Modal Secret the container needs, in a stable order."""
         names = list(self.storage.secrets)
-        for extra in (self.model.hf_token_secret, self.auth.api_key_secret,
-                      *self.observability.secret_names):
+        for extra in (
+            self.model.hf_token_secret,
+            self.auth.api_key_secret,
+            *self.observability.secret_names,
+        ):
             if extra and extra not in names:
                 names.append(extra)
         return names
@@ -303,10 +338,15 @@ class ModelDeployment(DeploymentSettings):
         """`"<kind> <name>"` -> the other environments that use the same Modal object, for
         each object of `environment` that is not its own (the weights Volume, `shared`)."""
         mine = self.resolve(environment).named_resources
-        others = {env: set(self.resolve(env).named_resources)
-                  for env in self.environments if env != environment}
-        shared = {f"{kind} {name}": [env for env, used in others.items() if (kind, name) in used]
-                  for kind, name in mine}
+        others = {
+            env: set(self.resolve(env).named_resources)
+            for env in self.environments
+            if env != environment
+        }
+        shared = {
+            f"{kind} {name}": [env for env, used in others.items() if (kind, name) in used]
+            for kind, name in mine
+        }
         return {label: envs for label, envs in shared.items() if envs}
 
     @property
@@ -331,8 +371,11 @@ class ModelDeployment(DeploymentSettings):
         merged = self.model_dump(include=set(SECTIONS), exclude_unset=False)
         apply_overlay(merged, overlay, env)
         merged.update(
-            name=self.name, description=self.description, environment=env,
-            production=overlay.production, modal_environment=overlay.modal_environment,
+            name=self.name,
+            description=self.description,
+            environment=env,
+            production=overlay.production,
+            modal_environment=overlay.modal_environment,
         )
         try:
             return ResolvedDeployment.model_validate(merged)

@@ -41,7 +41,9 @@ def check_secret_name(value: str, field: str) -> str:
     looks_like_value = (
         not is_modal_name(value)
         or value.startswith(("hf_", "sk-", "sk_", "ghp_", "ak-", "as-"))
-        or (len(value) >= 32 and any(c.isdigit() for c in value) and any(c.isupper() for c in value))
+        or (
+            len(value) >= 32 and any(c.isdigit() for c in value) and any(c.isupper() for c in value)
+        )
     )
     if looks_like_value:
         shown = value if len(value) <= 6 else value[:3] + "…"

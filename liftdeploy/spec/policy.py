@@ -49,8 +49,12 @@ def pinning_problem(resolved: ResolvedDeployment, spec_path: str = "SPEC") -> st
     revisions; `model.unpinned_reason` is the spec's explicit, visible exception.
     """
     model = resolved.model
-    if (not resolved.production or model.revision_is_pinned or model.unpinned_reason
-            or model.id.startswith(("/", "."))):
+    if (
+        not resolved.production
+        or model.revision_is_pinned
+        or model.unpinned_reason
+        or model.id.startswith(("/", "."))
+    ):
         return None
     now = f"{model.revision!r}, a branch or tag" if model.revision else "not set"
     return (

@@ -7,7 +7,7 @@ Checks that need more than one section live in `policy`.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -31,7 +31,10 @@ HOURS_PER_MONTH = 730
 HF_TOKEN_ENV = "HF_TOKEN"
 """The variable a model.hf_token_secret Secret holds; locally, the same variable in your shell."""
 
-GpuName = Literal[catalog.gpu_names()]  # type: ignore[valid-type]
+if TYPE_CHECKING:  # the catalog's names, known only at run time
+    GpuName = str
+else:
+    GpuName = Literal[catalog.gpu_names()]
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 Quantization = Literal["fp8", "awq", "gptq", "bitsandbytes", "compressed-tensors", "gguf"]
 KvCacheDtype = Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]
@@ -127,8 +130,11 @@ class GpuSection(SpecModel):
     @model_validator(mode="before")
     @classmethod
     def _exact_suffix(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("type"), str) \
-                and data["type"].endswith("!"):
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("type"), str)
+            and data["type"].endswith("!")
+        ):
             return {**data, "type": data["type"][:-1], "exact": True}
         return data
 
@@ -310,8 +316,11 @@ class StorageSection(SpecModel):
             if value is not None and count not in allowed:
                 raise ValueError(
                     f"storage.volumes has {count} volumes with purpose {purpose!r}; "
-                    + ("the server runs offline from the weights Volume, so name exactly one"
-                       if purpose == "weights" else "name at most one")
+                    + (
+                        "the server runs offline from the weights Volume, so name exactly one"
+                        if purpose == "weights"
+                        else "name at most one"
+                    )
                     + " (or leave storage.volumes out for the defaults)"
                 )
         return value
@@ -503,11 +512,16 @@ class ObservabilitySection(SpecModel):
         """What will be sent where, one line each (for `plan`)."""
         lines = []
         if self.sentry_dsn_secret:
-            lines.append(f"errors: start-up failures with vLLM's last log lines to Sentry "
-                         f"(DSN from Secret {self.sentry_dsn_secret})")
+            lines.append(
+                f"errors: start-up failures with vLLM's last log lines to Sentry "
+                f"(DSN from Secret {self.sentry_dsn_secret})"
+            )
         if self.otlp_traces_endpoint:
-            headers = (f", headers from Secret {self.otlp_headers_secret}"
-                       if self.otlp_headers_secret else "")
+            headers = (
+                f", headers from Secret {self.otlp_headers_secret}"
+                if self.otlp_headers_secret
+                else ""
+            )
             lines.append(
                 f"traces: vLLM request spans (OTLP) to {self.otlp_traces_endpoint}{headers}"
             )
@@ -553,6 +567,16 @@ class ReleaseSection(SpecModel):
 
 # Sections an environment overlay may change; their order is the YAML order.
 SECTIONS: tuple[str, ...] = (
-    "model", "gpu", "runtime", "storage", "cors", "engine", "auth", "budget", "pricing", "workload",
-    "observability", "release",
+    "model",
+    "gpu",
+    "runtime",
+    "storage",
+    "cors",
+    "engine",
+    "auth",
+    "budget",
+    "pricing",
+    "workload",
+    "observability",
+    "release",
 )

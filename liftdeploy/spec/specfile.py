@@ -14,8 +14,7 @@ import re
 import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import UnionType
-from typing import Any, NamedTuple, Union, get_args, get_origin
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
@@ -33,7 +32,6 @@ from liftdeploy.spec.model import SPEC_VERSION, ModelDeployment, ResolvedDeploym
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-
 def _request_timeout_from_timeout(data: dict[str, Any]) -> dict[str, Any]:
     """1 -> 2: `runtime.timeout_s` (which limited requests, the weights download and the exit
     grace together) becomes `runtime.request_timeout_s`, the limit the service enforces on
@@ -41,8 +39,9 @@ def _request_timeout_from_timeout(data: dict[str, Any]) -> dict[str, Any]:
     sections = [data.get("runtime")]
     environments = data.get("environments")
     if isinstance(environments, dict):
-        sections += [overlay.get("runtime") for overlay in environments.values()
-                     if isinstance(overlay, dict)]
+        sections += [
+            overlay.get("runtime") for overlay in environments.values() if isinstance(overlay, dict)
+        ]
     for runtime in sections:
         if isinstance(runtime, dict) and "timeout_s" in runtime:
             runtime.setdefault("request_timeout_s", runtime.pop("timeout_s"))
@@ -68,7 +67,6 @@ MAX_YAML_VALUES = 100_000
 stops here instead of filling the memory); a spec has a few hundred."""
 
 
-
 class _NameKeysComposer(Composer):
     """ruamel's composer, refusing a list or mapping as a mapping key (`? [a]`, `{[1, [2]]: x}`,
     in any tag's mapping): never a name in a spec, and ruamel fails on some with a TypeError.
@@ -83,9 +81,11 @@ class _NameKeysComposer(Composer):
         for key_node, _ in node.value:
             if not isinstance(key_node, ScalarNode):
                 raise ComposerError(
-                    "while reading a mapping", node.start_mark,
+                    "while reading a mapping",
+                    node.start_mark,
                     "a list or mapping is used as a key; keys must be plain names",
-                    key_node.start_mark)
+                    key_node.start_mark,
+                )
         return node
 
 
@@ -103,8 +103,9 @@ def read_yaml(path: str | Path) -> Any:
     return parse_yaml(read_text(path), source=str(path))
 
 
-def read_json(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES,
-              what: str = "spec or schema file") -> Any:
+def read_json(
+    path: str | Path, *, max_bytes: int = MAX_FILE_BYTES, what: str = "spec or schema file"
+) -> Any:
     """A JSON file (a JSON schema, a billing report) read the way spec files are read, parsed
     strictly."""
     try:
@@ -112,11 +113,14 @@ def read_json(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES,
     except ValueError as exc:
         raise SpecFileError(f"not valid JSON ({exc}); fix the file", source=str(path)) from None
     except RecursionError:
-        raise SpecFileError("JSON nested too deeply to read; flatten it", source=str(path)) from None
+        raise SpecFileError(
+            "JSON nested too deeply to read; flatten it", source=str(path)
+        ) from None
 
 
-def read_text(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES,
-              what: str = "spec or schema file") -> str:
+def read_text(
+    path: str | Path, *, max_bytes: int = MAX_FILE_BYTES, what: str = "spec or schema file"
+) -> str:
     """The one way liftdeploy reads a file it is handed (`what`: a spec, a schema, a billing
     report): a regular file (never a FIFO, a device such as /dev/zero, or a socket, which could
     block or never end) of at most `max_bytes`, as UTF-8 text with its line ends as they are (set_values writes them back
@@ -132,12 +136,15 @@ def read_text(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES,
             if not stat.S_ISREG(mode):
                 raise SpecFileError(
                     f"is not a regular file (a FIFO, device or socket); pass the {what} itself",
-                    source=str(path))
+                    source=str(path),
+                )
             data = file.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise SpecFileError(
-                f"is larger than {max_bytes // 1024 ** 2} MiB, far more than a {what} needs; "
-                f"check that this is the right file", source=str(path))
+                f"is larger than {max_bytes // 1024**2} MiB, far more than a {what} needs; "
+                f"check that this is the right file",
+                source=str(path),
+            )
         return data.decode("utf-8")
     except FileNotFoundError:
         raise SpecFileError(
@@ -173,8 +180,11 @@ def parse_yaml(text: str, *, source: str = "<string>") -> Any:
         raise SpecFileError("YAML nested too deeply to read; flatten it", source=source) from None
     except Exception as exc:  # noqa: BLE001 - ruamel fails on some hostile documents with
         # plain Python errors (TypeError, ValueError...): still one line, never a traceback
-        raise SpecFileError(f"cannot read this YAML ({type(exc).__name__}: {first_line(exc)}); "
-                            f"write plain names as keys and plain values", source=source) from None
+        raise SpecFileError(
+            f"cannot read this YAML ({type(exc).__name__}: {first_line(exc)}); "
+            f"write plain names as keys and plain values",
+            source=source,
+        ) from None
     _check_expanded_size(data, source)
     return data
 
@@ -192,7 +202,8 @@ def _check_expanded_size(data: Any, source: str) -> None:
             raise SpecFileError(
                 f"the YAML expands to more than {MAX_YAML_VALUES:,} values once its aliases "
                 f"(*name) are followed; write the values out or use fewer nested aliases",
-                source=source)
+                source=source,
+            )
         if not isinstance(node, (dict, list)) or id(node) in ancestors:
             return
         ancestors.add(id(node))
@@ -218,7 +229,10 @@ def spec_from_data(data: Any, *, source: str = "<spec>") -> ModelDeployment:
         plain = migrate(_plain(data, source=source), source=source)
         return ModelDeployment.model_validate(plain)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(exc, (ModelDeployment, ResolvedDeployment), data=data), source=source) from None
+        raise SpecError(
+            format_validation_error(exc, (ModelDeployment, ResolvedDeployment), data=data),
+            source=source,
+        ) from None
     except RecursionError:
         raise SpecError("nested too deeply to be a spec; flatten it", source=source) from None
 
@@ -293,10 +307,20 @@ def _refuse_key(mapping: dict[Any, Any], key: Any, source: str) -> None:
         with contextlib.suppress(Exception):  # a key without a recorded position
             line, column = mapping.lc.key(key)
             where = f"{source}:{line + 1}:{column + 1}"
-    kind = ("null (no value)" if key is None else "true/false" if isinstance(key, bool)
-            else "a number" if isinstance(key, int | float) else type(key).__name__)
-    raise SpecError(f"this key is read as {kind}, not as a name; keys in a spec are names, so "
-                    f"put the key in quotes if you mean that text", source=where)
+    kind = (
+        "null (no value)"
+        if key is None
+        else "true/false"
+        if isinstance(key, bool)
+        else "a number"
+        if isinstance(key, int | float)
+        else type(key).__name__
+    )
+    raise SpecError(
+        f"this key is read as {kind}, not as a name; keys in a spec are names, so "
+        f"put the key in quotes if you mean that text",
+        source=where,
+    )
 
 
 def dump_yaml(data: Any, *, layout: tuple[int, int, int] = (2, 4, 2)) -> str:
@@ -354,8 +378,9 @@ def set_values(path: str | Path, assignments: Sequence[str]) -> list[Change]:
     text = read_text(path)
     data = parse_yaml(text, source=str(path))
     if not isinstance(data, CommentedMap):
-        raise SpecError(f"the file holds {_kind(data)}, not a mapping; cannot set keys in it",
-                        source=str(path))
+        raise SpecError(
+            f"the file holds {_kind(data)}, not a mapping; cannot set keys in it", source=str(path)
+        )
     changes = [_assign(data, assignment) for assignment in assignments]
     changes += _follow_the_name(data, changes)
     try:
@@ -380,8 +405,11 @@ def _follow_the_name(data: CommentedMap, changes: list[Change]) -> list[Change]:
     """After `name` changed, rename what the blank preset derived from it: each Volume, Dict
     or Secret named `<old name>-...` (`-weights`, `-compile-cache`, `-huggingface`, a Dict)
     becomes `<new name>-...`, except where the same `set` assigns that value itself."""
-    renamed = [c for c in changes if c.key == "name" and isinstance(c.old, str)
-               and isinstance(c.new, str) and c.old != c.new]
+    renamed = [
+        c
+        for c in changes
+        if c.key == "name" and isinstance(c.old, str) and isinstance(c.new, str) and c.old != c.new
+    ]
     if not renamed:
         return []
     old, new = renamed[-1].old, renamed[-1].new
@@ -389,13 +417,22 @@ def _follow_the_name(data: CommentedMap, changes: list[Change]) -> list[Change]:
     follows: list[Change] = []
 
     def walk(node: Any, path: str) -> None:
-        items = (node.items() if isinstance(node, CommentedMap)
-                 else enumerate(node) if isinstance(node, CommentedSeq) else ())
+        items = (
+            node.items()
+            if isinstance(node, CommentedMap)
+            else enumerate(node)
+            if isinstance(node, CommentedSeq)
+            else ()
+        )
         for key, value in items:
             dotted = f"{path}.{key}" if path else str(key)
-            if (isinstance(value, str) and value.startswith(f"{old}-") and dotted not in assigned
-                    and _RESOURCE_NAME.search(dotted)):
-                node[key] = new + value[len(old):]
+            if (
+                isinstance(value, str)
+                and value.startswith(f"{old}-")
+                and dotted not in assigned
+                and _RESOURCE_NAME.search(dotted)
+            ):
+                node[key] = new + value[len(old) :]
                 follows.append(Change(dotted, value, node[key], follows_name=True))
             else:
                 walk(value, dotted)
@@ -504,7 +541,9 @@ def _tail_comment(node: Any) -> Any:
 def _guess_layout(text: str) -> tuple[int, int, int]:
     """(mapping indent, sequence indent, dash offset) as the file writes them."""
     mapping, offset = None, None
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
     for parent, child in zip(lines, lines[1:], strict=False):
         if not parent.rstrip().endswith(":") or parent.lstrip().startswith("- "):
             continue

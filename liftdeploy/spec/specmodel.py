@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic._internal._model_construction import ModelMetaclass  # BaseModel's metaclass
 
 from liftdeploy.errors import SpecError
 from liftdeploy.spec.messages import format_validation_error
@@ -74,7 +75,7 @@ def _lone_surrogate(data: Any, path: str) -> str | None:
     return None
 
 
-class _SpecModelType(type(BaseModel)):  # type: ignore[misc]  # pydantic's model metaclass
+class _SpecModelType(ModelMetaclass):
     """Specs built in Python (`ModelDeployment(...)`) get the CLI's one-line SpecError, with
     did-you-mean for a misspelt field, instead of pydantic's raw "Extra inputs are not
     permitted". Only a direct call comes here: model_validate and nested sections keep raising

@@ -52,8 +52,10 @@ DEMO_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
         "Is 'the build is green again' positive, negative or neutral?",
         {
             "type": "object",
-            "properties": {"label": {"enum": ["positive", "negative", "neutral"]},
-                           "confident": {"type": "boolean"}},
+            "properties": {
+                "label": {"enum": ["positive", "negative", "neutral"]},
+                "confident": {"type": "boolean"},
+            },
             "required": ["label", "confident"],
             "additionalProperties": False,
         },
@@ -65,8 +67,10 @@ DEMO_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"step": {"type": "integer", "minimum": 1, "maximum": 9},
-                               "action": {"enum": ["plan", "render", "deploy", "smoke"]}},
+                "properties": {
+                    "step": {"type": "integer", "minimum": 1, "maximum": 9},
+                    "action": {"enum": ["plan", "render", "deploy", "smoke"]},
+                },
                 "required": ["step", "action"],
                 "additionalProperties": False,
             },
@@ -82,13 +86,18 @@ DEMO_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
             "properties": {
                 "user": {
                     "type": "object",
-                    "properties": {"id": {"type": "integer", "minimum": 1, "maximum": 9999},
-                                   "name": _WORD},
+                    "properties": {
+                        "id": {"type": "integer", "minimum": 1, "maximum": 9999},
+                        "name": _WORD,
+                    },
                     "required": ["id", "name"],
                     "additionalProperties": False,
                 },
-                "roles": {"type": "array", "items": {"enum": ["admin", "dev", "ops"]},
-                          "maxItems": 3},
+                "roles": {
+                    "type": "array",
+                    "items": {"enum": ["admin", "dev", "ops"]},
+                    "maxItems": 3,
+                },
             },
             "required": ["user", "roles"],
             "additionalProperties": False,
@@ -101,15 +110,20 @@ should be, so every answer completes well inside max_tokens."""
 DEMO_MAX_TOKENS = 256
 
 
-def run_demo(*, port: int | None = None, model_dir: Path | None = None,
-             out: TextIO = sys.stdout) -> int:
+def run_demo(
+    *, port: int | None = None, model_dir: Path | None = None, out: TextIO = sys.stdout
+) -> int:
     """Run the demo, report to `out`; 0 when every answer matched its schema."""
     from liftdeploy.client.api import Client
     from liftdeploy.examples import QWEN25_CODER_32B, example_paths
-    from liftdeploy.twin.tinymodel import build_tiny_model
     from liftdeploy.twin.local import (
-        DEFAULT_TINY_MODEL_DIR, LocalTwin, StartupProgress, free_port, require_supported,
+        DEFAULT_TINY_MODEL_DIR,
+        LocalTwin,
+        StartupProgress,
+        free_port,
+        require_supported,
     )
+    from liftdeploy.twin.tinymodel import build_tiny_model
 
     started = time.monotonic()
     say = _printer(out)
@@ -122,27 +136,47 @@ def run_demo(*, port: int | None = None, model_dir: Path | None = None,
     say(f"   {model_path}")
 
     resolved = QWEN25_CODER_32B.resolve()
-    say(f"\n3. Start the local twin of {resolved.app_name} ({resolved.environment}): the app's "
-        f"vLLM argv, CPU-adjusted")
+    say(
+        f"\n3. Start the local twin of {resolved.app_name} ({resolved.environment}): the app's "
+        f"vLLM argv, CPU-adjusted"
+    )
     progress, server_started = StartupProgress(), time.monotonic()
-    twin = LocalTwin.start(resolved, model_path, port or free_port(),
-                           api_key=secrets.token_urlsafe(24), on_wait=progress)
+    twin = LocalTwin.start(
+        resolved,
+        model_path,
+        port or free_port(),
+        api_key=secrets.token_urlsafe(24),
+        on_wait=progress,
+    )
     try:
         progress.finish()
-        say(f"   ready in {time.monotonic() - server_started:.0f} s at {twin.base_url}, "
-            f"model {twin.model_name!r}")
-        say(f"\n4. Constrained requests through liftdeploy's client (the openai SDK), "
-            f"each answer validated against its schema")
-        with Client(twin.url, model=twin.model_name, api_key=twin.api_key,
-                    backend=twin.deployment.engine.structured_output_backend) as client:
-            valid = sum(_ask(client, title, prompt, schema, say)
-                        for title, prompt, schema in DEMO_REQUESTS)
+        say(
+            f"   ready in {time.monotonic() - server_started:.0f} s at {twin.base_url}, "
+            f"model {twin.model_name!r}"
+        )
+        say(
+            "\n4. Constrained requests through liftdeploy's client (the openai SDK), "
+            "each answer validated against its schema"
+        )
+        with Client(
+            twin.url,
+            model=twin.model_name,
+            api_key=twin.api_key,
+            backend=twin.deployment.engine.structured_output_backend,
+        ) as client:
+            valid = sum(
+                _ask(client, title, prompt, schema, say) for title, prompt, schema in DEMO_REQUESTS
+            )
     finally:
         twin.stop()
-    say(f"\n{valid}/{len(DEMO_REQUESTS)} answers are valid JSON matching their schemas; "
-        f"server stopped; {time.monotonic() - started:.0f} s in all.")
-    say("Next: `liftdeploy serve examples/qwen25-coder-32b.yaml --local` to keep a twin running, "
-        "`liftdeploy render SPEC -o DIR` for a deployable app.")
+    say(
+        f"\n{valid}/{len(DEMO_REQUESTS)} answers are valid JSON matching their schemas; "
+        f"server stopped; {time.monotonic() - started:.0f} s in all."
+    )
+    say(
+        "Next: `liftdeploy serve examples/qwen25-coder-32b.yaml --local` to keep a twin running, "
+        "`liftdeploy render SPEC -o DIR` for a deployable app."
+    )
     return 0 if valid == len(DEMO_REQUESTS) else 1
 
 
@@ -161,10 +195,12 @@ def _plan_and_render(paths: list[Path], say: Callable[[str], None]) -> None:
             warnings = sum(v.level == "warning" for v in report.verdicts)
             figures = report.to_dict()
             gpus = f"{spec.gpu.count}x {spec.gpu.type}"
-            say(f"   {path.name:24} {gpus:12} {'fits' if report.fits else 'does NOT fit'}: "
+            say(
+                f"   {path.name:24} {gpus:12} {'fits' if report.fits else 'does NOT fit'}: "
                 f"KV cache {figures['kv_cache']['tokens']:,} tokens, "
                 f"${figures['cost_usd']['per_hour']:.2f}/h, {warnings} warning(s); "
-                f"app.py {len(app.read_text().splitlines())} lines")
+                f"app.py {len(app.read_text().splitlines())} lines"
+            )
             for verdict in problems:
                 say(f"      error: {verdict.message}")
 

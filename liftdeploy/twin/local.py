@@ -113,8 +113,12 @@ def cpu_twin(resolved: ResolvedDeployment, model_path: str | Path) -> ResolvedDe
         max_model_len=min(resolved.model.max_model_len, _model_max_len(model_path)),
     )
     data["gpu"].update(  # one CPU "device": no tensor, pipeline or expert parallelism
-        count=1, fallback=[], tensor_parallel_size=1, pipeline_parallel_size=1,
-        expert_parallel=False, memory_utilization=TWIN_MEMORY_UTILIZATION,
+        count=1,
+        fallback=[],
+        tensor_parallel_size=1,
+        pipeline_parallel_size=1,
+        expert_parallel=False,
+        memory_utilization=TWIN_MEMORY_UTILIZATION,
     )
     data["engine"]["enforce_eager"] = True  # CUDA graphs and torch.compile are GPU start-up work
     if resolved.runtime.exit_grace_period_s is None:  # the planner's default assumes a GPU
@@ -184,8 +188,8 @@ class LocalTwin:
     ) -> LocalTwin:
         """Start the twin and wait for /health; a server that dies is a TwinError with its
         last log lines, raised as soon as the process exits."""
-        from liftdeploy.runtime.server import ServerDied, ServerProcess
         from liftdeploy.render.vllm_args import server_args
+        from liftdeploy.runtime.server import ServerDied, ServerProcess
 
         require_supported()
         _check_port_free(port)
@@ -194,7 +198,10 @@ class LocalTwin:
         try:
             server = ServerProcess(
                 server_args(deployment, port=port, host=TWIN_HOST),
-                port=port, env=twin_env(deployment, api_key), echo=echo, log_path=log_path,
+                port=port,
+                env=twin_env(deployment, api_key),
+                echo=echo,
+                log_path=log_path,
                 die_with_parent=True,  # also covers the instant before the watchdog knows it
             )
         except BaseException:
@@ -212,8 +219,11 @@ class LocalTwin:
             watchdog.release()
             raise
         return cls(
-            deployment=deployment, server=server, api_key=api_key,
-            log_path=Path(log_path) if log_path else None, watchdog=watchdog,
+            deployment=deployment,
+            server=server,
+            api_key=api_key,
+            log_path=Path(log_path) if log_path else None,
+            watchdog=watchdog,
         )
 
     def stop(self) -> int | None:
@@ -252,7 +262,9 @@ class GroupWatchdog:
         try:
             self._process: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603
                 [sys.executable, "-I", "-S", "-c", GROUP_WATCHDOG],
-                stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C or a kill of our process group spares it
             )
         except BaseException:
@@ -303,8 +315,12 @@ class StartupProgress:
             return
         self._shown_s = whole_s
         text = f"  waiting for the vLLM server … {whole_s} s"
-        print(f"\r{text}" if self._tty else text, end="" if self._tty else "\n",
-              file=self._stream, flush=True)
+        print(
+            f"\r{text}" if self._tty else text,
+            end="" if self._tty else "\n",
+            file=self._stream,
+            flush=True,
+        )
 
     def finish(self) -> None:
         """End the in-place line, so what follows starts on its own line."""

@@ -116,7 +116,10 @@ def missing_cpu_feature(machine: str, cpu_flags: str | None) -> str | None:
 
 
 def decide(
-    system: str, machine: str, cpu_flags: str | None, vllm_installed: bool,
+    system: str,
+    machine: str,
+    cpu_flags: str | None,
+    vllm_installed: bool,
     probe: ProbeResult | None,
 ) -> TwinSupport:
     """The decision from the facts (`probe` is None where vLLM is not installed)."""
@@ -168,8 +171,12 @@ def run_probe(python: Sequence[str] = (sys.executable,)) -> ProbeResult:
     env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR", "OMP_NUM_THREADS": "1"}
     try:
         proc = subprocess.run(
-            [*python, "-c", PROBE], capture_output=True, text=True, env=env,
-            stdin=subprocess.DEVNULL, timeout=PROBE_TIMEOUT_S,
+            [*python, "-c", PROBE],
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            timeout=PROBE_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired:
         return ProbeResult(1, f"importing vLLM took over {PROBE_TIMEOUT_S} s")

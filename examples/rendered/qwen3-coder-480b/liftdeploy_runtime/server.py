@@ -54,8 +54,11 @@ def json_logging_config() -> dict[str, object]:
             }
         },
         "handlers": {
-            "stdout": {"class": "logging.StreamHandler", "formatter": "json",
-                       "stream": "ext://sys.stdout"}
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
         },
         "loggers": {
             "vllm": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
@@ -75,8 +78,14 @@ def as_json_line(line: str) -> str:
     if line.startswith("{") and line.endswith("}"):
         return line
     level = "WARNING" if "warn" in line.lower() else "INFO"
-    return json.dumps({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": level,
-                       "name": "output", "message": line})
+    return json.dumps(
+        {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "level": level,
+            "name": "output",
+            "message": line,
+        }
+    )
 
 
 def _readable(line: str) -> str:
@@ -117,9 +126,14 @@ class ServerProcess:
         config_path = Path(self._config_dir.name) / "logging.json"
         config_path.write_text(json.dumps(json_logging_config()))
         self._drain_file = Path(self._config_dir.name) / "draining"
-        full_env = {**os.environ, **(env or {}), _LOG_CONFIG_ENV: str(config_path),
-                    DRAIN_FILE_ENV: str(self._drain_file),
-                    "VLLM_CONFIGURE_LOGGING": "1", "PYTHONUNBUFFERED": "1"}
+        full_env = {
+            **os.environ,
+            **(env or {}),
+            _LOG_CONFIG_ENV: str(config_path),
+            DRAIN_FILE_ENV: str(self._drain_file),
+            "VLLM_CONFIGURE_LOGGING": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
         self.process = subprocess.Popen(  # noqa: S603 - argv built by liftdeploy, no shell
             self.command,
             stdout=subprocess.PIPE,
@@ -163,7 +177,9 @@ class ServerProcess:
             code = self.process.poll()
             if code is not None:
                 self._reader.join(timeout=2)
-                raise ServerDied(self.died_message(f"exited with status {code} before it was healthy"))
+                raise ServerDied(
+                    self.died_message(f"exited with status {code} before it was healthy")
+                )
             if _health_ok(self.url):
                 return time.monotonic() - started
             if time.monotonic() > deadline:
@@ -244,15 +260,26 @@ class ServerProcess:
                 break
             time.sleep(DRAIN_POLL_S)
         if in_flight:
-            self._note(f"drain: {in_flight} request(s) still in flight after "
-                       f"{time.monotonic() - started:.1f} s; stopping the server")
+            self._note(
+                f"drain: {in_flight} request(s) still in flight after "
+                f"{time.monotonic() - started:.1f} s; stopping the server"
+            )
         elif in_flight == 0:
             self._note(f"drained in {time.monotonic() - started:.1f} s; stopping the server")
 
     def _note(self, message: str) -> None:
         """A liftdeploy log line beside vLLM's (same JSON shape, same destinations)."""
-        line = json.dumps({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "level": "INFO",
-                           "name": "liftdeploy.server", "message": message}) + "\n"
+        line = (
+            json.dumps(
+                {
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "level": "INFO",
+                    "name": "liftdeploy.server",
+                    "message": message,
+                }
+            )
+            + "\n"
+        )
         self._tail.append(f"INFO liftdeploy.server: {message}")
         if self._log_file is not None and not self._log_file.closed:
             self._log_file.write(line)

@@ -6,12 +6,20 @@ to the downloaded blob. huggingface_hub links a file into its snapshot only once
 has finished, so a snapshot missing a file (or linking to a missing blob) is incomplete. The
 server runs offline; without this check an incomplete Volume shows up as an obscure vLLM error
 minutes into a cold start.
+
+One writer at a time: `download_model` claims the snapshot in a modal.Dict before it writes
+(`single_writer`), so a second download of the same snapshot stops with a clear message instead
+of writing the same files at once.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
@@ -23,6 +31,57 @@ DEFAULT_BRANCH = "main"
 
 class WeightsMissing(RuntimeError):
     """The pinned snapshot is not complete on the weights Volume."""
+
+
+class DownloadInProgress(RuntimeError):
+    """Another download is writing the same snapshot."""
+
+
+class Claims(Protocol):
+    """What `single_writer` needs of a modal.Dict (modal 1.6.4's signatures)."""
+
+    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool: ...
+    def get(self, key: Any, default: Any | None = None) -> Any: ...
+    def __setitem__(self, key: Any, value: Any) -> None: ...
+    def pop(self, key: Any, default: Any = ...) -> Any: ...
+
+
+def snapshot_key(model_id: str, revision: str | None) -> str:
+    """The claim's key: one snapshot of one repository."""
+    return f"download:{model_id}@{revision or DEFAULT_BRANCH}"
+
+
+@contextmanager
+def single_writer(
+    claims: Claims,
+    key: str,
+    *,
+    writer: str,
+    hold_s: float,
+    what: str,
+    now: Callable[[], float] = time.time,
+) -> Iterator[None]:
+    """Hold the claim on `key` while the body writes; raise DownloadInProgress when another
+    writer holds it. `put(..., skip_if_exists=True)` is atomic in a modal.Dict, so of two
+    writers starting at once exactly one wins. A claim expires after `hold_s` (the download's
+    time limit: past it Modal has stopped that writer) and the same `writer` (a retry of the
+    same function call) takes its own claim back."""
+    claim = {"writer": writer, "until": now() + hold_s}
+    if not claims.put(key, claim, skip_if_exists=True):
+        held = claims.get(key) or {}
+        if held.get("writer") != writer and held.get("until", 0) > now():
+            left_s = held["until"] - now()
+            raise DownloadInProgress(
+                f"another download ({held.get('writer')}) is writing {what} now; wait for it "
+                f"to finish (its claim lapses within {left_s / 60:.0f} min if it died), then "
+                f"run the download again: a complete snapshot is not fetched twice"
+            )
+        claims[key] = claim  # our own retry, or a claim its writer outlived
+    try:
+        yield
+    finally:
+        if (claims.get(key) or {}).get("writer") == writer:
+            claims.pop(key, None)
 
 
 def repo_cache_dir(hub_cache: str | Path, model_id: str) -> Path:
@@ -49,8 +108,9 @@ def snapshot_problem(hub_cache: str | Path, model_id: str, revision: str | None)
     snapshot = repo / "snapshots" / commit
     if not snapshot.is_dir():
         present = sorted(p.name for p in (repo / "snapshots").glob("*") if p.is_dir())
-        return (f"no snapshot for revision {commit}"
-                + (f" (the cache holds {', '.join(present)})" if present else ""))
+        return f"no snapshot for revision {commit}" + (
+            f" (the cache holds {', '.join(present)})" if present else ""
+        )
     return _missing_files(snapshot)
 
 
@@ -91,8 +151,9 @@ def _missing_files(snapshot: Path) -> str | None:
         if absent:
             more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
             shown = ", ".join(absent[:3]) + more
-            missing.append(f"{len(absent)} of the {len(shards)} shards {index.name} names "
-                           f"({shown})")
+            missing.append(
+                f"{len(absent)} of the {len(shards)} shards {index.name} names ({shown})"
+            )
     elif not any((snapshot / name).is_file() for name in SINGLE_WEIGHT_FILES):
         missing.append(f"the weights ({' or '.join(WEIGHT_INDEXES + SINGLE_WEIGHT_FILES)})")
     if not missing:

@@ -29,9 +29,9 @@ MINUTES = 60  # seconds
 #
 # Modal evaluates this module twice: on your machine when `modal deploy` builds the app, and
 # again in every container it starts. The environment is chosen the first time, from
-# LIFTDEPLOY_ENV (or ENVIRONMENT, the variable the original plan used), and travels into the
-# containers in their `env=` below. A container only trusts what the deploy passed in, so it
-# can never fall back to another environment's settings.
+# LIFTDEPLOY_ENV (or ENVIRONMENT), and travels into the containers in their `env=` below. A
+# container only trusts what the deploy passed in, so it can never fall back to another
+# environment's settings.
 
 ENVIRONMENTS = ["production", "staging", "development"]
 DEFAULT_ENVIRONMENT = "development"  # a forgotten variable never deploys production
@@ -73,17 +73,71 @@ if DUMMY_WEIGHTS and ENVIRONMENT == "production":
         "deploy dummy weights to another environment (LIFTDEPLOY_ENV=staging)"
     )
 
-APP_NAME = {
+# `LIFTDEPLOY_ARGV_OF=<env>` with dummy weights runs that environment's vLLM command line here:
+# e.g. production's exact command (CUDA graphs, its memory share) on the staging app before the
+# first production deploy, to find a start-up or CUDA-graph out-of-memory without real weights.
+if modal.is_local():
+    ARGV_ENVIRONMENT = os.environ.get("LIFTDEPLOY_ARGV_OF") or ENVIRONMENT
+else:
+    ARGV_ENVIRONMENT = os.environ["LIFTDEPLOY_ARGV_OF"]
+if ARGV_ENVIRONMENT not in ENVIRONMENTS:
+    raise ValueError(
+        f"LIFTDEPLOY_ARGV_OF={ARGV_ENVIRONMENT!r} is not an environment; use one of: "
+        + ", ".join(ENVIRONMENTS)
+    )
+if ARGV_ENVIRONMENT != ENVIRONMENT and not DUMMY_WEIGHTS:
+    raise ValueError(
+        f"LIFTDEPLOY_ARGV_OF={ARGV_ENVIRONMENT} runs another environment's command line under "
+        f"{ENVIRONMENT}'s app, which is only a rehearsal: set LIFTDEPLOY_DUMMY_WEIGHTS=1 too"
+    )
+
+ENVIRONMENT_APP_NAME = {
     "production": "lift-sys-inference",
     "staging": "lift-sys-inference-staging",
     "development": "lift-sys-inference-development",
 }[ENVIRONMENT]
 
+# ## A release candidate
+#
+# `liftdeploy release start` deploys this module beside production under another app name,
+# `<production's app>-candidate`, with production's settings, and says so in
+# LIFTDEPLOY_APP_NAME (it travels into the containers like LIFTDEPLOY_ENV). A candidate shares
+# none of production's writable state: it mounts every Volume read-only and compiles into its
+# own container, deploys no monitor (production's watches production), and its billing tag
+# says `candidate`.
+PRODUCTION = "production"
+CANDIDATE_APP_NAME = f"{ENVIRONMENT_APP_NAME}-candidate"
+if modal.is_local():
+    APP_NAME = os.environ.get("LIFTDEPLOY_APP_NAME") or ENVIRONMENT_APP_NAME
+else:
+    APP_NAME = os.environ["LIFTDEPLOY_APP_NAME"]
+CANDIDATE = APP_NAME == CANDIDATE_APP_NAME and ENVIRONMENT == PRODUCTION
+if APP_NAME != ENVIRONMENT_APP_NAME and not CANDIDATE:
+    raise ValueError(
+        f"LIFTDEPLOY_APP_NAME={APP_NAME!r} is neither {ENVIRONMENT}'s app "
+        f"{ENVIRONMENT_APP_NAME!r}"
+        + (f" nor its release candidate {CANDIDATE_APP_NAME!r}" if ENVIRONMENT == PRODUCTION
+           else f" (only {PRODUCTION} has a release candidate)")
+        + "; unset LIFTDEPLOY_APP_NAME"
+    )
+
 # What the containers are told at deploy time (never secret values: those come from Secrets).
 CONTAINER_ENV = {
     "LIFTDEPLOY_ENV": ENVIRONMENT,
     "LIFTDEPLOY_REQUEST_TIMEOUT_S": "1200",
+    "LIFTDEPLOY_ALLOWED_ORIGINS": {
+        "production": '["https://lift-sys.vercel.app"]',
+        "staging": None,
+        "development": '["http://localhost:3000"]',
+    }[ENVIRONMENT],
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": {
+        "production": "http/protobuf",
+        "staging": None,
+        "development": None,
+    }[ENVIRONMENT],
     "LIFTDEPLOY_DUMMY_WEIGHTS": "1" if DUMMY_WEIGHTS else "0",
+    "LIFTDEPLOY_ARGV_OF": ARGV_ENVIRONMENT,
+    "LIFTDEPLOY_APP_NAME": APP_NAME,
 }
 
 # ## The container image
@@ -93,7 +147,23 @@ CONTAINER_ENV = {
 # that was tested. Change it with `engine.vllm_version` in deployment.yaml.
 
 VLLM_VERSION = "0.32.0"
-PYTHON_VERSION = "3.12"
+# The rest of the image is pinned too, so a rebuild months later builds the same image: the base
+# image is python:<PYTHON_VERSION>-slim on the Debian release of Modal's image builder version
+# (engine.image_builder_version; the deploy uses it, not the workspace's default), and uv, which
+# installs the packages, is a fixed release instead of `latest`.
+PYTHON_VERSION = "3.12.10"
+IMAGE_BUILDER_VERSION = "2025.06"
+UV_VERSION = "0.13.9"
+if modal.is_local():  # read by modal when it builds the images, at `modal deploy`
+    builder = os.environ.setdefault("MODAL_IMAGE_BUILDER_VERSION", IMAGE_BUILDER_VERSION)
+    if builder != IMAGE_BUILDER_VERSION:
+        raise ValueError(
+            f"MODAL_IMAGE_BUILDER_VERSION={builder} but deployment.yaml builds with "
+            f"{IMAGE_BUILDER_VERSION} (engine.image_builder_version); unset the variable, or "
+            f"change the spec and `liftdeploy render .`"
+        )
+# Start-up failures go to Sentry (observability.sentry_dsn_secret) through its own SDK.
+SENTRY_SDK_VERSION = "2.75.0"
 
 # Weights (the Hugging Face cache) and vLLM's compile cache live on the Volumes mounted below.
 WEIGHTS_DIR = "/root/.cache/huggingface"
@@ -112,7 +182,10 @@ RUNTIME_PATH = "/opt/liftdeploy"
 
 image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
-    .uv_pip_install(f"vllm=={VLLM_VERSION}")
+    .uv_pip_install(
+        f"vllm=={VLLM_VERSION}", f"sentry-sdk=={SENTRY_SDK_VERSION}",
+        uv_version=UV_VERSION,
+    )
     .env(
         {
             "HF_HUB_CACHE": HUB_CACHE,
@@ -154,11 +227,22 @@ volumes = {
     path: modal.Volume.from_name(name, create_if_missing=True) for path, name in VOLUMES.items()
 }
 WEIGHTS_VOLUME = VOLUMES[WEIGHTS_DIR]
+# Servers mount the weights read-only: every environment shares that Volume, and only
+# `download_model` may write it. A release candidate writes no Volume at all: production's
+# compile cache stays production's.
+if CANDIDATE:
+    volumes = {path: volume.with_mount_options(read_only=True)
+               for path, volume in volumes.items()}
+server_volumes = {
+    **volumes, WEIGHTS_DIR: volumes[WEIGHTS_DIR].with_mount_options(read_only=True),
+}
+# vLLM writes its compile cache where VLLM_CACHE_ROOT points: a candidate's is in its container.
+SERVER_PROCESS_ENV = {"VLLM_CACHE_ROOT": "/tmp/vllm-cache"} if CANDIDATE else {}
 
 # Secrets are referenced by name only; their values stay in Modal.
 SECRETS = {
-    "production": ["prod-modal-secrets", "huggingface"],
-    "staging": ["staging-modal-secrets", "huggingface-staging"],
+    "production": ["huggingface", "lift-sys-sentry", "lift-sys-otlp-headers"],
+    "staging": ["huggingface-staging"],
     "development": ["huggingface-development"],
 }[ENVIRONMENT]
 HF_TOKEN_SECRETS = {
@@ -192,9 +276,17 @@ HEALTHY_WITHIN_S = {
     "development": 6 * MINUTES,
 }[ENVIRONMENT]
 # When a rolling deploy or a scale-down stops a container, new requests get 503 (Modal routes
-# them to other containers) and those in flight have this long to finish: the longest realistic
-# generation, from `liftdeploy plan`. vLLM's --shutdown-timeout below is a little shorter.
-EXIT_GRACE_PERIOD_S = 20 * MINUTES
+# them to other containers) and those in flight have up to the request limit to finish (within
+# Modal's 1 h cap); an idle container stops at once. vLLM's --shutdown-timeout is a little
+# shorter. The exit hook drains for DRAIN_S: the rest of the grace is Modal's time to commit
+# the Volumes (the compile cache), which it does only after the hook returns.
+EXIT_GRACE_PERIOD_S = 1225
+DRAIN_S = 1205
+# Host CPU cores and memory (MiB) reserved beside the GPUs: vLLM's API server, engine core,
+# tokenizer, grammar compiler and one worker per GPU (runtime.cpu / runtime.memory_mib; sized by
+# `liftdeploy plan` from the GPU count and the model).
+SERVER_CPU = 6.0
+SERVER_MEMORY_MIB = 17408
 # Idle time before a container stops: the cost/latency dial.
 SCALEDOWN_WINDOW_S = {
     "production": 10 * MINUTES,
@@ -219,71 +311,41 @@ NONPREEMPTIBLE = False
 # False: callers authenticate with Modal-Key / Modal-Secret headers (Modal proxy auth).
 UNAUTHENTICATED = False
 
-# The vLLM server command line, from liftdeploy's one argv function (`liftdeploy.render.vllm_args`),
-# for each environment. `liftdeploy check` fails when it no longer matches deployment.yaml.
-VLLM_ARGS = {
-    "production": [
-        "--model", "Qwen/Qwen2.5-Coder-32B-Instruct",
-        "--revision", "b47205940b83b5b484577359f71ee7b88472df67",
-        "--served-model-name", "qwen25-coder-32b",
-        "--dtype", "bfloat16",
-        "--max-model-len", "16384",
-        "--kv-cache-dtype", "auto",
-        "--tensor-parallel-size", "1",
-        "--gpu-memory-utilization", "0.9",
-        "--max-num-seqs", "13",
-        "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
-        "--allowed-origins", '["https://lift-sys.vercel.app"]',
-        "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
-        "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
-        "--middleware", "liftdeploy.runtime.lifecycle.RequestLifecycle",
-        "--shutdown-timeout", "1190",
-        "--enable-request-id-headers",
-        "--host", "0.0.0.0",
-        "--port", "8000",
-    ],
-    "staging": [
-        "--model", "Qwen/Qwen2.5-Coder-32B-Instruct",
-        "--revision", "b47205940b83b5b484577359f71ee7b88472df67",
-        "--served-model-name", "qwen25-coder-32b",
-        "--dtype", "bfloat16",
-        "--max-model-len", "16384",
-        "--kv-cache-dtype", "auto",
-        "--tensor-parallel-size", "1",
-        "--gpu-memory-utilization", "0.9",
-        "--max-num-seqs", "13",
-        "--enforce-eager",
-        "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
-        "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
-        "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
-        "--middleware", "liftdeploy.runtime.lifecycle.RequestLifecycle",
-        "--shutdown-timeout", "1190",
-        "--enable-request-id-headers",
-        "--host", "0.0.0.0",
-        "--port", "8000",
-    ],
-    "development": [
-        "--model", "Qwen/Qwen2.5-Coder-32B-Instruct",
-        "--revision", "b47205940b83b5b484577359f71ee7b88472df67",
-        "--served-model-name", "qwen25-coder-32b",
-        "--dtype", "bfloat16",
-        "--max-model-len", "16384",
-        "--kv-cache-dtype", "auto",
-        "--tensor-parallel-size", "1",
-        "--gpu-memory-utilization", "0.9",
-        "--max-num-seqs", "13",
-        "--enforce-eager",
-        "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
-        "--allowed-origins", '["http://localhost:3000"]',
-        "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
-        "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
-        "--middleware", "liftdeploy.runtime.lifecycle.RequestLifecycle",
-        "--shutdown-timeout", "1190",
-        "--enable-request-id-headers",
-        "--host", "0.0.0.0",
-        "--port", "8000",
-    ],
-}[ENVIRONMENT]
+# The vLLM server command line (liftdeploy's `server_args`): a container runs its own
+# environment's, another's only in a dummy-weights rehearsal (above). `liftdeploy check` fails
+# when it no longer matches deployment.yaml.
+VLLM_ARGS = [
+    "--model", MODEL_ID,
+    "--revision", MODEL_REVISION,
+    "--served-model-name", "qwen25-coder-32b",
+    "--dtype", "bfloat16",
+    "--max-model-len", "16384",
+    "--kv-cache-dtype", "auto",
+    "--tensor-parallel-size", "1",
+    "--gpu-memory-utilization", "0.9",
+    "--max-num-seqs", str(MAX_CONCURRENCY),
+    *{
+        "production": [],
+        "staging": ["--enforce-eager"],
+        "development": ["--enforce-eager"],
+    }[ARGV_ENVIRONMENT],
+    "--structured-outputs-config", '{"backend":"guidance","disable_any_whitespace":true}',
+    *{
+        "production": [
+            "--allowed-origins", '["https://lift-sys.vercel.app"]',
+            "--otlp-traces-endpoint", "https://otlp.lift-sys.example/v1/traces",
+        ],
+        "staging": [],
+        "development": ["--allowed-origins", '["http://localhost:3000"]'],
+    }[ARGV_ENVIRONMENT],
+    "--middleware", "liftdeploy.runtime.guard.StructuredOutputGuard",
+    "--middleware", "liftdeploy.runtime.auth.ApiKeyGate",
+    "--middleware", "liftdeploy.runtime.lifecycle.RequestLifecycle",
+    "--shutdown-timeout", "1215",
+    "--enable-request-id-headers",
+    "--host", "0.0.0.0",
+    "--port", str(VLLM_PORT),
+]
 
 # Modal's billing report splits the bill by these tags: `liftdeploy spend deployment.yaml`
 # reads what each environment really cost.
@@ -292,6 +354,8 @@ TAGS = {
     "liftdeploy-environment": ENVIRONMENT,
     "liftdeploy-version": "0.1.0",
 }
+if CANDIDATE:  # its cost is the release's, not production's serving
+    TAGS["liftdeploy-release"] = "candidate"
 
 app = modal.App(APP_NAME, tags=TAGS)
 
@@ -304,7 +368,14 @@ app = modal.App(APP_NAME, tags=TAGS)
 # A complete snapshot is not fetched again. Only the weights Volume is mounted.
 DOWNLOAD_TIMEOUT_S = 32 * MINUTES
 DOWNLOAD_RETRIES = 3
+# Eight files at once, each hashed and decompressed by Xet: the default reservation is too small.
+DOWNLOAD_CPU = 8.0
+DOWNLOAD_MEMORY_MIB = 8192
 DOWNLOAD_COMMAND = f"liftdeploy download deployment.yaml --env {ENVIRONMENT}"
+# One writer per snapshot: a download claims it in this Dict first (shared, like the weights
+# Volume, by every environment), so a second download started meanwhile stops with a message
+# instead of writing the same files at once. A claim lapses after one attempt's time limit.
+download_claims = modal.Dict.from_name(f"{WEIGHTS_VOLUME[:56]}-writers", create_if_missing=True)
 
 
 @app.function(
@@ -315,6 +386,8 @@ DOWNLOAD_COMMAND = f"liftdeploy download deployment.yaml --env {ENVIRONMENT}"
     # which it now ignores): the download is the container's only job.
     env={**CONTAINER_ENV, "HF_XET_HIGH_PERFORMANCE": "1"},
     timeout=DOWNLOAD_TIMEOUT_S,
+    cpu=DOWNLOAD_CPU,
+    memory=DOWNLOAD_MEMORY_MIB,
     retries=modal.Retries(
         max_retries=DOWNLOAD_RETRIES, initial_delay=30.0, backoff_coefficient=2.0
     ),
@@ -323,16 +396,24 @@ def download_model() -> None:
     """Fill the weights Volume with MODEL_ID at MODEL_REVISION, unless it is already there."""
     from huggingface_hub import snapshot_download
 
-    from liftdeploy.runtime.weights import snapshot_problem
+    from liftdeploy.runtime.weights import single_writer, snapshot_key, snapshot_problem
 
+    if CANDIDATE:
+        raise RuntimeError(f"a release candidate never writes the weights Volume; download with "
+                           f"production's app: {DOWNLOAD_COMMAND}")
     where = f"{MODEL_ID} at {MODEL_REVISION or 'the default branch'}"
     problem = snapshot_problem(HUB_CACHE, MODEL_ID, MODEL_REVISION)
     if problem is None:
         print(f"{where} is already complete on Volume {WEIGHTS_VOLUME}; nothing to fetch")
         return
-    print(f"fetching {where} ({problem})")
-    snapshot_download(MODEL_ID, revision=MODEL_REVISION, cache_dir=HUB_CACHE)
-    volumes[WEIGHTS_DIR].commit()
+    with single_writer(
+        download_claims, snapshot_key(MODEL_ID, MODEL_REVISION),
+        writer=modal.current_function_call_id() or "a local run",  # its retries share the id
+        hold_s=DOWNLOAD_TIMEOUT_S, what=f"{where} on Volume {WEIGHTS_VOLUME}",
+    ):
+        print(f"fetching {where} ({problem})")
+        snapshot_download(MODEL_ID, revision=MODEL_REVISION, cache_dir=HUB_CACHE)
+        volumes[WEIGHTS_DIR].commit()
     problem = snapshot_problem(HUB_CACHE, MODEL_ID, MODEL_REVISION)
     if problem is not None:
         raise RuntimeError(f"{where} is still incomplete after the download: {problem}")
@@ -350,7 +431,9 @@ def download_model() -> None:
 @app.server(
     image=image,
     gpu=GPU,
-    volumes=volumes,
+    cpu=SERVER_CPU,
+    memory=SERVER_MEMORY_MIB,
+    volumes=server_volumes,
     secrets=[modal.Secret.from_name(name) for name in SECRETS],
     env=CONTAINER_ENV,
     port=VLLM_PORT,
@@ -368,6 +451,16 @@ def download_model() -> None:
 class Server:
     @modal.enter()
     def start(self) -> None:
+        from liftdeploy.runtime.errortracking import reporting_start_failure, start_error_tracking
+
+        # Sentry, where the environment's Secrets set SENTRY_DSN; elsewhere nothing is sent.
+        # Every start-up failure is one event (missing weights included), with vLLM's last log
+        # lines once it runs.
+        start_error_tracking(environment=ENVIRONMENT, release=APP_NAME)
+        with reporting_start_failure(self):
+            self._start()
+
+    def _start(self) -> None:
         from liftdeploy.runtime.server import ServerProcess
 
         if not DUMMY_WEIGHTS:  # fail now with the fix, not later with vLLM's offline error
@@ -377,16 +470,102 @@ class Server:
                              volume=WEIGHTS_VOLUME, fix=DOWNLOAD_COMMAND)
         command = _server_command()
         print("starting vLLM:", " ".join(command))
-        # Dummy weights still read config.json and the tokenizer from the Hub.
-        offline = "0" if DUMMY_WEIGHTS else "1"
-        self.server = ServerProcess(command, port=VLLM_PORT, env={"HF_HUB_OFFLINE": offline})
+        # Dummy weights still read config.json and the tokenizer from the Hub, into a cache in
+        # the container: the weights Volume is read-only here.
+        hub = {"HF_HUB_OFFLINE": "0", "HF_HUB_CACHE": "/tmp/hf-hub-cache"} if DUMMY_WEIGHTS \
+            else {"HF_HUB_OFFLINE": "1"}
+        self.server = ServerProcess(command, port=VLLM_PORT, env={**hub, **SERVER_PROCESS_ENV})
         took_s = self.server.wait_healthy(HEALTHY_WITHIN_S)
         print(f"vLLM is healthy after {took_s:.0f} s")
 
     @modal.exit()
     def stop(self) -> None:
-        # Drain: refuse new requests, let those in flight finish, then stop vLLM and its workers.
-        self.server.stop(grace_s=EXIT_GRACE_PERIOD_S)
+        # Drain: refuse new requests, let those in flight finish, then stop vLLM and its workers,
+        # leaving the rest of the grace period to Modal's Volume commit.
+        self.server.stop(grace_s=DRAIN_S)
+
+
+# ## Monitoring and alerts
+#
+# A small CPU-only function runs on a schedule, reads Modal's own counts for the server
+# (requests by status, 429s, latency, containers that failed to start) and posts to the
+# webhook in ALERTS' Secret once when a threshold is crossed and once when it clears. It never
+# wakes a GPU: vLLM's /metrics is read only from a container that is running anyway and that
+# served other requests since the last check. Open incidents and the last scrape are kept in a
+# Modal Dict between runs. `liftdeploy alerts test deployment.yaml --env ENV` checks the wiring.
+
+ALERTS = {
+    "production": {
+        "webhook_secret": "lift-sys-alerts-webhook",
+        "check_every_s": 300,
+        "thresholds": {
+            "min_requests": 10,
+            "error_rate": 0.05,
+            "p95_latency_s": 120.0,
+            "throttled_rate": 0.05,
+            "start_failures": 1,
+        },
+    },
+    "staging": None,
+    "development": None,
+}[ENVIRONMENT]
+monitor_state = modal.Dict.from_name(f"{APP_NAME}-monitor", create_if_missing=True)
+monitor_image = (
+    modal.Image.debian_slim(python_version=PYTHON_VERSION)
+    .env({"PYTHONPATH": RUNTIME_PATH})
+    .add_local_dir(RUNTIME_DIR, remote_path=f"{RUNTIME_PATH}/liftdeploy/runtime")
+)
+
+
+def monitor() -> None:
+    """Check the server against ALERTS' thresholds; post when an incident opens or clears."""
+    from datetime import datetime, timezone
+
+    from liftdeploy.runtime.monitor import (
+        ALERT_WEBHOOK_ENV, Monitor, Thresholds, metrics_headers, post_alert,
+        window_from_modal_stats,
+    )
+
+    server = modal.Server.from_name(APP_NAME, "Server")
+    watch = Monitor(APP_NAME, Thresholds(**ALERTS["thresholds"]), monitor_state)
+    now = time.time()
+    since = watch.since(now, ALERTS["check_every_s"])
+    stats = server.stats(since=datetime.fromtimestamp(since, timezone.utc),
+                         until=datetime.fromtimestamp(now, timezone.utc))
+    metrics = None
+    # A proxy-authed server's /metrics needs a proxy token, kept in the webhook's Secret.
+    headers = metrics_headers(os.environ, proxy_auth=not UNAUTHENTICATED)
+    if headers is None:
+        print(f"vLLM /metrics not read: add MODAL_PROXY_KEY and MODAL_PROXY_SECRET to Secret "
+              f"{ALERTS['webhook_secret']}; checking Modal's counts only")
+    # The SDK's list of containers registered to serve right now (experimental in modal 1.6).
+    elif watch.should_scrape(len(server._experimental_list_containers()),
+                             stats.request_count):
+        url = f"{server.get_url()}/metrics"
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                metrics = response.read().decode()
+        except (urllib.error.URLError, OSError) as error:  # e.g. proxy auth without keys
+            print(f"vLLM /metrics not read ({error}); checking Modal's counts only")
+    windows = [window_from_modal_stats(stats), watch.engine_window(metrics)]
+    webhook_url = os.environ[ALERT_WEBHOOK_ENV]
+    for sent in watch.check(windows, lambda text: post_alert(webhook_url, text), now=now):
+        print(sent)
+
+
+# A release candidate deploys no monitor: production's watches production, and the
+# candidate's numbers are `liftdeploy release status`'s.
+if ALERTS is not None and not CANDIDATE:
+    monitor = app.function(
+        image=monitor_image,
+        secrets=[modal.Secret.from_name(ALERTS["webhook_secret"])],
+        env=CONTAINER_ENV,
+        schedule=modal.Period(seconds=ALERTS["check_every_s"]),
+        timeout=2 * MINUTES,
+    )(monitor)
+else:  # no observability.alerts here, or a release candidate: no monitor is deployed
+    del monitor
 
 
 # ## Try it

@@ -42,9 +42,14 @@ class ApiKeyGate:
         path = scope.get("path", "").removeprefix(scope.get("root_path", ""))
         if self.api_key and path not in OPEN_PATHS and scope.get("method") != "OPTIONS":
             if not hmac.compare_digest(_bearer(scope).encode(), self.api_key.encode()):
-                await _reply(send, 401, "missing or wrong API key: send the header "
-                             "`Authorization: Bearer <key>` (LIFTDEPLOY_API_KEY for liftdeploy's "
-                             "client)", "AuthenticationError")
+                await _reply(
+                    send,
+                    401,
+                    "missing or wrong API key: send the header "
+                    "`Authorization: Bearer <key>` (LIFTDEPLOY_API_KEY for liftdeploy's "
+                    "client)",
+                    "AuthenticationError",
+                )
                 return
         if _declared_length(scope) > MAX_BODY_BYTES:
             await _too_large(send)
@@ -74,8 +79,12 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _capped_app(app: Callable[[Scope, Receive, Send], Awaitable[None]], scope: Scope,
-                      receive: Receive, send: Send) -> None:
+async def _capped_app(
+    app: Callable[[Scope, Receive, Send], Awaitable[None]],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
     """Runs the app with a body sent without content-length (chunked) stopped at
     MAX_BODY_BYTES; then the answer is 413, whatever the app made of the interrupted read."""
     seen, over, started = 0, False, False
@@ -106,14 +115,26 @@ async def _capped_app(app: Callable[[Scope, Receive, Send], Awaitable[None]], sc
 
 
 async def _too_large(send: Send) -> None:
-    await _reply(send, 413, f"request body too large: over the limit of {MAX_BODY_BYTES} bytes; "
-                 f"send a shorter prompt", "RequestTooLarge")
+    await _reply(
+        send,
+        413,
+        f"request body too large: over the limit of {MAX_BODY_BYTES} bytes; send a shorter prompt",
+        "RequestTooLarge",
+    )
 
 
 async def _reply(send: Send, status: int, message: str, kind: str) -> None:
-    body = json.dumps({"error": {"message": message, "type": kind, "param": None,
-                                 "code": status}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body, "more_body": False})
