@@ -57,16 +57,18 @@ def test_costly_pattern_is_unchecked_within_the_budget() -> None:
 def test_one_slow_keyword_on_a_large_answer_is_stopped_by_the_budget() -> None:
     """Before: uniqueItems under allOf (unseen by vLLM's xgrammar check) compared 4,000 objects
     pairwise in one keyword call for 18-40 s, past any budget, then answered "valid"."""
-    items = [{"id": i, **{f"field{k}": f"value {i} {k}" for k in range(20)}} for i in range(4000)]
+    # 40,000 distinct objects: even the linear check takes seconds (3 s measured here), far
+    # past the 0.05 s budget on any machine; the quadratic one it replaced never finished.
+    items = [{"id": i, **{f"field{k}": f"value {i} {k}" for k in range(20)}} for i in range(40_000)]
     schema = {
         "type": "object",
         "properties": {"xs": {"allOf": [{"type": "array"}, {"uniqueItems": True}]}},
     }
     started = time.monotonic()
-    verdict = judge_answer(json.dumps({"xs": items}), schema, "stop", budget_s=0.3)
+    verdict = judge_answer(json.dumps({"xs": items}), schema, "stop", budget_s=0.05)
     took = time.monotonic() - started
     assert verdict.kind == "unchecked" and "too expensive" in (verdict.problem or "")
-    assert took < 10, f"the budget did not stop uniqueItems ({took:.1f} s)"
+    assert took < 60, f"the budget did not stop uniqueItems ({took:.1f} s)"
 
 
 def test_unique_items_compares_as_json_schema_does() -> None:
@@ -93,10 +95,11 @@ def test_additional_properties_patterns_are_bounded_by_the_budget() -> None:
         "patternProperties": {"^(a|a)+$": {}},
     }
     started = time.monotonic()
-    verdict = judge_answer(json.dumps({"a" * 26 + "!": 1}), schema, "stop", budget_s=0.3)
+    # 2**32 ways to backtrack: hours for an unbounded matcher, the budget for the guard's.
+    verdict = judge_answer(json.dumps({"a" * 32 + "!": 1}), schema, "stop", budget_s=0.3)
     took = time.monotonic() - started
     assert verdict.kind == "unchecked"
-    assert took < 10, f"the budget did not stop additionalProperties ({took:.1f} s)"
+    assert took < 60, f"the budget did not stop additionalProperties ({took:.1f} s)"
     assert judge_answer('{"aa": 1}', schema, "stop").kind == "valid"
     refused = judge_answer('{"aa": 1, "b": 2}', schema, "stop")
     assert refused.kind == "schema_violation" and "'b'" in (refused.problem or "")
