@@ -103,8 +103,7 @@ ENVIRONMENT_APP_NAME = {
 # `<production's app>-candidate`, with production's settings, and says so in
 # LIFTDEPLOY_APP_NAME (it travels into the containers like LIFTDEPLOY_ENV). A candidate shares
 # none of production's writable state: it mounts every Volume read-only and compiles into its
-# own container, deploys no monitor (production's watches production), and its billing tag
-# says `candidate`.
+# own container, leaves alerting to production's app, and its billing tag says `candidate`.
 PRODUCTION = "production"
 CANDIDATE_APP_NAME = f"{ENVIRONMENT_APP_NAME}-candidate"
 if modal.is_local():
