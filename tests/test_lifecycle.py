@@ -600,7 +600,8 @@ def test_a_second_ctrl_c_stops_serve_at_once(twin_supported: None, serve: Any) -
         # the second Ctrl-C (it once did with the schema-bound ones, and the test saw 200s).
         in_flight = [pool.submit(_endless_request, client, "qwen25-coder-32b") for _ in range(2)]
         time.sleep(ARRIVAL_S)
-        assert not any(future.done() for future in in_flight), "answered before the stop"
+        early = [future.result() for future in in_flight if future.done()]
+        assert not early, f"answered before the stop: {early}"
         process.send_signal(signal.SIGINT)
         assert process.stderr is not None  # serve says "draining" as it starts to drain
         assert any(line.startswith("draining") for line in process.stderr), "never drained"

@@ -237,6 +237,15 @@ def test_cpu_twin_changes_only_what_the_cpu_forces(example: Path, tmp_path: Path
     )
 
 
+def test_the_twin_sends_no_traces_off_the_machine(tmp_path: Path) -> None:
+    """Production's spec names an OTLP collector; the twin serves it on loopback only."""
+    production = load_spec(PRIMARY).resolve("production")
+    assert production.observability.otlp_traces_endpoint  # the example turns traces on
+    twin = cpu_twin(production, tmp_path)
+    assert "--otlp-traces-endpoint" not in server_args(twin, port=1234, host=TWIN_HOST)
+    assert "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" not in twin_env(twin)
+
+
 def test_twin_env_carries_the_key_and_cpu_cache_never_the_argv(tmp_path: Path) -> None:
     twin = cpu_twin(load_spec(PRIMARY).resolve(), tmp_path)
     env = twin_env(twin, api_key="k-123")

@@ -121,6 +121,8 @@ def cpu_twin(resolved: ResolvedDeployment, model_path: str | Path) -> ResolvedDe
         memory_utilization=TWIN_MEMORY_UTILIZATION,
     )
     data["engine"]["enforce_eager"] = True  # CUDA graphs and torch.compile are GPU start-up work
+    # A local server sends nothing off the machine: no traces to production's collector.
+    data["observability"].update(otlp_traces_endpoint=None, otlp_headers_secret=None)
     if resolved.runtime.exit_grace_period_s is None:  # the planner's default assumes a GPU
         data["runtime"]["exit_grace_period_s"] = TWIN_EXIT_GRACE_S
     return ResolvedDeployment.model_validate(data)
