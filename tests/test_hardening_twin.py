@@ -199,6 +199,7 @@ watchdog.watch(server.pid)
 server.stdout.readline()  # the grandchild runs
 print(server.pid, flush=True)
 if sys.argv[1] != "watch":  # the server is stopped here: released, or left as start_twin's
+    sys.stdin.readline()  # once the test has seen the watchdog
     os.killpg(server.pid, signal.SIGKILL)
     server.wait()
     if sys.argv[1] == "release":
@@ -256,6 +257,9 @@ def test_a_watchdog_leaves_once_its_server_is_stopped(ending: str) -> None:
         watchdog = next(
             proc for proc in _descendants(wrapper.pid, _processes()) if "-I" in proc.argv
         )
+        assert wrapper.stdin is not None
+        wrapper.stdin.write("stop\n")  # only now: the watchdog was seen before it can leave
+        wrapper.stdin.flush()
         assert wrapper.stdout.readline().strip() == "stopped"
         _wait_until(lambda: not _group_members(pgid), GONE_WITHIN_S, "the group killed")
         _wait_until(
