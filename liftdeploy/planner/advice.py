@@ -174,16 +174,22 @@ def _cheaper_gpu(resolved: ResolvedDeployment, current: Any) -> list[Suggestion]
         f"${current.cost.usd_per_hour:.2f}/h)"
     )
     found = [Suggestion("gpu.type", best.gpu, resolved.gpu.type, why)]
-    if best.count != resolved.gpu.count:
-        found.append(
-            Suggestion(
-                "gpu.count",
-                best.count,
-                resolved.gpu.count,
-                f"{best.gpu} holds the model on {best.count}",
-            )
-        )
+    found += _gpu_count_change(resolved, best)
     return found
+
+
+def _gpu_count_change(resolved: ResolvedDeployment, best: Any) -> list[Suggestion]:
+    """The gpu.count a proposed GPU layout needs, when it differs from the spec's."""
+    if best.count == resolved.gpu.count:
+        return []
+    return [
+        Suggestion(
+            "gpu.count",
+            best.count,
+            resolved.gpu.count,
+            f"{best.gpu} holds the model on {best.count}",
+        )
+    ]
 
 
 def _to_fit(resolved: ResolvedDeployment, current: Any) -> tuple[list[Suggestion], Any]:
@@ -245,15 +251,7 @@ def _to_fit(resolved: ResolvedDeployment, current: Any) -> tuple[list[Suggestion
             f"{error}; {best.label} holds it (the first layout that fits)",
         )
     ]
-    if best.count != resolved.gpu.count:
-        found.append(
-            Suggestion(
-                "gpu.count",
-                best.count,
-                resolved.gpu.count,
-                f"{best.gpu} holds the model on {best.count}",
-            )
-        )
+    found += _gpu_count_change(resolved, best)
     return found, trial
 
 

@@ -180,18 +180,29 @@ def dirty_paths(service: Path, paths: list[str]) -> list[str]:
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return []
-    top = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"],
-        cwd=service,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    top = git_toplevel(service)
+    if top is None:
+        return []
     dirty = []
     for line in out.splitlines():
         name = line[3:].split(" -> ")[-1].strip('"')
-        dirty.append(os.path.relpath(Path(top) / name, service.resolve()))
+        dirty.append(os.path.relpath(top / name, service.resolve()))
     return sorted(dirty)
+
+
+def git_toplevel(path: Path) -> Path | None:
+    """The root of the git work tree holding `path`, or None outside git."""
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return Path(top)
 
 
 def _merge_file(

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from liftdeploy import __version__
 from liftdeploy.errors import RenderError
-from liftdeploy.render.regenerate import ANSWERS_FILE
+from liftdeploy.render.regenerate import ANSWERS_FILE, git_toplevel
 
 __all__ = [
     "INSTALL_KEY",
@@ -334,17 +334,8 @@ def workflow_at_root(text: str, folder: str, name: str) -> str:
 def repository_folder(service: Path) -> tuple[Path, str] | None:
     """The git work tree holding `service` and the service's folder in it ("." at its root);
     None outside git."""
-    try:
-        top = Path(
-            subprocess.run(
-                ["git", "rev-parse", "--show-toplevel"],
-                cwd=service,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
+    top = git_toplevel(service)
+    if top is None:
         return None
     return top, service.resolve().relative_to(top.resolve()).as_posix()
 
@@ -412,14 +403,5 @@ def _unreadable(source: str, tag: str) -> str | None:
 
 
 def is_git_root(path: Path) -> bool:
-    try:
-        top = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=path,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return False
-    return Path(top).resolve() == path.resolve()
+    top = git_toplevel(path)
+    return top is not None and top.resolve() == path.resolve()
